@@ -1,0 +1,32 @@
+# Plain entry points. `make test` works on a fresh machine with only Python.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test test-backends lint clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# The whole suite on TensorFlow (default backend), then the model tests on JAX and PyTorch.
+test: $(STAMP)
+	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest
+	$(MAKE) --no-print-directory test-backends
+
+test-backends: $(STAMP)
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -m multibackend
+	KERAS_BACKEND=torch $(BIN)/python -m pytest -m multibackend
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache
