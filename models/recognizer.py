@@ -87,6 +87,7 @@ def build_attention_model(
     weight_decay: float = DEFAULT_WEIGHT_DECAY,
     state_initializer: str = "mean_feature",
     frame_mask_input: bool = False,
+    precompute_input_projection: bool = True,
     compile: bool = True,
     seed: int | None = None,
     name: str | None = None,
@@ -98,8 +99,9 @@ def build_attention_model(
         feature_dim: Size of a frame feature (4096 for VGG16 FC6).
         num_frames: Frames per sample (30, section 3.2); `None` for any length.
         units, num_layers, num_steps, use_attention, dropout, state_initializer,
-            seed: passed to `TemporalAttentionLSTM`. `dropout` also acts on the
-            top layer's output before the classifier (Zaremba et al.).
+            precompute_input_projection, seed: passed to `TemporalAttentionLSTM`.
+            `dropout` also acts on the top layer's output before the
+            classifier (Zaremba et al.).
         weight_decay: gamma of eq. 8, as `L2(gamma)` on every parameter
             (kernels, recurrent kernels, biases, attention and classifier).
         frame_mask_input: If `True`, the model takes a second input
@@ -138,6 +140,7 @@ def build_attention_model(
         recurrent_regularizer=decay,
         bias_regularizer=decay,
         attention_regularizer=decay,
+        precompute_input_projection=precompute_input_projection,
         seed=seed,
         name="temporal_attention_lstm",
     )

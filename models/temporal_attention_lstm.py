@@ -47,7 +47,8 @@ class TemporalAttentionLSTM(keras.layers.Layer):
         num_steps: Positive integer, recurrent steps, one output per step.
             Default 30 (paper).
         use_attention: Boolean. `False` gives the paper's baseline,
-            `x_t = mean_i v_i` at every step. Default `True`.
+            `x_t = mean_i v_i` at every step (and no attention weights).
+            Default `True`.
         dropout: Float in [0, 1), dropout rate on the input of every LSTM
             layer. Default 0.5.
         state_initializer: `"mean_feature"` (default) or `"zeros"`.
@@ -66,6 +67,10 @@ class TemporalAttentionLSTM(keras.layers.Layer):
         bias_regularizer: Regularizer of all biases, `b_a` included.
             Default `None`.
         attention_regularizer: Regularizer of `w_a` and `u_a`. Default `None`.
+        precompute_input_projection: Boolean. `True` (default) computes
+            `W V` once per call and mixes its rows at each step; `False` runs
+            layer 1's `LSTMCell` on `x_t` at each step. Same result; `False`
+            exists for comparison (see `evaluation/benchmark.py`).
         seed: Integer seed of the dropout masks. Default `None`.
 
     Call arguments:
@@ -109,6 +114,7 @@ class TemporalAttentionLSTM(keras.layers.Layer):
         recurrent_regularizer=None,
         bias_regularizer=None,
         attention_regularizer=None,
+        precompute_input_projection: bool = True,
         seed: int | None = None,
         **kwargs,
     ):
@@ -138,6 +144,7 @@ class TemporalAttentionLSTM(keras.layers.Layer):
         self.recurrent_regularizer = keras.regularizers.get(recurrent_regularizer)
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
         self.attention_regularizer = keras.regularizers.get(attention_regularizer)
+        self.precompute_input_projection = bool(precompute_input_projection)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
@@ -169,7 +176,25 @@ class TemporalAttentionLSTM(keras.layers.Layer):
         self.cells[0].build((None, feature_dim))
         for cell in self.cells[1:]:
             cell.build((None, self.units))
-        # Attention (eq. 5): w_a (units,), u_a (features,), b_a scalar.
+        if self.use_attention:
+            self._build_attention(feature_dim)
+        if self.state_initializer == "mean_feature":
+            # h_0 and c_0 of every layer in one kernel: (features, layers * 2 * units).
+            self.initial_state_kernel = self.add_weight(
+                name="initial_state_kernel",
+                shape=(feature_dim, self.num_layers * 2 * self.units),
+                initializer=self.kernel_initializer,
+                regularizer=self.kernel_regularizer,
+            )
+            self.initial_state_bias = self.add_weight(
+                name="initial_state_bias",
+                shape=(self.num_layers * 2 * self.units,),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
+            )
+
+    def _build_attention(self, feature_dim):
+        """Eq. 5: w_a (units,), u_a (features,) and the scalar b_a."""
         self.attention_state_kernel = self.add_weight(
             name="attention_state_kernel",
             shape=(self.units, 1),
@@ -188,20 +213,6 @@ class TemporalAttentionLSTM(keras.layers.Layer):
             initializer=self.bias_initializer,
             regularizer=self.bias_regularizer,
         )
-        if self.state_initializer == "mean_feature":
-            # h_0 and c_0 of every layer in one kernel: (features, layers * 2 * units).
-            self.initial_state_kernel = self.add_weight(
-                name="initial_state_kernel",
-                shape=(feature_dim, self.num_layers * 2 * self.units),
-                initializer=self.kernel_initializer,
-                regularizer=self.kernel_regularizer,
-            )
-            self.initial_state_bias = self.add_weight(
-                name="initial_state_bias",
-                shape=(self.num_layers * 2 * self.units,),
-                initializer=self.bias_initializer,
-                regularizer=self.bias_regularizer,
-            )
 
     # --- pieces of one call -------------------------------------------------
 
@@ -268,26 +279,34 @@ class TemporalAttentionLSTM(keras.layers.Layer):
 
         dropout_masks = self._dropout_masks(features, training)
         dropped = features if dropout_masks[0] is None else features * dropout_masks[0][:, None, :]
-        # Step-independent work, once per call: W V and u_a . V.
-        projected_frames = ops.matmul(dropped, self.cells[0].kernel)  # (batch, frames, 4 units)
-        frame_scores = ops.squeeze(
-            ops.matmul(features, self.attention_feature_kernel), axis=-1
-        )  # (batch, frames)
-        if not self.use_attention:
+        # Step-independent work, once per call.
+        input_kernel = self.cells[0].kernel if self.precompute_input_projection else None
+        if self.use_attention:
+            frame_inputs = dropped if input_kernel is None else ops.matmul(dropped, input_kernel)
+            # (batch, frames, 4 units) when precomputed, else (batch, frames, dim)
+            frame_scores = ops.squeeze(
+                ops.matmul(features, self.attention_feature_kernel), axis=-1
+            )  # (batch, frames): u_a . v_i of eq. 5
+        else:
             # Baseline: x_t = mean_i v_i at every step, so W x_t is fixed too.
-            mean_projection = ops.sum(projected_frames * uniform_weights[..., None], axis=1)
+            mean_input = ops.sum(dropped * uniform_weights[..., None], axis=1)  # (batch, dim)
+            if input_kernel is not None:
+                mean_input = ops.matmul(mean_input, input_kernel)  # (batch, 4 units)
 
         states = self._initial_states(mean_feature)
         outputs, attention = [], []
         for _ in range(self.num_steps):
             if self.use_attention:
                 weights = self._attention_weights(states[-1][0], frame_scores, mask)
-                projection = ops.squeeze(
-                    ops.matmul(weights[:, None, :], projected_frames), axis=1
-                )  # (batch, 4 units), eq. 4 after W
+                step_input = ops.squeeze(
+                    ops.matmul(weights[:, None, :], frame_inputs), axis=1
+                )  # eq. 4: x_t, or W x_t when precomputed
             else:
-                weights, projection = uniform_weights, mean_projection
-            hidden, states[0] = self._first_layer_step(projection, states[0])
+                weights, step_input = uniform_weights, mean_input
+            if self.precompute_input_projection:
+                hidden, states[0] = self._first_layer_step(step_input, states[0])
+            else:
+                hidden, states[0] = self.cells[0](step_input, states[0])
             for index in range(1, self.num_layers):
                 layer_input = hidden
                 if dropout_masks[index] is not None:
@@ -323,6 +342,7 @@ class TemporalAttentionLSTM(keras.layers.Layer):
             "recurrent_regularizer": keras.regularizers.serialize(self.recurrent_regularizer),
             "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
             "attention_regularizer": keras.regularizers.serialize(self.attention_regularizer),
+            "precompute_input_projection": self.precompute_input_projection,
             "seed": self.seed,
         }
         return {**base_config, **config}

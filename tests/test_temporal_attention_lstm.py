@@ -28,9 +28,9 @@ def make_layer(scale=0.5, seed=0, **kwargs):
         variable.assign(value)
         values[variable.path.split("/", 1)[1]] = value.astype("float64")
     reference = {
-        "w_a": values["attention_state_kernel"][:, 0],
-        "u_a": values["attention_feature_kernel"][:, 0],
-        "b_a": values["attention_bias"],
+        "w_a": values.get("attention_state_kernel", np.zeros((UNITS, 1)))[:, 0],
+        "u_a": values.get("attention_feature_kernel", np.zeros((DIM, 1)))[:, 0],
+        "b_a": values.get("attention_bias", 0.0),
         "init_kernel": values.get("initial_state_kernel"),
         "init_bias": values.get("initial_state_bias"),
         "layers": [
@@ -99,6 +99,18 @@ def test_first_layer_step_equals_keras_lstm_cell():
         np.testing.assert_allclose(ops.convert_to_numpy(got), ops.convert_to_numpy(want), atol=1e-6)
 
 
+@pytest.mark.parametrize("use_attention", [True, False])
+def test_precomputed_projection_equals_running_the_cell_on_x_t(use_attention):
+    fast, _ = make_layer(scale=1.0, use_attention=use_attention, dropout=0.3, seed=2)
+    slow, _ = make_layer(
+        scale=1.0, use_attention=use_attention, dropout=0.3, seed=2,
+        precompute_input_projection=False,
+    )  # fmt: skip
+    features = random_features()
+    for got, want in zip(run(slow, features), run(fast, features), strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 # === Properties of the attention weights ===
 
 
@@ -123,6 +135,7 @@ def test_without_attention_weights_are_uniform():
     layer, _ = make_layer(use_attention=False, scale=1.0)
     _, weights = run(layer, random_features())
     np.testing.assert_allclose(weights, 1.0 / FRAMES, atol=1e-7)
+    assert not any(variable.name.startswith("attention") for variable in layer.weights)
 
 
 def test_invariant_to_frame_order():
@@ -243,6 +256,7 @@ def test_get_config_round_trip():
         dropout=0.25,
         state_initializer="zeros",
         kernel_regularizer=keras.regularizers.L2(1e-3),
+        precompute_input_projection=False,
         seed=4,
     )
     config = layer.get_config()
@@ -251,6 +265,7 @@ def test_get_config_round_trip():
     assert (restored.units, restored.num_layers, restored.num_steps) == (8, 3, 7)
     assert restored.use_attention is False and restored.state_initializer == "zeros"
     assert isinstance(restored.kernel_regularizer, keras.regularizers.L2)
+    assert restored.precompute_input_projection is False
 
 
 def test_keras_file_round_trip_gives_identical_outputs(tmp_path):
