@@ -69,7 +69,8 @@ class FeatureStore:
                 f"Expected features (frames, dim) with frames, dim >= 1 for {video_id!r}. "
                 f"Received: shape={features.shape}"
             )
-        stored = features.astype(self.dtype)
+        with np.errstate(over="ignore"):  # overflow to inf is reported just below
+            stored = features.astype(self.dtype)
         if not np.all(np.isfinite(stored)):
             raise ValueError(
                 f"Features of {video_id!r} hold NaN or inf (after casting to {self.dtype}); "
