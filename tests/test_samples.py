@@ -97,6 +97,7 @@ def test_shuffle_is_seeded_and_construction_reads_no_features(store_and_items, m
     )
 
 
+@pytest.mark.slow
 def test_feeds_model_fit(store_and_items):
     from models.recognizer import build_attention_model
 
