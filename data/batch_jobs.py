@@ -71,6 +71,7 @@ class JobReport:
     done: int = 0
     skipped: int = 0
     failures: list[JobResult] = field(default_factory=list)
+    completed: list[JobResult] = field(default_factory=list)  # the "done" results
     frames: int = 0
     seconds: float = 0.0
 
@@ -78,6 +79,7 @@ class JobReport:
         if result.status == "done":
             self.done += 1
             self.frames += result.frames
+            self.completed.append(result)
         elif result.status == "skipped":
             self.skipped += 1
         else:

@@ -178,3 +178,19 @@ def test_sigkill_then_rerun_gives_identical_outputs(tmp_path):
     again = {p.relative_to(resumed): p.read_bytes() for p in resumed.rglob("*.npz")}
     assert len(files) == 6 and again == files  # byte-identical
     assert not [p for p in resumed.rglob("*") if p.name.startswith(".")]  # no temp left
+
+
+def test_decode_videos_indexes_frames_and_names_bad_files(dataset, tmp_path, capsys):
+    from training.decode_videos import main as decode_main
+
+    video_root, split_dir = dataset
+    (video_root / "Beta" / "v_Beta_g02_c01.avi").write_bytes(b"\x00" * 100)
+    output = tmp_path / "videos.csv"
+    args = ["--video-root", str(video_root), "--split-dir", str(split_dir), "--workers", "1"]
+    assert decode_main([*args, "--output", str(output)]) == 1
+    rows = output.read_text().splitlines()
+    assert rows[0] == "video_id,label,num_frames,fps,source_height,source_width"
+    assert rows[1] == "Alpha/v_Alpha_g02_c01,0,10,25.000,48,64"
+    assert len(rows) == 1 + 5
+    assert "Beta/v_Beta_g02_c01" in (tmp_path / "videos.csv.failures.jsonl").read_text()
+    assert "FAILED Beta/v_Beta_g02_c01" in capsys.readouterr().out
