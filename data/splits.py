@@ -45,6 +45,18 @@ class Clip:
 
 
 @dataclass(frozen=True)
+class MissingClip:
+    """A listed clip of a selected class that is not on disk."""
+
+    subset: str  # "train" or "test"
+    clip: Clip  # where it was expected
+    list_file: Path  # the split file that lists it
+
+    def __str__(self) -> str:
+        return f"{self.clip.video_id} (listed in {self.list_file}, expected at {self.clip.path})"
+
+
+@dataclass(frozen=True)
 class Split:
     """Train and test clips of one official split.
 
@@ -52,14 +64,14 @@ class Split:
         class_names: The selected classes; `label` indexes this tuple.
         train: Training clips, in the order of the split file.
         test: Test clips, in the order of the split file.
-        missing: Listed clips of selected classes absent on disk, as
-            "<video_id> (listed in <file>)" (only with `on_missing="skip"`).
+        missing: Listed clips of selected classes absent on disk (only with
+            `on_missing="skip"`; with "raise" the loader raises instead).
     """
 
     class_names: tuple[str, ...]
     train: tuple[Clip, ...]
     test: tuple[Clip, ...]
-    missing: tuple[str, ...] = ()
+    missing: tuple[MissingClip, ...] = ()
 
     def subset(self, name: str) -> tuple[Clip, ...]:
         """ "train", "test" or "all" (train then test)."""
@@ -67,9 +79,17 @@ class Split:
             return self.train
         if name == "test":
             return self.test
-        if name == "all":
-            return self.train + self.test
-        raise ValueError(f"Expected subset in ('train', 'test', 'all'). Received: {name!r}")
+        return self.train + self.test
+
+    def missing_in(self, name: str) -> tuple[MissingClip, ...]:
+        """The missing clips of subset "train", "test" or "all"."""
+        self._check_subset_name(name)
+        return tuple(item for item in self.missing if name in ("all", item.subset))
+
+    @staticmethod
+    def _check_subset_name(name: str) -> None:
+        if name not in ("train", "test", "all"):
+            raise ValueError(f"Expected subset in ('train', 'test', 'all'). Received: {name!r}")
 
 
 def _lines(path: Path) -> list[str]:
@@ -102,7 +122,7 @@ def _select_classes(all_names: Sequence[str], classes, source: Path) -> tuple[st
 
 def _finish(class_names, train, test, missing, on_missing) -> Split:
     if missing and on_missing == "raise":
-        shown = "\n  ".join(missing[:20])
+        shown = "\n  ".join(str(item) for item in missing[:20])
         more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
         raise SplitError(
             f"{len(missing)} listed clip(s) of the selected classes are missing on disk:\n  "
@@ -147,7 +167,7 @@ def load_ucf101_split(
         all_names.append(parts[1])
     class_names = _select_classes(all_names, classes, class_file)
     label_of = {name: index for index, name in enumerate(class_names)}
-    missing: list[str] = []
+    missing: list[MissingClip] = []
     subsets = {}
     for subset, file_name in (
         ("train", f"trainlist0{split}.txt"),
@@ -164,10 +184,11 @@ def load_ucf101_split(
                 continue
             video_id = relative.rsplit(".", 1)[0]
             path = video_root / relative
+            clip = Clip(video_id, path, label_of[class_name])
             if not path.is_file():
-                missing.append(f"{video_id} (listed in {list_file}, expected at {path})")
+                missing.append(MissingClip(subset, clip, list_file))
                 continue
-            clips.append(Clip(video_id, path, label_of[class_name]))
+            clips.append(clip)
         subsets[subset] = clips
     return _finish(class_names, subsets["train"], subsets["test"], missing, on_missing)
 
@@ -203,7 +224,7 @@ def load_hmdb51_split(
     if not files:
         raise SplitError(f"{split_dir}: no '<class>_test_split{split}.txt' files.")
     class_names = _select_classes(sorted(files), classes, split_dir)
-    missing: list[str] = []
+    missing: list[MissingClip] = []
     train, test = [], []
     for label, class_name in enumerate(class_names):
         list_file = files[class_name]
@@ -216,10 +237,12 @@ def load_hmdb51_split(
                 continue
             video_id = f"{class_name}/{file_name.rsplit('.', 1)[0]}"
             path = video_root / class_name / file_name
+            clip = Clip(video_id, path, label)
+            subset = "train" if usage == "1" else "test"
             if not path.is_file():
-                missing.append(f"{video_id} (listed in {list_file}, expected at {path})")
+                missing.append(MissingClip(subset, clip, list_file))
                 continue
-            (train if usage == "1" else test).append(Clip(video_id, path, label))
+            (train if usage == "1" else test).append(clip)
     return _finish(class_names, train, test, missing, on_missing)
 
 

@@ -194,3 +194,17 @@ def test_decode_videos_indexes_frames_and_names_bad_files(dataset, tmp_path, cap
     assert len(rows) == 1 + 5
     assert "Beta/v_Beta_g02_c01" in (tmp_path / "videos.csv.failures.jsonl").read_text()
     assert "FAILED Beta/v_Beta_g02_c01" in capsys.readouterr().out
+
+
+def test_missing_clips_are_reported_once_in_their_subset_and_shard(dataset, tmp_path):
+    from training.decode_videos import main as decode_main
+
+    video_root, split_dir = dataset
+    (video_root / "Alpha" / "v_Alpha_g03_c01.avi").unlink()  # a train clip
+    args = ["--video-root", str(video_root), "--split-dir", str(split_dir), "--workers", "1"]
+    assert decode_main([*args, "--subset", "test", "--output", str(tmp_path / "t.csv")]) == 0
+    statuses = [
+        decode_main([*args, "--shard", f"{i}/2", "--output", str(tmp_path / f"s{i}.csv")])
+        for i in range(2)
+    ]
+    assert sorted(statuses) == [0, 1]

@@ -57,7 +57,8 @@ def test_missing_clip_of_a_selected_class_is_named(tiny):
     # Not selected: not an error. Skipped on request: listed in `missing`.
     assert len(load_ucf101_split(video_root, split_dir, 2, classes=["Alpha"]).train) == 2
     skipped = load_ucf101_split(video_root, split_dir, 2, ["Beta"], on_missing="skip")
-    assert len(skipped.train) == 1 and skipped.missing[0].startswith("Beta/v_Beta_g02_c01")
+    assert len(skipped.train) == 1 and str(skipped.missing[0]).startswith("Beta/v_Beta_g02_c01")
+    assert skipped.missing_in("train") == skipped.missing and skipped.missing_in("test") == ()
 
 
 def test_bad_arguments_are_named(tiny):

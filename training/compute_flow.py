@@ -170,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             tasks.append((clip.video_id, str(clip.path), str(path), settings))
     failures += [
-        JobResult(missing.split(" ")[0], "failed", f"missing on disk: {missing}")
-        for missing in split.missing
+        JobResult(missing.clip.video_id, "failed", f"missing on disk: {missing}")
+        for missing in shard_items(split.missing_in(args.subset), args.shard)
     ]
     print(
         f"{len(clips)} clips in shard {shard_index}/{shard_count}: {skipped} already complete, "

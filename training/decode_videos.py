@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     report = run_jobs(decode_one_video, tasks, args.workers, description="decode")
     results = {}  # video_id -> CSV row text, kept in split order below
     report.failures = [
-        JobResult(missing.split(" ")[0], "failed", f"missing on disk: {missing}")
-        for missing in split.missing
+        JobResult(missing.clip.video_id, "failed", f"missing on disk: {missing}")
+        for missing in shard_items(split.missing_in(args.subset), args.shard)
     ] + report.failures
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
