@@ -1,0 +1,209 @@
+"""Optical flow: TV-L1 (reference), Farneback and DIS; uint8 quantisation; 10-channel stacks.
+
+Conventions of the two-stream lineage (Wang et al. 2015, the dense_flow tool):
+flow values are clipped to [-20, 20] and mapped to uint8 with rounding,
+`round(255 * (v + 20) / 40)`; a motion input stacks 5 consecutive flow fields with
+channels interleaved x1, y1, x2, y2, ..., x5, y5.
+
+Example:
+
+    flow = compute_flow(video.frames)        # (frames - 1, H, W, 2) uint8
+    stacks = flow_stacks(flow, starts=[0])   # (1, H, W, 10) uint8
+    save_flow("flow/Punch/v_Punch_g01_c01.npz", flow)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from data.npz_files import read_npz, write_npz
+from data.video import VideoError, to_rgb
+
+FLOW_BOUND = 20.0  # flow values are clipped to [-FLOW_BOUND, FLOW_BOUND] pixels
+STACK_LENGTH = 5  # flow fields per motion input (10 channels)
+FLOW_METHODS = ("tvl1", "farneback", "dis")
+
+
+def _flow_function(method: str):
+    """A function (previous_gray, next_gray) -> (H, W, 2) float32 flow for `method`."""
+    if method == "tvl1":
+        # OpenCV's defaults, as in the dense_flow tool.
+        estimator = cv2.optflow.DualTVL1OpticalFlow_create()
+        return lambda previous, current: estimator.calc(previous, current, None)
+    if method == "farneback":
+        # pyr_scale, levels, winsize, iterations, poly_n, poly_sigma, flags
+        return lambda previous, current: cv2.calcOpticalFlowFarneback(
+            previous, current, None, 0.5, 3, 15, 3, 5, 1.2, 0
+        )
+    if method == "dis":
+        estimator = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        return lambda previous, current: estimator.calc(previous, current, None)
+    raise ValueError(f"Expected method in {FLOW_METHODS}. Received: method={method!r}")
+
+
+def compute_flow_float(frames_rgb: np.ndarray, method: str = "tvl1") -> np.ndarray:
+    """Flow between consecutive frames, unquantised.
+
+    Args:
+        frames_rgb: `(frames, height, width, 3)` uint8 RGB, at least 2 frames.
+        method: "tvl1" (reference), "farneback" or "dis".
+
+    Returns:
+        `(frames - 1, height, width, 2)` float32, (x, y) displacement in pixels of each
+        pixel from frame t to frame t + 1.
+    """
+    frames_rgb = np.asarray(frames_rgb)
+    if frames_rgb.ndim != 4 or frames_rgb.shape[-1] != 3 or frames_rgb.dtype != np.uint8:
+        raise ValueError(
+            "Expected frames (frames, height, width, 3) uint8 RGB. "
+            f"Received: shape={frames_rgb.shape}, dtype={frames_rgb.dtype}"
+        )
+    if frames_rgb.shape[0] < 2:
+        raise ValueError(f"Flow needs at least 2 frames. Received: {frames_rgb.shape[0]} frame(s).")
+    flow_between = _flow_function(method)
+    gray = [np.ascontiguousarray(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)) for frame in frames_rgb]
+    flows = [flow_between(gray[t], gray[t + 1]) for t in range(len(gray) - 1)]
+    return np.stack(flows).astype(np.float32)  # (frames - 1, H, W, 2)
+
+
+def quantize_flow(flow_float: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
+    """Clips flow to [-bound, bound] and maps it to uint8: `round(255 * (v + b) / (2 b))`."""
+    clipped = np.clip(np.asarray(flow_float, dtype=np.float32), -bound, bound)
+    return np.rint(255.0 * (clipped + bound) / (2.0 * bound)).astype(np.uint8)
+
+
+def dequantize_flow(flow_uint8: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
+    """Inverse of `quantize_flow` (up to the rounding step of 40/255 px): float32 pixels."""
+    return np.asarray(flow_uint8, dtype=np.float32) * (2.0 * bound / 255.0) - bound
+
+
+def compute_flow(frames_rgb: np.ndarray, method: str = "tvl1") -> np.ndarray:
+    """Quantised flow of a video: `(frames - 1, H, W, 2)` uint8, channels (x, y).
+
+    See `compute_flow_float` for the arguments; values are `quantize_flow`ed.
+    """
+    return quantize_flow(compute_flow_float(frames_rgb, method))
+
+
+def flow_stacks(flow_uint8: np.ndarray, starts=None) -> np.ndarray:
+    """10-channel motion inputs: flows i..i+4 interleaved x1, y1, ..., x5, y5.
+
+    Args:
+        flow_uint8: `(num_flows, H, W, 2)` uint8.
+        starts: Start indices, each with `start + 5 <= num_flows`. Default: every
+            valid start (`num_flows - 4` stacks).
+
+    Returns:
+        `(num_stacks, H, W, 10)` uint8.
+    """
+    flow_uint8 = np.asarray(flow_uint8)
+    if flow_uint8.ndim != 4 or flow_uint8.shape[-1] != 2:
+        raise ValueError(f"Expected flow (num_flows, H, W, 2). Received: shape={flow_uint8.shape}")
+    num_flows = flow_uint8.shape[0]
+    if num_flows < STACK_LENGTH:
+        raise ValueError(
+            f"Video too short for one flow stack: {num_flows} flow fields "
+            f"({num_flows + 1} frames), a stack needs {STACK_LENGTH} ({STACK_LENGTH + 1} frames)."
+        )
+    if starts is None:
+        starts = np.arange(num_flows - STACK_LENGTH + 1)
+    starts = np.asarray(starts, dtype=np.int64).reshape(-1)
+    bad = starts[(starts < 0) | (starts + STACK_LENGTH > num_flows)]
+    if bad.size:
+        raise ValueError(
+            f"Expected 0 <= start <= {num_flows - STACK_LENGTH} for {num_flows} flow fields. "
+            f"Received: starts={bad.tolist()}"
+        )
+    offsets = starts[:, None] + np.arange(STACK_LENGTH)[None, :]  # (stacks, 5)
+    stacked = flow_uint8[offsets]  # (stacks, 5, H, W, 2)
+    stacked = np.moveaxis(stacked, 1, 3)  # (stacks, H, W, 5, 2): x1, y1, x2, y2, ...
+    return stacked.reshape(*stacked.shape[:3], 2 * STACK_LENGTH)  # (stacks, H, W, 10)
+
+
+def _check_flow(flow_uint8: np.ndarray, source: str) -> np.ndarray:
+    if flow_uint8.dtype != np.uint8 or flow_uint8.ndim != 4 or flow_uint8.shape[-1] != 2:
+        raise ValueError(
+            f"{source}: expected flow (num_flows, H, W, 2) uint8. "
+            f"Received: shape={flow_uint8.shape}, dtype={flow_uint8.dtype}"
+        )
+    return flow_uint8
+
+
+def save_flow(path: str | os.PathLike, flow_uint8: np.ndarray, metadata: dict | None = None):
+    """Stores quantised flow compressed in `.npz` (atomic: temporary file, then rename).
+
+    `metadata` (method, frame size, ...) is stored beside it as JSON.
+    """
+    flow_uint8 = _check_flow(np.asarray(flow_uint8), str(path))
+    return write_npz(path, {"flow": flow_uint8}, metadata=metadata or {})
+
+
+def load_flow(path: str | os.PathLike, with_metadata: bool = False):
+    """Reads a `save_flow` file: `(num_flows, H, W, 2)` uint8 (and its metadata dict).
+
+    Raises:
+        ValueError: the file is unreadable, truncated, or holds no valid flow; the
+            message names it (delete it and run compute_flow again).
+    """
+    try:
+        arrays, metadata = read_npz(path)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{error} Delete {path} and compute its flow again.") from error
+    if "flow" not in arrays:
+        raise ValueError(f"{path}: no 'flow' array. Delete it and compute its flow again.")
+    flow = _check_flow(arrays["flow"], str(path))
+    return (flow, metadata or {}) if with_metadata else flow
+
+
+def _numbered(folder: Path, prefix: str) -> list[Path]:
+    pattern = re.compile(rf"^{prefix}_(\d+)\.(jpg|jpeg|png)$")
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := pattern.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def _read_image(path: Path, flags: int) -> np.ndarray:
+    image = cv2.imread(str(path), flags)
+    if image is None:
+        raise VideoError(f"{path}: cannot be read as an image. Re-extract this folder.")
+    return image
+
+
+def read_rawframes(folder: str | os.PathLike) -> tuple[np.ndarray | None, np.ndarray]:
+    """Reads a dense_flow / mmaction2 "rawframes" folder.
+
+    Layout: `img_00001.jpg ...` (RGB frames, optional) and `flow_x_00001.jpg`,
+    `flow_y_00001.jpg ...` (grayscale, already quantised with bound 20 by those tools).
+
+    Returns:
+        `(frames_rgb (frames, H, W, 3) uint8 or None, flow (num_flows, H, W, 2) uint8)`.
+
+    Raises:
+        VideoError: missing folder, no flow images, x/y counts differ, unreadable image.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise VideoError(f"{folder}: no such rawframes folder.")
+    flow_x, flow_y = _numbered(folder, "flow_x"), _numbered(folder, "flow_y")
+    if not flow_x or len(flow_x) != len(flow_y):
+        raise VideoError(
+            f"{folder}: expected as many flow_x_*.jpg as flow_y_*.jpg, at least one. "
+            f"Found {len(flow_x)} x and {len(flow_y)} y images."
+        )
+    flow = np.stack(
+        [
+            np.stack(
+                [_read_image(x, cv2.IMREAD_GRAYSCALE), _read_image(y, cv2.IMREAD_GRAYSCALE)], -1
+            )
+            for x, y in zip(flow_x, flow_y, strict=True)
+        ]
+    )  # (num_flows, H, W, 2)
+    images = _numbered(folder, "img")
+    frames = (
+        np.stack([to_rgb(_read_image(p, cv2.IMREAD_COLOR)) for p in images]) if images else None
+    )
+    return frames, flow

@@ -1,0 +1,179 @@
+"""30-frame samples of per-frame features (paper section 3.2) and a Keras `PyDataset`.
+
+A video's features are cut into consecutive samples of `num_frames` frames, starting
+every `stride` frames (default 30: no overlap). The last partial sample and videos
+shorter than `num_frames` are padded by repeating the last frame; the mask is `False`
+on padding, so the attention layer gives padded frames zero weight.
+
+    samples, mask = make_samples(features)             # (samples, 30, dim), (samples, 30)
+    dataset = SampleDataset(store, [(clip.video_id, clip.label) for clip in split.train],
+                            batch_size=32, shuffle=True, seed=0)
+    model.fit(dataset, epochs=...)   # model from build_attention_model(frame_mask_input=True)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+
+from data.feature_store import FeatureStore
+
+NUM_FRAMES = 30  # frames per sample (paper: 30)
+
+
+def _check_sampling(num_frames: int, stride: int) -> None:
+    if num_frames < 1:
+        raise ValueError(f"Expected num_frames >= 1. Received: num_frames={num_frames}")
+    if stride < 1:
+        raise ValueError(f"Expected stride >= 1. Received: stride={stride}")
+
+
+def sample_starts(video_frames: int, num_frames: int = NUM_FRAMES, stride: int = NUM_FRAMES):
+    """First frame of each sample: 0, stride, 2 stride, ... until the video is covered.
+
+    Full windows come first; if frames remain after the last full window, one more
+    (padded) sample starts at the next stride position. A video shorter than
+    `num_frames` gives one padded sample.
+    """
+    _check_sampling(num_frames, stride)
+    if video_frames < 1:
+        raise ValueError(f"Expected a video with >= 1 frame. Received: {video_frames} frames")
+    starts = list(range(0, max(video_frames - num_frames, 0) + 1, stride))
+    if starts[-1] + num_frames < video_frames:
+        starts.append(starts[-1] + stride)
+    return np.asarray(starts, dtype=np.int64)
+
+
+def sample_window(features: np.ndarray, start: int, num_frames: int = NUM_FRAMES):
+    """One sample from `start`: `((num_frames, dim), (num_frames,) bool mask)`."""
+    positions = np.arange(start, start + num_frames)
+    mask = positions < features.shape[0]
+    return features[np.minimum(positions, features.shape[0] - 1)], mask
+
+
+def make_samples(
+    features: np.ndarray, num_frames: int = NUM_FRAMES, stride: int = NUM_FRAMES
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cuts `(frames, dim)` features into `(samples, num_frames, dim)` plus a
+    `(samples, num_frames)` bool mask (`False` on frames padded by repetition)."""
+    features = np.asarray(features)
+    if features.ndim != 2:
+        raise ValueError(f"Expected features (frames, dim). Received: shape={features.shape}")
+    starts = sample_starts(features.shape[0], num_frames, stride)
+    windows = [sample_window(features, int(start), num_frames) for start in starts]
+    samples = np.stack([window for window, _ in windows])  # (samples, num_frames, dim)
+    masks = np.stack([mask for _, mask in windows])  # (samples, num_frames)
+    return samples, masks
+
+
+class SampleDataset(keras.utils.PyDataset):
+    """Batches of 30-frame samples read from a `FeatureStore`, for `model.fit`.
+
+    Samples are indexed once from each file's metadata (no features are loaded then);
+    a batch reads only the files it needs (a small LRU cache keeps recent videos).
+
+    Args:
+        store: The `FeatureStore` holding the videos.
+        items: `(video_id, label)` pairs, e.g. from a `data.splits.Split`.
+        batch_size: Samples per batch (default 32).
+        num_frames: Frames per sample (default 30).
+        stride: Frames between sample starts (default 30).
+        shuffle: Shuffle samples at construction and after every epoch (default `False`).
+        seed: Seed of the shuffle.
+        cache_size: Videos kept in memory (default 64).
+        **kwargs: `workers`, `use_multiprocessing`, `max_queue_size` of `PyDataset`.
+
+    `__getitem__` returns `({"features": (batch, num_frames, dim) float32,
+    "frame_mask": (batch, num_frames) bool}, labels (batch,) int32)`.
+
+    Attributes:
+        sample_video_index: `(samples,)` index into `items` of each sample, in
+            unshuffled order (`sample_order` maps batch positions to samples), for
+            averaging sample scores per video.
+    """
+
+    def __init__(
+        self,
+        store: FeatureStore,
+        items: Sequence[tuple[str, int]],
+        batch_size: int = 32,
+        num_frames: int = NUM_FRAMES,
+        stride: int = NUM_FRAMES,
+        shuffle: bool = False,
+        seed: int | None = None,
+        cache_size: int = 64,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        _check_sampling(num_frames, stride)
+        if batch_size < 1:
+            raise ValueError(f"Expected batch_size >= 1. Received: batch_size={batch_size}")
+        if not items:
+            raise ValueError("Expected at least one (video_id, label). Received: items=[]")
+        self.store, self.batch_size = store, batch_size
+        self.num_frames, self.stride = num_frames, stride
+        self.shuffle, self.cache_size = shuffle, cache_size
+        self.video_ids = [video_id for video_id, _ in items]
+        self.labels = np.asarray([label for _, label in items], dtype=np.int32)
+        video_index, starts, dims = [], [], set()
+        for index, video_id in enumerate(self.video_ids):
+            metadata = store.read_metadata(video_id)
+            dims.add(metadata["feature_dim"])
+            video_starts = sample_starts(metadata["num_frames"], num_frames, stride)
+            video_index.extend([index] * len(video_starts))
+            starts.extend(video_starts.tolist())
+        if len(dims) != 1:
+            raise ValueError(
+                f"Expected one feature_dim across the videos. Received: {sorted(dims)}"
+            )
+        self.feature_dim = dims.pop()
+        self.sample_video_index = np.asarray(video_index, dtype=np.int64)  # (samples,)
+        self.sample_starts = np.asarray(starts, dtype=np.int64)  # (samples,)
+        self._rng = np.random.default_rng(seed)
+        self.sample_order = np.arange(len(self.sample_starts))
+        if shuffle:
+            self.sample_order = self._rng.permutation(len(self.sample_starts))
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.sample_starts)
+
+    def __len__(self) -> int:
+        return math.ceil(self.num_samples / self.batch_size)
+
+    def _features(self, video_id: str) -> np.ndarray:
+        if video_id in self._cache:
+            self._cache.move_to_end(video_id)
+            return self._cache[video_id]
+        features, _ = self.store.read(video_id)  # (frames, dim) float32, verified
+        self._cache[video_id] = features
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return features
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < len(self):
+            raise IndexError(f"Batch {index} out of range [0, {len(self)})")
+        chosen = self.sample_order[index * self.batch_size : (index + 1) * self.batch_size]
+        windows, masks = [], []
+        for sample in chosen:
+            video_id = self.video_ids[self.sample_video_index[sample]]
+            window, mask = sample_window(
+                self._features(video_id), int(self.sample_starts[sample]), self.num_frames
+            )
+            windows.append(window)
+            masks.append(mask)
+        inputs = {
+            "features": np.stack(windows).astype(np.float32),  # (batch, num_frames, dim)
+            "frame_mask": np.stack(masks),  # (batch, num_frames) bool
+        }
+        return inputs, self.labels[self.sample_video_index[chosen]]  # (batch,) int32
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self.sample_order = self._rng.permutation(self.num_samples)

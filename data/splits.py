@@ -1,0 +1,257 @@
+"""Official train/test splits of UCF101 and HMDB51, with an optional class subset.
+
+UCF101: `ucfTrainTestlist/classInd.txt` ("1 ApplyEyeMakeup"), `trainlist0N.txt`
+("Class/file.avi 1"), `testlist0N.txt` ("Class/file.avi"), CRLF line ends.
+HMDB51: `testTrainMulti_7030_splits/<class>_test_split{N}.txt`, lines "<video>.avi <id>",
+id 1 = train, 2 = test, 0 = unused; classes in alphabetical order.
+
+Example:
+
+    split = load_ucf101_split("UCF-101", "ucfTrainTestlist", split=1,
+                              classes=["BabyCrawling", "Punch", "PushUps"])
+    len(split.train), len(split.test)  # 290, 104
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+DATASETS = ("ucf101", "hmdb51")
+SPLITS = (1, 2, 3)
+
+
+class SplitError(ValueError):
+    """A split cannot be loaded as asked; the message names the file or clip(s)."""
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One video of a split.
+
+    Attributes:
+        video_id: "<class>/<file stem>", e.g. "Punch/v_Punch_g01_c01"; names every
+            stored output (flow, features) of this video.
+        path: The video file.
+        label: Class index, 0-based, in the order of `Split.class_names`.
+    """
+
+    video_id: str
+    path: Path
+    label: int
+
+
+@dataclass(frozen=True)
+class MissingClip:
+    """A listed clip of a selected class that is not on disk."""
+
+    subset: str  # "train" or "test"
+    clip: Clip  # where it was expected
+    list_file: Path  # the split file that lists it
+
+    def __str__(self) -> str:
+        return f"{self.clip.video_id} (listed in {self.list_file}, expected at {self.clip.path})"
+
+
+@dataclass(frozen=True)
+class Split:
+    """Train and test clips of one official split.
+
+    Attributes:
+        class_names: The selected classes; `label` indexes this tuple.
+        train: Training clips, in the order of the split file.
+        test: Test clips, in the order of the split file.
+        missing: Listed clips of selected classes absent on disk (only with
+            `on_missing="skip"`; with "raise" the loader raises instead).
+    """
+
+    class_names: tuple[str, ...]
+    train: tuple[Clip, ...]
+    test: tuple[Clip, ...]
+    missing: tuple[MissingClip, ...] = ()
+
+    def subset(self, name: str) -> tuple[Clip, ...]:
+        """ "train", "test" or "all" (train then test)."""
+        if name == "train":
+            return self.train
+        if name == "test":
+            return self.test
+        return self.train + self.test
+
+    def missing_in(self, name: str) -> tuple[MissingClip, ...]:
+        """The missing clips of subset "train", "test" or "all"."""
+        self._check_subset_name(name)
+        return tuple(item for item in self.missing if name in ("all", item.subset))
+
+    @staticmethod
+    def _check_subset_name(name: str) -> None:
+        if name not in ("train", "test", "all"):
+            raise ValueError(f"Expected subset in ('train', 'test', 'all'). Received: {name!r}")
+
+
+def _lines(path: Path) -> list[str]:
+    """Non-empty stripped lines; tolerates CRLF and a UTF-8 byte-order mark."""
+    if not path.is_file():
+        raise SplitError(f"{path}: split file not found. Check --split-dir.")
+    text = path.read_text(encoding="utf-8-sig")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _check_split_number(split: int) -> None:
+    if split not in SPLITS:
+        raise ValueError(f"Expected split in {SPLITS}. Received: split={split}")
+
+
+def _select_classes(all_names: Sequence[str], classes, source: Path) -> tuple[str, ...]:
+    """The selected names in the official order, validated."""
+    if classes is None:
+        return tuple(all_names)
+    if isinstance(classes, str):
+        classes = [name for name in classes.split(",") if name]
+    unknown = [name for name in classes if name not in all_names]
+    if unknown:
+        raise SplitError(f"Unknown class name(s) {unknown}: not in {source}.")
+    if not classes:
+        raise ValueError("Expected at least one class. Received: classes=[]")
+    chosen = set(classes)
+    return tuple(name for name in all_names if name in chosen)
+
+
+def _finish(class_names, train, test, missing, on_missing) -> Split:
+    if missing and on_missing == "raise":
+        shown = "\n  ".join(str(item) for item in missing[:20])
+        more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
+        raise SplitError(
+            f"{len(missing)} listed clip(s) of the selected classes are missing on disk:\n  "
+            f"{shown}{more}\nCheck --video-root, or restore these files."
+        )
+    return Split(tuple(class_names), tuple(train), tuple(test), tuple(missing))
+
+
+def _check_on_missing(on_missing: str) -> None:
+    if on_missing not in ("raise", "skip"):
+        raise ValueError(f"Expected on_missing in ('raise', 'skip'). Received: {on_missing!r}")
+
+
+def load_ucf101_split(
+    video_root: str | os.PathLike,
+    split_dir: str | os.PathLike,
+    split: int = 1,
+    classes: Sequence[str] | str | None = None,
+    on_missing: str = "raise",
+) -> Split:
+    """Loads official UCF101 split `split` (1, 2 or 3).
+
+    Args:
+        video_root: The `UCF-101` folder (`<Class>/v_<Class>_gGG_cCC.avi`).
+        split_dir: The `ucfTrainTestlist` folder.
+        split: 1, 2 or 3.
+        classes: Class names to keep (a sequence or "A,B,C"); labels are re-indexed
+            0..k-1 in classInd order. `None` keeps all 101.
+        on_missing: "raise" (default): a listed clip of a selected class that is not
+            on disk raises `SplitError` naming it and its split file. "skip": leave it
+            out and list it in `Split.missing`.
+    """
+    _check_split_number(split)
+    _check_on_missing(on_missing)
+    video_root, split_dir = Path(video_root), Path(split_dir)
+    class_file = split_dir / "classInd.txt"
+    all_names = []
+    for line in _lines(class_file):
+        parts = line.split()
+        if len(parts) != 2 or not parts[0].isdigit():
+            raise SplitError(f"{class_file}: expected lines '<index> <Class>'. Received: {line!r}")
+        all_names.append(parts[1])
+    class_names = _select_classes(all_names, classes, class_file)
+    label_of = {name: index for index, name in enumerate(class_names)}
+    missing: list[MissingClip] = []
+    subsets = {}
+    for subset, file_name in (
+        ("train", f"trainlist0{split}.txt"),
+        ("test", f"testlist0{split}.txt"),
+    ):
+        list_file = split_dir / file_name
+        clips = []
+        for line in _lines(list_file):
+            relative = line.split()[0].replace("\\", "/")
+            class_name = relative.split("/")[0]
+            if class_name not in all_names:
+                raise SplitError(f"{list_file}: class {class_name!r} is not in {class_file}.")
+            if class_name not in label_of:
+                continue
+            video_id = relative.rsplit(".", 1)[0]
+            path = video_root / relative
+            clip = Clip(video_id, path, label_of[class_name])
+            if not path.is_file():
+                missing.append(MissingClip(subset, clip, list_file))
+                continue
+            clips.append(clip)
+        subsets[subset] = clips
+    return _finish(class_names, subsets["train"], subsets["test"], missing, on_missing)
+
+
+_HMDB_FILE = re.compile(r"^(?P<name>.+)_test_split(?P<split>[123])\.txt$")
+
+
+def load_hmdb51_split(
+    video_root: str | os.PathLike,
+    split_dir: str | os.PathLike,
+    split: int = 1,
+    classes: Sequence[str] | str | None = None,
+    on_missing: str = "raise",
+) -> Split:
+    """Loads official HMDB51 split `split` (1, 2 or 3).
+
+    Args:
+        video_root: Folder of `<class>/<video>.avi`.
+        split_dir: The `testTrainMulti_7030_splits` folder.
+        split, classes, on_missing: As in `load_ucf101_split`; classes are ordered
+            alphabetically (the usual HMDB51 label order).
+    """
+    _check_split_number(split)
+    _check_on_missing(on_missing)
+    video_root, split_dir = Path(video_root), Path(split_dir)
+    if not split_dir.is_dir():
+        raise SplitError(f"{split_dir}: split folder not found. Check --split-dir.")
+    files = {}
+    for path in split_dir.iterdir():
+        match = _HMDB_FILE.match(path.name)
+        if match and int(match.group("split")) == split:
+            files[match.group("name")] = path
+    if not files:
+        raise SplitError(f"{split_dir}: no '<class>_test_split{split}.txt' files.")
+    class_names = _select_classes(sorted(files), classes, split_dir)
+    missing: list[MissingClip] = []
+    train, test = [], []
+    for label, class_name in enumerate(class_names):
+        list_file = files[class_name]
+        for line in _lines(list_file):
+            parts = line.rsplit(maxsplit=1)
+            if len(parts) != 2 or parts[1] not in ("0", "1", "2"):
+                raise SplitError(f"{list_file}: expected '<video>.avi <0|1|2>'. Received: {line!r}")
+            file_name, usage = parts
+            if usage == "0":
+                continue
+            video_id = f"{class_name}/{file_name.rsplit('.', 1)[0]}"
+            path = video_root / class_name / file_name
+            clip = Clip(video_id, path, label)
+            subset = "train" if usage == "1" else "test"
+            if not path.is_file():
+                missing.append(MissingClip(subset, clip, list_file))
+                continue
+            (train if usage == "1" else test).append(clip)
+    return _finish(class_names, train, test, missing, on_missing)
+
+
+def load_split(
+    dataset: str, video_root, split_dir, split: int = 1, classes=None, **kwargs
+) -> Split:
+    """`load_ucf101_split` or `load_hmdb51_split` by name ("ucf101" or "hmdb51")."""
+    if dataset == "ucf101":
+        return load_ucf101_split(video_root, split_dir, split, classes, **kwargs)
+    if dataset == "hmdb51":
+        return load_hmdb51_split(video_root, split_dir, split, classes, **kwargs)
+    raise ValueError(f"Expected dataset in {DATASETS}. Received: dataset={dataset!r}")

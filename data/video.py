@@ -1,0 +1,160 @@
+"""Video decoding with OpenCV: any container OpenCV reads, RGB uint8 frames at 256x340.
+
+Example:
+
+    video = read_video("UCF-101/Punch/v_Punch_g01_c01.avi")
+    video.frames.shape  # (frames, 256, 340, 3), uint8 RGB
+    video.fps, video.source_size  # 25.0, (240, 320)
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+# Two-stream convention (Wang et al. 2015): frames resized to 256x340 before cropping 224.
+FRAME_HEIGHT = 256
+FRAME_WIDTH = 340
+
+# OpenCV's frame count comes from the container header. A decoded count short of it by
+# more than this many frames means the file is truncated or its stream is damaged.
+FRAME_COUNT_TOLERANCE = 0
+
+
+class VideoError(Exception):
+    """A video cannot be used. The message names the file, the problem and what to do."""
+
+
+@dataclass(frozen=True)
+class Video:
+    """A decoded video.
+
+    Attributes:
+        path: The file it was read from.
+        frames: `(frames, height, width, 3)` uint8 RGB, resized (256x340 by default).
+        fps: Frames per second stated by the container (0.0 when it states none).
+        source_size: `(height, width)` of the stored frames, before resizing.
+    """
+
+    path: str
+    frames: np.ndarray  # (frames, 256, 340, 3) uint8 RGB
+    fps: float
+    source_size: tuple[int, int]  # (height, width) before resizing
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+
+def to_rgb(frame: np.ndarray) -> np.ndarray:
+    """OpenCV frame (BGR, BGRA or grayscale) to `(height, width, 3)` uint8 RGB."""
+    if frame.ndim == 2 or frame.shape[-1] == 1:
+        return cv2.cvtColor(frame.reshape(frame.shape[:2]), cv2.COLOR_GRAY2RGB)
+    if frame.shape[-1] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise VideoError(f"{path}: no such file. Check --video-root and the split files.")
+    if not path.is_file():
+        raise VideoError(f"{path}: not a file (a folder?). Point to a video file.")
+    if not os.access(path, os.R_OK):
+        raise VideoError(f"{path}: permission denied. Make the file readable (chmod).")
+    if path.stat().st_size == 0:
+        raise VideoError(f"{path}: empty file (0 bytes). Re-download or re-copy it.")
+
+
+def read_video(
+    path: str | os.PathLike,
+    height: int | None = FRAME_HEIGHT,
+    width: int | None = FRAME_WIDTH,
+) -> Video:
+    """Decodes every frame of a video file to RGB uint8, resized to `(height, width)`.
+
+    Args:
+        path: Any container and codec the installed OpenCV reads (.avi, .mp4, ...).
+        height: Output frame height (default 256); `None` (with `width=None`) keeps the
+            stored size.
+        width: Output frame width (default 340).
+
+    Returns:
+        A `Video`; `frames` is `(frames, height, width, 3)` uint8 RGB. Grayscale and
+        4-channel streams are converted to RGB.
+
+    Raises:
+        VideoError: the path is missing or unreadable, the file is not a video OpenCV
+            can open, it has zero frames, or it is truncated or corrupt (fewer frames
+            decode than its header states). The message names the file.
+    """
+    if (height is None) != (width is None):
+        raise ValueError(f"Give both height and width or neither. Received: {height=}, {width=}")
+    if height is not None and (height < 1 or width < 1):
+        raise ValueError(f"Expected height, width >= 1. Received: {height=}, {width=}")
+    path = Path(path)
+    _check_readable(path)
+    capture = cv2.VideoCapture(str(path))
+    try:
+        if not capture.isOpened():
+            raise VideoError(
+                f"{path}: OpenCV cannot open it as a video (not a video, or an unsupported "
+                "codec). Check the file, or re-encode it (e.g. ffmpeg -i in out.mp4)."
+            )
+        stated_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        frames = []
+        source_size = (0, 0)
+        while True:
+            ok, frame = capture.read()
+            if not ok or frame is None:
+                break
+            source_size = (int(frame.shape[0]), int(frame.shape[1]))
+            frame = to_rgb(frame)
+            if height is not None and frame.shape[:2] != (height, width):
+                frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
+            frames.append(frame)
+    finally:
+        capture.release()
+    if not frames:
+        raise VideoError(f"{path}: the video has zero decodable frames. Re-download or drop it.")
+    if stated_count > 0 and len(frames) < stated_count - FRAME_COUNT_TOLERANCE:
+        raise VideoError(
+            f"{path}: truncated or corrupt: {len(frames)} of the {stated_count} frames its "
+            "header states could be decoded. Re-download or re-copy the file."
+        )
+    return Video(
+        path=str(path), frames=np.stack(frames), fps=fps, source_size=source_size
+    )  # frames: (frames, height, width, 3)
+
+
+def write_video(path: str | os.PathLike, frames_rgb: np.ndarray, fps: float = 25.0) -> Path:
+    """Writes `(frames, height, width, 3)` uint8 RGB (or `(frames, height, width)` gray)
+    frames with `cv2.VideoWriter`: Motion-JPEG for `.avi` (safe everywhere), mp4v for
+    `.mp4`. Used by tests and synthetic data; returns the path."""
+    path = Path(path)
+    frames_rgb = np.asarray(frames_rgb)
+    if frames_rgb.dtype != np.uint8 or frames_rgb.ndim not in (3, 4):
+        raise ValueError(
+            "Expected uint8 frames (frames, height, width[, 3]). "
+            f"Received: dtype={frames_rgb.dtype}, shape={frames_rgb.shape}"
+        )
+    is_color = frames_rgb.ndim == 4
+    codec = "mp4v" if path.suffix.lower() == ".mp4" else "MJPG"
+    height, width = frames_rgb.shape[1:3]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(
+        str(path), cv2.VideoWriter_fourcc(*codec), fps, (width, height), is_color
+    )
+    if not writer.isOpened():
+        raise VideoError(f"{path}: OpenCV cannot write a {codec} video here.")
+    try:
+        for frame in frames_rgb:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) if is_color else frame)
+    finally:
+        writer.release()
+    return path

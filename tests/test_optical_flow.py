@@ -1,0 +1,132 @@
+"""Optical flow: known global shift recovered by each method, quantisation, stacks, I/O."""
+
+import cv2
+import numpy as np
+import pytest
+
+from data.optical_flow import (
+    FLOW_BOUND,
+    STACK_LENGTH,
+    compute_flow,
+    compute_flow_float,
+    dequantize_flow,
+    flow_stacks,
+    load_flow,
+    quantize_flow,
+    read_rawframes,
+    save_flow,
+)
+from data.synthetic_videos import shifted_texture_frames
+from data.video import VideoError, read_video, write_video
+
+# Mean end-point error (pixels) allowed in the interior, per method, on a 64x80 texture
+# moving (2, -1) px per frame, through an MJPG file. Measured: tvl1 0.016, farneback 0.022,
+# dis 0.022 (see docs_data_pipeline.md); the bounds leave a margin.
+EPE_BOUNDS = {"tvl1": 0.08, "farneback": 0.1, "dis": 0.12}
+SHIFT = (2.0, -1.0)
+
+
+@pytest.fixture(scope="module")
+def shifted_video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("flow") / "shift.avi"
+    write_video(path, shifted_texture_frames(6, 64, 80, SHIFT, seed=3))
+    return read_video(path, 64, 80).frames  # (6, 64, 80, 3), decoded from the file
+
+
+@pytest.mark.parametrize("method", ["tvl1", "farneback", "dis"])
+def test_each_method_recovers_a_known_global_shift(shifted_video, method, record_property):
+    flow = compute_flow_float(shifted_video, method)  # (5, 64, 80, 2)
+    interior = flow[:, 12:-12, 12:-12]  # borders see texture entering the frame
+    end_point_error = float(np.linalg.norm(interior - np.array(SHIFT), axis=-1).mean())
+    record_property(f"epe_{method}", end_point_error)
+    print(f"{method}: mean flow {interior.mean((0, 1, 2))}, end-point error {end_point_error:.3f}")
+    np.testing.assert_allclose(interior.mean((0, 1, 2)), SHIFT, atol=0.1)
+    assert end_point_error < EPE_BOUNDS[method]
+
+
+def test_quantised_flow_keeps_the_shift(shifted_video):
+    flow = compute_flow(shifted_video, "farneback")
+    assert flow.shape == (5, 64, 80, 2) and flow.dtype == np.uint8
+    recovered = dequantize_flow(flow)[:, 12:-12, 12:-12].mean((0, 1, 2))
+    np.testing.assert_allclose(recovered, SHIFT, atol=0.1)
+
+
+def test_static_video_gives_zero_flow_at_code_128():
+    frames = np.repeat(shifted_texture_frames(1, 32, 40), 3, axis=0)
+    flow = compute_flow(frames, "tvl1")
+    assert np.abs(flow.astype(int) - 128).max() <= 1
+
+
+def test_quantize_clips_and_rounds():
+    values = np.array([-100.0, -20.0, 0.0, 20.0, 55.0, 0.08, 0.07])
+    np.testing.assert_array_equal(quantize_flow(values), [0, 0, 128, 255, 255, 128, 128])
+    # 255 * (v + 20) / 40 is 128.775 at 0.2 and 126.86 at -0.1: rounded, not truncated
+    np.testing.assert_array_equal(quantize_flow(np.array([0.2, -0.1])), [129, 127])
+    grid = np.linspace(-FLOW_BOUND, FLOW_BOUND, 1001)
+    assert (
+        np.abs(dequantize_flow(quantize_flow(grid)) - grid).max() <= FLOW_BOUND / 255 + 1e-4
+    )  # half a step
+
+
+def test_flow_stacks_interleave_x_and_y():
+    num_flows = 8
+    flow = np.zeros((num_flows, 2, 3, 2), np.uint8)
+    for index in range(num_flows):
+        flow[index, ..., 0] = 10 * index  # x of flow `index`
+        flow[index, ..., 1] = 10 * index + 1  # y
+    stacks = flow_stacks(flow)
+    assert stacks.shape == (num_flows - STACK_LENGTH + 1, 2, 3, 10)
+    np.testing.assert_array_equal(stacks[0, 0, 0], [0, 1, 10, 11, 20, 21, 30, 31, 40, 41])
+    np.testing.assert_array_equal(stacks[3, 1, 2], [30, 31, 40, 41, 50, 51, 60, 61, 70, 71])
+    np.testing.assert_array_equal(flow_stacks(flow, starts=[2])[0], stacks[2])
+
+
+def test_flow_stacks_reject_short_videos_and_bad_starts():
+    with pytest.raises(ValueError, match="too short for one flow stack"):
+        flow_stacks(np.zeros((4, 8, 8, 2), np.uint8))
+    with pytest.raises(ValueError, match="starts=\\[4\\]"):
+        flow_stacks(np.zeros((8, 8, 8, 2), np.uint8), starts=[0, 4])
+
+
+def test_compute_flow_rejects_bad_arguments(shifted_video):
+    with pytest.raises(ValueError, match="method='lucas'"):
+        compute_flow(shifted_video, "lucas")
+    with pytest.raises(ValueError, match="1 frame"):
+        compute_flow(shifted_video[:1])
+
+
+def test_save_and_load_flow_are_exact_and_reproducible(tmp_path):
+    flow = np.random.default_rng(0).integers(0, 256, (4, 16, 20, 2), dtype=np.uint8)
+    first = save_flow(tmp_path / "a" / "clip.npz", flow, {"method": "tvl1"})
+    second = save_flow(tmp_path / "b" / "clip.npz", flow, {"method": "tvl1"})
+    loaded, metadata = load_flow(first, with_metadata=True)
+    np.testing.assert_array_equal(loaded, flow)
+    assert metadata == {"method": "tvl1"}
+    assert first.read_bytes() == second.read_bytes()  # no timestamps in the file
+    assert sorted(p.name for p in first.parent.iterdir()) == ["clip.npz"]  # no temp left
+
+
+def test_load_flow_names_a_truncated_file(tmp_path):
+    path = save_flow(tmp_path / "clip.npz", np.zeros((3, 8, 8, 2), np.uint8))
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(ValueError, match="clip.npz") as info:
+        load_flow(path)
+    assert "compute its flow again" in str(info.value)
+
+
+def test_read_rawframes_layout(tmp_path):
+    frames = shifted_texture_frames(4, 24, 32)
+    flow = np.full((3, 24, 32, 2), 128, np.uint8)
+    flow[..., 0] = 200
+    for index in range(4):
+        cv2.imwrite(str(tmp_path / f"img_{index + 1:05d}.jpg"), frames[index][..., ::-1])
+    for index in range(3):
+        cv2.imwrite(str(tmp_path / f"flow_x_{index + 1:05d}.jpg"), flow[index, ..., 0])
+        cv2.imwrite(str(tmp_path / f"flow_y_{index + 1:05d}.jpg"), flow[index, ..., 1])
+    images, loaded = read_rawframes(tmp_path)
+    assert images.shape == (4, 24, 32, 3) and loaded.shape == (3, 24, 32, 2)
+    assert np.abs(loaded.astype(int) - flow).max() <= 2  # JPEG
+    assert np.abs(images.astype(float) - frames).mean() < 8
+    (tmp_path / "flow_y_00003.jpg").unlink()
+    with pytest.raises(VideoError, match="flow_y"):
+        read_rawframes(tmp_path)

@@ -1,0 +1,110 @@
+"""30-frame samples and the PyDataset that feeds model.fit from a FeatureStore."""
+
+import numpy as np
+import pytest
+
+from data.feature_store import FeatureStore
+from data.samples import SampleDataset, make_samples, sample_starts
+
+
+def _ramp(frames, dim=3):
+    """Frame t has every feature equal to t, so windows are easy to read."""
+    return np.repeat(np.arange(frames, dtype=np.float32)[:, None], dim, axis=1)
+
+
+def test_consecutive_samples_and_padded_last_sample():
+    samples, mask = make_samples(_ramp(75))
+    assert samples.shape == (3, 30, 3) and mask.shape == (3, 30) and mask.dtype == bool
+    np.testing.assert_array_equal(samples[1, :, 0], np.arange(30, 60))
+    np.testing.assert_array_equal(samples[2, :15, 0], np.arange(60, 75))
+    np.testing.assert_array_equal(samples[2, 15:, 0], np.full(15, 74))  # last frame repeated
+    np.testing.assert_array_equal(mask.sum(axis=1), [30, 30, 15])
+    assert mask[2, :15].all() and not mask[2, 15:].any()
+
+
+def test_short_video_gives_one_padded_sample():
+    samples, mask = make_samples(_ramp(7))
+    assert samples.shape == (1, 30, 3)
+    np.testing.assert_array_equal(samples[0, 7:, 0], np.full(23, 6))
+    assert mask.sum() == 7
+
+
+def test_stride_controls_overlap_and_exact_multiples_need_no_padding():
+    assert sample_starts(60).tolist() == [0, 30]
+    assert make_samples(_ramp(60))[1].all()
+    assert sample_starts(75, 30, 10).tolist() == [0, 10, 20, 30, 40, 50]
+    samples, mask = make_samples(_ramp(75), num_frames=30, stride=10)
+    assert samples[5, 0, 0] == 50 and mask[5].sum() == 25
+    assert sample_starts(5, num_frames=4, stride=1).tolist() == [0, 1]
+
+
+def test_bad_sampling_arguments():
+    with pytest.raises(ValueError, match="stride=0"):
+        make_samples(_ramp(10), stride=0)
+    with pytest.raises(ValueError, match="num_frames=0"):
+        make_samples(_ramp(10), num_frames=0)
+    with pytest.raises(ValueError, match="0 frames"):
+        make_samples(np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="shape=\\(10,\\)"):
+        make_samples(np.zeros(10))
+
+
+@pytest.fixture
+def store_and_items(tmp_path):
+    store = FeatureStore(tmp_path, dtype="float32")
+    lengths = {"A/one": 75, "A/two": 12, "B/three": 30, "B/four": 64}
+    for index, (video_id, frames) in enumerate(lengths.items()):
+        store.write(video_id, _ramp(frames, 5) + 1000 * index, {"stream": "rgb"})
+    return store, [(video_id, index % 2) for index, video_id in enumerate(lengths)]
+
+
+def test_batches_equal_per_video_samples(store_and_items):
+    store, items = store_and_items
+    dataset = SampleDataset(store, items, batch_size=4)
+    expected = [make_samples(store.read(video_id)[0]) for video_id, _ in items]
+    all_samples = np.concatenate([samples for samples, _ in expected])
+    all_masks = np.concatenate([mask for _, mask in expected])
+    assert dataset.num_samples == len(all_samples) == 3 + 1 + 1 + 3
+    assert len(dataset) == 2
+    batches = [dataset[index] for index in range(len(dataset))]
+    inputs, labels = batches[0]
+    assert inputs["features"].shape == (4, 30, 5) and inputs["features"].dtype == np.float32
+    assert inputs["frame_mask"].dtype == bool and labels.dtype == np.int32
+    np.testing.assert_array_equal(np.concatenate([b[0]["features"] for b in batches]), all_samples)
+    np.testing.assert_array_equal(np.concatenate([b[0]["frame_mask"] for b in batches]), all_masks)
+    np.testing.assert_array_equal(dataset.sample_video_index, [0, 0, 0, 1, 2, 3, 3, 3])
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), [0, 0, 0, 1, 0, 1, 1, 1])
+    with pytest.raises(IndexError):
+        dataset[2]
+
+
+def test_shuffle_is_seeded_and_construction_reads_no_features(store_and_items, monkeypatch):
+    store, items = store_and_items
+    read = store.read
+    monkeypatch.setattr(store, "read", lambda video_id: pytest.fail("features read at init"))
+    first = SampleDataset(store, items, batch_size=3, shuffle=True, seed=7)
+    second = SampleDataset(store, items, batch_size=3, shuffle=True, seed=7)
+    monkeypatch.setattr(store, "read", read)
+    np.testing.assert_array_equal(first.sample_order, second.sample_order)
+    assert sorted(first.sample_order) == list(range(8))
+    inputs, labels = first[0]
+    chosen = first.sample_order[:3]
+    np.testing.assert_array_equal(labels, first.labels[first.sample_video_index[chosen]])
+    before = first.sample_order.copy()
+    first.on_epoch_end()
+    assert sorted(first.sample_order) == list(range(8)) and not np.array_equal(
+        before, first.sample_order
+    )
+
+
+@pytest.mark.slow
+def test_feeds_model_fit(store_and_items):
+    from models.recognizer import build_attention_model
+
+    store, items = store_and_items
+    dataset = SampleDataset(store, items, batch_size=4, shuffle=True, seed=0)
+    model = build_attention_model(
+        2, feature_dim=5, units=4, num_layers=1, frame_mask_input=True, seed=0
+    )
+    history = model.fit(dataset, epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
