@@ -58,7 +58,9 @@ def last_steps_scores(probabilities, num_last_steps: int = NUM_SCORED_STEPS):
 class LastStepsAccuracy(keras.metrics.MeanMetricWrapper):
     """Sample accuracy of the mean of the last `num_last_steps` steps (section 3.2)."""
 
-    def __init__(self, num_last_steps: int = NUM_SCORED_STEPS, name="last_steps_accuracy", **kwargs):
+    def __init__(
+        self, num_last_steps: int = NUM_SCORED_STEPS, name="last_steps_accuracy", **kwargs
+    ):
         self.num_last_steps = num_last_steps
         super().__init__(fn=self._accuracy, name=name, **kwargs)
 
