@@ -1,0 +1,1 @@
+"""Training and extraction entry points: `python -m training.<module>`."""
