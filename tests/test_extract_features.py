@@ -115,6 +115,7 @@ def test_extract_clips_writes_every_video_and_skips_done_ones():
     assert extract_clips(extractor, clips[:1], load, store, **changed)["extracted"] == 1
 
 
+@pytest.mark.filterwarnings("ignore:This model usually expects")
 def test_other_keras_applications_backbones_and_named_layers():
     extractor = build_extractor(
         "motion", backbone="MobileNetV2", feature_layer="out_relu", weights=None, input_size=32
