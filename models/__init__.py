@@ -9,13 +9,35 @@ from models.recognizer import (
     paper_optimizer,
 )
 from models.temporal_attention_lstm import TemporalAttentionLSTM
+from models.two_stream_vgg16 import (
+    build_appearance_extractor,
+    build_motion_extractor,
+    build_stream_vgg16,
+    build_vgg16,
+    copy_weights_by_name,
+    cross_modality_kernel,
+    feature_extractor,
+    load_pretrained,
+    preprocess_flow,
+    preprocess_rgb,
+)
 
 __all__ = [
     "LastStepsAccuracy",
     "StepwiseCrossEntropy",
     "TemporalAttentionLSTM",
+    "build_appearance_extractor",
     "build_attention_model",
     "build_attention_readout",
+    "build_motion_extractor",
+    "build_stream_vgg16",
+    "build_vgg16",
+    "copy_weights_by_name",
+    "cross_modality_kernel",
+    "feature_extractor",
     "last_steps_scores",
+    "load_pretrained",
     "paper_optimizer",
+    "preprocess_flow",
+    "preprocess_rgb",
 ]

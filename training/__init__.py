@@ -1,1 +1,1 @@
-"""Command-line stages of the pipeline, each `python -m training.<module>`."""
+"""Command-line stages of the pipeline, each `python -m training.<module>` with `main(argv)`."""

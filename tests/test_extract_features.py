@@ -1,0 +1,157 @@
+"""Tests of feature extraction: batched results equal a direct predict, store, resume, backbones."""
+
+import keras
+import numpy as np
+import pytest
+
+from models.two_stream_vgg16 import (
+    copy_weights_by_name,
+    cross_modality_kernel,
+    preprocess_flow,
+    preprocess_rgb,
+)
+from training.extract_features import (
+    build_extractor,
+    extract_clips,
+    extract_video_features,
+    prepare_images,
+)
+from training.frame_dataset import center_crop
+
+TINY = {"input_size": 32, "fc_units": 16}
+
+
+def generated_video(channels: int, num_images: int = 7, seed: int = 0) -> np.ndarray:
+    """A short uint8 video (or flow-stack sequence), 40x48, a moving bright square on noise."""
+    rng = np.random.default_rng(seed)
+    video = rng.integers(0, 120, size=(num_images, 40, 48, channels), dtype=np.uint8)
+    for index in range(num_images):
+        video[index, 10:20, 4 + 3 * index : 14 + 3 * index] = 250
+    return video
+
+
+def tiny_extractor(stream: str) -> keras.Model:
+    keras.utils.set_random_seed(0)
+    return build_extractor(stream, weights=None, **TINY)
+
+
+@pytest.mark.parametrize(
+    ("stream", "channels", "preprocess"),
+    [("appearance", 3, preprocess_rgb), ("motion", 10, preprocess_flow)],
+)
+def test_batched_extraction_equals_a_direct_predict(stream, channels, preprocess):
+    extractor = tiny_extractor(stream)
+    video = generated_video(channels)
+    images = prepare_images(video, stream, input_size=32)
+    np.testing.assert_array_equal(images, preprocess(center_crop(video, 32)))
+
+    features = extract_video_features(extractor, images, batch_size=3)  # 3 + 3 + 1 (padded)
+    assert features.shape == (7, 16) and features.dtype == np.float32
+    direct = extractor.predict(images, batch_size=7, verbose=0)
+    np.testing.assert_allclose(features, direct, rtol=1e-5, atol=1e-5)
+
+
+def test_extraction_is_batched_never_per_frame():
+    extractor = tiny_extractor("appearance")
+    calls = []
+    original = extractor.predict_on_batch
+
+    def spy(batch):
+        calls.append(len(batch))
+        return original(batch)
+
+    extractor.predict_on_batch = spy
+    images = prepare_images(generated_video(3, num_images=10), "appearance", input_size=32)
+    extract_video_features(extractor, images, batch_size=4)
+    assert calls == [4, 4, 4]
+
+
+class DictStore:
+    """The part of data.feature_store.FeatureStore that extraction uses, in memory."""
+
+    def __init__(self):
+        self.items = {}
+
+    def is_complete(self, video_id, metadata=None):
+        if video_id not in self.items:
+            return False
+        stored = self.items[video_id][1]
+        return metadata is None or all(stored.get(k) == v for k, v in metadata.items())
+
+    def write(self, video_id, features, metadata):
+        self.items[video_id] = (np.asarray(features, dtype=np.float16), dict(metadata))
+
+
+class FakeClip:
+    def __init__(self, video_id, seed):
+        self.video_id, self.seed = video_id, seed
+
+
+def test_extract_clips_writes_every_video_and_skips_done_ones():
+    extractor = tiny_extractor("motion")
+    clips = [FakeClip(f"Class/v_{index}", index) for index in range(3)]
+    loads = []
+
+    def load(clip):
+        loads.append(clip.video_id)
+        return generated_video(10, num_images=3 + clip.seed, seed=clip.seed)
+
+    store = DictStore()
+    metadata = {"stream": "motion", "backbone": "VGG16"}
+    common = dict(stream="motion", metadata=metadata, input_size=32, batch_size=4, progress=False)
+    counts = extract_clips(extractor, clips, load, store, **common)
+    assert counts == {"extracted": 3, "skipped": 0, "images": 3 + 4 + 5}
+    for clip in clips:
+        features, stored = store.items[clip.video_id]
+        assert features.shape == (3 + clip.seed, 16)
+        assert stored["num_images"] == 3 + clip.seed and stored["stream"] == "motion"
+        expected = extractor.predict(prepare_images(load(clip), "motion", input_size=32), verbose=0)
+        np.testing.assert_allclose(features, expected, rtol=1e-2, atol=1e-2)  # float16 store
+
+    loads.clear()
+    again = extract_clips(extractor, clips, load, store, **common)
+    assert again == {"extracted": 0, "skipped": 3, "images": 0} and loads == []
+    changed = {**common, "metadata": {**metadata, "backbone": "other"}}
+    assert extract_clips(extractor, clips[:1], load, store, **changed)["extracted"] == 1
+
+
+@pytest.mark.filterwarnings("ignore:This model usually expects")
+def test_other_keras_applications_backbones_and_named_layers():
+    extractor = build_extractor(
+        "motion", backbone="MobileNetV2", feature_layer="out_relu", weights=None, input_size=32
+    )
+    assert extractor.input_shape == (None, 32, 32, 10)
+    assert extractor.output_shape == (None, 1, 1, 1280)
+    # Cross-modality conversion of another backbone's first convolution.
+    rgb = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3))
+    flow = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 10))
+    copy_weights_by_name(rgb, flow)
+    np.testing.assert_allclose(
+        flow.get_layer("Conv1").get_weights()[0],
+        cross_modality_kernel(rgb.get_layer("Conv1").get_weights()[0], 10),
+    )
+    with pytest.raises(ValueError, match="NoSuchNet"):
+        build_extractor("appearance", backbone="NoSuchNet", weights=None)
+    with pytest.raises(ValueError, match="fc9"):
+        build_extractor("appearance", feature_layer="fc9", weights=None, **TINY)
+
+
+def test_unknown_preprocess_mode_raises():
+    with pytest.raises(ValueError, match="'caffee'"):
+        prepare_images(generated_video(3), "appearance", input_size=32, preprocess="caffee")
+
+
+def test_mixed_precision_extraction_returns_float32_close_to_float32():
+    images = prepare_images(generated_video(3), "appearance", input_size=32)
+    reference = extract_video_features(tiny_extractor("appearance"), images, batch_size=4)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        mixed_extractor = tiny_extractor("appearance")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert mixed_extractor.layers[-1].compute_dtype == "bfloat16"
+    features = extract_video_features(mixed_extractor, images, batch_size=4)
+    assert features.dtype == np.float32
+    scale = np.abs(reference).max()
+    assert scale > 0
+    np.testing.assert_allclose(features, reference, atol=0.05 * scale)

@@ -1,0 +1,284 @@
+"""Per-frame ConvNet features for every video of a split (paper section 2.1), into the store.
+
+Appearance: the FC6 (`fc1`) feature of every RGB frame; motion: of every
+5-pair flow stack. Each image is the central `input_size` square of the
+256x340 frame (paper silent; see docs), preprocessed as the stream needs, and
+run through the network in batches. A video whose features are already in the
+store with the same settings is skipped, so an interrupted run resumes, and
+`--shard i/n` splits the videos across processes or machines.
+
+    python -m training.extract_features --stream appearance \
+        --weights runs/spatial/final.keras --video-root UCF-101 \
+        --split-dir ucfTrainTestlist --store features/ucf101/appearance
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+from models.two_stream_vgg16 import (
+    FEATURE_LAYER,
+    build_stream_vgg16,
+    copy_weights_by_name,
+    feature_extractor,
+    preprocess_flow,
+    stream_input_shape,
+)
+from training.frame_dataset import center_crop
+
+DEFAULT_BACKBONE = "VGG16"
+# Modes of keras.applications.imagenet_utils.preprocess_input for RGB frames.
+PREPROCESS_MODES = ("caffe", "tf", "torch")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+# === Networks ===
+
+
+def build_extractor(
+    stream: str,
+    *,
+    backbone: str = DEFAULT_BACKBONE,
+    feature_layer: str = FEATURE_LAYER,
+    weights: str | os.PathLike | None = "imagenet",
+    input_size: int = 224,
+    fc_units: int = 4096,
+) -> keras.Model:
+    """A network from its input to `feature_layer`, for `stream`'s images.
+
+    Args:
+        stream: `"appearance"` (3 channels) or `"motion"` (10 channels).
+        backbone: `"VGG16"` (the paper's; built by `build_stream_vgg16`, so
+            fine-tuned `.keras` files load) or the name of any
+            `keras.applications` model (e.g. `"ResNet50"`); for motion its
+            3-channel first convolution is converted cross-modally.
+        feature_layer: The layer whose output is the feature. Default `fc1`
+            (FC6 after its ReLU).
+        weights: `"imagenet"`, `None`, or a file (see `load_pretrained` for
+            VGG16; other backbones take what their constructor takes).
+        input_size: Side of the square input. Default 224.
+        fc_units: Width of VGG16's FC layers (tests use a few).
+    """
+    input_shape = stream_input_shape(stream, input_size)
+    if backbone == DEFAULT_BACKBONE:
+        model = build_stream_vgg16(
+            stream, weights=weights, input_size=input_size, fc_units=fc_units
+        )
+        return feature_extractor(model, feature_layer)
+    constructor = getattr(keras.applications, backbone, None)
+    if not callable(constructor):
+        raise ValueError(
+            f"Expected a keras.applications model name. Received: backbone={backbone!r}"
+        )
+    if stream == "appearance":
+        model = constructor(weights=weights, include_top=True, input_shape=input_shape)
+    else:
+        model = constructor(weights=None, include_top=True, input_shape=input_shape)
+        if weights is not None:
+            copy_weights_by_name(constructor(weights=weights, include_top=True), model)
+    return feature_extractor(model, feature_layer)
+
+
+# === Images and features ===
+
+
+def prepare_images(
+    images: np.ndarray, stream: str, *, input_size: int = 224, preprocess: str = "caffe"
+) -> np.ndarray:
+    """Central crops of uint8 frames or flow stacks, preprocessed for the network.
+
+    RGB frames use `keras.applications.imagenet_utils.preprocess_input` in mode
+    `preprocess` ("caffe" for VGG16); flow stacks always become uint8 - 128.
+    Returns float32 `(num_images, input_size, input_size, channels)`.
+    """
+    crops = center_crop(np.asarray(images), input_size)  # (num_images, size, size, channels)
+    if stream == "motion":
+        return preprocess_flow(crops)
+    if preprocess not in PREPROCESS_MODES:
+        raise ValueError(f"Expected preprocess in {PREPROCESS_MODES}. Received: {preprocess!r}")
+    return keras.applications.imagenet_utils.preprocess_input(
+        crops.astype(np.float32), mode=preprocess
+    )
+
+
+def extract_video_features(
+    extractor: keras.Model, images: np.ndarray, batch_size: int = 64
+) -> np.ndarray:
+    """Run `extractor` over preprocessed `images` in batches; returns float32 `(num_images, dim)`.
+
+    The last batch is padded to `batch_size` (repeating its last image), so
+    every call has one shape, hence one compiled graph; padding rows are dropped.
+    """
+    if batch_size < 1:
+        raise ValueError(f"Expected batch_size >= 1. Received: batch_size={batch_size}")
+    num_images = len(images)
+    if num_images == 0:
+        raise ValueError("Expected at least one image. Received: images of length 0")
+    features = []
+    for start in range(0, num_images, batch_size):
+        batch = images[start : start + batch_size]  # (<= batch_size, height, width, channels)
+        num_real = len(batch)
+        if num_real < batch_size:
+            padding = np.repeat(batch[-1:], batch_size - num_real, axis=0)
+            batch = np.concatenate([batch, padding])
+        output = extractor.predict_on_batch(batch)  # (batch_size, dim)
+        features.append(np.asarray(keras.ops.convert_to_numpy(output), dtype=np.float32)[:num_real])
+    return np.concatenate(features)  # (num_images, dim)
+
+
+def extract_clips(
+    extractor: keras.Model,
+    clips: Sequence,
+    load_images: Callable,
+    store,
+    *,
+    stream: str,
+    metadata: dict,
+    input_size: int = 224,
+    preprocess: str = "caffe",
+    batch_size: int = 64,
+    progress: bool = True,
+) -> dict:
+    """Extract and store the features of every clip not yet complete in `store`.
+
+    Args:
+        clips: Objects with `video_id` (e.g. `data.splits.Clip`).
+        load_images: `load_images(clip)` gives uint8 frames or flow stacks.
+        store: A `data.feature_store.FeatureStore` (`is_complete`, `write`).
+        metadata: Settings written with each video's features; a stored video
+            counts as done only when they match.
+
+    Returns:
+        Counts: `{"extracted": ..., "skipped": ..., "images": ...}`.
+    """
+    counts = {"extracted": 0, "skipped": 0, "images": 0}
+    seconds = 0.0
+    bar = tqdm(clips, desc=f"extract {stream}", unit="video", disable=not progress)
+    for clip in bar:
+        if store.is_complete(clip.video_id, metadata):
+            counts["skipped"] += 1
+            continue
+        images = prepare_images(
+            load_images(clip), stream, input_size=input_size, preprocess=preprocess
+        )
+        began = time.perf_counter()
+        features = extract_video_features(extractor, images, batch_size)  # (images, dim)
+        seconds += time.perf_counter() - began
+        store.write(clip.video_id, features, {**metadata, "num_images": len(features)})
+        counts["extracted"] += 1
+        counts["images"] += len(features)
+        bar.set_postfix(img_s=f"{counts['images'] / max(seconds, 1e-9):.1f}")
+    return counts
+
+
+# === Command line ===
+
+
+def _load_rgb_frames(clip) -> np.ndarray:
+    from data.video import read_video
+
+    return read_video(clip.path).frames  # (frames, 256, 340, 3) uint8 RGB
+
+
+def _load_flow_stacks(clip, flow_root: Path) -> np.ndarray:
+    from data.optical_flow import flow_stacks, load_flow
+
+    return flow_stacks(load_flow(flow_root / f"{clip.video_id}.npz"))  # (stacks, 256, 340, 10)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.extract_features", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--stream", choices=("appearance", "motion"), required=True)
+    parser.add_argument("--dataset", choices=("ucf101", "hmdb51"), default="ucf101")
+    parser.add_argument("--video-root", type=Path, required=True)
+    parser.add_argument("--split-dir", type=Path, required=True)
+    parser.add_argument("--split", type=int, default=1)
+    parser.add_argument("--subset", choices=("train", "test", "all"), default="all")
+    parser.add_argument("--classes", default=None, help="comma-separated class subset")
+    parser.add_argument("--flow-root", type=Path, default=None, help="<video_id>.npz flow files")
+    parser.add_argument("--store", type=Path, required=True, help="feature store root")
+    parser.add_argument("--weights", default="imagenet", help="'imagenet', 'none' or a file")
+    parser.add_argument("--backbone", default=DEFAULT_BACKBONE, help="keras.applications name")
+    parser.add_argument("--feature-layer", default=FEATURE_LAYER)
+    parser.add_argument("--preprocess", choices=PREPROCESS_MODES, default="caffe")
+    parser.add_argument("--input-size", type=int, default=224)
+    parser.add_argument("--fc-units", type=int, default=4096)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--precision", choices=PRECISIONS, default="float32")
+    parser.add_argument("--shard", default="0/1", help="i/n: this process's share of videos")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    from data.feature_store import FeatureStore, shard_items
+    from data.splits import load_split
+
+    args = parse_args(argv)
+    if args.stream == "motion" and args.flow_root is None:
+        raise ValueError("The motion stream needs --flow-root (from data.optical_flow).")
+    classes = args.classes.split(",") if args.classes else None
+    split = load_split(
+        args.dataset, args.video_root, args.split_dir, split=args.split, classes=classes
+    )
+    subsets = {"train": split.train, "test": split.test, "all": split.train + split.test}
+    clips = list({clip.video_id: clip for clip in subsets[args.subset]}.values())
+    clips = shard_items(clips, args.shard)
+    if args.stream == "appearance":
+        load_images = _load_rgb_frames
+    else:
+        load_images = functools.partial(_load_flow_stacks, flow_root=args.flow_root)
+
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(args.precision)
+    try:
+        extractor = build_extractor(
+            args.stream,
+            backbone=args.backbone,
+            feature_layer=args.feature_layer,
+            weights=None if args.weights.lower() == "none" else args.weights,
+            input_size=args.input_size,
+            fc_units=args.fc_units,
+        )
+        metadata = {
+            "stream": args.stream,
+            "backbone": args.backbone,
+            "feature_layer": args.feature_layer,
+            "weights": str(args.weights),
+            "input_size": args.input_size,
+            "crop": "center",
+            "preprocess": "uint8-128" if args.stream == "motion" else args.preprocess,
+            "precision": args.precision,
+        }
+        print(f"{len(clips)} videos (shard {args.shard}) -> {args.store}")
+        counts = extract_clips(
+            extractor,
+            clips,
+            load_images,
+            FeatureStore(args.store),
+            stream=args.stream,
+            metadata=metadata,
+            input_size=args.input_size,
+            preprocess=args.preprocess,
+            batch_size=args.batch_size,
+        )
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    print(
+        f"{counts['extracted']} extracted ({counts['images']} images), {counts['skipped']} skipped"
+    )
+    return counts
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,363 @@
+"""Fine-tune the appearance or motion VGG16 on video frames, the paper's way (section 3.2).
+
+Mini-batch SGD with momentum 0.9. Spatial net: learning rate 0.001, divided by
+10 every 4,000 iterations, stopped at 10,000. Temporal net: 0.005, divided by
+10 every 10,000 iterations, stopped at 30,000. Both start from ImageNet (the
+temporal net cross-modally). Each frame (or flow stack) carries its video's
+label; random crops and horizontal flips.
+
+Writes to `--output-dir`: `checkpoint.npz` every `checkpoint_every` iterations
+(weights, optimizer state, dropout seeds, iteration; written atomically, and
+a rerun of the same command resumes from it exactly), `log.csv` (loss and
+accuracy per iteration) and, at the end, `final.keras`, which
+`training.extract_features --weights` reads.
+
+    python -m training.finetune_convnet --preset spatial \
+        --video-root UCF-101 --split-dir ucfTrainTestlist --output-dir runs/spatial
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import functools
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+from models.two_stream_vgg16 import build_stream_vgg16
+from training.frame_dataset import FrameDataset
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """Settings of ConvNet fine-tuning; defaults are the paper's spatial net."""
+
+    # "appearance" (spatial net, RGB frames) or "motion" (temporal net, flow stacks).
+    stream: str = "appearance"
+    # Section 3.2: 0.001 (spatial), 0.005 (temporal).
+    learning_rate: float = 0.001
+    # Section 3.2: the learning rate is divided by 10 every lr_step iterations.
+    lr_step: int = 4000
+    lr_decay: float = 0.1
+    # Section 3.2: 10,000 (spatial), 30,000 (temporal).
+    max_iterations: int = 10000
+    momentum: float = 0.9
+    # Paper silent; 256 as in Wang et al. 2015, whose procedure the paper follows.
+    batch_size: int = 256
+    # Section 3.2: 224x224 inputs, cropped from 256x340 frames.
+    crop_size: int = 224
+    # Paper silent; 1 = every image of a batch from a different draw of a clip.
+    frames_per_clip: int = 1
+    # Paper silent; high dropout as Wang et al. 2015 recommend (see docs).
+    dropout_fc6: float = 0.9
+    dropout_fc7: float = 0.8
+    # Paper silent; Caffe's VGG16 value (gradient += weight_decay * w on kernels).
+    weight_decay: float = 5e-4
+    # Iterations between checkpoints.
+    checkpoint_every: int = 1000
+    # Seed of batch sampling, augmentation, dropout and the new classifier.
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.stream not in ("appearance", "motion"):
+            raise ValueError(
+                f"Expected stream 'appearance' or 'motion'. Received: stream={self.stream!r}"
+            )
+        for field in ("lr_step", "max_iterations", "batch_size", "checkpoint_every"):
+            if getattr(self, field) < 1:
+                raise ValueError(f"Expected {field} >= 1. Received: {field}={getattr(self, field)}")
+        if self.learning_rate <= 0:
+            raise ValueError(
+                f"Expected learning_rate > 0. Received: learning_rate={self.learning_rate}"
+            )
+
+
+SPATIAL_PAPER = FinetuneConfig()
+TEMPORAL_PAPER = FinetuneConfig(
+    stream="motion",
+    learning_rate=0.005,
+    lr_step=10000,
+    max_iterations=30000,
+    dropout_fc6=0.9,
+    dropout_fc7=0.9,
+)
+PRESETS = {"spatial": SPATIAL_PAPER, "temporal": TEMPORAL_PAPER}
+
+CHECKPOINT_NAME = "checkpoint.npz"
+LOG_NAME = "log.csv"
+FINAL_NAME = "final.keras"
+LOG_FIELDS = ("iteration", "learning_rate", "loss", "accuracy", "images_per_second")
+
+
+# === Optimisation ===
+
+
+def learning_rate_schedule(
+    config: FinetuneConfig,
+) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Step schedule: `learning_rate * lr_decay ** floor(iteration / lr_step)`."""
+    return keras.optimizers.schedules.ExponentialDecay(
+        config.learning_rate,
+        decay_steps=config.lr_step,
+        decay_rate=config.lr_decay,
+        staircase=True,
+    )
+
+
+def compile_for_finetuning(model: keras.Model, config: FinetuneConfig) -> keras.Model:
+    """Compile `model` with SGD + momentum on the step schedule, and build the optimizer."""
+    optimizer = keras.optimizers.SGD(
+        learning_rate=learning_rate_schedule(config), momentum=config.momentum
+    )
+    model.compile(
+        optimizer=optimizer,
+        loss="sparse_categorical_crossentropy",
+        metrics=["sparse_categorical_accuracy"],
+    )
+    optimizer.build(model.trainable_variables)
+    return model
+
+
+# === Checkpoints ===
+
+
+def save_checkpoint(path: str | os.PathLike, model: keras.Model, iteration: int) -> None:
+    """Write weights, optimizer state, seed states and `iteration` to `path`, atomically."""
+    arrays = {"iteration": np.asarray(iteration)}
+    for prefix, variables in (("model", model.variables), ("optimizer", model.optimizer.variables)):
+        for index, variable in enumerate(variables):
+            arrays[f"{prefix}/{index:04d}"] = keras.ops.convert_to_numpy(variable)
+        arrays[f"{prefix}/paths"] = np.asarray([variable.path for variable in variables])
+    temporary = Path(f"{path}.tmp.npz")
+    np.savez(temporary, **arrays)
+    os.replace(temporary, path)
+
+
+def load_checkpoint(path: str | os.PathLike, model: keras.Model) -> int:
+    """Restore a `save_checkpoint` file into a compiled `model`; returns the iteration."""
+    with np.load(path) as arrays:
+        for prefix, variables in (
+            ("model", model.variables),
+            ("optimizer", model.optimizer.variables),
+        ):
+            # Paths of seed generators are numbered per process, so compare shapes.
+            saved = [
+                arrays[f"{prefix}/{index:04d}"] for index in range(len(arrays[f"{prefix}/paths"]))
+            ]
+            if [array.shape for array in saved] != [
+                tuple(variable.shape) for variable in variables
+            ]:
+                raise ValueError(
+                    f"Checkpoint {path} does not match the model ({prefix} variables differ: "
+                    f"{len(saved)} saved, {len(variables)} expected, or their shapes). Use the "
+                    "settings that wrote it, or another --output-dir."
+                )
+            for variable, array in zip(variables, saved, strict=True):
+                variable.assign(array)
+        return int(arrays["iteration"])
+
+
+def _open_log(path: Path, resume_iteration: int):
+    """Open the CSV log for appending, dropping rows after `resume_iteration`."""
+    rows = []
+    if path.exists():
+        with open(path, newline="") as file:
+            rows = [
+                row for row in csv.DictReader(file) if int(row["iteration"]) <= resume_iteration
+            ]
+    file = open(path, "w", newline="")  # closed by finetune()
+    writer = csv.DictWriter(file, fieldnames=LOG_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    file.flush()
+    return file, writer
+
+
+# === Training loop ===
+
+
+def finetune(
+    model: keras.Model,
+    dataset: FrameDataset,
+    config: FinetuneConfig,
+    output_dir: str | os.PathLike,
+    *,
+    prefetch: int = 2,
+    progress: bool = True,
+) -> Path:
+    """Train `model` on `dataset` for `config.max_iterations`, resuming from `output_dir`.
+
+    Args:
+        model: A classifier, e.g. `build_stream_vgg16(...)`; compiled here.
+        dataset: Batch `i` is the batch of iteration `i` (`len(dataset)` must
+            cover `config.max_iterations`).
+        config: The schedule, momentum and checkpoint interval.
+        output_dir: Where `checkpoint.npz`, `log.csv` and `final.keras` go.
+        prefetch: Batches loaded ahead in background threads (0: none).
+        progress: Show a tqdm bar with images/s.
+
+    Returns:
+        The path of `final.keras`.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if len(dataset) < config.max_iterations:
+        raise ValueError(
+            f"Expected a dataset of >= max_iterations={config.max_iterations} batches. "
+            f"Received: len(dataset)={len(dataset)}"
+        )
+    compile_for_finetuning(model, config)
+    checkpoint_path = output_dir / CHECKPOINT_NAME
+    start = load_checkpoint(checkpoint_path, model) if checkpoint_path.exists() else 0
+    schedule = learning_rate_schedule(config)
+    log_file, log = _open_log(output_dir / LOG_NAME, start)
+    bar = tqdm(
+        total=config.max_iterations,
+        initial=start,
+        desc=f"finetune {config.stream}",
+        unit="it",
+        disable=not progress,
+    )
+    try:
+        with ThreadPoolExecutor(max(prefetch, 1)) as pool:
+            pending = {}
+            for iteration in range(start, config.max_iterations):
+                for ahead in range(iteration, min(iteration + prefetch + 1, config.max_iterations)):
+                    if ahead not in pending:
+                        pending[ahead] = pool.submit(dataset.__getitem__, ahead)
+                images, labels = pending.pop(iteration).result()
+                began = time.perf_counter()
+                learning_rate = float(schedule(iteration))
+                metrics = model.train_on_batch(images, labels, return_dict=True)
+                images_per_second = len(images) / (time.perf_counter() - began)
+                row = {
+                    "iteration": iteration + 1,
+                    "learning_rate": f"{learning_rate:.6g}",
+                    "loss": f"{float(metrics['loss']):.6f}",
+                    "accuracy": f"{float(metrics['sparse_categorical_accuracy']):.6f}",
+                    "images_per_second": f"{images_per_second:.1f}",
+                }
+                log.writerow(row)
+                log_file.flush()
+                done = iteration + 1
+                if done % config.checkpoint_every == 0 or done == config.max_iterations:
+                    save_checkpoint(checkpoint_path, model, done)
+                bar.update(1)
+                bar.set_postfix(
+                    loss=row["loss"], lr=row["learning_rate"], img_s=row["images_per_second"]
+                )
+    finally:
+        bar.close()
+        log_file.close()
+    final_path = output_dir / FINAL_NAME
+    model.save(final_path)
+    return final_path
+
+
+# === Command line ===
+
+
+def _load_rgb_frames(path: Path) -> np.ndarray:
+    from data.video import read_video
+
+    return read_video(path).frames  # (frames, 256, 340, 3) uint8 RGB
+
+
+def _load_flow_stacks(path: Path) -> np.ndarray:
+    from data.optical_flow import flow_stacks, load_flow
+
+    return flow_stacks(load_flow(path))  # (flows - 4, 256, 340, 10) uint8
+
+
+def training_clips(split, stream: str, flow_root: Path | None):
+    """`(loader, label)` for every training clip of a `data.splits.Split`."""
+    if stream == "motion" and flow_root is None:
+        raise ValueError("The motion stream needs --flow-root (from data.optical_flow).")
+    clips = []
+    for clip in split.train:
+        if stream == "appearance":
+            loader = functools.partial(_load_rgb_frames, clip.path)
+        else:
+            loader = functools.partial(_load_flow_stacks, flow_root / f"{clip.video_id}.npz")
+        clips.append((loader, clip.label))
+    return clips
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.finetune_convnet", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="spatial")
+    parser.add_argument("--dataset", choices=("ucf101", "hmdb51"), default="ucf101")
+    parser.add_argument("--video-root", type=Path, required=True)
+    parser.add_argument("--split-dir", type=Path, required=True)
+    parser.add_argument("--split", type=int, default=1)
+    parser.add_argument("--classes", default=None, help="comma-separated class subset")
+    parser.add_argument("--flow-root", type=Path, default=None, help="<video_id>.npz flow files")
+    parser.add_argument("--output-dir", type=Path, required=True)
+    parser.add_argument("--weights", default="imagenet", help="'imagenet', 'none' or a file")
+    parser.add_argument("--fc-units", type=int, default=4096)
+    parser.add_argument("--workers", type=int, default=4, help="batches prefetched in threads")
+    for field in dataclasses.fields(FinetuneConfig):
+        if field.name != "stream":
+            flag = "--" + field.name.replace("_", "-")
+            parser.add_argument(flag, type=type(field.default), default=None)
+    return parser.parse_args(argv)
+
+
+def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
+    """The preset, with every flag that was given replacing its field."""
+    overrides = {
+        field.name: getattr(args, field.name)
+        for field in dataclasses.fields(FinetuneConfig)
+        if field.name != "stream" and getattr(args, field.name) is not None
+    }
+    return dataclasses.replace(PRESETS[args.preset], **overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    from data.splits import load_split
+
+    args = parse_args(argv)
+    config = config_from_args(args)
+    classes = args.classes.split(",") if args.classes else None
+    split = load_split(
+        args.dataset, args.video_root, args.split_dir, split=args.split, classes=classes
+    )
+    clips = training_clips(split, config.stream, args.flow_root)
+    print(f"{len(clips)} training videos, {len(split.class_names)} classes, {config}")
+    dataset = FrameDataset(
+        clips,
+        stream=config.stream,
+        batch_size=config.batch_size,
+        num_batches=config.max_iterations,
+        crop_size=config.crop_size,
+        frames_per_clip=config.frames_per_clip,
+        seed=config.seed,
+    )
+    keras.utils.set_random_seed(config.seed)
+    model = build_stream_vgg16(
+        config.stream,
+        num_classes=len(split.class_names),
+        weights=None if args.weights.lower() == "none" else args.weights,
+        input_size=config.crop_size,
+        fc_units=args.fc_units,
+        dropout_rates=(config.dropout_fc6, config.dropout_fc7),
+        weight_decay=config.weight_decay,
+        seed=config.seed,
+    )
+    final_path = finetune(model, dataset, config, args.output_dir, prefetch=args.workers)
+    print(f"Wrote {final_path}")
+    return final_path
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Frame-level batches for ConvNet fine-tuning (section 3.2): crops, flips, video labels.
+
+Each training image is one RGB frame (appearance) or one 5-pair flow stack
+(motion) and carries its video's label. A batch is a pure function of the
+iteration number and the seed, so a resumed run sees exactly the batches an
+uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import keras
+import numpy as np
+
+from models.two_stream_vgg16 import preprocess_images, stream_input_shape
+
+# A clip: a callable returning its images (frames or flow stacks), and its label.
+ClipLoader = Callable[[], np.ndarray]
+
+
+# === Augmentation ===
+
+
+def flip_flow_stack(stacks: np.ndarray) -> np.ndarray:
+    """Mirror uint8 flow stacks `(..., height, width, 10)` left-right.
+
+    Mirroring negates the horizontal flow: the x channels (0, 2, ..., 8) become
+    255 - x (uint8 flow is symmetric around 127.5); y channels only move.
+    """
+    flipped = np.array(stacks[..., ::-1, :])  # (..., height, width, 10), width reversed
+    flipped[..., 0::2] = 255 - flipped[..., 0::2]
+    return flipped
+
+
+def random_crop_and_flip(
+    images: np.ndarray, crop_size: int, rng: np.random.Generator, *, flow: bool = False
+) -> np.ndarray:
+    """A random `crop_size` square of each image, mirrored with probability 1/2.
+
+    Args:
+        images: uint8 `(num_images, height, width, channels)`.
+        crop_size: Side of the crop, at most the image's height and width.
+        rng: The generator that draws the offsets and flips.
+        flow: Whether the images are flow stacks (`flip_flow_stack` on flips).
+
+    Returns:
+        uint8 `(num_images, crop_size, crop_size, channels)`.
+    """
+    num_images, height, width, _ = images.shape
+    if crop_size > min(height, width):
+        raise ValueError(
+            f"Expected crop_size <= image height and width ({height}x{width}). "
+            f"Received: crop_size={crop_size}"
+        )
+    tops = rng.integers(0, height - crop_size + 1, size=num_images)
+    lefts = rng.integers(0, width - crop_size + 1, size=num_images)
+    flips = rng.random(num_images) < 0.5
+    crops = []
+    for image, top, left, flip in zip(images, tops, lefts, flips, strict=True):
+        crop = image[top : top + crop_size, left : left + crop_size]  # (crop, crop, channels)
+        if flip:
+            crop = flip_flow_stack(crop) if flow else crop[:, ::-1]
+        crops.append(crop)
+    return np.stack(crops)
+
+
+def center_crop(images: np.ndarray, crop_size: int) -> np.ndarray:
+    """The central `crop_size` square of `(num_images, height, width, channels)` images."""
+    height, width = images.shape[1:3]
+    if crop_size > min(height, width):
+        raise ValueError(
+            f"Expected crop_size <= image height and width ({height}x{width}). "
+            f"Received: crop_size={crop_size}"
+        )
+    top, left = (height - crop_size) // 2, (width - crop_size) // 2
+    return images[:, top : top + crop_size, left : left + crop_size]
+
+
+# === Dataset ===
+
+
+class FrameDataset(keras.utils.PyDataset):
+    """Batches of augmented, preprocessed frames (or flow stacks) with video labels.
+
+    Batch `iteration` draws `batch_size / frames_per_clip` clips uniformly
+    (with replacement), `frames_per_clip` random images of each, then a random
+    crop and flip per image, seeded by `(seed, iteration)`.
+
+    Args:
+        clips: `(loader, label)` pairs; `loader()` returns the clip's uint8
+            images `(num_images, height, width, channels)`: RGB frames for
+            the appearance stream, 10-channel flow stacks for motion.
+        stream: `"appearance"` or `"motion"`.
+        batch_size: Images per batch.
+        num_batches: Length of the dataset (the number of iterations).
+        crop_size: Side of the random crops. Default 224.
+        frames_per_clip: Images taken from each loaded clip; more means fewer
+            clip loads per batch and less diverse batches. Default 1.
+        seed: Seed of the sampling and augmentation. Default 0.
+        **kwargs: `keras.utils.PyDataset` arguments (`workers`, ...).
+
+    Returns (per item):
+        `(images, labels)`: float32 `(batch_size, crop_size, crop_size, channels)`
+        preprocessed for the stream, int32 `(batch_size,)`.
+    """
+
+    def __init__(
+        self,
+        clips: Sequence[tuple[ClipLoader, int]],
+        *,
+        stream: str,
+        batch_size: int,
+        num_batches: int,
+        crop_size: int = 224,
+        frames_per_clip: int = 1,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not clips:
+            raise ValueError("Expected at least one clip. Received: clips=[]")
+        if batch_size < 1 or frames_per_clip < 1 or batch_size % frames_per_clip:
+            raise ValueError(
+                "Expected batch_size a positive multiple of frames_per_clip. Received: "
+                f"batch_size={batch_size}, frames_per_clip={frames_per_clip}"
+            )
+        self.clips = list(clips)
+        self.stream = stream
+        self.channels = stream_input_shape(stream)[-1]
+        self.batch_size = batch_size
+        self._length = num_batches
+        self.crop_size = crop_size
+        self.frames_per_clip = frames_per_clip
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return self._length
+
+    def __getitem__(self, iteration: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng((self.seed, iteration))
+        num_clips = self.batch_size // self.frames_per_clip
+        clip_indices = rng.integers(0, len(self.clips), size=num_clips)
+        images, labels = [], []
+        for clip_index in clip_indices:
+            loader, label = self.clips[clip_index]
+            clip_images = np.asarray(loader())  # (num_images, height, width, channels)
+            if clip_images.ndim != 4 or clip_images.shape[-1] != self.channels:
+                raise ValueError(
+                    f"Clip {clip_index} gave images of shape {clip_images.shape}; the "
+                    f"{self.stream} stream needs (num_images, height, width, {self.channels})."
+                )
+            if len(clip_images) == 0:
+                raise ValueError(f"Clip {clip_index} (label {label}) has no images.")
+            picks = rng.integers(0, len(clip_images), size=self.frames_per_clip)
+            images.append(clip_images[picks])
+            labels.extend([label] * self.frames_per_clip)
+        images = np.concatenate(images)  # (batch, height, width, channels) uint8
+        crops = random_crop_and_flip(
+            images, self.crop_size, rng, flow=self.stream == "motion"
+        )  # (batch, crop, crop, channels) uint8
+        return preprocess_images(crops, self.stream), np.asarray(labels, dtype=np.int32)
