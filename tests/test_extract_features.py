@@ -99,8 +99,9 @@ def test_extract_clips_writes_every_video_and_skips_done_ones():
     store = DictStore()
     metadata = {"stream": "motion", "backbone": "VGG16"}
     common = dict(stream="motion", metadata=metadata, input_size=32, batch_size=4, progress=False)
-    counts = extract_clips(extractor, clips, load, store, **common)
-    assert counts == {"extracted": 3, "skipped": 0, "images": 3 + 4 + 5}
+    report = extract_clips(extractor, clips, load, store, **common)
+    assert (report.done, report.skipped, report.failures) == (3, 0, [])
+    assert report.frames == 3 + 4 + 5
     for clip in clips:
         features, stored = store.items[clip.video_id]
         assert features.shape == (3 + clip.seed, 16)
@@ -110,9 +111,9 @@ def test_extract_clips_writes_every_video_and_skips_done_ones():
 
     loads.clear()
     again = extract_clips(extractor, clips, load, store, **common)
-    assert again == {"extracted": 0, "skipped": 3, "images": 0} and loads == []
+    assert (again.done, again.skipped, again.frames) == (0, 3, 0) and loads == []
     changed = {**common, "metadata": {**metadata, "backbone": "other"}}
-    assert extract_clips(extractor, clips[:1], load, store, **changed)["extracted"] == 1
+    assert extract_clips(extractor, clips[:1], load, store, **changed).done == 1
 
 
 @pytest.mark.filterwarnings("ignore:This model usually expects")

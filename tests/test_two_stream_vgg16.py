@@ -30,6 +30,7 @@ def randomise(model: keras.Model, seed: int = 0) -> keras.Model:
 def test_architecture_matches_keras_vgg16_layer_by_layer():
     ours = build_vgg16((32, 32, 3), fc_units=4096)
     keras_vgg = keras.applications.VGG16(weights=None, include_top=True, input_shape=(32, 32, 3))
+
     def named_layers(model):
         # Input layers get process-wide counters in their names (input_layer_6): skip them.
         return [

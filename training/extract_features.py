@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from data.batch_jobs import JobReport, JobResult, parse_shard, shard_items, write_failure_log
 from models.two_stream_vgg16 import (
     FEATURE_LAYER,
     build_stream_vgg16,
@@ -147,8 +149,11 @@ def extract_clips(
     preprocess: str = "caffe",
     batch_size: int = 64,
     progress: bool = True,
-) -> dict:
+) -> JobReport:
     """Extract and store the features of every clip not yet complete in `store`.
+
+    A clip that cannot be loaded or extracted is recorded as a failure and the
+    job goes on with the rest; nothing already stored is touched.
 
     Args:
         clips: Objects with `video_id` (e.g. `data.splits.Clip`).
@@ -158,35 +163,45 @@ def extract_clips(
             counts as done only when they match.
 
     Returns:
-        Counts: `{"extracted": ..., "skipped": ..., "images": ...}`.
+        A `data.batch_jobs.JobReport`: `done`, `skipped`, `failures`, and
+        `frames` (images extracted).
     """
-    counts = {"extracted": 0, "skipped": 0, "images": 0}
-    seconds = 0.0
+    report = JobReport()
     bar = tqdm(clips, desc=f"extract {stream}", unit="video", disable=not progress)
     for clip in bar:
         if store.is_complete(clip.video_id, metadata):
-            counts["skipped"] += 1
+            report.add(JobResult(clip.video_id, "skipped"))
             continue
-        images = prepare_images(
-            load_images(clip), stream, input_size=input_size, preprocess=preprocess
-        )
         began = time.perf_counter()
-        features = extract_video_features(extractor, images, batch_size)  # (images, dim)
-        seconds += time.perf_counter() - began
-        store.write(clip.video_id, features, {**metadata, "num_images": len(features)})
-        counts["extracted"] += 1
-        counts["images"] += len(features)
-        bar.set_postfix(img_s=f"{counts['images'] / max(seconds, 1e-9):.1f}")
-    return counts
+        try:
+            images = prepare_images(
+                load_images(clip), stream, input_size=input_size, preprocess=preprocess
+            )
+            features = extract_video_features(extractor, images, batch_size)  # (images, dim)
+            # Image i is frame i (appearance) or the stack of flows i..i+4 (motion).
+            frame_indices = list(range(len(features)))
+            store.write(
+                clip.video_id,
+                features,
+                {**metadata, "num_images": len(features), "frame_indices": frame_indices},
+            )
+        except Exception as error:  # noqa: BLE001 - recorded, the job goes on
+            report.add(JobResult(clip.video_id, "failed", f"{type(error).__name__}: {error}"))
+            continue
+        seconds = time.perf_counter() - began
+        report.seconds += seconds
+        report.add(JobResult(clip.video_id, "done", frames=len(features), seconds=seconds))
+        bar.set_postfix(img_s=f"{report.frames / max(report.seconds, 1e-9):.1f}")
+    return report
 
 
 # === Command line ===
 
 
-def _load_rgb_frames(clip) -> np.ndarray:
+def _load_rgb_frames(clip, height: int, width: int) -> np.ndarray:
     from data.video import read_video
 
-    return read_video(clip.path).frames  # (frames, 256, 340, 3) uint8 RGB
+    return read_video(clip.path, height, width).frames  # (frames, height, width, 3) uint8 RGB
 
 
 def _load_flow_stacks(clip, flow_root: Path) -> np.ndarray:
@@ -207,6 +222,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--subset", choices=("train", "test", "all"), default="all")
     parser.add_argument("--classes", default=None, help="comma-separated class subset")
     parser.add_argument("--flow-root", type=Path, default=None, help="<video_id>.npz flow files")
+    parser.add_argument("--height", type=int, default=256, help="decoded RGB frame height")
+    parser.add_argument("--width", type=int, default=340, help="decoded RGB frame width")
     parser.add_argument("--store", type=Path, required=True, help="feature store root")
     parser.add_argument("--weights", default="imagenet", help="'imagenet', 'none' or a file")
     parser.add_argument("--backbone", default=DEFAULT_BACKBONE, help="keras.applications name")
@@ -220,22 +237,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    from data.feature_store import FeatureStore, shard_items
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the CLI; returns the exit status (0: all complete, 1: failures, 2: bad input)."""
+    from data.feature_store import FeatureStore
     from data.splits import load_split
 
     args = parse_args(argv)
-    if args.stream == "motion" and args.flow_root is None:
-        raise ValueError("The motion stream needs --flow-root (from data.optical_flow).")
-    classes = args.classes.split(",") if args.classes else None
-    split = load_split(
-        args.dataset, args.video_root, args.split_dir, split=args.split, classes=classes
-    )
-    subsets = {"train": split.train, "test": split.test, "all": split.train + split.test}
-    clips = list({clip.video_id: clip for clip in subsets[args.subset]}.values())
-    clips = shard_items(clips, args.shard)
+    try:
+        if args.stream == "motion" and args.flow_root is None:
+            raise ValueError("The motion stream needs --flow-root (from training.compute_flow).")
+        shard_index, shard_count = parse_shard(args.shard)
+        classes = args.classes.split(",") if args.classes else None
+        split = load_split(
+            args.dataset,
+            args.video_root,
+            args.split_dir,
+            split=args.split,
+            classes=classes,
+            on_missing="skip",
+        )
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    clips = shard_items(split.subset(args.subset), args.shard)
     if args.stream == "appearance":
-        load_images = _load_rgb_frames
+        load_images = functools.partial(_load_rgb_frames, height=args.height, width=args.width)
     else:
         load_images = functools.partial(_load_flow_stacks, flow_root=args.flow_root)
 
@@ -260,8 +286,10 @@ def main(argv: Sequence[str] | None = None) -> dict:
             "preprocess": "uint8-128" if args.stream == "motion" else args.preprocess,
             "precision": args.precision,
         }
-        print(f"{len(clips)} videos (shard {args.shard}) -> {args.store}")
-        counts = extract_clips(
+        if args.stream == "appearance":
+            metadata["frame_size"] = [args.height, args.width]
+        print(f"{len(clips)} videos (shard {shard_index}/{shard_count}) -> {args.store}")
+        report = extract_clips(
             extractor,
             clips,
             load_images,
@@ -274,11 +302,16 @@ def main(argv: Sequence[str] | None = None) -> dict:
         )
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
-    print(
-        f"{counts['extracted']} extracted ({counts['images']} images), {counts['skipped']} skipped"
-    )
-    return counts
+    report.failures += [
+        JobResult(missing.clip.video_id, "failed", f"missing on disk: {missing}")
+        for missing in shard_items(split.missing_in(args.subset), args.shard)
+    ]
+    suffix = "" if shard_count == 1 else f"-shard-{shard_index}-of-{shard_count}"
+    log_path = Path(args.store) / f"failures-{args.stream}{suffix}.jsonl"
+    write_failure_log(log_path, report.failures)
+    print(report.summary(log_path))
+    return 1 if report.failures else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

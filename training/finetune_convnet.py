@@ -265,10 +265,10 @@ def finetune(
 # === Command line ===
 
 
-def _load_rgb_frames(path: Path) -> np.ndarray:
+def _load_rgb_frames(path: Path, height: int = 256, width: int = 340) -> np.ndarray:
     from data.video import read_video
 
-    return read_video(path).frames  # (frames, 256, 340, 3) uint8 RGB
+    return read_video(path, height, width).frames  # (frames, height, width, 3) uint8 RGB
 
 
 def _load_flow_stacks(path: Path) -> np.ndarray:
@@ -277,14 +277,19 @@ def _load_flow_stacks(path: Path) -> np.ndarray:
     return flow_stacks(load_flow(path))  # (flows - 4, 256, 340, 10) uint8
 
 
-def training_clips(split, stream: str, flow_root: Path | None):
-    """`(loader, label)` for every training clip of a `data.splits.Split`."""
+def training_clips(
+    split, stream: str, flow_root: Path | None, frame_size: tuple[int, int] = (256, 340)
+):
+    """`(loader, label)` for every training clip of a `data.splits.Split`.
+
+    RGB frames are decoded at `frame_size` (height, width); flow is read as stored.
+    """
     if stream == "motion" and flow_root is None:
         raise ValueError("The motion stream needs --flow-root (from data.optical_flow).")
     clips = []
     for clip in split.train:
         if stream == "appearance":
-            loader = functools.partial(_load_rgb_frames, clip.path)
+            loader = functools.partial(_load_rgb_frames, clip.path, *frame_size)
         else:
             loader = functools.partial(_load_flow_stacks, flow_root / f"{clip.video_id}.npz")
         clips.append((loader, clip.label))
@@ -302,6 +307,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--split", type=int, default=1)
     parser.add_argument("--classes", default=None, help="comma-separated class subset")
     parser.add_argument("--flow-root", type=Path, default=None, help="<video_id>.npz flow files")
+    parser.add_argument("--height", type=int, default=256, help="decoded RGB frame height")
+    parser.add_argument("--width", type=int, default=340, help="decoded RGB frame width")
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--weights", default="imagenet", help="'imagenet', 'none' or a file")
     parser.add_argument("--fc-units", type=int, default=4096)
@@ -332,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     split = load_split(
         args.dataset, args.video_root, args.split_dir, split=args.split, classes=classes
     )
-    clips = training_clips(split, config.stream, args.flow_root)
+    clips = training_clips(split, config.stream, args.flow_root, (args.height, args.width))
     print(f"{len(clips)} training videos, {len(split.class_names)} classes, {config}")
     dataset = FrameDataset(
         clips,
