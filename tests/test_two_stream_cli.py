@@ -100,3 +100,11 @@ def test_motion_without_flow_root_is_a_clear_error(dataset, tmp_path, capsys):
     )
     assert status == 2
     assert "--flow-root" in capsys.readouterr().err
+
+
+def test_finetuning_the_motion_net_without_flow_names_the_missing_files(dataset, tmp_path):
+    with pytest.raises(ValueError, match="no flow file .*compute_flow"):
+        finetune_convnet.main(
+            [*dataset["common"], "--preset", "temporal", "--flow-root", str(tmp_path)]
+            + [*TINY_NET, "--output-dir", str(tmp_path / "net"), "--max-iterations", "1"]
+        )

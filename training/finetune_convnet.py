@@ -277,6 +277,10 @@ def _load_flow_stacks(path: Path) -> np.ndarray:
     return flow_stacks(load_flow(path))  # (flows - 4, 256, 340, 10) uint8
 
 
+def _flow_file(flow_root: Path, clip) -> Path:
+    return Path(flow_root) / f"{clip.video_id}.npz"  # as training.compute_flow writes it
+
+
 def training_clips(
     split, stream: str, flow_root: Path | None, frame_size: tuple[int, int] = (256, 340)
 ):
@@ -286,12 +290,22 @@ def training_clips(
     """
     if stream == "motion" and flow_root is None:
         raise ValueError("The motion stream needs --flow-root (from data.optical_flow).")
+    if stream == "motion":
+        missing = [
+            clip.video_id for clip in split.train if not _flow_file(flow_root, clip).exists()
+        ]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} of {len(split.train)} training videos have no flow file under "
+                f"{flow_root} (first: {missing[0]}.npz). Run `python -m training.compute_flow` "
+                "for the training list first."
+            )
     clips = []
     for clip in split.train:
         if stream == "appearance":
             loader = functools.partial(_load_rgb_frames, clip.path, *frame_size)
         else:
-            loader = functools.partial(_load_flow_stacks, flow_root / f"{clip.video_id}.npz")
+            loader = functools.partial(_load_flow_stacks, _flow_file(flow_root, clip))
         clips.append((loader, clip.label))
     return clips
 
