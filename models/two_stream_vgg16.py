@@ -79,6 +79,7 @@ def build_vgg16(
     dropout_rates: tuple[float, float] = (0.0, 0.0),
     weight_decay: float = 0.0,
     seed: int | None = None,
+    width_multiplier: float = 1.0,
     name: str = "vgg16",
 ) -> keras.Model:
     """VGG16 with Keras' layer names and random weights, any input size and channels.
@@ -95,6 +96,9 @@ def build_vgg16(
         weight_decay: Caffe-style weight decay on kernels: the gradient gains
             `weight_decay * w`, via `L2(weight_decay / 2)`. Default 0.
         seed: Seed of the dropout layers (exact resume needs fixed seeds).
+        width_multiplier: Scales the filters of every convolution (1.0 is
+            VGG16; 0.25 has 1/16 of its convolution FLOPs, for CPU demos).
+            Pretrained weights need 1.0. Default 1.0.
         name: Model name.
 
     Returns:
@@ -117,6 +121,10 @@ def build_vgg16(
         )
     if weight_decay < 0:
         raise ValueError(f"Expected weight_decay >= 0. Received: weight_decay={weight_decay}")
+    if width_multiplier <= 0:
+        raise ValueError(
+            f"Expected width_multiplier > 0. Received: width_multiplier={width_multiplier}"
+        )
     decay = keras.regularizers.L2(weight_decay / 2) if weight_decay > 0 else None
 
     images = keras.Input(input_shape, name="input_layer")
@@ -125,7 +133,7 @@ def build_vgg16(
     for block, (filters, num_convs) in enumerate(VGG16_BLOCKS, start=1):
         for conv in range(1, num_convs + 1):
             x = keras.layers.Conv2D(
-                filters,
+                max(1, round(filters * width_multiplier)),
                 3,
                 padding="same",
                 activation="relu",
@@ -281,6 +289,7 @@ def build_stream_vgg16(
     dropout_rates: tuple[float, float] = (0.0, 0.0),
     weight_decay: float = 0.0,
     seed: int | None = None,
+    width_multiplier: float = 1.0,
 ) -> keras.Model:
     """The appearance or motion VGG16 classifier, for fine-tuning (section 3.2).
 
@@ -289,8 +298,8 @@ def build_stream_vgg16(
         weights: see `load_pretrained`. For the motion stream an RGB source is
             converted cross-modally; a 10-channel source (a fine-tuned motion
             net) is copied as is.
-        num_classes, input_size, fc_units, dropout_rates, weight_decay, seed:
-            see `build_vgg16`.
+        num_classes, input_size, fc_units, dropout_rates, weight_decay, seed,
+            width_multiplier: see `build_vgg16`.
 
     Returns:
         A Functional `keras.Model` named `appearance_vgg16` or `motion_vgg16`.
@@ -302,6 +311,7 @@ def build_stream_vgg16(
         dropout_rates=dropout_rates,
         weight_decay=weight_decay,
         seed=seed,
+        width_multiplier=width_multiplier,
         name=f"{stream}_vgg16",
     )
     return load_pretrained(model, weights)
@@ -322,10 +332,17 @@ def build_appearance_extractor(
     *,
     input_size: int = 224,
     fc_units: int = 4096,
+    width_multiplier: float = 1.0,
 ) -> keras.Model:
     """RGB VGG16 up to FC6: `(batch, size, size, 3)` caffe-preprocessed to `(batch, fc_units)`."""
     return feature_extractor(
-        build_stream_vgg16("appearance", weights=weights, input_size=input_size, fc_units=fc_units)
+        build_stream_vgg16(
+            "appearance",
+            weights=weights,
+            input_size=input_size,
+            fc_units=fc_units,
+            width_multiplier=width_multiplier,
+        )
     )
 
 
@@ -334,10 +351,17 @@ def build_motion_extractor(
     *,
     input_size: int = 224,
     fc_units: int = 4096,
+    width_multiplier: float = 1.0,
 ) -> keras.Model:
     """Flow VGG16 up to FC6: `(batch, size, size, 10)` (uint8 - 128) to `(batch, fc_units)`."""
     return feature_extractor(
-        build_stream_vgg16("motion", weights=weights, input_size=input_size, fc_units=fc_units)
+        build_stream_vgg16(
+            "motion",
+            weights=weights,
+            input_size=input_size,
+            fc_units=fc_units,
+            width_multiplier=width_multiplier,
+        )
     )
 
 

@@ -8,7 +8,7 @@ from data.synthetic_videos import write_ucf101_like
 from training import compute_flow, extract_features, finetune_convnet
 
 HEIGHT, WIDTH = 48, 64
-TINY_NET = ["--weights", "none", "--fc-units", "16"]
+TINY_NET = ["--weights", "none", "--fc-units", "16", "--width-multiplier", "0.25"]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,8 @@ def test_finetune_then_extract_with_the_finetuned_network(dataset, tmp_path, str
 
     store_root = tmp_path / "store"
     extract = [*common, *flow, *size, "--stream", stream, "--store", str(store_root)]
-    extract += ["--weights", str(final), "--fc-units", "16", "--input-size", "32"]
+    extract += ["--weights", str(final), "--fc-units", "16", "--width-multiplier", "0.25"]
+    extract += ["--input-size", "32"]
     extract += ["--batch-size", "4"]
     assert extract_features.main([*extract, "--shard", "0/2"]) == 0
     assert extract_features.main([*extract, "--shard", "1/2"]) == 0

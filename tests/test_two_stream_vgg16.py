@@ -150,3 +150,13 @@ def test_preprocess_flow_centres_uint8_at_128():
     np.testing.assert_array_equal(processed[0, 0, :, 0], [-128.0, -1.0, 0.0, 127.0])
     with pytest.raises(ValueError, match="dtype"):
         preprocess_flow(stacks.astype("float32"))
+
+
+def test_width_multiplier_scales_every_convolution():
+    quarter = build_vgg16((32, 32, 3), fc_units=8, width_multiplier=0.25)
+    full = build_vgg16((32, 32, 3), fc_units=8)
+    for layer in full.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            assert quarter.get_layer(layer.name).filters == layer.filters // 4
+    with pytest.raises(ValueError, match="width_multiplier"):
+        build_vgg16((32, 32, 3), width_multiplier=0.0)

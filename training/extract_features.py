@@ -54,6 +54,7 @@ def build_extractor(
     weights: str | os.PathLike | None = "imagenet",
     input_size: int = 224,
     fc_units: int = 4096,
+    width_multiplier: float = 1.0,
 ) -> keras.Model:
     """A network from its input to `feature_layer`, for `stream`'s images.
 
@@ -69,13 +70,23 @@ def build_extractor(
             VGG16; other backbones take what their constructor takes).
         input_size: Side of the square input. Default 224.
         fc_units: Width of VGG16's FC layers (tests use a few).
+        width_multiplier: Scales VGG16's convolution filters (1.0: VGG16).
     """
     input_shape = stream_input_shape(stream, input_size)
     if backbone == DEFAULT_BACKBONE:
         model = build_stream_vgg16(
-            stream, weights=weights, input_size=input_size, fc_units=fc_units
+            stream,
+            weights=weights,
+            input_size=input_size,
+            fc_units=fc_units,
+            width_multiplier=width_multiplier,
         )
         return feature_extractor(model, feature_layer)
+    if width_multiplier != 1.0:
+        raise ValueError(
+            f"width_multiplier applies to VGG16 only. Received: backbone={backbone!r}, "
+            f"width_multiplier={width_multiplier}"
+        )
     constructor = getattr(keras.applications, backbone, None)
     if not callable(constructor):
         raise ValueError(
@@ -231,6 +242,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--preprocess", choices=PREPROCESS_MODES, default="caffe")
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--fc-units", type=int, default=4096)
+    parser.add_argument("--width-multiplier", type=float, default=1.0, help="VGG16 conv widths")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--precision", choices=PRECISIONS, default="float32")
     parser.add_argument("--shard", default="0/1", help="i/n: this process's share of videos")
@@ -275,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             weights=None if args.weights.lower() == "none" else args.weights,
             input_size=args.input_size,
             fc_units=args.fc_units,
+            width_multiplier=args.width_multiplier,
         )
         metadata = {
             "stream": args.stream,
@@ -282,6 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "feature_layer": args.feature_layer,
             "weights": str(args.weights),
             "input_size": args.input_size,
+            "fc_units": args.fc_units,
+            "width_multiplier": args.width_multiplier,
             "crop": "center",
             "preprocess": "uint8-128" if args.stream == "motion" else args.preprocess,
             "precision": args.precision,

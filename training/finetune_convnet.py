@@ -326,6 +326,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("--weights", default="imagenet", help="'imagenet', 'none' or a file")
     parser.add_argument("--fc-units", type=int, default=4096)
+    parser.add_argument("--width-multiplier", type=float, default=1.0, help="VGG16 conv widths")
     parser.add_argument("--workers", type=int, default=4, help="batches prefetched in threads")
     for field in dataclasses.fields(FinetuneConfig):
         if field.name != "stream":
@@ -371,6 +372,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
         weights=None if args.weights.lower() == "none" else args.weights,
         input_size=config.crop_size,
         fc_units=args.fc_units,
+        width_multiplier=args.width_multiplier,
         dropout_rates=(config.dropout_fc6, config.dropout_fc7),
         weight_decay=config.weight_decay,
         seed=config.seed,
