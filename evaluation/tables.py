@@ -1,0 +1,265 @@
+"""Tables 1-3 of the paper, measured from run folders, beside the paper's own numbers.
+
+    python -m evaluation.tables --runs runs --output evaluation/results/tables
+
+reads every `runs/<dataset>/split<k>/<stream>/<model>/test_scores.npz` (written by
+`training.train_attention` / `evaluation.scoring`) and writes `table1`, `table2` and
+`table3` as `.md`, `.csv` and `.tex`.
+
+- Table 1: appearance, motion and two-stream, baseline and attention, on UCF101 and
+  HMDB51: the paper's accuracy, the measured one, and measured minus paper.
+  Two-stream = 1/3 appearance + 2/3 motion of the runs of the same split and model.
+- Tables 2 and 3: the paper's literature rows, the paper's own row, and this
+  implementation's measured two-stream attention row.
+- A measured cell is the mean over the splits present, naming them ("92.1 (splits
+  1, 2)"). A cell with no run says "no run"; it is never filled with the paper's number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from evaluation.scoring import (
+    SCORES_FILE,
+    TWO_STREAM_WEIGHTS,
+    VideoScores,
+    fuse_video_scores,
+    mean_over_splits,
+)
+
+DATASETS = {"ucf101": "UCF101", "hmdb51": "HMDB51"}
+NO_RUN = "no run"
+NOT_AVAILABLE = "N/A"
+
+# === The paper's numbers (accuracy in %, None where the paper prints N/A) ===
+
+# Table 1: (stream, model) -> (UCF101, HMDB51).
+PAPER_TABLE1 = {
+    ("appearance", "baseline"): (83.4, 52.3),
+    ("appearance", "attention"): (84.2, 54.2),
+    ("motion", "baseline"): (88.5, 60.7),
+    ("motion", "attention"): (90.4, 62.9),
+    ("two-stream", "baseline"): (91.6, 63.3),
+    ("two-stream", "attention"): (93.3, 65.0),
+}
+PAPER_TABLE2 = {
+    "Spatial appearance attention [24]": (None, 41.3),
+    "Joint attention [23]": (90.6, 61.7),
+    "Spatial attention [25]": (92.7, 64.3),
+    "Our method (paper)": (93.3, 65.0),
+}
+PAPER_TABLE3 = {
+    "iDT [3]": (85.9, 57.2),
+    "iDT+HSV [27]": (88.0, 61.1),
+    "MIFS [26]": (88.5, 63.8),
+    "Two-stream CNN [25]": (88.0, 59.4),
+    "DeepNet [9]": (65.4, None),
+    "3D Convolutional [8]": (83.4, 53.9),
+    "Key-volume mining CNN [13]": (93.1, 63.3),
+    "CNN+LSTM [1]": (88.6, None),
+    "Deep two-stream [14]": (91.4, None),
+    "Our method (paper)": (93.3, 65.0),
+}
+MEASURED_ROW = "This implementation (measured)"
+
+
+# === Runs ===
+
+_RUN_PATTERN = re.compile(
+    r"(?P<dataset>[^/]+)/split(?P<split>\d)/(?P<stream>[^/]+)/(?P<model>[^/]+)"
+)
+
+
+def find_runs(runs_root: str | Path) -> dict[tuple[str, int, str, str], VideoScores]:
+    """Scored runs under `runs_root`: `(dataset, split, stream, model) -> VideoScores`."""
+    runs = {}
+    root = Path(runs_root)
+    for path in sorted(root.glob(f"*/split*/*/*/{SCORES_FILE}")):
+        match = _RUN_PATTERN.fullmatch(path.parent.relative_to(root).as_posix())
+        if match:
+            key = (match["dataset"], int(match["split"]), match["stream"], match["model"])
+            runs[key] = VideoScores.load(path)
+    return runs
+
+
+def split_accuracies(
+    runs: dict, dataset: str, stream: str, model: str, weights=TWO_STREAM_WEIGHTS
+) -> dict[int, float]:
+    """`split -> accuracy` of one table cell; "two-stream" fuses the two streams' runs."""
+    accuracies = {}
+    for split in (1, 2, 3):
+        if stream == "two-stream":
+            appearance = runs.get((dataset, split, "appearance", model))
+            motion = runs.get((dataset, split, "motion", model))
+            if appearance is not None and motion is not None:
+                accuracies[split] = fuse_video_scores(appearance, motion, weights).accuracy()
+        elif (dataset, split, stream, model) in runs:
+            accuracies[split] = runs[(dataset, split, stream, model)].accuracy()
+    return accuracies
+
+
+def measured(accuracies: dict[int, float]) -> tuple[float | None, str]:
+    """`(mean accuracy in %, cell text)`; `(None, "no run")` without runs."""
+    if not accuracies:
+        return None, NO_RUN
+    mean, splits = mean_over_splits(accuracies)
+    label = "split" if len(splits) == 1 else "splits"
+    return 100 * mean, f"{100 * mean:.1f} ({label} {', '.join(map(str, splits))})"
+
+
+def _paper_cell(value: float | None) -> str:
+    return NOT_AVAILABLE if value is None else f"{value:.1f}"
+
+
+def _difference_cell(measured_value: float | None, paper_value: float | None) -> str:
+    if measured_value is None or paper_value is None:
+        return ""
+    return f"{measured_value - paper_value:+.1f}"
+
+
+# === Tables ===
+
+
+def table1(runs: dict, weights=TWO_STREAM_WEIGHTS) -> pd.DataFrame:
+    """Table 1: per dataset, the paper's accuracy, the measured one, and their difference."""
+    rows = []
+    for (stream, model), paper_values in PAPER_TABLE1.items():
+        row = {"Model": f"{stream} {'stream ' if stream != 'two-stream' else ''}{model}"}
+        for (dataset, name), paper_value in zip(DATASETS.items(), paper_values, strict=True):
+            value, text = measured(split_accuracies(runs, dataset, stream, model, weights))
+            row[f"{name} paper"] = _paper_cell(paper_value)
+            row[f"{name} measured"] = text
+            row[f"{name} difference"] = _difference_cell(value, paper_value)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def literature_table(paper_rows: dict, runs: dict, weights=TWO_STREAM_WEIGHTS) -> pd.DataFrame:
+    """Tables 2 and 3: the paper's rows, then this implementation's two-stream attention."""
+    rows = [
+        {
+            "Model": model,
+            **{
+                name: _paper_cell(value)
+                for name, value in zip(DATASETS.values(), values, strict=True)
+            },
+        }
+        for model, values in paper_rows.items()
+    ]
+    measured_row = {"Model": MEASURED_ROW}
+    for dataset, name in DATASETS.items():
+        measured_row[name] = measured(
+            split_accuracies(runs, dataset, "two-stream", "attention", weights)
+        )[1]
+    rows.append(measured_row)
+    return pd.DataFrame(rows)
+
+
+# === Output formats ===
+
+
+def to_markdown(table: pd.DataFrame) -> str:
+    """A GitHub Markdown table (pandas' `to_markdown` needs `tabulate`; this needs nothing)."""
+    header = "| " + " | ".join(table.columns) + " |"
+    rule = "|" + "|".join(":---" if index == 0 else "---:" for index in range(table.shape[1])) + "|"
+    body = [
+        "| " + " | ".join(str(cell) for cell in row) + " |" for row in table.itertuples(index=False)
+    ]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def _latex_escape(text: str) -> str:
+    for character, escaped in (
+        ("\\", r"\textbackslash{}"),
+        ("&", r"\&"),
+        ("%", r"\%"),
+        ("_", r"\_"),
+        ("#", r"\#"),
+    ):
+        text = text.replace(character, escaped)
+    return text
+
+
+def to_latex(table: pd.DataFrame, caption: str) -> str:
+    """A booktabs `table` environment (pandas' `to_latex` needs jinja2; this needs nothing)."""
+    columns = "l" + "r" * (table.shape[1] - 1)
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{_latex_escape(caption)}}}",
+        rf"\begin{{tabular}}{{{columns}}}",
+        r"\toprule",
+        " & ".join(_latex_escape(str(column)) for column in table.columns) + r" \\",
+        r"\midrule",
+        *(
+            " & ".join(_latex_escape(str(cell)) for cell in row) + r" \\"
+            for row in table.itertuples(index=False)
+        ),
+        r"\bottomrule",
+        r"\end{tabular}",
+        r"\end{table}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+CAPTIONS = {
+    "table1": "Comparison with baselines on UCF101 and HMDB51 (accuracy, %).",
+    "table2": "Comparison with existing attention methods on UCF101 and HMDB51 (accuracy, %).",
+    "table3": "Comparison with state-of-the-art methods on UCF101 and HMDB51 (accuracy, %).",
+}
+
+
+def write_tables(
+    runs_root: str | Path, output_dir: str | Path, weights=TWO_STREAM_WEIGHTS
+) -> dict[str, pd.DataFrame]:
+    """Writes table1/2/3 `.md`, `.csv`, `.tex` under `output_dir`; returns the tables."""
+    runs = find_runs(runs_root)
+    tables = {
+        "table1": table1(runs, weights),
+        "table2": literature_table(PAPER_TABLE2, runs, weights),
+        "table3": literature_table(PAPER_TABLE3, runs, weights),
+    }
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for name, table in tables.items():
+        note = f"{CAPTIONS[name]} Measured: mean over the splits named; {len(runs)} scored runs."
+        (output_dir / f"{name}.md").write_text(f"{note}\n\n{to_markdown(table)}")
+        table.to_csv(output_dir / f"{name}.csv", index=False)
+        (output_dir / f"{name}.tex").write_text(to_latex(table, CAPTIONS[name]))
+    return tables
+
+
+# === Command line ===
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation.tables", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="root of run folders")
+    parser.add_argument("--output", type=Path, default=Path("evaluation/results/tables"))
+    parser.add_argument(
+        "--weights", type=float, nargs=2, default=TWO_STREAM_WEIGHTS,
+        metavar=("APPEARANCE", "MOTION"), help="two-stream weights (paper: 1/3 2/3)",
+    )  # fmt: skip
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
+    args = parse_args(argv)
+    if not math.isclose(sum(args.weights), 1.0):
+        print(f"Note: two-stream weights {args.weights} do not sum to 1.")
+    tables = write_tables(args.runs, args.output, tuple(args.weights))
+    print(to_markdown(tables["table1"]))
+    print(f"Wrote table1-3 (.md, .csv, .tex) to {args.output}")
+    return tables
+
+
+if __name__ == "__main__":
+    main()

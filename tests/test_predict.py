@@ -1,0 +1,75 @@
+"""predict on a generated video with tiny trained runs of both streams."""
+
+import json
+
+import numpy as np
+import pytest
+
+from data.feature_store import FeatureStore
+from data.synthetic_videos import shifted_texture_frames
+from data.video import write_video
+from evaluation.predict import main, rebuild_extractor
+from models.two_stream_vgg16 import build_stream_vgg16
+from tests.evaluation_fixtures import TINY_MODEL, synthetic_split, write_separable_features
+from training.train_attention import TrainConfig, run_dir_for, train
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Tiny appearance and motion runs whose recorded feature network is a saved tiny VGG16."""
+    root = tmp_path_factory.mktemp("predict")
+    split = synthetic_split(root, clips_per_class=3)
+    run_dirs = {}
+    for stream in ("appearance", "motion"):
+        network = root / f"{stream}_vgg16.keras"
+        build_stream_vgg16(stream, weights=None, input_size=32, fc_units=16).save(network)
+        store_root = root / "features" / stream
+        write_separable_features(store_root, split, stream=stream)
+        store = FeatureStore(store_root, dtype="float32")
+        for clip in split.train + split.test:  # record how the features were "made"
+            features, metadata = store.read(clip.video_id)
+            recipe = {"weights": str(network), "feature_layer": "fc1", "flow_method": "farneback"}
+            store.write(clip.video_id, features, {**metadata, **recipe})
+        config = TrainConfig(stream=stream, epochs=1, validation_fraction=0.0, **TINY_MODEL)
+        run_dirs[stream] = run_dir_for(root / "runs", config)
+        train(config, split=split, store_root=store_root, run_dir=run_dirs[stream], verbose=0)
+    return root, run_dirs
+
+
+def test_predict_prints_top_classes_and_writes_the_figure(runs, tmp_path, capsys):
+    root, run_dirs = runs
+    video = write_video(tmp_path / "clip.avi", shifted_texture_frames(37, 48, 64, (2.0, 1.0)))
+    result = main(
+        [
+            str(video), "--appearance-run", str(run_dirs["appearance"]),
+            "--motion-run", str(run_dirs["motion"]), "--output", str(tmp_path / "out"),
+        ]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "1. " in printed and "2. " in printed  # 2 classes: the top-5 holds both
+    names = [name for name, _ in result["top"]]
+    assert sorted(names) == ["Alpha", "Beta"]
+    probabilities = [probability for _, probability in result["top"]]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)
+    # 37 frames: 37 appearance features, 36 flows -> 32 flow stacks (one bar each).
+    assert len(result["frame_weights"]["appearance"]) == 37
+    assert len(result["frame_weights"]["motion"]) == 32
+    # Each 30-frame sample's weights sum to 1 before they are mapped to frames.
+    assert result["frame_weights"]["motion"][:30].sum() == pytest.approx(1.0, abs=1e-4)
+    fused = result["stream_scores"]["appearance"] / 3 + 2 * result["stream_scores"]["motion"] / 3
+    np.testing.assert_allclose(result["scores"], fused)
+    assert (tmp_path / "out" / "clip_attention.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "clip_attention.pdf").is_file()
+    assert json.loads((tmp_path / "out" / "clip_top5.json").read_text())["top"][0][0] == names[0]
+
+
+def test_predict_with_one_stream_and_unrebuildable_features(runs, tmp_path):
+    _, run_dirs = runs
+    video = write_video(tmp_path / "short.avi", shifted_texture_frames(12, 48, 64))
+    result = main([str(video), "--appearance-run", str(run_dirs["appearance"]),
+                   "--output", str(tmp_path)])  # fmt: skip
+    assert len(result["frame_weights"]["appearance"]) == 12  # one padded sample
+    assert list(result["frame_weights"]) == ["appearance"]
+    with pytest.raises(ValueError, match="randomly initialised"):
+        rebuild_extractor({"stream": "appearance", "weights": "none", "feature_dim": 16})

@@ -1,0 +1,127 @@
+"""Training runs from the feature store: run folder, best checkpoint, resume, CLI."""
+
+import dataclasses
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from evaluation.scoring import VideoScores
+from tests.evaluation_fixtures import (
+    TINY_MODEL,
+    synthetic_split,
+    write_separable_features,
+)
+from training.train_attention import (
+    TrainConfig,
+    hold_out_validation,
+    main,
+    run_dir_for,
+    train,
+)
+
+
+class StopAfterEpoch(keras.callbacks.Callback):
+    """Simulates a killed run: raises at the end of epoch `epoch` (0-based)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("simulated interruption")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    split = synthetic_split(root)
+    write_separable_features(root / "store", split)
+    return root, split
+
+
+def test_hold_out_is_by_video_per_class_and_seeded(dataset):
+    _, split = dataset
+    train_clips, validation = hold_out_validation(split.train, 0.25, seed=3)
+    assert {clip.label for clip in validation} == {0, 1}  # one per class
+    assert len(validation) == 2 and len(train_clips) == len(split.train) - 2
+    assert not {c.video_id for c in validation} & {c.video_id for c in train_clips}
+    again, _ = hold_out_validation(split.train, 0.25, seed=3)
+    assert [c.video_id for c in again] == [c.video_id for c in train_clips]
+    assert hold_out_validation(split.train, 0.0)[1] == []
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="stream"):
+        TrainConfig(stream="depth")
+    with pytest.raises(ValueError, match="validation_fraction"):
+        TrainConfig(validation_fraction=1.0)
+
+
+def test_run_folder_holds_config_model_history_and_scores(dataset, tmp_path):
+    root, split = dataset
+    config = TrainConfig(model="baseline", epochs=3, validation_fraction=0.25, **TINY_MODEL)
+    run_dir = run_dir_for(tmp_path / "runs", config)
+    assert run_dir == tmp_path / "runs/ucf101/split1/appearance/baseline"
+    metrics = train(config, split=split, store_root=root / "store", run_dir=run_dir, verbose=0)
+    for name in ("config.json", "model.keras", "history.csv", "metrics.json", "test_scores.npz"):
+        assert (run_dir / name).is_file(), name
+    record = json.loads((run_dir / "config.json").read_text())
+    assert record["train"]["model"] == "baseline"
+    assert record["features"]["stream"] == "appearance"
+    assert len(record["test_videos"]) == len(split.test)
+    assert list(pd.read_csv(run_dir / "history.csv")["epoch"]) == [0, 1, 2]
+    scores = VideoScores.load(run_dir / "test_scores.npz")
+    assert scores.scores.shape == (len(split.test), 2)
+    np.testing.assert_allclose(scores.scores.sum(axis=1), 1.0, rtol=1e-5)
+    assert metrics["accuracy"] == scores.accuracy()
+    assert np.sum(metrics["confusion_matrix"]) == len(split.test)
+    # A finished run is not trained again.
+    again = train(config, split=split, store_root=root / "store", run_dir=run_dir, verbose=0)
+    assert again == metrics and len(pd.read_csv(run_dir / "history.csv")) == 3
+
+
+def test_interrupted_run_resumes_from_last_epoch(dataset, tmp_path):
+    root, split = dataset
+    config = TrainConfig(epochs=3, validation_fraction=0.25, **TINY_MODEL)
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(
+            config,
+            split=split,
+            store_root=root / "store",
+            run_dir=run_dir,
+            extra_callbacks=[StopAfterEpoch(1)],
+            verbose=0,
+        )
+    assert (run_dir / "backup").is_dir() and not (run_dir / "metrics.json").exists()
+    assert list(pd.read_csv(run_dir / "history.csv")["epoch"]) == [0, 1]
+    train(config, split=split, store_root=root / "store", run_dir=run_dir, verbose=0)
+    assert list(pd.read_csv(run_dir / "history.csv")["epoch"]) == [0, 1, 2]  # not 0, 1, 0, 1, 2
+    assert (run_dir / "metrics.json").is_file() and not (run_dir / "backup").exists()
+    # Other settings in the same folder are refused, not mixed.
+    with pytest.raises(ValueError, match="other settings"):
+        train(
+            dataclasses.replace(config, units=4),
+            split=split,
+            store_root=root / "store",
+            run_dir=run_dir,
+            verbose=0,
+        )
+
+
+def test_cli_trains_with_preset_and_flags(dataset, tmp_path):
+    root, _ = dataset
+    metrics = main(
+        [
+            "--preset", "tiny", "--epochs", "1", "--model", "attention",
+            "--video-root", str(root / "UCF-101"), "--split-dir", str(root / "ucfTrainTestlist"),
+            "--store", str(root / "store"), "--runs", str(tmp_path),
+        ]
+    )  # fmt: skip
+    run_dir = tmp_path / "ucf101/split1/appearance/attention"
+    assert json.loads((run_dir / "config.json").read_text())["train"]["epochs"] == 1
+    assert 0.0 <= metrics["accuracy"] <= 1.0
