@@ -19,8 +19,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from data.video import FRAME_HEIGHT, FRAME_WIDTH
 from evaluation.scoring import TWO_STREAM_WEIGHTS
 from figures.attention import load_run, plot_attention, video_attention
 
@@ -43,24 +45,39 @@ def rebuild_extractor(recipe: dict):
         feature_layer=recipe.get("feature_layer", "fc1"),
         weights=weights,
         input_size=int(recipe.get("input_size", 224)),
-        fc_units=int(recipe["feature_dim"]),
+        fc_units=int(recipe.get("fc_units", recipe["feature_dim"])),
+        width_multiplier=float(recipe.get("width_multiplier", 1.0)),
+    )
+
+
+def resize_frames(frames: np.ndarray, size) -> np.ndarray:
+    """Frames resized to `size` (height, width) as `data.video.read_video` resizes them."""
+    height, width = (int(value) for value in size)
+    if frames.shape[1:3] == (height, width):
+        return frames
+    return np.stack(
+        [cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR) for frame in frames]
     )
 
 
 def video_features(frames: np.ndarray, recipe: dict, flow_method: str | None = None) -> np.ndarray:
-    """`(positions, dim)` features of RGB frames, made as `recipe` says.
+    """`(positions, dim)` features of RGB frames (as decoded), made as `recipe` says.
 
-    The flow method is `flow_method`, else the recipe's `flow_method`, else TV-L1.
+    Frames are resized to the recipe's `frame_size` (appearance) or `flow_size`
+    (motion), 256x340 when not recorded. The flow method is `flow_method`, else
+    the recipe's `flow_method`, else TV-L1.
     """
     from data.optical_flow import compute_flow, flow_stacks
     from training.extract_features import extract_video_features, prepare_images
 
     stream = recipe["stream"]
-    images = (
-        frames
-        if stream == "appearance"
-        else flow_stacks(compute_flow(frames, flow_method or recipe.get("flow_method", "tvl1")))
-    )
+    default_size = (FRAME_HEIGHT, FRAME_WIDTH)
+    if stream == "appearance":
+        images = resize_frames(frames, recipe.get("frame_size", default_size))
+    else:
+        frames = resize_frames(frames, recipe.get("flow_size", default_size))
+        method = flow_method or recipe.get("flow_method", "tvl1")
+        images = flow_stacks(compute_flow(frames, method))
     preprocess = recipe.get("preprocess", "caffe")
     images = prepare_images(
         images,
@@ -93,7 +110,7 @@ def predict_video(
 
     if not runs:
         raise ValueError("Expected at least one of --appearance-run, --motion-run.")
-    frames = read_video(video_path).frames  # (frames, 256, 340, 3) uint8
+    frames = read_video(video_path, None, None).frames  # (frames, height, width, 3) as stored
     stream_scores, frame_weights, class_names = {}, {}, None
     for stream, run_dir in runs.items():
         config, model = load_run(run_dir)

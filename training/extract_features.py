@@ -221,6 +221,23 @@ def _load_flow_stacks(clip, flow_root: Path) -> np.ndarray:
     return flow_stacks(load_flow(flow_root / f"{clip.video_id}.npz"))  # (stacks, 256, 340, 10)
 
 
+def _flow_recipe(clips, flow_root: Path) -> dict:
+    """How the flow was made (method, frame size), from the first readable flow file."""
+    from data.npz_files import read_npz_metadata
+
+    for clip in clips:
+        try:
+            flow_metadata = read_npz_metadata(Path(flow_root) / f"{clip.video_id}.npz") or {}
+        except (OSError, ValueError):
+            continue
+        if "method" in flow_metadata:
+            return {
+                "flow_method": flow_metadata["method"],
+                "flow_size": [flow_metadata["height"], flow_metadata["width"]],
+            }
+    return {}
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m training.extract_features", description=__doc__.split("\n\n")[0]
@@ -303,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         if args.stream == "appearance":
             metadata["frame_size"] = [args.height, args.width]
+        else:
+            metadata.update(_flow_recipe(clips, args.flow_root))
         print(f"{len(clips)} videos (shard {shard_index}/{shard_count}) -> {args.store}")
         report = extract_clips(
             extractor,

@@ -43,7 +43,8 @@ STREAMS = ("appearance", "motion")
 # Feature-store metadata that says how the features were made (predict rebuilds it).
 FEATURE_RECIPE_KEYS = (
     "stream", "backbone", "feature_layer", "weights", "input_size", "crop", "preprocess",
-    "precision", "feature_dim", "flow_method",
+    "precision", "feature_dim", "fc_units", "width_multiplier", "frame_size", "flow_method",
+    "flow_size",
 )  # fmt: skip
 
 
