@@ -72,14 +72,15 @@ class SyntheticConfig:
     # Action classes, the first `num_classes` of ACTION_CLASSES (1-6).
     num_classes: int = 4
     # Clips per class; clip c of a class goes to group (c % num_groups) + 1.
-    clips_per_class: int = 16
+    clips_per_class: int = 24
     # UCF101 groups gGG (25 there); the split is by group, like the official lists.
     num_groups: int = 8
     # Groups 1..num_test_groups are the test set (UCF101 split 1: groups 1-7 of 25).
     num_test_groups: int = 2
-    # Frames per clip, drawn uniformly in [min_frames, max_frames].
-    min_frames: int = 30
-    max_frames: int = 40
+    # Frames per clip, drawn uniformly in [min_frames, max_frames]. At most 30 by default:
+    # every clip is then one (masked) 30-frame sample of the attention model.
+    min_frames: int = 24
+    max_frames: int = 30
     # Share of a clip's frames in the action shot, drawn uniformly in this range.
     min_action_share: float = 0.2
     max_action_share: float = 0.4
