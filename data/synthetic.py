@@ -272,17 +272,39 @@ class Figure:
     thickness: int
 
 
-def random_figure(rng: np.random.Generator, height: int, width: int, size_range) -> Figure:
-    """A figure of random colour, size and place; its feet on the lower half of the frame."""
-    size = height * rng.uniform(*size_range)
+# Smallest RGB distance between a figure's colour and its background's mean colour, so
+# that the actor (and the people of distractor shots) never blend into the background.
+MIN_FIGURE_CONTRAST = 100.0
+
+
+def _contrasting_color(rng: np.random.Generator, background_mean: np.ndarray) -> tuple:
+    """A random colour at least MIN_FIGURE_CONTRAST from `background_mean` (best of 20)."""
+    best, best_distance = None, -1.0
+    for _ in range(20):
+        color = _random_color(rng, 0, 256)
+        distance = float(np.linalg.norm(color - background_mean))
+        if distance > best_distance:
+            best, best_distance = color, distance
+        if distance >= MIN_FIGURE_CONTRAST:
+            break
+    return tuple(float(c) for c in best)
+
+
+def random_figure(
+    rng: np.random.Generator, height: int, width: int, background: np.ndarray
+) -> Figure:
+    """A figure of random colour (contrasting with `background`), size and place; its
+    feet on the lower fifth of the frame."""
+    size = height * rng.uniform(0.55, 0.75)
     x = rng.uniform(0.2, 0.8) * width
     feet = rng.uniform(0.8, 0.97) * height
+    background_mean = background.reshape(-1, 3).mean(axis=0)
     return Figure(
         x=float(x),
         y=float(feet - 0.48 * size),
         size=float(size),
-        color=tuple(float(c) for c in _random_color(rng, 0, 255)),
-        head_color=tuple(float(c) for c in _random_color(rng, 0, 255)),
+        color=_contrasting_color(rng, background_mean),
+        head_color=_contrasting_color(rng, background_mean),
         thickness=max(2, int(round(size / rng.uniform(11, 16)))),
     )
 
@@ -406,7 +428,7 @@ def action_shot(
 ) -> np.ndarray:
     """An actor performing `action` over a random background: `(frames, H, W, 3)` uint8."""
     background = textured_background(rng, height, width)
-    figure = random_figure(rng, height, width, size_range=(0.55, 0.75))
+    figure = random_figure(rng, height, width, background)
     period = rng.uniform(10.0, 18.0)  # frames per cycle
     phase0, amplitude = rng.random(), rng.uniform(0.8, 1.0)
     side = int(rng.choice((-1, 1)))
@@ -446,7 +468,7 @@ def distractor_shot(
     background = textured_background(rng, height, width)
     people = [
         (
-            random_figure(rng, height, width, size_range=(0.5, 0.75)),
+            random_figure(rng, height, width, background),
             rng.random(),
             rng.random() < 0.5,
         )
