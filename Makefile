@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-backends lint clean
+.PHONY: venv demo test test-backends lint clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,6 +12,10 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# The whole method on synthetic videos, CPU only: writes evaluation/results/demo/.
+demo: $(STAMP)
+	KERAS_BACKEND=tensorflow $(BIN)/python -m evaluation.demo
 
 # The whole suite on TensorFlow (default backend), then the model tests on JAX and PyTorch.
 test: $(STAMP)

@@ -47,6 +47,7 @@ def rebuild_extractor(recipe: dict):
         input_size=int(recipe.get("input_size", 224)),
         fc_units=int(recipe.get("fc_units", recipe["feature_dim"])),
         width_multiplier=float(recipe.get("width_multiplier", 1.0)),
+        batch_norm=bool(recipe.get("batch_norm", False)),
     )
 
 

@@ -34,7 +34,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from models.recognizer import NUM_SCORED_STEPS  # noqa: E402
+from models.recognizer import NUM_SCORED_STEPS, build_attention_readout  # noqa: E402
 
 STREAM_COLORS = {"appearance": "tab:red", "motion": "tab:blue"}
 
@@ -77,8 +77,13 @@ def frame_attention(
     return np.divide(totals, counts, out=np.zeros_like(totals), where=counts > 0)
 
 
-def video_attention(model, features: np.ndarray, num_frames: int = 30, stride: int = 30) -> dict:
+def video_attention(
+    model, features: np.ndarray, num_frames: int = 30, stride: int = 30, readout=None
+) -> dict:
     """Runs a trained recogniser on one video's features `(positions, dim)`.
+
+    `readout`: `build_attention_readout(model)`, built here when not given; pass
+    it when scoring many videos with one model.
 
     Returns a dict: `probabilities` `(samples, steps, C)`, `attention`
     `(samples, steps, frames)`, `video_score` `(C,)` (mean over samples of the
@@ -89,7 +94,7 @@ def video_attention(model, features: np.ndarray, num_frames: int = 30, stride: i
     from models.recognizer import build_attention_readout
 
     samples, masks = make_samples(features, num_frames, stride)  # (samples, frames, dim)
-    readout = build_attention_readout(model)
+    readout = readout or build_attention_readout(model)
     outputs = readout.predict({"features": samples, "frame_mask": masks}, verbose=0)
     probabilities = np.asarray(outputs["probabilities"])  # (samples, steps, C)
     attention = np.asarray(outputs["attention"])  # (samples, steps, frames)
@@ -188,8 +193,9 @@ def read_key_frames(path: str | os.PathLike) -> dict[str, set[int]]:
     """Annotated key frames: `video_id -> {frame indices}`.
 
     The CSV has a header and either one key frame a row (`video_id,frame_index`;
-    `frame` is accepted too) or one inclusive range a row
-    (`video_id,start_frame,end_frame`). To read another layout, map it to this dict.
+    `frame` is accepted too) or one range a row (`video_id,start_frame,end_frame`,
+    0-based, `end_frame` excluded: the `key_frames.csv` of `data.synthetic`).
+    To read another layout, map it to this dict.
     """
     key_frames: dict[str, set[int]] = {}
     with open(path, newline="") as file:
@@ -198,7 +204,7 @@ def read_key_frames(path: str | os.PathLike) -> dict[str, set[int]]:
         for row in reader:
             frames = key_frames.setdefault(row["video_id"], set())
             if {"start_frame", "end_frame"} <= columns:
-                frames.update(range(int(row["start_frame"]), int(row["end_frame"]) + 1))
+                frames.update(range(int(row["start_frame"]), int(row["end_frame"])))
             elif "frame_index" in columns or "frame" in columns:
                 frames.add(int(row.get("frame_index") or row["frame"]))
             else:
@@ -289,10 +295,13 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
         for config, model in runs:
             store, train = FeatureStore(config["feature_store"]), config["train"]
             videos = [video_id for video_id, _ in config["test_videos"] if video_id in key_frames]
+            readout = build_attention_readout(model)
             points = []
             for video_id in tqdm(videos, desc=f"attention {train['stream']}", unit="video"):
                 features, _ = store.read(video_id)
-                result = video_attention(model, features, train["num_frames"], train["stride"])
+                result = video_attention(
+                    model, features, train["num_frames"], train["stride"], readout
+                )
                 points.append(key_frame_mass(result["frame_weights"], key_frames[video_id]))
             masses[train["stream"]] = points
         output = args.output.with_name(args.output.name + "_key_frames")

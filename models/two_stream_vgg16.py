@@ -80,6 +80,8 @@ def build_vgg16(
     weight_decay: float = 0.0,
     seed: int | None = None,
     width_multiplier: float = 1.0,
+    kernel_initializer: str = "glorot_uniform",
+    batch_norm: bool = False,
     name: str = "vgg16",
 ) -> keras.Model:
     """VGG16 with Keras' layer names and random weights, any input size and channels.
@@ -99,6 +101,12 @@ def build_vgg16(
         width_multiplier: Scales the filters of every convolution (1.0 is
             VGG16; 0.25 has 1/16 of its convolution FLOPs, for CPU demos).
             Pretrained weights need 1.0. Default 1.0.
+        kernel_initializer: Initializer of every kernel before any weights are
+            loaded. Default `"glorot_uniform"` (Keras' VGG16); `"he_normal"`
+            (He et al. 2015) suits training from scratch.
+        batch_norm: Batch normalisation between each convolution and its ReLU
+            (layers `blockB_convC_bn`), the VGG16-BN variant that trains from
+            scratch; the paper's VGG16 has none. Default `False`.
         name: Model name.
 
     Returns:
@@ -136,10 +144,14 @@ def build_vgg16(
                 max(1, round(filters * width_multiplier)),
                 3,
                 padding="same",
-                activation="relu",
+                activation=None if batch_norm else "relu",
+                kernel_initializer=kernel_initializer,
                 kernel_regularizer=decay,
                 name=f"block{block}_conv{conv}",
             )(x)
+            if batch_norm:
+                x = keras.layers.BatchNormalization(name=f"block{block}_conv{conv}_bn")(x)
+                x = keras.layers.ReLU(name=f"block{block}_conv{conv}_relu")(x)
         x = keras.layers.MaxPooling2D(2, strides=2, name=f"block{block}_pool")(x)
     # x: (batch, height / 32, width / 32, 512)
 
@@ -147,7 +159,11 @@ def build_vgg16(
     x = keras.layers.Flatten(name="flatten")(x)
     for index, rate in enumerate(dropout_rates, start=1):
         x = keras.layers.Dense(
-            fc_units, activation="relu", kernel_regularizer=decay, name=f"fc{index}"
+            fc_units,
+            activation="relu",
+            kernel_initializer=kernel_initializer,
+            kernel_regularizer=decay,
+            name=f"fc{index}",
         )(x)  # (batch, fc_units)
         if rate > 0:
             layer_seed = None if seed is None else seed + index
@@ -290,6 +306,8 @@ def build_stream_vgg16(
     weight_decay: float = 0.0,
     seed: int | None = None,
     width_multiplier: float = 1.0,
+    kernel_initializer: str = "glorot_uniform",
+    batch_norm: bool = False,
 ) -> keras.Model:
     """The appearance or motion VGG16 classifier, for fine-tuning (section 3.2).
 
@@ -299,7 +317,7 @@ def build_stream_vgg16(
             converted cross-modally; a 10-channel source (a fine-tuned motion
             net) is copied as is.
         num_classes, input_size, fc_units, dropout_rates, weight_decay, seed,
-            width_multiplier: see `build_vgg16`.
+            width_multiplier, kernel_initializer, batch_norm: see `build_vgg16`.
 
     Returns:
         A Functional `keras.Model` named `appearance_vgg16` or `motion_vgg16`.
@@ -312,6 +330,8 @@ def build_stream_vgg16(
         weight_decay=weight_decay,
         seed=seed,
         width_multiplier=width_multiplier,
+        kernel_initializer=kernel_initializer,
+        batch_norm=batch_norm,
         name=f"{stream}_vgg16",
     )
     return load_pretrained(model, weights)

@@ -56,7 +56,10 @@ def test_figure_has_one_bar_per_frame_per_stream(tmp_path):
 
 def test_key_frames_both_formats_and_mass(tmp_path):
     (tmp_path / "per_frame.csv").write_text("video_id,frame_index\nA/v1,2\nA/v1,3\nB/v1,0\n")
-    (tmp_path / "ranges.csv").write_text("video_id,start_frame,end_frame\nA/v1,2,3\nB/v1,0,0\n")
+    # Ranges are 0-based with the end excluded, as data.synthetic writes key_frames.csv.
+    (tmp_path / "ranges.csv").write_text(
+        "video_id,num_frames,start_frame,end_frame\nA/v1,9,2,4\nB/v1,5,0,1\n"
+    )
     expected = {"A/v1": {2, 3}, "B/v1": {0}}
     assert read_key_frames(tmp_path / "per_frame.csv") == expected
     assert read_key_frames(tmp_path / "ranges.csv") == expected

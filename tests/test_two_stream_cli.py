@@ -9,6 +9,7 @@ from training import compute_flow, extract_features, finetune_convnet
 
 HEIGHT, WIDTH = 48, 64
 TINY_NET = ["--weights", "none", "--fc-units", "16", "--width-multiplier", "0.25"]
+FROM_SCRATCH = ["--batch-norm"]  # VGG16-BN, as the CPU demo trains it
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +34,14 @@ def test_finetune_then_extract_with_the_finetuned_network(dataset, tmp_path, str
     size = ["--height", str(HEIGHT), "--width", str(WIDTH)]
     flow = ["--flow-root", str(flow_root)] if stream == "motion" else []
     preset = "spatial" if stream == "appearance" else "temporal"
+    variant = FROM_SCRATCH if stream == "motion" else []  # both VGG16 and VGG16-BN
     final = finetune_convnet.main(
         [
             *common,
             *flow,
             *size,
             *TINY_NET,
+            *variant,
             "--preset",
             preset,
             "--output-dir",
@@ -54,8 +57,7 @@ def test_finetune_then_extract_with_the_finetuned_network(dataset, tmp_path, str
     store_root = tmp_path / "store"
     extract = [*common, *flow, *size, "--stream", stream, "--store", str(store_root)]
     extract += ["--weights", str(final), "--fc-units", "16", "--width-multiplier", "0.25"]
-    extract += ["--input-size", "32"]
-    extract += ["--batch-size", "4"]
+    extract += ["--input-size", "32", "--batch-size", "4", *variant]
     assert extract_features.main([*extract, "--shard", "0/2"]) == 0
     assert extract_features.main([*extract, "--shard", "1/2"]) == 0
     store = FeatureStore(store_root)
@@ -65,6 +67,7 @@ def test_finetune_then_extract_with_the_finetuned_network(dataset, tmp_path, str
     assert features.shape == (expected_images, 16)
     assert np.isfinite(features).all() and metadata["stream"] == stream
     assert metadata["frame_indices"] == list(range(expected_images))
+    assert metadata["batch_norm"] == (stream == "motion")
     before = {
         video_id: store.path_for(video_id).stat().st_mtime_ns for video_id in store.video_ids()
     }

@@ -160,3 +160,13 @@ def test_width_multiplier_scales_every_convolution():
             assert quarter.get_layer(layer.name).filters == layer.filters // 4
     with pytest.raises(ValueError, match="width_multiplier"):
         build_vgg16((32, 32, 3), width_multiplier=0.0)
+
+
+def test_batch_norm_variant_keeps_vgg16_names_and_loads_into_itself():
+    model = build_vgg16((32, 32, 3), fc_units=8, width_multiplier=0.25, batch_norm=True)
+    names = [layer.name for layer in model.layers]
+    assert "block1_conv1_bn" in names and "block5_conv3_relu" in names
+    assert model.get_layer("block1_conv1").activation.__name__ == "linear"
+    plain = build_vgg16((32, 32, 3), fc_units=8, width_multiplier=0.25)
+    assert "block1_conv1_bn" not in [layer.name for layer in plain.layers]
+    assert plain.get_layer("block1_conv1").activation.__name__ == "relu"

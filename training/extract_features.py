@@ -55,6 +55,7 @@ def build_extractor(
     input_size: int = 224,
     fc_units: int = 4096,
     width_multiplier: float = 1.0,
+    batch_norm: bool = False,
 ) -> keras.Model:
     """A network from its input to `feature_layer`, for `stream`'s images.
 
@@ -71,6 +72,7 @@ def build_extractor(
         input_size: Side of the square input. Default 224.
         fc_units: Width of VGG16's FC layers (tests use a few).
         width_multiplier: Scales VGG16's convolution filters (1.0: VGG16).
+        batch_norm: VGG16-BN (see `build_vgg16`), e.g. for nets trained from scratch.
     """
     input_shape = stream_input_shape(stream, input_size)
     if backbone == DEFAULT_BACKBONE:
@@ -80,12 +82,13 @@ def build_extractor(
             input_size=input_size,
             fc_units=fc_units,
             width_multiplier=width_multiplier,
+            batch_norm=batch_norm,
         )
         return feature_extractor(model, feature_layer)
-    if width_multiplier != 1.0:
+    if width_multiplier != 1.0 or batch_norm:
         raise ValueError(
-            f"width_multiplier applies to VGG16 only. Received: backbone={backbone!r}, "
-            f"width_multiplier={width_multiplier}"
+            "width_multiplier and batch_norm apply to VGG16 only. Received: "
+            f"backbone={backbone!r}, width_multiplier={width_multiplier}, batch_norm={batch_norm}"
         )
     constructor = getattr(keras.applications, backbone, None)
     if not callable(constructor):
@@ -260,6 +263,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--input-size", type=int, default=224)
     parser.add_argument("--fc-units", type=int, default=4096)
     parser.add_argument("--width-multiplier", type=float, default=1.0, help="VGG16 conv widths")
+    parser.add_argument("--batch-norm", action="store_true", help="VGG16-BN (as fine-tuned)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--precision", choices=PRECISIONS, default="float32")
     parser.add_argument("--shard", default="0/1", help="i/n: this process's share of videos")
@@ -305,6 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             input_size=args.input_size,
             fc_units=args.fc_units,
             width_multiplier=args.width_multiplier,
+            batch_norm=args.batch_norm,
         )
         metadata = {
             "stream": args.stream,
@@ -314,6 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "input_size": args.input_size,
             "fc_units": args.fc_units,
             "width_multiplier": args.width_multiplier,
+            "batch_norm": args.batch_norm,
             "crop": "center",
             "preprocess": "uint8-128" if args.stream == "motion" else args.preprocess,
             "precision": args.precision,

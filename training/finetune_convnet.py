@@ -327,6 +327,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weights", default="imagenet", help="'imagenet', 'none' or a file")
     parser.add_argument("--fc-units", type=int, default=4096)
     parser.add_argument("--width-multiplier", type=float, default=1.0, help="VGG16 conv widths")
+    parser.add_argument(
+        "--kernel-initializer",
+        default="glorot_uniform",
+        help="initial kernels (he_normal trains from scratch; loaded weights replace them)",
+    )
+    parser.add_argument(
+        "--batch-norm", action="store_true", help="VGG16-BN: batch norm after each convolution"
+    )
     parser.add_argument("--workers", type=int, default=4, help="batches prefetched in threads")
     for field in dataclasses.fields(FinetuneConfig):
         if field.name != "stream":
@@ -373,6 +381,8 @@ def main(argv: Sequence[str] | None = None) -> Path:
         input_size=config.crop_size,
         fc_units=args.fc_units,
         width_multiplier=args.width_multiplier,
+        kernel_initializer=args.kernel_initializer,
+        batch_norm=args.batch_norm,
         dropout_rates=(config.dropout_fc6, config.dropout_fc7),
         weight_decay=config.weight_decay,
         seed=config.seed,

@@ -43,8 +43,8 @@ STREAMS = ("appearance", "motion")
 # Feature-store metadata that says how the features were made (predict rebuilds it).
 FEATURE_RECIPE_KEYS = (
     "stream", "backbone", "feature_layer", "weights", "input_size", "crop", "preprocess",
-    "precision", "feature_dim", "fc_units", "width_multiplier", "frame_size", "flow_method",
-    "flow_size",
+    "precision", "feature_dim", "fc_units", "width_multiplier", "batch_norm", "frame_size",
+    "flow_method", "flow_size",
 )  # fmt: skip
 
 
