@@ -255,3 +255,15 @@ def load_split(
     if dataset == "hmdb51":
         return load_hmdb51_split(video_root, split_dir, split, classes, **kwargs)
     raise ValueError(f"Expected dataset in {DATASETS}. Received: dataset={dataset!r}")
+
+
+def add_split_arguments(parser, subset: bool = True) -> None:
+    """The flags every split-reading CLI shares: --dataset, --video-root, --split-dir,
+    --split, --classes and (with `subset`) --subset."""
+    parser.add_argument("--dataset", choices=DATASETS, default="ucf101")
+    parser.add_argument("--video-root", type=Path, required=True)
+    parser.add_argument("--split-dir", type=Path, required=True)
+    parser.add_argument("--split", type=int, default=1, choices=(1, 2, 3))
+    parser.add_argument("--classes", default=None, help="comma-separated subset, e.g. A,B,C")
+    if subset:
+        parser.add_argument("--subset", choices=("train", "test", "all"), default="all")

@@ -347,42 +347,20 @@ def feature_extractor(model: keras.Model, layer: str = FEATURE_LAYER) -> keras.M
     return keras.Model(model.input, output, name=f"{model.name}_{layer}")
 
 
-def build_appearance_extractor(
-    weights: str | os.PathLike | None = "imagenet",
-    *,
-    input_size: int = 224,
-    fc_units: int = 4096,
-    width_multiplier: float = 1.0,
-) -> keras.Model:
-    """RGB VGG16 up to FC6: `(batch, size, size, 3)` caffe-preprocessed to `(batch, fc_units)`."""
-    return feature_extractor(
-        build_stream_vgg16(
-            "appearance",
-            weights=weights,
-            input_size=input_size,
-            fc_units=fc_units,
-            width_multiplier=width_multiplier,
-        )
-    )
+def build_appearance_extractor(weights: str | os.PathLike | None = "imagenet", **kwargs):
+    """RGB VGG16 up to FC6: `(batch, size, size, 3)` caffe-preprocessed to `(batch, fc_units)`.
+
+    `kwargs`: `input_size`, `fc_units`, ... of `build_stream_vgg16`.
+    """
+    return feature_extractor(build_stream_vgg16("appearance", weights=weights, **kwargs))
 
 
-def build_motion_extractor(
-    weights: str | os.PathLike | None = "imagenet",
-    *,
-    input_size: int = 224,
-    fc_units: int = 4096,
-    width_multiplier: float = 1.0,
-) -> keras.Model:
-    """Flow VGG16 up to FC6: `(batch, size, size, 10)` (uint8 - 128) to `(batch, fc_units)`."""
-    return feature_extractor(
-        build_stream_vgg16(
-            "motion",
-            weights=weights,
-            input_size=input_size,
-            fc_units=fc_units,
-            width_multiplier=width_multiplier,
-        )
-    )
+def build_motion_extractor(weights: str | os.PathLike | None = "imagenet", **kwargs):
+    """Flow VGG16 up to FC6: `(batch, size, size, 10)` (uint8 - 128) to `(batch, fc_units)`.
+
+    `kwargs`: `input_size`, `fc_units`, ... of `build_stream_vgg16`.
+    """
+    return feature_extractor(build_stream_vgg16("motion", weights=weights, **kwargs))
 
 
 def _check_stream(stream: str) -> None:

@@ -34,7 +34,7 @@ from data.batch_jobs import (
 )
 from data.npz_files import read_npz_metadata
 from data.optical_flow import FLOW_BOUND, FLOW_METHODS, STACK_LENGTH, compute_flow, save_flow
-from data.splits import DATASETS, load_split
+from data.splits import add_split_arguments, load_split
 from data.video import FRAME_HEIGHT, FRAME_WIDTH, VideoError, read_video
 
 
@@ -113,12 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--dataset", choices=DATASETS, default="ucf101")
-    parser.add_argument("--video-root", type=Path, required=True)
-    parser.add_argument("--split-dir", type=Path, required=True)
-    parser.add_argument("--split", type=int, default=1, choices=(1, 2, 3))
-    parser.add_argument("--classes", default=None, help="comma-separated subset, e.g. A,B,C")
-    parser.add_argument("--subset", choices=("train", "test", "all"), default="all")
+    add_split_arguments(parser)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--method", choices=FLOW_METHODS, default=FlowSettings.method)
     parser.add_argument("--height", type=int, default=FlowSettings.height)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from data.batch_jobs import JobResult, default_workers, run_jobs, shard_items, write_failure_log
 from data.npz_files import temp_path_for
-from data.splits import DATASETS, load_split
+from data.splits import add_split_arguments, load_split
 from data.video import VideoError, read_video
 
 COLUMNS = ("video_id", "label", "num_frames", "fps", "source_height", "source_width")
@@ -47,12 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--dataset", choices=DATASETS, default="ucf101")
-    parser.add_argument("--video-root", type=Path, required=True)
-    parser.add_argument("--split-dir", type=Path, required=True)
-    parser.add_argument("--split", type=int, default=1, choices=(1, 2, 3))
-    parser.add_argument("--classes", default=None, help="comma-separated subset, e.g. A,B,C")
-    parser.add_argument("--subset", choices=("train", "test", "all"), default="all")
+    add_split_arguments(parser)
     parser.add_argument("--output", type=Path, required=True, help="CSV index to write")
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--shard", default=None, help="'i/n', 0-based: this process does 1/n")

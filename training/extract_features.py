@@ -27,6 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data.batch_jobs import JobReport, JobResult, parse_shard, shard_items, write_failure_log
+from data.splits import add_split_arguments
 from models.two_stream_vgg16 import (
     FEATURE_LAYER,
     build_stream_vgg16,
@@ -246,12 +247,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m training.extract_features", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--stream", choices=("appearance", "motion"), required=True)
-    parser.add_argument("--dataset", choices=("ucf101", "hmdb51"), default="ucf101")
-    parser.add_argument("--video-root", type=Path, required=True)
-    parser.add_argument("--split-dir", type=Path, required=True)
-    parser.add_argument("--split", type=int, default=1)
-    parser.add_argument("--subset", choices=("train", "test", "all"), default="all")
-    parser.add_argument("--classes", default=None, help="comma-separated class subset")
+    add_split_arguments(parser)
     parser.add_argument("--flow-root", type=Path, default=None, help="<video_id>.npz flow files")
     parser.add_argument("--height", type=int, default=256, help="decoded RGB frame height")
     parser.add_argument("--width", type=int, default=340, help="decoded RGB frame width")

@@ -32,6 +32,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from data.splits import add_split_arguments
 from models.two_stream_vgg16 import build_stream_vgg16
 from training.frame_dataset import FrameDataset
 
@@ -315,11 +316,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m training.finetune_convnet", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--preset", choices=sorted(PRESETS), default="spatial")
-    parser.add_argument("--dataset", choices=("ucf101", "hmdb51"), default="ucf101")
-    parser.add_argument("--video-root", type=Path, required=True)
-    parser.add_argument("--split-dir", type=Path, required=True)
-    parser.add_argument("--split", type=int, default=1)
-    parser.add_argument("--classes", default=None, help="comma-separated class subset")
+    add_split_arguments(parser, subset=False)
     parser.add_argument("--flow-root", type=Path, default=None, help="<video_id>.npz flow files")
     parser.add_argument("--height", type=int, default=256, help="decoded RGB frame height")
     parser.add_argument("--width", type=int, default=340, help="decoded RGB frame width")
