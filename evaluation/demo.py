@@ -180,7 +180,6 @@ def table1(run_dirs: dict[tuple[str, str], Path]) -> pd.DataFrame:
 
 def attention_on_key_frames(run_dirs, key_frames_csv: Path, figures_dir: Path, summary, count):
     """Attention mass on the annotated key frames (per stream) and Fig. 1 figures."""
-    from data.feature_store import FeatureStore
     from data.video import read_video
     from figures.attention import (
         key_frame_mass,
@@ -188,25 +187,20 @@ def attention_on_key_frames(run_dirs, key_frames_csv: Path, figures_dir: Path, s
         plot_attention,
         plot_key_frame_mass,
         read_key_frames,
-        video_attention,
+        run_frame_weights,
     )
-    from models.recognizer import build_attention_readout
 
     key_frames = read_key_frames(key_frames_csv)
     masses, weights = {}, {}
     for stream in STREAMS:
         config, model = load_run(run_dirs[(stream, "attention")])
-        store, train_config = FeatureStore(config["feature_store"]), config["train"]
-        readout = build_attention_readout(model)
-        points = []
-        for video_id, _ in config["test_videos"]:
-            features, _ = store.read(video_id)
-            result = video_attention(
-                model, features, train_config["num_frames"], train_config["stride"], readout
-            )
-            weights.setdefault(video_id, {})[stream] = result["frame_weights"]
-            points.append(key_frame_mass(result["frame_weights"], key_frames[video_id]))
-        masses[stream] = points
+        videos = [video_id for video_id, _ in config["test_videos"]]
+        stream_weights = run_frame_weights(config, model, videos)
+        for video_id in videos:
+            weights.setdefault(video_id, {})[stream] = stream_weights[video_id]
+        masses[stream] = [
+            key_frame_mass(stream_weights[video_id], key_frames[video_id]) for video_id in videos
+        ]
     plot_key_frame_mass(masses, figures_dir / "key_frame_mass")
     first_of_class = {}
     for video_id in sorted(weights):  # one test video per class, up to `count`

@@ -256,6 +256,23 @@ def load_run(run_dir: str | os.PathLike):
     return config, keras.saving.load_model(run_dir / "model.keras")
 
 
+def run_frame_weights(config: dict, model, video_ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """`video_id -> (positions,)` frame weights of a run's model (see `video_attention`),
+    for videos of the run's feature store; one readout model serves all the videos."""
+    from tqdm import tqdm
+
+    from data.feature_store import FeatureStore
+
+    store, train = FeatureStore(config["feature_store"]), config["train"]
+    readout = build_attention_readout(model)
+    weights = {}
+    for video_id in tqdm(video_ids, desc=f"attention {train['stream']}", unit="video"):
+        features, _ = store.read(video_id)
+        result = video_attention(model, features, train["num_frames"], train["stride"], readout)
+        weights[video_id] = result["frame_weights"]
+    return weights
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m figures.attention", description=__doc__.split("\n\n")[0]
@@ -270,9 +287,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
-    from tqdm import tqdm
-
-    from data.feature_store import FeatureStore
     from data.video import read_video
 
     args = parse_args(argv)
@@ -281,29 +295,23 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
     if args.video_id:
         if args.video is None:
             raise ValueError("--video-id needs --video (the file) for the thumbnails.")
-        weights = {}
-        for config, model in runs:
-            features, _ = FeatureStore(config["feature_store"]).read(args.video_id)
-            train = config["train"]
-            result = video_attention(model, features, train["num_frames"], train["stride"])
-            weights[train["stream"]] = result["frame_weights"]
+        weights = {
+            config["train"]["stream"]: run_frame_weights(config, model, [args.video_id])[
+                args.video_id
+            ]
+            for config, model in runs
+        }
         frames = read_video(args.video).frames
         written += plot_attention(frames, weights, args.output, title=args.video_id)
     if args.key_frames:
         key_frames = read_key_frames(args.key_frames)
         masses = {}
         for config, model in runs:
-            store, train = FeatureStore(config["feature_store"]), config["train"]
             videos = [video_id for video_id, _ in config["test_videos"] if video_id in key_frames]
-            readout = build_attention_readout(model)
-            points = []
-            for video_id in tqdm(videos, desc=f"attention {train['stream']}", unit="video"):
-                features, _ = store.read(video_id)
-                result = video_attention(
-                    model, features, train["num_frames"], train["stride"], readout
-                )
-                points.append(key_frame_mass(result["frame_weights"], key_frames[video_id]))
-            masses[train["stream"]] = points
+            weights = run_frame_weights(config, model, videos)
+            masses[config["train"]["stream"]] = [
+                key_frame_mass(weights[video_id], key_frames[video_id]) for video_id in videos
+            ]
         output = args.output.with_name(args.output.name + "_key_frames")
         written += plot_key_frame_mass(masses, output)
     for path in written:

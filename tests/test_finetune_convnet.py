@@ -19,6 +19,7 @@ from training.finetune_convnet import (
     finetune,
     learning_rate_schedule,
     parse_args,
+    training_dataset,
 )
 from training.frame_dataset import FrameDataset
 
@@ -73,15 +74,7 @@ def tiny_model(config: FinetuneConfig) -> keras.Model:
 
 
 def tiny_dataset(config: FinetuneConfig, clips) -> FrameDataset:
-    return FrameDataset(
-        clips,
-        stream=config.stream,
-        batch_size=config.batch_size,
-        num_batches=config.max_iterations,
-        crop_size=config.crop_size,
-        frames_per_clip=config.frames_per_clip,
-        seed=config.seed,
-    )
+    return training_dataset(clips, config)
 
 
 def read_log(path):

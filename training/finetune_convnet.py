@@ -278,6 +278,19 @@ def _load_flow_stacks(path: Path) -> np.ndarray:
     return flow_stacks(load_flow(path))  # (flows - 4, 256, 340, 10) uint8
 
 
+def training_dataset(clips, config: FinetuneConfig) -> FrameDataset:
+    """The batches of `config` (stream, batch size, iterations, crops, seed) over `clips`."""
+    return FrameDataset(
+        clips,
+        stream=config.stream,
+        batch_size=config.batch_size,
+        num_batches=config.max_iterations,
+        crop_size=config.crop_size,
+        frames_per_clip=config.frames_per_clip,
+        seed=config.seed,
+    )
+
+
 def _flow_file(flow_root: Path, clip) -> Path:
     return Path(flow_root) / f"{clip.video_id}.npz"  # as training.compute_flow writes it
 
@@ -361,15 +374,7 @@ def main(argv: Sequence[str] | None = None) -> Path:
     )
     clips = training_clips(split, config.stream, args.flow_root, (args.height, args.width))
     print(f"{len(clips)} training videos, {len(split.class_names)} classes, {config}")
-    dataset = FrameDataset(
-        clips,
-        stream=config.stream,
-        batch_size=config.batch_size,
-        num_batches=config.max_iterations,
-        crop_size=config.crop_size,
-        frames_per_clip=config.frames_per_clip,
-        seed=config.seed,
-    )
+    dataset = training_dataset(clips, config)
     keras.utils.set_random_seed(config.seed)
     model = build_stream_vgg16(
         config.stream,
