@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from models.two_stream_vgg16 import preprocess_flow, preprocess_rgb
-from training.frame_dataset import (
+from data.frame_dataset import (
     FrameDataset,
     center_crop,
     flip_flow_stack,
