@@ -17,11 +17,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 DATASETS = ("ucf101", "hmdb51")
 SPLITS = (1, 2, 3)
+SUBSETS = ("train", "test", "all")
 
 
 class SplitError(ValueError):
@@ -88,8 +89,8 @@ class Split:
 
     @staticmethod
     def _check_subset_name(name: str) -> None:
-        if name not in ("train", "test", "all"):
-            raise ValueError(f"Expected subset in ('train', 'test', 'all'). Received: {name!r}")
+        if name not in SUBSETS:
+            raise ValueError(f"Expected subset in {SUBSETS}. Received: {name!r}")
 
 
 def _lines(path: Path) -> list[str]:
@@ -257,13 +258,22 @@ def load_split(
     raise ValueError(f"Expected dataset in {DATASETS}. Received: dataset={dataset!r}")
 
 
-def add_split_arguments(parser, subset: bool = True) -> None:
-    """The flags every split-reading CLI shares: --dataset, --video-root, --split-dir,
-    --split, --classes and (with `subset`) --subset."""
-    parser.add_argument("--dataset", choices=DATASETS, default="ucf101")
-    parser.add_argument("--video-root", type=Path, required=True)
-    parser.add_argument("--split-dir", type=Path, required=True)
-    parser.add_argument("--split", type=int, default=1, choices=(1, 2, 3))
-    parser.add_argument("--classes", default=None, help="comma-separated subset, e.g. A,B,C")
-    if subset:
-        parser.add_argument("--subset", choices=("train", "test", "all"), default="all")
+@dataclass(frozen=True)
+class SplitSource:
+    """Where a split is read from: the part of every split-reading stage's config that
+    gives its flags --dataset, --video-root, --split-dir, --split and --classes."""
+
+    video_root: Path = field(metadata={"help": "folder of the videos (UCF-101/ or HMDB51)"})
+    split_dir: Path = field(metadata={"help": "folder of the official split files"})
+    dataset: str = field(default="ucf101", metadata={"choices": DATASETS})
+    split: int = field(default=1, metadata={"choices": SPLITS})
+    classes: tuple[str, ...] | None = field(
+        default=None, metadata={"help": "comma-separated subset, e.g. A,B,C"}
+    )
+
+    def load(self, on_missing: str = "raise") -> Split:
+        """The split (see `load_split`)."""
+        return load_split(
+            self.dataset, self.video_root, self.split_dir, self.split, self.classes,
+            on_missing=on_missing,
+        )  # fmt: skip

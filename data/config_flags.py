@@ -1,0 +1,159 @@
+"""Command-line flags from a stage's frozen config dataclass, and the config back from them.
+
+Every stage is a `<Stage>Config` dataclass, `run(config)` and `main(argv)`. Its flags
+are its fields, `--field-name` for `field_name`; a field that is itself a dataclass
+(say the `TrainConfig` inside `TrainAttentionConfig`) contributes its own fields as
+flags of the same level, so a stage's settings and the data it reads share one
+command line. A field without a default is a required flag; a flag left out keeps the
+field's default, or the value of the named preset (`--preset`) where the stage has
+presets for one of its nested settings.
+
+Field metadata `nargs` (with an optional `metavar`) takes a tuple as separate values
+(`--weights 0.33 0.67`), and `positional=True` makes a field a positional argument.
+Field types map to flags as follows: `bool` is a switch (`--batch-norm`; a field whose
+default is `True` gets `--no-<name>` too); `tuple[str, ...]` is a comma-separated list
+(`--classes A,B,C`); `X | None` parses as `X`; `Path`, `int`, `float`, `str` as
+themselves. Field metadata may set `help`, `choices`, `required=True` (a flag that must be
+given although the field has a default), or `flag=False` (not a flag: the field keeps
+its default, e.g. a constant of the paper).
+
+    @dataclass(frozen=True)
+    class ScoringConfig:
+        run: tuple[Path, ...] = field(metadata={"help": "run folders"})
+        batch_size: int = 64
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, ScoringConfig)
+    config = config_from_arguments(parser.parse_args(argv), ScoringConfig)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from pathlib import Path
+
+PRESET_FLAG = "preset"
+
+
+def _flag_fields(config_type) -> list[tuple[tuple[str, ...], dataclasses.Field, type]]:
+    """`(path of field names, field, resolved type)` of every flag, nested ones flattened."""
+    hints = typing.get_type_hints(config_type)
+    found = []
+    for field in dataclasses.fields(config_type):
+        kind = hints[field.name]
+        if dataclasses.is_dataclass(kind):
+            found += [((field.name, *path), inner, t) for path, inner, t in _flag_fields(kind)]
+        elif field.metadata.get("flag", True):
+            found.append(((field.name,), field, kind))
+    return found
+
+
+def _optional_inner(kind):
+    """`X` for `X | None`, else `kind`."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        inner = [arg for arg in typing.get_args(kind) if arg is not type(None)]
+        if len(inner) == 1:
+            return inner[0]
+    return kind
+
+
+def _comma_list(item_type):
+    def parse(text: str) -> tuple:
+        return tuple(item_type(part) for part in text.split(",") if part)
+
+    return parse
+
+
+def _parser_type(kind):
+    kind = _optional_inner(kind)
+    if typing.get_origin(kind) is tuple:
+        return _comma_list(typing.get_args(kind)[0])
+    if kind in (int, float, str, Path):
+        return kind
+    raise TypeError(f"No flag type for {kind!r}; give the field metadata flag=False.")
+
+
+def _has_default(field: dataclasses.Field) -> bool:
+    return (
+        field.default is not dataclasses.MISSING or field.default_factory is not dataclasses.MISSING
+    )
+
+
+def _help(field: dataclasses.Field) -> str | None:
+    text = field.metadata.get("help")
+    if field.default is dataclasses.MISSING or field.default in (None, False):
+        return text
+    return f"{text} (default: {field.default})" if text else f"default: {field.default}"
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, config_type, presets=None) -> None:
+    """Adds one flag per field of `config_type` (nested dataclasses flattened).
+
+    Args:
+        parser: The stage's parser.
+        config_type: The stage's config dataclass.
+        presets: Optional `name -> settings` of one nested settings type (or of
+            `config_type` itself); adds `--preset` with the first name as default.
+    """
+    if presets:
+        names = list(presets)
+        parser.add_argument(f"--{PRESET_FLAG}", choices=sorted(names), default=names[0])
+    seen = set()
+    for path, field, kind in _flag_fields(config_type):
+        name = path[-1]
+        if name in seen:
+            raise TypeError(f"{config_type.__name__}: two fields give the flag --{name}.")
+        seen.add(name)
+        flag = "--" + name.replace("_", "-")
+        options = {"dest": "__".join(path), "help": _help(field)}
+        if _optional_inner(kind) is bool:
+            action = argparse.BooleanOptionalAction if field.default is True else "store_true"
+            parser.add_argument(flag, action=action, default=None, **options)
+            continue
+        if "choices" in field.metadata:
+            options["choices"] = field.metadata["choices"]
+        if "nargs" in field.metadata:  # a tuple given as several values: --weights 0.3 0.7
+            options.update(nargs=field.metadata["nargs"], metavar=field.metadata.get("metavar"))
+            kind = typing.get_args(_optional_inner(kind))[0]
+        if field.metadata.get("positional"):
+            parser.add_argument(options.pop("dest"), type=_parser_type(kind), **options)
+            continue
+        required = field.metadata.get("required", not _has_default(field))
+        parser.add_argument(
+            flag, type=_parser_type(kind), default=None, required=required, **options
+        )
+
+
+def _build(config_type, values: dict, path: tuple[str, ...], base, preset):
+    """`config_type` from the flags in `values`; a field left out keeps `base`'s value
+    (a dataclass instance, or None: the field's default). A nested settings field of
+    the preset's type starts from the preset."""
+    if base is None and preset is not None and isinstance(preset, config_type):
+        base = preset
+    hints = typing.get_type_hints(config_type)
+    kwargs = {}
+    for field in dataclasses.fields(config_type):
+        kind = hints[field.name]
+        inner_base = getattr(base, field.name) if base is not None else None
+        if dataclasses.is_dataclass(kind):
+            kwargs[field.name] = _build(kind, values, (*path, field.name), inner_base, preset)
+            continue
+        value = values.get("__".join((*path, field.name)))
+        if isinstance(value, list):  # nargs
+            value = tuple(value)
+        if value is not None:
+            kwargs[field.name] = value
+        elif base is not None:
+            kwargs[field.name] = inner_base
+    return config_type(**kwargs)
+
+
+def config_from_arguments(args: argparse.Namespace, config_type, presets=None):
+    """The config of `config_type` that `args` (from `add_config_arguments`) describe:
+    each given flag replaces its field; the others keep the preset's value or the default."""
+    values = {key: value for key, value in vars(args).items() if value is not None}
+    preset = presets[values[PRESET_FLAG]] if presets else None
+    return _build(config_type, values, (), None, preset)
