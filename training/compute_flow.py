@@ -19,12 +19,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
 
 from data.batch_jobs import (
+    JobReport,
     JobResult,
     default_workers,
     parse_shard,
@@ -32,46 +33,27 @@ from data.batch_jobs import (
     shard_items,
     write_failure_log,
 )
-from data.npz_files import read_npz_metadata
-from data.optical_flow import FLOW_BOUND, FLOW_METHODS, STACK_LENGTH, compute_flow, save_flow
-from data.splits import add_split_arguments, load_split
-from data.video import FRAME_HEIGHT, FRAME_WIDTH, VideoError, read_video
+from data.config_flags import add_config_arguments, config_from_arguments
+from data.flow_store import FlowSettings, FlowStore
+from data.optical_flow import STACK_LENGTH, compute_flow
+from data.splits import SUBSETS, SplitSource
+from data.video import VideoError, read_video
 
 
 @dataclass(frozen=True)
-class FlowSettings:
-    """How flow is computed; stored in each file's metadata and checked on re-runs."""
+class ComputeFlowConfig:
+    """Which videos, how (`FlowSettings`), into which flow store, with how many workers."""
 
-    method: str = "tvl1"  # "tvl1" (the paper's lineage), "farneback" or "dis"
-    height: int = FRAME_HEIGHT  # frames are resized to height x width before flow
-    width: int = FRAME_WIDTH
-    bound: float = FLOW_BOUND  # values clipped to [-bound, bound], stored as uint8
+    source: SplitSource
+    output: Path = field(metadata={"help": "flow store root"})
+    settings: FlowSettings = FlowSettings()
+    subset: str = field(default="all", metadata={"choices": SUBSETS})
+    workers: int = field(default_factory=default_workers, metadata={"help": "processes"})
+    shard: str | None = field(default=None, metadata={"help": "'i/n', 0-based: this does 1/n"})
+    limit: int | None = field(default=None, metadata={"help": "only the first N clips"})
 
     def __post_init__(self):
-        if self.method not in FLOW_METHODS:
-            raise ValueError(f"Expected method in {FLOW_METHODS}. Received: method={self.method!r}")
-        if self.height < 8 or self.width < 8:
-            raise ValueError(
-                f"Expected height, width >= 8. Received: height={self.height}, width={self.width}"
-            )
-
-
-def flow_path(output: Path, video_id: str) -> Path:
-    """Where the flow of `video_id` is stored: `<output>/<video_id>.npz`."""
-    return output / f"{video_id}.npz"
-
-
-def flow_status(path: Path, settings: FlowSettings) -> str:
-    """ "missing", "complete", "corrupt" (unreadable: recompute) or "mismatch" (other
-    settings: never overwritten)."""
-    if not path.exists():
-        return "missing"
-    try:
-        metadata = read_npz_metadata(path) or {}
-    except (OSError, ValueError):
-        return "corrupt"
-    stored = {key: metadata.get(key) for key in asdict(settings)}
-    return "complete" if stored == asdict(settings) else "mismatch"
+        parse_shard(self.shard)
 
 
 def _single_thread_opencv() -> None:
@@ -79,9 +61,10 @@ def _single_thread_opencv() -> None:
     cv2.setNumThreads(1)
 
 
-def flow_one_video(video_id: str, video_path: str, output_path: str, settings: FlowSettings):
+def flow_one_video(video_id: str, video_path: str, output: str, settings: FlowSettings):
     """Decodes one video, computes its flow, stores it. Returns a `JobResult`."""
     start = time.perf_counter()
+    store = FlowStore(output)
     try:
         video = read_video(video_path, settings.height, settings.width)
         if video.num_frames < STACK_LENGTH + 1:
@@ -101,47 +84,20 @@ def flow_one_video(video_id: str, video_path: str, output_path: str, settings: F
         "source_size": list(video.source_size),
     }
     try:
-        save_flow(output_path, flow, metadata)
+        store.write(video_id, flow, metadata)
     except OSError as error:
-        return JobResult(video_id, "failed", f"{output_path}: cannot write ({error}).")
+        return JobResult(video_id, "failed", f"{store.path_for(video_id)}: cannot write ({error}).")
     return JobResult(video_id, "done", frames=video.num_frames, seconds=time.perf_counter() - start)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.compute_flow",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_split_arguments(parser)
-    parser.add_argument("--output", type=Path, required=True)
-    parser.add_argument("--method", choices=FLOW_METHODS, default=FlowSettings.method)
-    parser.add_argument("--height", type=int, default=FlowSettings.height)
-    parser.add_argument("--width", type=int, default=FlowSettings.width)
-    parser.add_argument("--workers", type=int, default=default_workers())
-    parser.add_argument("--shard", default=None, help="'i/n', 0-based: this process does 1/n")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N clips")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Runs the CLI; returns the exit status (0: all complete, 1: failures, 2: bad input)."""
-    args = build_parser().parse_args(argv)
-    try:
-        settings = FlowSettings(args.method, args.height, args.width)
-        shard_index, shard_count = parse_shard(args.shard)
-        split = load_split(
-            args.dataset,
-            args.video_root,
-            args.split_dir,
-            args.split,
-            args.classes,
-            on_missing="skip",
-        )
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    clips = shard_items(split.subset(args.subset)[: args.limit], args.shard)
+def run(config: ComputeFlowConfig) -> JobReport:
+    """Computes the flow of every video not yet complete in the store; returns the report
+    (failures, listed in `<output>/failures[-shard-i-of-n].jsonl`, include a file of
+    other settings, never overwritten, and listed videos missing on disk)."""
+    settings, store = config.settings, FlowStore(config.output)
+    shard_index, shard_count = parse_shard(config.shard)
+    split = config.source.load(on_missing="skip")
+    clips = shard_items(split.subset(config.subset)[: config.limit], config.shard)
     log_name = (
         "failures.jsonl"
         if shard_count == 1
@@ -149,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     tasks, skipped, failures = [], 0, []
     for clip in clips:
-        path = flow_path(args.output, clip.video_id)
-        status = flow_status(path, settings)
+        status = store.status(clip.video_id, settings)
         if status == "complete":
             skipped += 1
         elif status == "mismatch":
@@ -158,15 +113,15 @@ def main(argv: list[str] | None = None) -> int:
                 JobResult(
                     clip.video_id,
                     "failed",
-                    f"{path} exists with other flow settings; not overwritten. "
-                    "Use another --output or delete it.",
+                    f"{store.path_for(clip.video_id)} exists with other flow settings; not "
+                    "overwritten. Use another --output or delete it.",
                 )
             )
         else:
-            tasks.append((clip.video_id, str(clip.path), str(path), settings))
+            tasks.append((clip.video_id, str(clip.path), str(config.output), settings))
     failures += [
         JobResult(missing.clip.video_id, "failed", f"missing on disk: {missing}")
-        for missing in shard_items(split.missing_in(args.subset), args.shard)
+        for missing in shard_items(split.missing_in(config.subset), config.shard)
     ]
     print(
         f"{len(clips)} clips in shard {shard_index}/{shard_count}: {skipped} already complete, "
@@ -175,15 +130,36 @@ def main(argv: list[str] | None = None) -> int:
     report = run_jobs(
         flow_one_video,
         tasks,
-        args.workers,
+        config.workers,
         description=f"flow {settings.method}",
         initializer=_single_thread_opencv,
     )
     report.skipped += skipped
     report.failures = failures + report.failures
-    log_path = args.output / log_name
+    log_path = Path(config.output) / log_name
     write_failure_log(log_path, report.failures)
     print(report.summary(log_path))
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.compute_flow",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_arguments(parser, ComputeFlowConfig)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the CLI; returns the exit status (0: all complete, 1: failures, 2: bad input)."""
+    try:
+        config = config_from_arguments(build_parser().parse_args(argv), ComputeFlowConfig)
+        report = run(config)
+    except ValueError as error:  # bad settings or split, found before any video is done
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 1 if report.failures else 0
 
 

@@ -20,14 +20,38 @@ import csv
 import io
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.batch_jobs import JobResult, default_workers, run_jobs, shard_items, write_failure_log
+from data.batch_jobs import (
+    JobReport,
+    JobResult,
+    default_workers,
+    parse_shard,
+    run_jobs,
+    shard_items,
+    write_failure_log,
+)
+from data.config_flags import add_config_arguments, config_from_arguments
 from data.npz_files import temp_path_for
-from data.splits import add_split_arguments, load_split
+from data.splits import SUBSETS, SplitSource
 from data.video import VideoError, read_video
 
 COLUMNS = ("video_id", "label", "num_frames", "fps", "source_height", "source_width")
+
+
+@dataclass(frozen=True)
+class DecodeVideosConfig:
+    """Which videos to check, and where the index goes."""
+
+    source: SplitSource
+    output: Path = field(metadata={"help": "CSV index to write"})
+    subset: str = field(default="all", metadata={"choices": SUBSETS})
+    workers: int = field(default_factory=default_workers, metadata={"help": "processes"})
+    shard: str | None = field(default=None, metadata={"help": "'i/n', 0-based: this does 1/n"})
+
+    def __post_init__(self):
+        parse_shard(self.shard)
 
 
 def decode_one_video(video_id: str, video_path: str, label: int) -> JobResult:
@@ -41,37 +65,17 @@ def decode_one_video(video_id: str, video_path: str, label: int) -> JobResult:
     return JobResult(video_id, "done", ",".join(map(str, row)), frames=video.num_frames)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.decode_videos",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_split_arguments(parser)
-    parser.add_argument("--output", type=Path, required=True, help="CSV index to write")
-    parser.add_argument("--workers", type=int, default=default_workers())
-    parser.add_argument("--shard", default=None, help="'i/n', 0-based: this process does 1/n")
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Runs the CLI; returns the exit status (0: all decoded, 1: failures, 2: bad input)."""
-    args = build_parser().parse_args(argv)
-    try:
-        split = load_split(
-            args.dataset, args.video_root, args.split_dir, args.split, args.classes,
-            on_missing="skip",
-        )  # fmt: skip
-        clips = shard_items(split.subset(args.subset), args.shard)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+def run(config: DecodeVideosConfig) -> JobReport:
+    """Decodes every video of the config's subset; writes the CSV index (split order) and
+    the failure log; returns the report."""
+    split = config.source.load(on_missing="skip")
+    clips = shard_items(split.subset(config.subset), config.shard)
     tasks = [(clip.video_id, str(clip.path), clip.label) for clip in clips]
-    report = run_jobs(decode_one_video, tasks, args.workers, description="decode")
+    report = run_jobs(decode_one_video, tasks, config.workers, description="decode")
     results = {}  # video_id -> CSV row text, kept in split order below
     report.failures = [
         JobResult(missing.clip.video_id, "failed", f"missing on disk: {missing}")
-        for missing in shard_items(split.missing_in(args.subset), args.shard)
+        for missing in shard_items(split.missing_in(config.subset), config.shard)
     ] + report.failures
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -81,14 +85,35 @@ def main(argv: list[str] | None = None) -> int:
     for clip in clips:
         if clip.video_id in results:
             writer.writerow(results[clip.video_id].split(","))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    temp = temp_path_for(args.output)
+    output = Path(config.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    temp = temp_path_for(output)
     temp.write_text(buffer.getvalue())
-    os.replace(temp, args.output)
-    log_path = args.output.with_name(args.output.name + ".failures.jsonl")
+    os.replace(temp, output)
+    log_path = output.with_name(output.name + ".failures.jsonl")
     write_failure_log(log_path, report.failures)
     print(report.summary(log_path))
-    print(f"Index of {len(results)} videos written to {args.output}")
+    print(f"Index of {len(results)} videos written to {output}")
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.decode_videos",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_arguments(parser, DecodeVideosConfig)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the CLI; returns the exit status (0: all decoded, 1: failures, 2: bad input)."""
+    try:
+        report = run(config_from_arguments(build_parser().parse_args(argv), DecodeVideosConfig))
+    except ValueError as error:  # bad settings or split, found before any video is done
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 1 if report.failures else 0
 
 

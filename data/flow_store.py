@@ -1,0 +1,105 @@
+"""A folder of optical flow, one `<video_id>.npz` per video: the flow layout's one owner.
+
+    store = FlowStore("runs/flow_tvl1")
+    store.status("Punch/v_Punch_g01_c01", FlowSettings())  # "missing", "complete", ...
+    stacks = store.read_stacks("Punch/v_Punch_g01_c01")    # (frames - 5, 256, 340, 10) uint8
+
+Each file holds `flow` `(frames - 1, height, width, 2)` uint8 (bound 20, see
+`data.optical_flow`) and JSON metadata: the `FlowSettings` it was made with, plus the
+video's id, source file, frame count, fps and size. `training.compute_flow` writes it;
+fine-tuning and feature extraction read it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from data.npz_files import read_npz_metadata
+from data.optical_flow import FLOW_BOUND, FLOW_METHODS, flow_stacks, load_flow, save_flow
+from data.video import FRAME_HEIGHT, FRAME_WIDTH
+
+FLOW_STATUSES = ("missing", "complete", "corrupt", "mismatch")
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    """How flow is computed; stored in each file's metadata and checked on re-runs."""
+
+    # "tvl1" (the paper's lineage), "farneback" or "dis".
+    method: str = field(default="tvl1", metadata={"choices": FLOW_METHODS})
+    # Frames are resized to height x width before flow.
+    height: int = FRAME_HEIGHT
+    width: int = FRAME_WIDTH
+    # Values clipped to [-bound, bound] pixels, stored as uint8 (the lineage's 20).
+    bound: float = field(default=FLOW_BOUND, metadata={"flag": False})
+
+    def __post_init__(self):
+        if self.method not in FLOW_METHODS:
+            raise ValueError(f"Expected method in {FLOW_METHODS}. Received: method={self.method!r}")
+        if self.height < 8 or self.width < 8:
+            raise ValueError(
+                f"Expected height, width >= 8. Received: height={self.height}, width={self.width}"
+            )
+
+
+class FlowStore:
+    """Quantised flow of many videos under `root`, one `<video_id>.npz` each."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def path_for(self, video_id: str) -> Path:
+        """`<root>/<video_id>.npz`."""
+        return self.root / f"{video_id}.npz"
+
+    def status(self, video_id: str, settings: FlowSettings) -> str:
+        """ "missing", "complete", "corrupt" (unreadable: recompute) or "mismatch" (other
+        settings: never overwritten)."""
+        path = self.path_for(video_id)
+        if not path.exists():
+            return "missing"
+        try:
+            metadata = read_npz_metadata(path) or {}
+        except (OSError, ValueError):
+            return "corrupt"
+        stored = {key: metadata.get(key) for key in asdict(settings)}
+        return "complete" if stored == asdict(settings) else "mismatch"
+
+    def write(self, video_id: str, flow_uint8: np.ndarray, metadata: dict) -> Path:
+        """Stores one video's flow with its metadata, atomically."""
+        return save_flow(self.path_for(video_id), flow_uint8, metadata)
+
+    def read(self, video_id: str) -> np.ndarray:
+        """`(num_flows, height, width, 2)` uint8; a bad file raises `ValueError` naming it."""
+        return load_flow(self.path_for(video_id))
+
+    def read_stacks(self, video_id: str) -> np.ndarray:
+        """The video's 10-channel motion inputs, `(num_flows - 4, height, width, 10)` uint8."""
+        return flow_stacks(self.read(video_id))
+
+    def missing(self, video_ids: Iterable[str]) -> list[str]:
+        """The ids among `video_ids` that have no flow file."""
+        return [video_id for video_id in video_ids if not self.path_for(video_id).exists()]
+
+    def recipe(self, video_ids: Iterable[str]) -> dict:
+        """How the flow was made, `{"flow_method", "flow_size"}`, from the first readable
+        file among `video_ids` (`{}` when none is)."""
+        for video_id in video_ids:
+            try:
+                metadata = read_npz_metadata(self.path_for(video_id)) or {}
+            except (OSError, ValueError):
+                continue
+            if "method" in metadata:
+                return {
+                    "flow_method": metadata["method"],
+                    "flow_size": [metadata["height"], metadata["width"]],
+                }
+        return {}
+
+    def __repr__(self) -> str:
+        return f"FlowStore(root={str(self.root)!r})"
