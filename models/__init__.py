@@ -10,8 +10,6 @@ from models.recognizer import (
 )
 from models.temporal_attention_lstm import TemporalAttentionLSTM
 from models.two_stream_vgg16 import (
-    build_appearance_extractor,
-    build_motion_extractor,
     build_stream_vgg16,
     build_vgg16,
     copy_weights_by_name,
@@ -26,10 +24,8 @@ __all__ = [
     "LastStepsAccuracy",
     "StepwiseCrossEntropy",
     "TemporalAttentionLSTM",
-    "build_appearance_extractor",
     "build_attention_model",
     "build_attention_readout",
-    "build_motion_extractor",
     "build_stream_vgg16",
     "build_vgg16",
     "copy_weights_by_name",

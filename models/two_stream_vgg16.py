@@ -347,22 +347,6 @@ def feature_extractor(model: keras.Model, layer: str = FEATURE_LAYER) -> keras.M
     return keras.Model(model.input, output, name=f"{model.name}_{layer}")
 
 
-def build_appearance_extractor(weights: str | os.PathLike | None = "imagenet", **kwargs):
-    """RGB VGG16 up to FC6: `(batch, size, size, 3)` caffe-preprocessed to `(batch, fc_units)`.
-
-    `kwargs`: `input_size`, `fc_units`, ... of `build_stream_vgg16`.
-    """
-    return feature_extractor(build_stream_vgg16("appearance", weights=weights, **kwargs))
-
-
-def build_motion_extractor(weights: str | os.PathLike | None = "imagenet", **kwargs):
-    """Flow VGG16 up to FC6: `(batch, size, size, 10)` (uint8 - 128) to `(batch, fc_units)`.
-
-    `kwargs`: `input_size`, `fc_units`, ... of `build_stream_vgg16`.
-    """
-    return feature_extractor(build_stream_vgg16("motion", weights=weights, **kwargs))
-
-
 def _check_stream(stream: str) -> None:
     if stream not in STREAMS:
         raise ValueError(f"Expected stream in {STREAMS}. Received: stream={stream!r}")

@@ -1,24 +1,34 @@
 """Tests of feature extraction: batched results equal a direct predict, store, resume, backbones."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
 
 from models.two_stream_vgg16 import (
+    build_stream_vgg16,
     copy_weights_by_name,
     cross_modality_kernel,
+    feature_extractor,
     preprocess_flow,
     preprocess_rgb,
 )
-from training.extract_features import (
+from data.frame_dataset import center_crop
+from models.feature_extraction import (
+    FeatureRecipe,
     build_extractor,
-    extract_clips,
+    describe_network,
     extract_video_features,
     prepare_images,
 )
-from training.frame_dataset import center_crop
+from training.extract_features import extract_clips
 
 TINY = {"input_size": 32, "fc_units": 16}
+
+
+def recipe(stream: str, **settings) -> FeatureRecipe:
+    return FeatureRecipe(stream=stream, **{"weights": "none", **settings})
 
 
 def generated_video(channels: int, num_images: int = 7, seed: int = 0) -> np.ndarray:
@@ -32,7 +42,7 @@ def generated_video(channels: int, num_images: int = 7, seed: int = 0) -> np.nda
 
 def tiny_extractor(stream: str) -> keras.Model:
     keras.utils.set_random_seed(0)
-    return build_extractor(stream, weights=None, **TINY)
+    return build_extractor(recipe(stream, **TINY))
 
 
 @pytest.mark.parametrize(
@@ -42,7 +52,7 @@ def tiny_extractor(stream: str) -> keras.Model:
 def test_batched_extraction_equals_a_direct_predict(stream, channels, preprocess):
     extractor = tiny_extractor(stream)
     video = generated_video(channels)
-    images = prepare_images(video, stream, input_size=32)
+    images = prepare_images(video, recipe(stream, input_size=32))
     np.testing.assert_array_equal(images, preprocess(center_crop(video, 32)))
 
     features = extract_video_features(extractor, images, batch_size=3)  # 3 + 3 + 1 (padded)
@@ -61,7 +71,7 @@ def test_extraction_is_batched_never_per_frame():
         return original(batch)
 
     extractor.predict_on_batch = spy
-    images = prepare_images(generated_video(3, num_images=10), "appearance", input_size=32)
+    images = prepare_images(generated_video(3, num_images=10), recipe("appearance", **TINY))
     extract_video_features(extractor, images, batch_size=4)
     assert calls == [4, 4, 4]
 
@@ -97,8 +107,8 @@ def test_extract_clips_writes_every_video_and_skips_done_ones():
         return generated_video(10, num_images=3 + clip.seed, seed=clip.seed)
 
     store = DictStore()
-    metadata = {"stream": "motion", "backbone": "VGG16"}
-    common = dict(stream="motion", metadata=metadata, input_size=32, batch_size=4, progress=False)
+    motion = recipe("motion", **TINY)
+    common = dict(recipe=motion, batch_size=4, progress=False)
     report = extract_clips(extractor, clips, load, store, **common)
     assert (report.done, report.skipped, report.failures) == (3, 0, [])
     assert report.frames == 3 + 4 + 5
@@ -106,20 +116,20 @@ def test_extract_clips_writes_every_video_and_skips_done_ones():
         features, stored = store.items[clip.video_id]
         assert features.shape == (3 + clip.seed, 16)
         assert stored["num_images"] == 3 + clip.seed and stored["stream"] == "motion"
-        expected = extractor.predict(prepare_images(load(clip), "motion", input_size=32), verbose=0)
+        expected = extractor.predict(prepare_images(load(clip), motion), verbose=0)
         np.testing.assert_allclose(features, expected, rtol=1e-2, atol=1e-2)  # float16 store
 
     loads.clear()
     again = extract_clips(extractor, clips, load, store, **common)
     assert (again.done, again.skipped, again.frames) == (0, 3, 0) and loads == []
-    changed = {**common, "metadata": {**metadata, "backbone": "other"}}
+    changed = {**common, "recipe": recipe("motion", backbone="other", **TINY)}
     assert extract_clips(extractor, clips[:1], load, store, **changed).done == 1
 
 
 @pytest.mark.filterwarnings("ignore:This model usually expects")
 def test_other_keras_applications_backbones_and_named_layers():
     extractor = build_extractor(
-        "motion", backbone="MobileNetV2", feature_layer="out_relu", weights=None, input_size=32
+        recipe("motion", backbone="MobileNetV2", feature_layer="out_relu", input_size=32)
     )
     assert extractor.input_shape == (None, 32, 32, 10)
     assert extractor.output_shape == (None, 1, 1, 1280)
@@ -132,27 +142,46 @@ def test_other_keras_applications_backbones_and_named_layers():
         cross_modality_kernel(rgb.get_layer("Conv1").get_weights()[0], 10),
     )
     with pytest.raises(ValueError, match="NoSuchNet"):
-        build_extractor("appearance", backbone="NoSuchNet", weights=None)
+        build_extractor(recipe("appearance", backbone="NoSuchNet"))
     with pytest.raises(ValueError, match="fc9"):
-        build_extractor("appearance", feature_layer="fc9", weights=None, **TINY)
+        build_extractor(recipe("appearance", feature_layer="fc9", **TINY))
 
 
 def test_unknown_preprocess_mode_raises():
     with pytest.raises(ValueError, match="'caffee'"):
-        prepare_images(generated_video(3), "appearance", input_size=32, preprocess="caffee")
+        prepare_images(generated_video(3), recipe("appearance", input_size=32, preprocess="caffee"))
 
 
 def test_mixed_precision_extraction_returns_float32_close_to_float32():
-    images = prepare_images(generated_video(3), "appearance", input_size=32)
+    images = prepare_images(generated_video(3), recipe("appearance", **TINY))
     reference = extract_video_features(tiny_extractor("appearance"), images, batch_size=4)
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        mixed_extractor = tiny_extractor("appearance")
-    finally:
-        keras.mixed_precision.set_global_policy("float32")
+    keras.utils.set_random_seed(0)
+    mixed_extractor = build_extractor(recipe("appearance", precision="mixed_bfloat16", **TINY))
+    assert keras.mixed_precision.global_policy().name == "float32"  # left as it was
     assert mixed_extractor.layers[-1].compute_dtype == "bfloat16"
     features = extract_video_features(mixed_extractor, images, batch_size=4)
     assert features.dtype == np.float32
     scale = np.abs(reference).max()
     assert scale > 0
     np.testing.assert_allclose(features, reference, atol=0.05 * scale)
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_a_keras_file_is_loaded_and_cut_at_its_feature_layer(tmp_path, precision):
+    keras.utils.set_random_seed(1)
+    network = build_stream_vgg16("motion", weights=None, input_size=32, fc_units=12)
+    network.save(tmp_path / "net.keras")
+    # Widths come from the file, not from the recipe (whose fc_units say 4096).
+    loaded = recipe("motion", weights=str(tmp_path / "net.keras"), input_size=32)
+    extractor = build_extractor(dataclasses.replace(loaded, precision=precision))
+    assert extractor.layers[-1].compute_dtype == ("float32" if precision == "float32" else "bfloat16")
+    assert describe_network(loaded, extractor).fc_units == 12
+    images = prepare_images(generated_video(10), loaded)
+    expected = feature_extractor(network).predict(images, verbose=0)
+    features = extract_video_features(extractor, images, batch_size=4)
+    tolerance = 1e-5 if precision == "float32" else 0.05 * np.abs(expected).max()
+    np.testing.assert_allclose(features, expected, rtol=1e-5, atol=tolerance)
+    with pytest.raises(ValueError, match="input_size=64"):
+        build_extractor(dataclasses.replace(loaded, input_size=64))
+    with pytest.raises(ValueError, match="appearance"):
+        build_extractor(recipe("appearance", weights=loaded.weights, input_size=32))

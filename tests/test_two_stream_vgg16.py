@@ -4,9 +4,8 @@ import keras
 import numpy as np
 import pytest
 
+from models.feature_extraction import FeatureRecipe, build_extractor
 from models.two_stream_vgg16 import (
-    build_appearance_extractor,
-    build_motion_extractor,
     build_stream_vgg16,
     build_vgg16,
     copy_weights_by_name,
@@ -87,7 +86,7 @@ def test_weights_from_a_keras_file_rgb_source_is_converted_flow_source_copied(tm
 
     flow_path = tmp_path / "flow.keras"
     randomise(motion, 2).save(flow_path)
-    extractor = build_motion_extractor(weights=flow_path, **TINY)
+    extractor = build_extractor(FeatureRecipe(stream="motion", weights=str(flow_path), **TINY))
     for layer in extractor.layers[1:]:
         for ours, theirs in zip(
             layer.get_weights(), motion.get_layer(layer.name).get_weights(), strict=True
@@ -108,11 +107,9 @@ def test_unknown_weights_raise(weights):
         load_pretrained(build_vgg16((32, 32, 3), fc_units=4), weights)
 
 
-@pytest.mark.parametrize(
-    ("builder", "channels"), [(build_appearance_extractor, 3), (build_motion_extractor, 10)]
-)
-def test_extractors_at_full_size_output_4096_fc6_features(builder, channels):
-    extractor = builder(weights=None)
+@pytest.mark.parametrize(("stream", "channels"), [("appearance", 3), ("motion", 10)])
+def test_extractors_at_full_size_output_4096_fc6_features(stream, channels):
+    extractor = build_extractor(FeatureRecipe(stream=stream, weights="none"))
     assert extractor.input_shape == (None, 224, 224, channels)
     assert extractor.output_shape == (None, 4096)
     assert extractor.layers[-1].name == "fc1"

@@ -1,0 +1,264 @@
+"""Per-frame features (paper section 2.1): the network, the crops, the preprocessing, batches.
+
+One frozen `FeatureRecipe` says how a stream's features are made. It is the settings
+of `training.extract_features`, the metadata recorded with every stored video (the
+same keys as before: `recipe.metadata()`), and what a run folder and
+`evaluation.predict` read back (`FeatureRecipe.from_metadata`):
+
+    recipe = FeatureRecipe(stream="appearance", weights="runs/spatial/final.keras")
+    extractor = build_extractor(recipe)          # the .keras file, cut at fc1
+    images = prepare_images(frames, recipe)      # central crops, preprocessed
+    features = extract_video_features(extractor, images, batch_size=64)  # (frames, 4096)
+
+A fine-tuned `.keras` file is loaded as saved and cut at `feature_layer` (its widths
+come from the file: `describe_network` records them); "imagenet", "none" (random)
+and Keras VGG16 `.h5` weights build the network from the recipe's widths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+from data.frame_dataset import center_crop
+from models.two_stream_vgg16 import (
+    FEATURE_LAYER,
+    STREAMS,
+    build_stream_vgg16,
+    copy_weights_by_name,
+    feature_extractor,
+    preprocess_flow,
+    stream_input_shape,
+)
+
+DEFAULT_BACKBONE = "VGG16"
+# Modes of keras.applications.imagenet_utils.preprocess_input for RGB frames.
+PREPROCESS_MODES = ("caffe", "tf", "torch")
+# Flow stacks are always uint8 - 128 (the two-stream lineage's convention).
+FLOW_PREPROCESS = "uint8-128"
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+@dataclass(frozen=True)
+class FeatureRecipe:
+    """How per-frame features are made; the defaults are the paper's (section 2.1)."""
+
+    # "appearance" (RGB frames) or "motion" (5-pair flow stacks).
+    stream: str = field(default="appearance", metadata={"choices": STREAMS, "required": True})
+    # "VGG16" (the paper's) or the name of a keras.applications model.
+    backbone: str = field(default=DEFAULT_BACKBONE, metadata={"help": "keras.applications name"})
+    # The layer whose output is the feature: FC6 after its ReLU (Keras' fc1).
+    feature_layer: str = FEATURE_LAYER
+    # "imagenet", "none" (random initialisation) or a file (.keras fine-tuned net, .h5).
+    weights: str = field(default="imagenet", metadata={"help": "'imagenet', 'none' or a file"})
+    # Side of the central square crop the network sees (section 3.2: 224).
+    input_size: int = 224
+    # Used where the network is built, not loaded from a .keras file (which has its own).
+    fc_units: int = 4096
+    width_multiplier: float = field(default=1.0, metadata={"help": "VGG16 conv widths"})
+    batch_norm: bool = field(default=False, metadata={"help": "VGG16-BN (as fine-tuned)"})
+    # The crop of every image (paper silent: the centre, as at test time in the lineage).
+    crop: str = field(default="center", metadata={"flag": False})
+    # RGB preprocessing (VGG16: caffe); motion stacks are always uint8 - 128.
+    preprocess: str = field(default="caffe", metadata={"choices": PREPROCESS_MODES})
+    # Compute precision of the network (a Keras dtype policy); features are float32.
+    precision: str = field(default="float32", metadata={"choices": PRECISIONS})
+    # Appearance: the decoded RGB frame size (height, width).
+    height: int = field(default=256, metadata={"help": "decoded RGB frame height"})
+    width: int = field(default=340, metadata={"help": "decoded RGB frame width"})
+    # Motion: how the flow was made, read from the flow files (not flags).
+    flow_method: str | None = field(default=None, metadata={"flag": False})
+    flow_size: tuple[int, int] | None = field(default=None, metadata={"flag": False})
+
+    def __post_init__(self):
+        if self.stream not in STREAMS:
+            raise ValueError(f"Expected stream in {STREAMS}. Received: stream={self.stream!r}")
+        if self.stream == "motion":
+            object.__setattr__(self, "preprocess", FLOW_PREPROCESS)
+        elif self.preprocess not in PREPROCESS_MODES:
+            raise ValueError(
+                f"Expected preprocess in {PREPROCESS_MODES}. Received: {self.preprocess!r}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ValueError(
+                f"Expected precision in {PRECISIONS}. Received: precision={self.precision!r}"
+            )
+        if self.flow_size is not None:
+            object.__setattr__(self, "flow_size", tuple(int(side) for side in self.flow_size))
+
+    @property
+    def network_weights(self) -> str | None:
+        """`weights` as the builders take them (`None` for "none")."""
+        return None if self.weights.lower() == "none" else self.weights
+
+    def metadata(self) -> dict:
+        """The recipe as recorded with each stored video."""
+        recorded = dataclasses.asdict(self)
+        height, width = recorded.pop("height"), recorded.pop("width")
+        flow_method, flow_size = recorded.pop("flow_method"), recorded.pop("flow_size")
+        if self.stream == "appearance":
+            recorded["frame_size"] = [height, width]
+        elif flow_method is not None:
+            recorded.update(flow_method=flow_method, flow_size=list(flow_size))
+        return recorded
+
+    @classmethod
+    def from_metadata(cls, metadata: dict) -> FeatureRecipe:
+        """The recipe recorded in `metadata` (a stored video's, or a run's); keys that
+        are not recipe fields are ignored, missing ones take the defaults."""
+        names = {item.name for item in dataclasses.fields(cls)}
+        values = {key: value for key, value in metadata.items() if key in names}
+        if "frame_size" in metadata:
+            values["height"], values["width"] = (int(side) for side in metadata["frame_size"])
+        if values.get("stream") == "motion":
+            values.pop("preprocess", None)
+        return cls(**values)
+
+
+# === Networks ===
+
+
+def _is_keras_file(weights: str | None) -> bool:
+    return weights is not None and str(weights).endswith(".keras")
+
+
+def _load_keras_network(path: str, precision: str) -> keras.Model:
+    """A saved model, its layers computing in `precision` (weights as saved)."""
+    model = keras.saving.load_model(path, compile=False)
+    if precision == "float32":
+        return model
+
+    def with_precision(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": precision})
+
+    cast = keras.models.clone_model(model, clone_function=with_precision)
+    cast.set_weights(model.get_weights())
+    return cast
+
+
+def build_extractor(recipe: FeatureRecipe) -> keras.Model:
+    """The network of `recipe` from its input to `recipe.feature_layer`.
+
+    - a `.keras` file (e.g. `training.finetune_convnet`'s `final.keras`) is loaded as
+      saved and cut at the feature layer; its input must have the stream's channels
+      and `recipe.input_size`;
+    - VGG16 with "imagenet", "none" or an `.h5` file is built by `build_stream_vgg16`
+      at the recipe's widths (motion: converted cross-modally);
+    - another `keras.applications` backbone is built by its constructor; for motion its
+      3-channel first convolution is converted cross-modally.
+
+    The layers compute in `recipe.precision`.
+    """
+    weights = recipe.network_weights
+    input_shape = stream_input_shape(recipe.stream, recipe.input_size)
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(recipe.precision)
+    try:
+        if _is_keras_file(weights):
+            model = _load_keras_network(weights, recipe.precision)
+            if tuple(model.input_shape[1:]) != input_shape:
+                raise ValueError(
+                    f"{weights} takes inputs {tuple(model.input_shape[1:])}; the {recipe.stream} "
+                    f"stream at input_size={recipe.input_size} gives {input_shape}. Use the "
+                    "input size and stream it was fine-tuned with."
+                )
+        elif recipe.backbone == DEFAULT_BACKBONE:
+            model = build_stream_vgg16(
+                recipe.stream,
+                weights=weights,
+                input_size=recipe.input_size,
+                fc_units=recipe.fc_units,
+                width_multiplier=recipe.width_multiplier,
+                batch_norm=recipe.batch_norm,
+            )
+        else:
+            model = _build_applications_model(recipe, weights, input_shape)
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    return feature_extractor(model, recipe.feature_layer)
+
+
+def _build_applications_model(recipe: FeatureRecipe, weights, input_shape) -> keras.Model:
+    if recipe.width_multiplier != 1.0 or recipe.batch_norm:
+        raise ValueError(
+            "width_multiplier and batch_norm apply to VGG16 only. Received: "
+            f"backbone={recipe.backbone!r}, width_multiplier={recipe.width_multiplier}, "
+            f"batch_norm={recipe.batch_norm}"
+        )
+    constructor = getattr(keras.applications, recipe.backbone, None)
+    if not callable(constructor):
+        raise ValueError(
+            f"Expected a keras.applications model name. Received: backbone={recipe.backbone!r}"
+        )
+    if recipe.stream == "appearance":
+        return constructor(weights=weights, include_top=True, input_shape=input_shape)
+    model = constructor(weights=None, include_top=True, input_shape=input_shape)
+    if weights is not None:
+        copy_weights_by_name(constructor(weights=weights, include_top=True), model)
+    return model
+
+
+def describe_network(recipe: FeatureRecipe, extractor: keras.Model) -> FeatureRecipe:
+    """`recipe` with VGG16's widths read from the network itself (FC units, width
+    multiplier, batch norm), so that the recorded recipe is what was run."""
+    if recipe.backbone != DEFAULT_BACKBONE:
+        return recipe
+    layers = {layer.name: layer for layer in extractor.layers}
+    width_multiplier = recipe.width_multiplier
+    first = layers.get("block1_conv1")  # 64 filters at width 1 (see build_vgg16)
+    if first is not None and max(1, round(64 * width_multiplier)) != first.filters:
+        width_multiplier = first.filters / 64
+    return dataclasses.replace(
+        recipe,
+        fc_units=int(extractor.output_shape[-1]),
+        width_multiplier=width_multiplier,
+        batch_norm=any(
+            isinstance(layer, keras.layers.BatchNormalization) for layer in layers.values()
+        ),
+    )
+
+
+# === Images and features ===
+
+
+def prepare_images(images: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:
+    """Central crops of uint8 frames or flow stacks, preprocessed for the network.
+
+    RGB frames use `keras.applications.imagenet_utils.preprocess_input` in mode
+    `recipe.preprocess` ("caffe" for VGG16); flow stacks become uint8 - 128.
+    Returns float32 `(num_images, input_size, input_size, channels)`.
+    """
+    crops = center_crop(np.asarray(images), recipe.input_size)  # (images, size, size, channels)
+    if recipe.stream == "motion":
+        return preprocess_flow(crops)
+    return keras.applications.imagenet_utils.preprocess_input(
+        crops.astype(np.float32), mode=recipe.preprocess
+    )
+
+
+def extract_video_features(
+    extractor: keras.Model, images: np.ndarray, batch_size: int = 64
+) -> np.ndarray:
+    """Run `extractor` over preprocessed `images` in batches; returns float32 `(num_images, dim)`.
+
+    The last batch is padded to `batch_size` (repeating its last image), so
+    every call has one shape, hence one compiled graph; padding rows are dropped.
+    """
+    if batch_size < 1:
+        raise ValueError(f"Expected batch_size >= 1. Received: batch_size={batch_size}")
+    num_images = len(images)
+    if num_images == 0:
+        raise ValueError("Expected at least one image. Received: images of length 0")
+    features = []
+    for start in range(0, num_images, batch_size):
+        batch = images[start : start + batch_size]  # (<= batch_size, height, width, channels)
+        num_real = len(batch)
+        if num_real < batch_size:
+            padding = np.repeat(batch[-1:], batch_size - num_real, axis=0)
+            batch = np.concatenate([batch, padding])
+        output = extractor.predict_on_batch(batch)  # (batch_size, dim)
+        features.append(np.asarray(keras.ops.convert_to_numpy(output), dtype=np.float32)[:num_real])
+    return np.concatenate(features)  # (num_images, dim)
