@@ -15,13 +15,12 @@ from training.finetune_convnet import (
     SPATIAL_PAPER,
     TEMPORAL_PAPER,
     FinetuneConfig,
-    config_from_args,
     finetune,
     learning_rate_schedule,
     parse_args,
     training_dataset,
 )
-from training.frame_dataset import FrameDataset
+from data.frame_dataset import FrameDataset
 
 NUM_CLASSES = 3
 
@@ -115,12 +114,11 @@ def test_learning_rate_steps_down_tenfold(config, expected):
 
 
 def test_cli_flags_override_the_preset():
-    args = parse_args(
+    config = parse_args(
         ["--preset", "temporal", "--video-root", "v", "--split-dir", "s", "--output-dir", "o"]
         + ["--batch-size", "32", "--max-iterations", "50"]
     )
-    config = config_from_args(args)
-    assert config == dataclasses.replace(TEMPORAL_PAPER, batch_size=32, max_iterations=50)
+    assert config.settings == dataclasses.replace(TEMPORAL_PAPER, batch_size=32, max_iterations=50)
 
 
 @pytest.mark.parametrize("stream", ["appearance", "motion"])

@@ -32,17 +32,21 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from data.splits import add_split_arguments
+from data.config_flags import add_config_arguments, config_from_arguments
+from data.flow_store import FlowStore
+from data.frame_dataset import FrameDataset
+from data.splits import SplitSource
+from data.video import read_video
 from models.two_stream_vgg16 import build_stream_vgg16
-from training.frame_dataset import FrameDataset
 
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig:
     """Settings of ConvNet fine-tuning; defaults are the paper's spatial net."""
 
-    # "appearance" (spatial net, RGB frames) or "motion" (temporal net, flow stacks).
-    stream: str = "appearance"
+    # "appearance" (spatial net, RGB frames) or "motion" (temporal net, flow stacks);
+    # chosen by the preset (spatial, temporal), not by a flag.
+    stream: str = dataclasses.field(default="appearance", metadata={"flag": False})
     # Section 3.2: 0.001 (spatial), 0.005 (temporal).
     learning_rate: float = 0.001
     # Section 3.2: the learning rate is divided by 10 every lr_step iterations.
@@ -263,19 +267,40 @@ def finetune(
     return final_path
 
 
-# === Command line ===
+# === Stage ===
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConvnetConfig:
+    """The fine-tuning stage: the data, the network to start from, the schedule."""
+
+    source: SplitSource
+    output_dir: Path
+    settings: FinetuneConfig = SPATIAL_PAPER
+    flow_root: Path | None = dataclasses.field(
+        default=None, metadata={"help": "flow store (motion)"}
+    )
+    height: int = dataclasses.field(default=256, metadata={"help": "decoded RGB frame height"})
+    width: int = dataclasses.field(default=340, metadata={"help": "decoded RGB frame width"})
+    weights: str = dataclasses.field(
+        default="imagenet", metadata={"help": "'imagenet', 'none' or a file"}
+    )
+    fc_units: int = 4096
+    width_multiplier: float = dataclasses.field(default=1.0, metadata={"help": "VGG16 conv widths"})
+    kernel_initializer: str = dataclasses.field(
+        default="glorot_uniform",
+        metadata={
+            "help": "initial kernels (he_normal trains from scratch; loaded weights replace them)"
+        },
+    )
+    batch_norm: bool = dataclasses.field(
+        default=False, metadata={"help": "VGG16-BN: batch norm after each convolution"}
+    )
+    workers: int = dataclasses.field(default=4, metadata={"help": "batches prefetched in threads"})
 
 
 def _load_rgb_frames(path: Path, height: int = 256, width: int = 340) -> np.ndarray:
-    from data.video import read_video
-
     return read_video(path, height, width).frames  # (frames, height, width, 3) uint8 RGB
-
-
-def _load_flow_stacks(path: Path) -> np.ndarray:
-    from data.optical_flow import flow_stacks, load_flow
-
-    return flow_stacks(load_flow(path))  # (flows - 4, 256, 340, 10) uint8
 
 
 def training_dataset(clips, config: FinetuneConfig) -> FrameDataset:
@@ -291,10 +316,6 @@ def training_dataset(clips, config: FinetuneConfig) -> FrameDataset:
     )
 
 
-def _flow_file(flow_root: Path, clip) -> Path:
-    return Path(flow_root) / f"{clip.video_id}.npz"  # as training.compute_flow writes it
-
-
 def training_clips(
     split, stream: str, flow_root: Path | None, frame_size: tuple[int, int] = (256, 340)
 ):
@@ -304,94 +325,63 @@ def training_clips(
     """
     if stream == "motion" and flow_root is None:
         raise ValueError("The motion stream needs --flow-root (from data.optical_flow).")
-    if stream == "motion":
-        missing = [
-            clip.video_id for clip in split.train if not _flow_file(flow_root, clip).exists()
+    if stream == "appearance":
+        return [
+            (functools.partial(_load_rgb_frames, clip.path, *frame_size), clip.label)
+            for clip in split.train
         ]
-        if missing:
-            raise ValueError(
-                f"{len(missing)} of {len(split.train)} training videos have no flow file under "
-                f"{flow_root} (first: {missing[0]}.npz). Run `python -m training.compute_flow` "
-                "for the training list first."
-            )
-    clips = []
-    for clip in split.train:
-        if stream == "appearance":
-            loader = functools.partial(_load_rgb_frames, clip.path, *frame_size)
-        else:
-            loader = functools.partial(_load_flow_stacks, _flow_file(flow_root, clip))
-        clips.append((loader, clip.label))
-    return clips
+    flow = FlowStore(flow_root)
+    missing = flow.missing(clip.video_id for clip in split.train)
+    if missing:
+        raise ValueError(
+            f"{len(missing)} of {len(split.train)} training videos have no flow file under "
+            f"{flow_root} (first: {missing[0]}.npz). Run `python -m training.compute_flow` "
+            "for the training list first."
+        )
+    return [
+        (functools.partial(flow.read_stacks, clip.video_id), clip.label) for clip in split.train
+    ]
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def run(config: FinetuneConvnetConfig) -> Path:
+    """Fine-tunes the stage's network (resuming from `output_dir`); returns `final.keras`."""
+    settings = config.settings
+    split = config.source.load()
+    clips = training_clips(split, settings.stream, config.flow_root, (config.height, config.width))
+    print(f"{len(clips)} training videos, {len(split.class_names)} classes, {settings}")
+    dataset = training_dataset(clips, settings)
+    keras.utils.set_random_seed(settings.seed)
+    model = build_stream_vgg16(
+        settings.stream,
+        num_classes=len(split.class_names),
+        weights=None if config.weights.lower() == "none" else config.weights,
+        input_size=settings.crop_size,
+        fc_units=config.fc_units,
+        width_multiplier=config.width_multiplier,
+        kernel_initializer=config.kernel_initializer,
+        batch_norm=config.batch_norm,
+        dropout_rates=(settings.dropout_fc6, settings.dropout_fc7),
+        weight_decay=settings.weight_decay,
+        seed=settings.seed,
+    )
+    final_path = finetune(model, dataset, settings, config.output_dir, prefetch=config.workers)
+    print(f"Wrote {final_path}")
+    return final_path
+
+
+# === Command line ===
+
+
+def parse_args(argv: Sequence[str] | None = None) -> FinetuneConvnetConfig:
     parser = argparse.ArgumentParser(
         prog="python -m training.finetune_convnet", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="spatial")
-    add_split_arguments(parser, subset=False)
-    parser.add_argument("--flow-root", type=Path, default=None, help="<video_id>.npz flow files")
-    parser.add_argument("--height", type=int, default=256, help="decoded RGB frame height")
-    parser.add_argument("--width", type=int, default=340, help="decoded RGB frame width")
-    parser.add_argument("--output-dir", type=Path, required=True)
-    parser.add_argument("--weights", default="imagenet", help="'imagenet', 'none' or a file")
-    parser.add_argument("--fc-units", type=int, default=4096)
-    parser.add_argument("--width-multiplier", type=float, default=1.0, help="VGG16 conv widths")
-    parser.add_argument(
-        "--kernel-initializer",
-        default="glorot_uniform",
-        help="initial kernels (he_normal trains from scratch; loaded weights replace them)",
-    )
-    parser.add_argument(
-        "--batch-norm", action="store_true", help="VGG16-BN: batch norm after each convolution"
-    )
-    parser.add_argument("--workers", type=int, default=4, help="batches prefetched in threads")
-    for field in dataclasses.fields(FinetuneConfig):
-        if field.name != "stream":
-            flag = "--" + field.name.replace("_", "-")
-            parser.add_argument(flag, type=type(field.default), default=None)
-    return parser.parse_args(argv)
-
-
-def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
-    """The preset, with every flag that was given replacing its field."""
-    overrides = {
-        field.name: getattr(args, field.name)
-        for field in dataclasses.fields(FinetuneConfig)
-        if field.name != "stream" and getattr(args, field.name) is not None
-    }
-    return dataclasses.replace(PRESETS[args.preset], **overrides)
+    add_config_arguments(parser, FinetuneConvnetConfig, PRESETS)
+    return config_from_arguments(parser.parse_args(argv), FinetuneConvnetConfig, PRESETS)
 
 
 def main(argv: Sequence[str] | None = None) -> Path:
-    from data.splits import load_split
-
-    args = parse_args(argv)
-    config = config_from_args(args)
-    classes = args.classes.split(",") if args.classes else None
-    split = load_split(
-        args.dataset, args.video_root, args.split_dir, split=args.split, classes=classes
-    )
-    clips = training_clips(split, config.stream, args.flow_root, (args.height, args.width))
-    print(f"{len(clips)} training videos, {len(split.class_names)} classes, {config}")
-    dataset = training_dataset(clips, config)
-    keras.utils.set_random_seed(config.seed)
-    model = build_stream_vgg16(
-        config.stream,
-        num_classes=len(split.class_names),
-        weights=None if args.weights.lower() == "none" else args.weights,
-        input_size=config.crop_size,
-        fc_units=args.fc_units,
-        width_multiplier=args.width_multiplier,
-        kernel_initializer=args.kernel_initializer,
-        batch_norm=args.batch_norm,
-        dropout_rates=(config.dropout_fc6, config.dropout_fc7),
-        weight_decay=config.weight_decay,
-        seed=config.seed,
-    )
-    final_path = finetune(model, dataset, config, args.output_dir, prefetch=args.workers)
-    print(f"Wrote {final_path}")
-    return final_path
+    return run(parse_args(argv))
 
 
 if __name__ == "__main__":
