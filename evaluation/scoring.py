@@ -22,20 +22,22 @@ stream has 5 fewer flow stacks than the video has frames, hence fusion pairs vid
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import keras
 import numpy as np
 
-from models.recognizer import NUM_SCORED_STEPS
+from data.config_flags import add_config_arguments, config_from_arguments
+from data.feature_store import FeatureStore
+from data.samples import SampleDataset
+from models.recognizer import NUM_SCORED_STEPS, last_steps_scores
+from training.runs import Run
 
 # Section 3.2: 1/3 appearance + 2/3 motion.
 TWO_STREAM_WEIGHTS = (1.0 / 3.0, 2.0 / 3.0)
-SCORES_FILE = "test_scores.npz"
-METRICS_FILE = "metrics.json"
 
 
 # === Scores ===
@@ -54,7 +56,8 @@ def sample_scores(probabilities: np.ndarray, num_last_steps: int = NUM_SCORED_ST
             f"Expected 1 <= num_last_steps <= steps={probabilities.shape[1]}. "
             f"Received: num_last_steps={num_last_steps}"
         )
-    return probabilities[:, -num_last_steps:, :].mean(axis=1)  # (samples, C)
+    scores = last_steps_scores(probabilities, num_last_steps)  # (samples, C)
+    return np.asarray(keras.ops.convert_to_numpy(scores), dtype=np.float64)
 
 
 def video_scores(
@@ -230,66 +233,74 @@ def predict_video_scores(model, dataset, num_last_steps: int = NUM_SCORED_STEPS)
 
 
 def score_run(
-    run_dir: str | os.PathLike, store_root: str | os.PathLike | None = None, batch_size: int = 64
+    run: Run | str | os.PathLike, store_root: str | os.PathLike | None = None, batch_size: int = 64
 ) -> dict:
     """Scores a run's best model (`model.keras`) on its test split.
 
-    Reads `config.json` (the test videos, labels, classes and feature store) and writes
-    `test_scores.npz` and `metrics.json`. Returns the metrics.
+    Reads the run's record (the test videos, labels, classes and feature store) and
+    writes `test_scores.npz` and `metrics.json`. Returns the metrics.
     """
-    import keras
-
-    from data.feature_store import FeatureStore
-    from data.samples import SampleDataset
-
-    run_dir = Path(run_dir)
-    config = json.loads((run_dir / "config.json").read_text())
-    store = FeatureStore(store_root or config["feature_store"])
-    items = [(video_id, label) for video_id, label in config["test_videos"]]
+    run = run if isinstance(run, Run) else Run(run)
+    record = run.load_config()
+    store = FeatureStore(store_root or record.feature_store)
+    items = list(record.test_videos)
     dataset = SampleDataset(
         store,
         items,
         batch_size=batch_size,
-        num_frames=config["train"]["num_frames"],
-        stride=config["train"]["stride"],
+        num_frames=record.train.num_frames,
+        stride=record.train.stride,
     )
-    model = keras.saving.load_model(run_dir / "model.keras")
     scores = VideoScores(
         video_ids=tuple(video_id for video_id, _ in items),
         labels=np.asarray([label for _, label in items], dtype=np.int64),
-        scores=predict_video_scores(model, dataset),
-        class_names=tuple(config["class_names"]),
+        scores=predict_video_scores(run.load_model(), dataset),
+        class_names=record.class_names,
     )
-    scores.save(run_dir / SCORES_FILE)
-    metrics = {**scores.metrics(), "split": config["train"]["split"], "scored_with": "model.keras"}
-    (run_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
+    scores.save(run.scores_path)
+    metrics = {**scores.metrics(), "split": record.train.split, "scored_with": Run.MODEL}
+    run.write_metrics(metrics)
     return metrics
 
 
-# === Command line ===
+def load_scores(run: Run) -> VideoScores:
+    """The per-video test scores of a scored run."""
+    return VideoScores.load(run.scores_path)
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m evaluation.scoring", description=__doc__.split("\n\n")[0]
+# === Stage ===
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    """Score run folders (`run`), or fuse two scored runs' streams (`fuse`)."""
+
+    run: tuple[Path, ...] | None = field(
+        default=None, metadata={"nargs": "+", "help": "run folders to score"}
     )
-    action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--run", type=Path, nargs="+", help="run folders to score")
-    action.add_argument(
-        "--fuse", type=Path, nargs=2, metavar=("APPEARANCE_RUN", "MOTION_RUN"),
-        help="print the two-stream accuracy of two scored runs",
-    )  # fmt: skip
-    parser.add_argument("--store", type=Path, default=None, help="override the run's store")
-    parser.add_argument("--weights", type=float, nargs=2, default=TWO_STREAM_WEIGHTS)
-    parser.add_argument("--batch-size", type=int, default=64)
-    return parser.parse_args(argv)
+    fuse: tuple[Path, Path] | None = field(
+        default=None,
+        metadata={
+            "nargs": 2,
+            "metavar": ("APPEARANCE_RUN", "MOTION_RUN"),
+            "help": "print the two-stream accuracy of two scored runs",
+        },
+    )
+    store: Path | None = field(default=None, metadata={"help": "override the run's store"})
+    weights: tuple[float, float] = field(default=TWO_STREAM_WEIGHTS, metadata={"nargs": 2})
+    batch_size: int = 64
+
+    def __post_init__(self):
+        if (self.run is None) == (self.fuse is None):
+            raise ValueError("Expected exactly one of --run and --fuse.")
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    args = parse_args(argv)
-    if args.fuse:
-        appearance, motion = (VideoScores.load(run / SCORES_FILE) for run in args.fuse)
-        fused = fuse_video_scores(appearance, motion, tuple(args.weights))
+def run(config: ScoringConfig) -> dict:
+    """`run`: scores each run, returns `run folder -> metrics`; `fuse`: returns the
+    appearance, motion and two-stream accuracy of two scored runs."""
+    if config.fuse:
+        appearance, motion = (load_scores(Run(folder)) for folder in config.fuse)
+        fused = fuse_video_scores(appearance, motion, tuple(config.weights))
         result = {
             "appearance": appearance.accuracy(),
             "motion": motion.accuracy(),
@@ -298,11 +309,32 @@ def main(argv: Sequence[str] | None = None) -> dict:
         print(", ".join(f"{name} {100 * value:.1f}%" for name, value in result.items()))
         return result
     results = {}
-    for run in args.run:
-        metrics = score_run(run, args.store, args.batch_size)
-        print(f"{run}: accuracy {100 * metrics['accuracy']:.1f}% on {metrics['num_videos']} videos")
-        results[str(run)] = metrics
+    for folder in config.run:
+        metrics = score_run(Run(folder), config.store, config.batch_size)
+        print(
+            f"{folder}: accuracy {100 * metrics['accuracy']:.1f}% on {metrics['num_videos']} videos"
+        )
+        results[str(folder)] = metrics
     return results
+
+
+# === Command line ===
+
+
+def parse_args(argv: Sequence[str] | None = None) -> ScoringConfig:
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation.scoring", description=__doc__.split("\n\n")[0]
+    )
+    add_config_arguments(parser, ScoringConfig)
+    arguments = parser.parse_args(argv)
+    try:
+        return config_from_arguments(arguments, ScoringConfig)
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    return run(parse_args(argv))
 
 
 if __name__ == "__main__":

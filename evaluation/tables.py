@@ -2,8 +2,8 @@
 
     python -m evaluation.tables --runs runs --output evaluation/results/tables
 
-reads every `runs/<dataset>/split<k>/<stream>/<model>/test_scores.npz` (written by
-`training.train_attention` / `evaluation.scoring`) and writes `table1`, `table2` and
+reads every scored run folder under `runs` (`training.runs.Run`; the scores are
+written by `evaluation.scoring`) and writes `table1`, `table2` and
 `table3` as `.md`, `.csv` and `.tex`.
 
 - Table 1: appearance, motion and two-stream, baseline and attention, on UCF101 and
@@ -19,19 +19,21 @@ from __future__ import annotations
 
 import argparse
 import math
-import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from data.config_flags import add_config_arguments, config_from_arguments
 from evaluation.scoring import (
-    SCORES_FILE,
     TWO_STREAM_WEIGHTS,
     VideoScores,
     fuse_video_scores,
+    load_scores,
     mean_over_splits,
 )
+from training.runs import Run
 
 DATASETS = {"ucf101": "UCF101", "hmdb51": "HMDB51"}
 NO_RUN = "no run"
@@ -71,21 +73,10 @@ MEASURED_ROW = "This implementation (measured)"
 
 # === Runs ===
 
-_RUN_PATTERN = re.compile(
-    r"(?P<dataset>[^/]+)/split(?P<split>\d)/(?P<stream>[^/]+)/(?P<model>[^/]+)"
-)
-
 
 def find_runs(runs_root: str | Path) -> dict[tuple[str, int, str, str], VideoScores]:
     """Scored runs under `runs_root`: `(dataset, split, stream, model) -> VideoScores`."""
-    runs = {}
-    root = Path(runs_root)
-    for path in sorted(root.glob(f"*/split*/*/*/{SCORES_FILE}")):
-        match = _RUN_PATTERN.fullmatch(path.parent.relative_to(root).as_posix())
-        if match:
-            key = (match["dataset"], int(match["split"]), match["stream"], match["model"])
-            runs[key] = VideoScores.load(path)
-    return runs
+    return {run.key: load_scores(run) for run in Run.find(runs_root, scored=True)}
 
 
 def split_accuracies(
@@ -235,30 +226,44 @@ def write_tables(
     return tables
 
 
+# === Stage ===
+
+
+@dataclass(frozen=True)
+class TablesConfig:
+    """Where the scored runs are, where the tables go, and the two-stream weights."""
+
+    runs: Path = field(default=Path("runs"), metadata={"help": "root of run folders"})
+    output: Path = Path("evaluation/results/tables")
+    weights: tuple[float, float] = field(
+        default=TWO_STREAM_WEIGHTS,
+        metadata={
+            "nargs": 2,
+            "metavar": ("APPEARANCE", "MOTION"),
+            "help": "two-stream weights (paper: 1/3 2/3)",
+        },
+    )
+
+
+def run(config: TablesConfig) -> dict[str, pd.DataFrame]:
+    """Writes the tables; returns them."""
+    if not math.isclose(sum(config.weights), 1.0):
+        print(f"Note: two-stream weights {config.weights} do not sum to 1.")
+    tables = write_tables(config.runs, config.output, tuple(config.weights))
+    print(to_markdown(tables["table1"]))
+    print(f"Wrote table1-3 (.md, .csv, .tex) to {config.output}")
+    return tables
+
+
 # === Command line ===
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+def main(argv: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
     parser = argparse.ArgumentParser(
         prog="python -m evaluation.tables", description=__doc__.split("\n\n")[0]
     )
-    parser.add_argument("--runs", type=Path, default=Path("runs"), help="root of run folders")
-    parser.add_argument("--output", type=Path, default=Path("evaluation/results/tables"))
-    parser.add_argument(
-        "--weights", type=float, nargs=2, default=TWO_STREAM_WEIGHTS,
-        metavar=("APPEARANCE", "MOTION"), help="two-stream weights (paper: 1/3 2/3)",
-    )  # fmt: skip
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
-    args = parse_args(argv)
-    if not math.isclose(sum(args.weights), 1.0):
-        print(f"Note: two-stream weights {args.weights} do not sum to 1.")
-    tables = write_tables(args.runs, args.output, tuple(args.weights))
-    print(to_markdown(tables["table1"]))
-    print(f"Wrote table1-3 (.md, .csv, .tex) to {args.output}")
-    return tables
+    add_config_arguments(parser, TablesConfig)
+    return run(config_from_arguments(parser.parse_args(argv), TablesConfig))
 
 
 if __name__ == "__main__":

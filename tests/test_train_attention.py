@@ -8,19 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.scoring import VideoScores
+from evaluation.scoring import VideoScores, score_run
 from tests.evaluation_fixtures import (
     TINY_MODEL,
     synthetic_split,
     write_separable_features,
 )
-from training.train_attention import (
-    TrainConfig,
-    hold_out_validation,
-    main,
-    run_dir_for,
-    train,
-)
+from training.runs import Run, TrainConfig
+from training.train_attention import hold_out_validation, main, train
 
 
 class StopAfterEpoch(keras.callbacks.Callback):
@@ -64,9 +59,10 @@ def test_config_rejects_bad_values():
 def test_run_folder_holds_config_model_history_and_scores(dataset, tmp_path):
     root, split = dataset
     config = TrainConfig(model="baseline", epochs=3, validation_fraction=0.25, **TINY_MODEL)
-    run_dir = run_dir_for(tmp_path / "runs", config)
+    run_dir = Run.for_config(tmp_path / "runs", config).root
     assert run_dir == tmp_path / "runs/ucf101/split1/appearance/baseline"
-    metrics = train(config, split=split, store_root=root / "store", run_dir=run_dir, verbose=0)
+    run = train(config, split=split, store_root=root / "store", run_dir=run_dir, verbose=0)
+    metrics = score_run(run)
     for name in ("config.json", "model.keras", "history.csv", "metrics.json", "test_scores.npz"):
         assert (run_dir / name).is_file(), name
     record = json.loads((run_dir / "config.json").read_text())
@@ -80,7 +76,9 @@ def test_run_folder_holds_config_model_history_and_scores(dataset, tmp_path):
     assert metrics["accuracy"] == scores.accuracy()
     assert np.sum(metrics["confusion_matrix"]) == len(split.test)
     # A finished run is not trained again.
-    again = train(config, split=split, store_root=root / "store", run_dir=run_dir, verbose=0)
+    again = score_run(
+        train(config, split=split, store_root=root / "store", run_dir=run_dir, verbose=0)
+    )
     assert again == metrics and len(pd.read_csv(run_dir / "history.csv")) == 3
 
 
@@ -99,7 +97,7 @@ def test_interrupted_run_resumes_from_last_epoch(dataset, tmp_path):
         )
     assert (run_dir / "backup").is_dir() and not (run_dir / "metrics.json").exists()
     assert list(pd.read_csv(run_dir / "history.csv")["epoch"]) == [0, 1]
-    train(config, split=split, store_root=root / "store", run_dir=run_dir, verbose=0)
+    score_run(train(config, split=split, store_root=root / "store", run_dir=run_dir, verbose=0))
     assert list(pd.read_csv(run_dir / "history.csv")["epoch"]) == [0, 1, 2]  # not 0, 1, 0, 1, 2
     assert (run_dir / "metrics.json").is_file() and not (run_dir / "backup").exists()
     # Other settings in the same folder are refused, not mixed.
@@ -115,7 +113,7 @@ def test_interrupted_run_resumes_from_last_epoch(dataset, tmp_path):
 
 def test_cli_trains_with_preset_and_flags(dataset, tmp_path):
     root, _ = dataset
-    metrics = main(
+    trained = main(
         [
             "--preset", "tiny", "--epochs", "1", "--model", "attention",
             "--video-root", str(root / "UCF-101"), "--split-dir", str(root / "ucfTrainTestlist"),
@@ -123,5 +121,7 @@ def test_cli_trains_with_preset_and_flags(dataset, tmp_path):
         ]
     )  # fmt: skip
     run_dir = tmp_path / "ucf101/split1/appearance/attention"
+    assert trained.root == run_dir
+    metrics = score_run(trained)
     assert json.loads((run_dir / "config.json").read_text())["train"]["epochs"] == 1
     assert 0.0 <= metrics["accuracy"] <= 1.0

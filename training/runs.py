@@ -1,0 +1,264 @@
+"""Training runs: their settings (`TrainConfig`, presets) and their folders (`Run`).
+
+A run is one attention model (or its mean-pooling baseline) trained for one stream of
+one split. Its folder is `<runs>/<dataset>/split<k>/<stream>/<model>/`:
+
+    config.json        the record: settings, classes, train/validation/test videos,
+                       the feature store and the recipe of its features
+    model.keras        the best epoch (validation accuracy of the last-10 score)
+    backup/            the last finished epoch, for resuming (removed when fit completes)
+    history.csv        one row per epoch (loss, accuracy, validation loss, accuracy)
+    tensorboard/       TensorFlow backend only
+    test_scores.npz    per-video test scores (`evaluation.scoring`)
+    metrics.json       test accuracy, per-class accuracy, confusion matrix
+
+Every stage that reads or writes a run (training, scoring, tables, attention, predict,
+the demo) goes through `Run`:
+
+    run = Run.for_config("runs", TrainConfig(stream="motion"))
+    record = run.load_config()       # RunRecord: TrainConfig, FeatureRecipe, videos, ...
+    model = run.load_model()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from data.splits import DATASETS, SPLITS
+from models.feature_extraction import FeatureRecipe
+from models.recognizer import DEFAULT_DROPOUT, DEFAULT_WEIGHT_DECAY
+from models.two_stream_vgg16 import STREAMS
+
+MODELS = ("attention", "baseline")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run; defaults are the paper's (section 3.2) where it
+    speaks, and the documented choices where it is silent."""
+
+    dataset: str = field(default="ucf101", metadata={"choices": DATASETS})
+    split: int = field(default=1, metadata={"choices": SPLITS})  # official split 1, 2 or 3
+    # "appearance" (RGB) or "motion" (flow stacks).
+    stream: str = field(default="appearance", metadata={"choices": STREAMS})
+    # "attention" (eqs. 4-6) or "baseline" (the mean of the features).
+    model: str = field(default="attention", metadata={"choices": MODELS})
+    units: int = 512  # LSTM memory cells per layer (paper: 512)
+    num_layers: int = 2  # stacked LSTM layers (paper: 2)
+    num_steps: int = 30  # recurrent steps (paper: 30)
+    num_frames: int = 30  # frames per sample (paper: 30)
+    stride: int = 30  # frames between sample starts (paper silent: no overlap)
+    dropout: float = DEFAULT_DROPOUT  # paper silent: Zaremba et al.'s 0.5
+    weight_decay: float = DEFAULT_WEIGHT_DECAY  # gamma of eq. 8 (paper silent)
+    epochs: int = 30  # paper silent; the best epoch on validation is kept
+    batch_size: int = 32  # samples per batch (paper silent)
+    validation_fraction: float = 0.1  # of each class's training videos (paper silent)
+    seed: int = 0  # validation hold-out, shuffling, initialisation, dropout
+    # Class subset; None = all.
+    classes: tuple[str, ...] | None = field(
+        default=None, metadata={"help": "comma-separated class subset"}
+    )
+
+    def __post_init__(self):
+        checks = {
+            "stream": self.stream in STREAMS,
+            "model": self.model in MODELS,
+            "split": self.split in SPLITS,
+            "epochs": self.epochs >= 1,
+            "batch_size": self.batch_size >= 1,
+            "validation_fraction": 0.0 <= self.validation_fraction < 1.0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"Invalid {name}. Received: {name}={getattr(self, name)!r}")
+        if self.classes is not None:
+            object.__setattr__(self, "classes", tuple(self.classes))
+
+
+PRESETS = {
+    # The paper's model with the documented choices where it is silent.
+    "paper": TrainConfig(),
+    # Seconds on a CPU: for smoke runs and tests on generated data.
+    "tiny": TrainConfig(units=8, num_layers=1, num_steps=12, epochs=2, batch_size=8),
+}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What `config.json` holds, typed.
+
+    Attributes:
+        train: The run's settings.
+        class_names: The classes; labels index them.
+        feature_store: The folder of the features it was trained on.
+        features: How those features were made.
+        feature_dim: Their size.
+        train_videos, validation_videos, test_videos: `(video_id, label)` pairs.
+        backend, keras_version: Where it was trained.
+    """
+
+    train: TrainConfig
+    class_names: tuple[str, ...]
+    feature_store: Path
+    features: FeatureRecipe
+    feature_dim: int | None
+    train_videos: tuple[tuple[str, int], ...]
+    validation_videos: tuple[tuple[str, int], ...]
+    test_videos: tuple[tuple[str, int], ...]
+    backend: str = ""
+    keras_version: str = ""
+
+    def to_json(self) -> dict:
+        features = self.features.metadata()
+        if self.feature_dim is not None:
+            features["feature_dim"] = self.feature_dim
+        return {
+            "train": dataclasses.asdict(self.train),
+            "class_names": list(self.class_names),
+            "feature_store": str(self.feature_store),
+            "features": features,
+            "train_videos": [list(item) for item in self.train_videos],
+            "validation_videos": [list(item) for item in self.validation_videos],
+            "test_videos": [list(item) for item in self.test_videos],
+            "backend": self.backend,
+            "keras_version": self.keras_version,
+        }
+
+    @classmethod
+    def from_json(cls, record: dict) -> RunRecord:
+        def videos(key):
+            return tuple((str(video_id), int(label)) for video_id, label in record[key])
+
+        return cls(
+            train=TrainConfig(**record["train"]),
+            class_names=tuple(record["class_names"]),
+            feature_store=Path(record["feature_store"]),
+            features=FeatureRecipe.from_metadata(record["features"]),
+            feature_dim=record["features"].get("feature_dim"),
+            train_videos=videos("train_videos"),
+            validation_videos=videos("validation_videos"),
+            test_videos=videos("test_videos"),
+            backend=record.get("backend", ""),
+            keras_version=record.get("keras_version", ""),
+        )
+
+
+class Run:
+    """One run folder: its paths, its record, its model."""
+
+    CONFIG = "config.json"
+    MODEL = "model.keras"
+    BACKUP = "backup"
+    HISTORY = "history.csv"
+    TENSORBOARD = "tensorboard"
+    SCORES = "test_scores.npz"
+    METRICS = "metrics.json"
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    @classmethod
+    def for_config(cls, runs_root: str | os.PathLike, config: TrainConfig) -> Run:
+        """`<runs_root>/<dataset>/split<k>/<stream>/<model>`."""
+        return cls(
+            Path(runs_root) / config.dataset / f"split{config.split}" / config.stream / config.model
+        )
+
+    @classmethod
+    def find(cls, runs_root: str | os.PathLike, scored: bool = False) -> list[Run]:
+        """The runs laid out by `for_config` under `runs_root`, sorted by path: those
+        holding a record, or (`scored`) those holding test scores."""
+        marker = cls.SCORES if scored else cls.CONFIG
+        found = sorted(Path(runs_root).glob(f"*/split*/*/*/{marker}"))
+        return [cls(path.parent) for path in found if cls(path.parent).key is not None]
+
+    @property
+    def key(self) -> tuple[str, int, str, str] | None:
+        """`(dataset, split, stream, model)` of a folder laid out by `for_config`
+        (None for a folder elsewhere)."""
+        parts = self.root.parts[-4:]
+        if len(parts) < 4 or not parts[1].startswith("split") or not parts[1][5:].isdigit():
+            return None
+        dataset, split, stream, model = parts
+        return dataset, int(split[5:]), stream, model
+
+    # === Paths ===
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / self.CONFIG
+
+    @property
+    def model_path(self) -> Path:
+        return self.root / self.MODEL
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.root / self.BACKUP
+
+    @property
+    def history_path(self) -> Path:
+        return self.root / self.HISTORY
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.root / self.TENSORBOARD
+
+    @property
+    def scores_path(self) -> Path:
+        return self.root / self.SCORES
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.root / self.METRICS
+
+    # === State ===
+
+    def has_record(self) -> bool:
+        return self.config_path.is_file()
+
+    def is_trained(self) -> bool:
+        """Training finished: a best model, and no backup of an unfinished fit."""
+        return self.model_path.is_file() and not self.backup_dir.exists()
+
+    def is_scored(self) -> bool:
+        return self.scores_path.is_file() and self.metrics_path.is_file()
+
+    # === Contents ===
+
+    def write_record(self, record: RunRecord) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.config_path.write_text(json.dumps(record.to_json(), indent=2))
+
+    def load_config(self) -> RunRecord:
+        """The run's record (`config.json`), typed."""
+        if not self.config_path.is_file():
+            raise ValueError(
+                f"{self.root} is not a run folder (no {self.CONFIG}). Train it with "
+                "`python -m training.train_attention`."
+            )
+        return RunRecord.from_json(json.loads(self.config_path.read_text()))
+
+    def load_model(self):
+        """The best model (`model.keras`)."""
+        import keras
+
+        if not self.model_path.is_file():
+            raise ValueError(f"{self.root} has no {self.MODEL}: it is not trained yet.")
+        return keras.saving.load_model(self.model_path)
+
+    def load_metrics(self) -> dict:
+        return json.loads(self.metrics_path.read_text())
+
+    def write_metrics(self, metrics: dict) -> None:
+        self.metrics_path.write_text(json.dumps(metrics, indent=2))
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.root)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.root)
