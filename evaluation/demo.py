@@ -32,9 +32,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-STREAMS = ("appearance", "motion")
-MODELS = ("baseline", "attention")
-
+from data.config_flags import add_config_arguments, config_from_arguments
+from data.flow_store import FlowSettings
+from data.key_frames import read_key_frames
+from data.splits import SplitSource
+from data.synthetic import PRESETS as SYNTHETIC_PRESETS
+from data.synthetic import generate_dataset
+from data.video import read_video
+from evaluation import attention, scoring
+from evaluation.scoring import fuse_video_scores, load_scores
+from evaluation.tables import to_markdown
+from figures.attention import plot_attention, plot_key_frame_mass
+from models.feature_extraction import FeatureRecipe
+from models.two_stream_vgg16 import STREAMS
+from training import compute_flow, extract_features, finetune_convnet, train_attention
+from training.runs import MODELS, Run, TrainConfig
 
 @dataclasses.dataclass(frozen=True)
 class DemoConfig:
@@ -78,129 +90,136 @@ def _stage(name: str, began: float) -> None:
 
 
 def generate(config: DemoConfig):
-    from data.synthetic import PRESETS, generate_dataset
-
-    synthetic = dataclasses.replace(PRESETS[config.synthetic_preset], seed=config.seed)
+    synthetic = dataclasses.replace(SYNTHETIC_PRESETS[config.synthetic_preset], seed=config.seed)
     return generate_dataset(config.work_dir / "synthetic", synthetic)
 
 
-def _split_args(summary) -> list[str]:
-    return ["--video-root", str(summary.video_root), "--split-dir", str(summary.split_dir)]
+def _source(summary) -> SplitSource:
+    return SplitSource(summary.video_root, summary.split_dir)
 
 
-def compute_flow(config: DemoConfig, summary) -> None:
-    from training import compute_flow as flow_cli
-
-    status = flow_cli.main(
-        [*_split_args(summary), "--subset", "all", "--method", config.flow_method]
-        + ["--height", str(config.frame_height), "--width", str(config.frame_width)]
-        + ["--output", str(config.work_dir / "flow"), "--workers", "2"]
+def flow(config: DemoConfig, summary) -> None:
+    report = compute_flow.run(
+        compute_flow.ComputeFlowConfig(
+            source=_source(summary),
+            output=config.work_dir / "flow",
+            settings=FlowSettings(config.flow_method, config.frame_height, config.frame_width),
+            workers=2,
+        )
     )
-    if status != 0:
-        raise RuntimeError(f"Optical flow failed for some videos (exit status {status}).")
+    if report.failures:
+        raise RuntimeError(f"Optical flow failed for {len(report.failures)} videos.")
 
 
 def finetune(config: DemoConfig, summary, stream: str) -> Path:
-    from training import finetune_convnet
-
     output_dir = config.work_dir / "convnets" / stream
     final = output_dir / finetune_convnet.FINAL_NAME
     if final.exists():
         print(f"{final} exists: fine-tuning done.")
         return final
-    flow = ["--flow-root", str(config.work_dir / "flow")] if stream == "motion" else []
-    return finetune_convnet.main(
-        [*_split_args(summary), *flow]
-        + ["--preset", "spatial" if stream == "appearance" else "temporal"]
-        + ["--height", str(config.frame_height), "--width", str(config.frame_width)]
-        + ["--weights", "none", "--fc-units", str(config.fc_units), "--batch-norm"]
-        + ["--kernel-initializer", "he_normal"]
-        + ["--width-multiplier", str(config.width_multiplier)]
-        + ["--crop-size", str(config.input_size), "--batch-size", str(config.finetune_batch_size)]
-        + ["--max-iterations", str(config.finetune_iterations)]
-        + ["--learning-rate", str(config.finetune_learning_rate)]
-        + ["--lr-step", str(config.finetune_lr_step)]
-        + ["--dropout-fc6", str(config.finetune_dropout)]
-        + ["--dropout-fc7", str(config.finetune_dropout)]
-        + ["--weight-decay", str(config.finetune_weight_decay)]
-        + ["--checkpoint-every", "50", "--seed", str(config.seed), "--workers", "2"]
-        + ["--output-dir", str(output_dir)]
-    )  # fmt: skip
+    preset = "spatial" if stream == "appearance" else "temporal"
+    settings = dataclasses.replace(
+        finetune_convnet.PRESETS[preset],
+        crop_size=config.input_size,
+        batch_size=config.finetune_batch_size,
+        max_iterations=config.finetune_iterations,
+        learning_rate=config.finetune_learning_rate,
+        lr_step=config.finetune_lr_step,
+        dropout_fc6=config.finetune_dropout,
+        dropout_fc7=config.finetune_dropout,
+        weight_decay=config.finetune_weight_decay,
+        checkpoint_every=50,
+        seed=config.seed,
+    )
+    return finetune_convnet.run(
+        finetune_convnet.FinetuneConvnetConfig(
+            source=_source(summary),
+            output_dir=output_dir,
+            settings=settings,
+            flow_root=config.work_dir / "flow" if stream == "motion" else None,
+            height=config.frame_height,
+            width=config.frame_width,
+            weights="none",
+            fc_units=config.fc_units,
+            width_multiplier=config.width_multiplier,
+            kernel_initializer="he_normal",
+            batch_norm=True,
+            workers=2,
+        )
+    )
 
 
 def extract(config: DemoConfig, summary, stream: str, network: Path) -> Path:
-    from training import extract_features
-
     store = config.work_dir / "features" / stream
-    flow = ["--flow-root", str(config.work_dir / "flow")] if stream == "motion" else []
-    status = extract_features.main(
-        [*_split_args(summary), *flow, "--stream", stream, "--subset", "all"]
-        + ["--height", str(config.frame_height), "--width", str(config.frame_width)]
-        + ["--weights", str(network), "--fc-units", str(config.fc_units), "--batch-norm"]
-        + ["--width-multiplier", str(config.width_multiplier)]
-        + ["--input-size", str(config.input_size), "--batch-size", "64", "--store", str(store)]
+    recipe = FeatureRecipe(
+        stream=stream,
+        weights=str(network),
+        input_size=config.input_size,
+        height=config.frame_height,
+        width=config.frame_width,
     )
-    if status != 0:
-        raise RuntimeError(f"Feature extraction failed for some videos (exit status {status}).")
+    report = extract_features.run(
+        extract_features.ExtractFeaturesConfig(
+            source=_source(summary),
+            store=store,
+            recipe=recipe,
+            flow_root=config.work_dir / "flow" if stream == "motion" else None,
+        )
+    )
+    if report.failures:
+        raise RuntimeError(f"Feature extraction failed for {len(report.failures)} videos.")
     return store
 
 
-def train(config: DemoConfig, summary, stream: str, model: str, store: Path) -> Path:
-    from training import train_attention
-
-    runs = config.work_dir / "runs"
-    train_attention.main(
-        [*_split_args(summary), "--store", str(store), "--runs", str(runs)]
-        + ["--stream", stream, "--model", model, "--units", str(config.units)]
-        + ["--epochs", str(config.epochs), "--batch-size", str(config.batch_size)]
-        + ["--seed", str(config.seed)]
+def train(config: DemoConfig, summary, stream: str, model: str, store: Path) -> Run:
+    settings = TrainConfig(
+        stream=stream,
+        model=model,
+        units=config.units,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        seed=config.seed,
     )
-    return train_attention.run_dir_for(
-        runs, train_attention.TrainConfig(stream=stream, model=model)
+    run = train_attention.run(
+        train_attention.TrainAttentionConfig(
+            video_root=summary.video_root,
+            split_dir=summary.split_dir,
+            store=store,
+            train=settings,
+            runs=config.work_dir / "runs",
+        )
     )
+    scoring.run(scoring.ScoringConfig(run=(run.root,), batch_size=config.batch_size))
+    return run
 
 
 # === Results ===
 
 
-def table1(run_dirs: dict[tuple[str, str], Path]) -> pd.DataFrame:
+def table1(runs: dict[tuple[str, str], Run]) -> pd.DataFrame:
     """Video accuracy per stream and model, and two-stream (1/3 + 2/3) fusion."""
-    from evaluation.scoring import VideoScores, fuse_video_scores
-
     rows = []
-    scores = {key: VideoScores.load(path / "test_scores.npz") for key, path in run_dirs.items()}
+    scores = {key: load_scores(run) for key, run in runs.items()}
     for stream in STREAMS:
-        for model in MODELS:
+        for model in MODELS[::-1]:  # baseline first
             rows.append((stream, model, scores[(stream, model)].accuracy()))
-    for model in MODELS:
+    for model in MODELS[::-1]:
         fused = fuse_video_scores(scores[("appearance", model)], scores[("motion", model)])
         rows.append(("two-stream", model, fused.accuracy()))
     return pd.DataFrame(rows, columns=["stream", "model", "accuracy"])
 
 
-def attention_on_key_frames(run_dirs, key_frames_csv: Path, figures_dir: Path, summary, count):
+def attention_on_key_frames(runs: dict, key_frames_csv: Path, figures_dir: Path, summary, count):
     """Attention mass on the annotated key frames (per stream) and Fig. 1 figures."""
-    from data.video import read_video
-    from figures.attention import (
-        key_frame_mass,
-        load_run,
-        plot_attention,
-        plot_key_frame_mass,
-        read_key_frames,
-        run_frame_weights,
-    )
-
     key_frames = read_key_frames(key_frames_csv)
     masses, weights = {}, {}
     for stream in STREAMS:
-        config, model = load_run(run_dirs[(stream, "attention")])
-        videos = [video_id for video_id, _ in config["test_videos"]]
-        stream_weights = run_frame_weights(config, model, videos)
+        run = runs[(stream, "attention")]
+        videos = [video_id for video_id, _ in run.load_config().test_videos]
+        stream_weights = attention.run_frame_weights(run, videos)
         for video_id in videos:
             weights.setdefault(video_id, {})[stream] = stream_weights[video_id]
-        masses[stream] = [
-            key_frame_mass(stream_weights[video_id], key_frames[video_id]) for video_id in videos
-        ]
+        masses[stream] = attention.key_frame_masses(stream_weights, key_frames)
     plot_key_frame_mass(masses, figures_dir / "key_frame_mass")
     first_of_class = {}
     for video_id in sorted(weights):  # one test video per class, up to `count`
@@ -225,8 +244,6 @@ def attention_on_key_frames(run_dirs, key_frames_csv: Path, figures_dir: Path, s
 
 
 def write_results(config: DemoConfig, table: pd.DataFrame, key_frame_report: dict) -> str:
-    from evaluation.tables import to_markdown
-
     config.results_dir.mkdir(parents=True, exist_ok=True)
     shown = table.assign(accuracy=[f"{100 * value:.1f}" for value in table["accuracy"]])
     markdown = to_markdown(shown)
@@ -236,12 +253,13 @@ def write_results(config: DemoConfig, table: pd.DataFrame, key_frame_report: dic
     return markdown
 
 
-def run_demo(config: DemoConfig) -> dict:
+def run(config: DemoConfig) -> dict:
+    """Every stage, in order; returns the table and the key-frame report."""
     began = time.perf_counter()
     _stage("1/7 synthetic dataset", began)
     summary = generate(config)
     _stage("2/7 optical flow", began)
-    compute_flow(config, summary)
+    flow(config, summary)
     networks, stores = {}, {}
     for stream in STREAMS:
         _stage(f"3/7 fine-tune the {stream} ConvNet", began)
@@ -249,17 +267,17 @@ def run_demo(config: DemoConfig) -> dict:
     for stream in STREAMS:
         _stage(f"4/7 extract {stream} features", began)
         stores[stream] = extract(config, summary, stream, networks[stream])
-    run_dirs = {}
+    runs = {}
     for stream in STREAMS:
-        for model in MODELS:
-            _stage(f"5/7 train the {stream} {model}", began)
-            run_dirs[(stream, model)] = train(config, summary, stream, model, stores[stream])
-    _stage("6/7 score (last 10 steps, video mean, 1/3 + 2/3 fusion)", began)
-    table = table1(run_dirs)
+        for model in MODELS[::-1]:  # baseline first
+            _stage(f"5/7 train and score the {stream} {model}", began)
+            runs[(stream, model)] = train(config, summary, stream, model, stores[stream])
+    _stage("6/7 Table 1 (last 10 steps, video mean, 1/3 + 2/3 fusion)", began)
+    table = table1(runs)
     _stage("7/7 attention on key frames, figures", began)
     figures_dir = config.results_dir / "figures"
     key_frame_report = attention_on_key_frames(
-        run_dirs, summary.key_frames_csv, figures_dir, summary, config.num_figures
+        runs, summary.key_frames_csv, figures_dir, summary, config.num_figures
     )
     markdown = write_results(config, table, key_frame_report)
     print(f"\nTable 1 on the synthetic dataset ({summary.num_test} test videos), accuracy %:")
@@ -273,18 +291,12 @@ def run_demo(config: DemoConfig) -> dict:
     return {"table": table, "key_frames": key_frame_report}
 
 
-def parse_args(argv: Sequence[str] | None = None) -> DemoConfig:
+def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         prog="python -m evaluation.demo", description=__doc__.split("\n\n")[0]
     )
-    for field in dataclasses.fields(DemoConfig):
-        flag = "--" + field.name.replace("_", "-")
-        parser.add_argument(flag, type=type(field.default), default=field.default)
-    return DemoConfig(**vars(parser.parse_args(argv)))
-
-
-def main(argv: Sequence[str] | None = None) -> dict:
-    return run_demo(parse_args(argv))
+    add_config_arguments(parser, DemoConfig)
+    return run(config_from_arguments(parser.parse_args(argv), DemoConfig))
 
 
 if __name__ == "__main__":

@@ -17,38 +17,38 @@ import argparse
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from data.video import FRAME_HEIGHT, FRAME_WIDTH
-from evaluation.scoring import TWO_STREAM_WEIGHTS
-from figures.attention import load_run, plot_attention, video_attention
+from data.config_flags import add_config_arguments, config_from_arguments
+from data.optical_flow import compute_flow, flow_stacks
+from data.video import read_video
+from evaluation.attention import video_attention
+from evaluation.scoring import TWO_STREAM_WEIGHTS, fuse_scores
+from figures.attention import plot_attention
+from models.feature_extraction import (
+    FeatureRecipe,
+    build_extractor,
+    extract_video_features,
+    prepare_images,
+)
+from training.runs import Run
 
 
-def rebuild_extractor(recipe: dict):
+def rebuild_extractor(recipe: FeatureRecipe):
     """The feature network a run's features were made with, from its recorded recipe."""
-    from training.extract_features import build_extractor
-
-    weights = recipe.get("weights")
-    if weights is None or str(weights).lower() == "none":
+    weights = recipe.network_weights
+    if weights is None:
         raise ValueError(
             "This run's features came from a randomly initialised network (weights='none'), "
             "which cannot be rebuilt. Extract features with --weights imagenet or a .keras file."
         )
-    if str(weights) != "imagenet" and not os.path.exists(weights):
+    if weights != "imagenet" and not os.path.exists(weights):
         raise ValueError(f"The run's feature network weights are not found: weights={weights}")
-    return build_extractor(
-        recipe["stream"],
-        backbone=recipe.get("backbone", "VGG16"),
-        feature_layer=recipe.get("feature_layer", "fc1"),
-        weights=weights,
-        input_size=int(recipe.get("input_size", 224)),
-        fc_units=int(recipe.get("fc_units", recipe["feature_dim"])),
-        width_multiplier=float(recipe.get("width_multiplier", 1.0)),
-        batch_norm=bool(recipe.get("batch_norm", False)),
-    )
+    return build_extractor(recipe)
 
 
 def resize_frames(frames: np.ndarray, size) -> np.ndarray:
@@ -61,31 +61,21 @@ def resize_frames(frames: np.ndarray, size) -> np.ndarray:
     )
 
 
-def video_features(frames: np.ndarray, recipe: dict, flow_method: str | None = None) -> np.ndarray:
+def video_features(
+    frames: np.ndarray, recipe: FeatureRecipe, flow_method: str | None = None
+) -> np.ndarray:
     """`(positions, dim)` features of RGB frames (as decoded), made as `recipe` says.
 
-    Frames are resized to the recipe's `frame_size` (appearance) or `flow_size`
-    (motion), 256x340 when not recorded. The flow method is `flow_method`, else
-    the recipe's `flow_method`, else TV-L1.
+    Frames are resized to the recipe's frame size (appearance) or flow size (motion,
+    256x340 when not recorded). The flow method is `flow_method`, else the recipe's,
+    else TV-L1.
     """
-    from data.optical_flow import compute_flow, flow_stacks
-    from training.extract_features import extract_video_features, prepare_images
-
-    stream = recipe["stream"]
-    default_size = (FRAME_HEIGHT, FRAME_WIDTH)
-    if stream == "appearance":
-        images = resize_frames(frames, recipe.get("frame_size", default_size))
+    if recipe.stream == "appearance":
+        images = resize_frames(frames, (recipe.height, recipe.width))
     else:
-        frames = resize_frames(frames, recipe.get("flow_size", default_size))
-        method = flow_method or recipe.get("flow_method", "tvl1")
-        images = flow_stacks(compute_flow(frames, method))
-    preprocess = recipe.get("preprocess", "caffe")
-    images = prepare_images(
-        images,
-        stream,
-        input_size=int(recipe.get("input_size", 224)),
-        preprocess="caffe" if stream == "motion" else preprocess,
-    )
+        frames = resize_frames(frames, recipe.flow_size or (recipe.height, recipe.width))
+        images = flow_stacks(compute_flow(frames, flow_method or recipe.flow_method or "tvl1"))
+    images = prepare_images(images, recipe)
     return extract_video_features(rebuild_extractor(recipe), images, batch_size=32)
 
 
@@ -107,26 +97,26 @@ def predict_video(
         `(C,)`, `class_names`, `frames` (the decoded video), and per stream
         `frame_weights` and `stream_scores`.
     """
-    from data.video import read_video
-
     if not runs:
         raise ValueError("Expected at least one of --appearance-run, --motion-run.")
     frames = read_video(video_path, None, None).frames  # (frames, height, width, 3) as stored
     stream_scores, frame_weights, class_names = {}, {}, None
     for stream, run_dir in runs.items():
-        config, model = load_run(run_dir)
-        if config["train"]["stream"] != stream:
-            raise ValueError(f"{run_dir} is a {config['train']['stream']} run, given as {stream}.")
-        if class_names is not None and tuple(config["class_names"]) != class_names:
+        run = Run(run_dir)
+        record = run.load_config()
+        if record.train.stream != stream:
+            raise ValueError(f"{run_dir} is a {record.train.stream} run, given as {stream}.")
+        if class_names is not None and record.class_names != class_names:
             raise ValueError("The appearance and motion runs have different classes.")
-        class_names = tuple(config["class_names"])
-        features = video_features(frames, config["features"], flow_method)  # (positions, dim)
-        train = config["train"]
-        result = video_attention(model, features, train["num_frames"], train["stride"])
+        class_names = record.class_names
+        features = video_features(frames, record.features, flow_method)  # (positions, dim)
+        result = video_attention(
+            run.load_model(), features, record.train.num_frames, record.train.stride
+        )
         stream_scores[stream] = result["video_score"]
         frame_weights[stream] = result["frame_weights"]
     if len(stream_scores) == 2:
-        scores = weights[0] * stream_scores["appearance"] + weights[1] * stream_scores["motion"]
+        scores = fuse_scores(stream_scores["appearance"], stream_scores["motion"], weights)
     else:
         scores = next(iter(stream_scores.values()))
     order = np.argsort(scores)[::-1][:top_k]
@@ -140,50 +130,61 @@ def predict_video(
     }
 
 
-# === Command line ===
+# === Stage ===
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m evaluation.predict", description=__doc__.split("\n\n")[0]
+@dataclass(frozen=True)
+class PredictConfig:
+    """One video, the runs that score it, where the figure and the top classes go."""
+
+    video: Path = field(metadata={"positional": True, "help": "any video file OpenCV reads"})
+    appearance_run: Path | None = None
+    motion_run: Path | None = None
+    output: Path = field(default=Path("predictions"), metadata={"help": "folder"})
+    top_k: int = 5
+    flow_method: str | None = field(
+        default=None, metadata={"help": "default: the motion run's recorded method, or tvl1"}
     )
-    parser.add_argument("video", type=Path, help="any video file OpenCV reads")
-    parser.add_argument("--appearance-run", type=Path, default=None)
-    parser.add_argument("--motion-run", type=Path, default=None)
-    parser.add_argument("--output", type=Path, default=Path("predictions"), help="folder")
-    parser.add_argument("--top-k", type=int, default=5)
-    parser.add_argument(
-        "--flow-method", default=None, help="default: the motion run's recorded method, or tvl1"
-    )
-    parser.add_argument("--weights", type=float, nargs=2, default=TWO_STREAM_WEIGHTS)
-    return parser.parse_args(argv)
+    weights: tuple[float, float] = field(default=TWO_STREAM_WEIGHTS, metadata={"nargs": 2})
 
 
-def main(argv: Sequence[str] | None = None) -> dict:
-    args = parse_args(argv)
+def run(config: PredictConfig) -> dict:
+    """Prints the top classes; writes `<video>_attention.png/.pdf` and `<video>_top<k>.json`
+    under `output`; returns `predict_video`'s result with `figure` (the written paths)."""
     runs = {
-        stream: run
-        for stream, run in (("appearance", args.appearance_run), ("motion", args.motion_run))
-        if run is not None
+        stream: folder
+        for stream, folder in (("appearance", config.appearance_run), ("motion", config.motion_run))
+        if folder is not None
     }
     result = predict_video(
-        args.video, runs, weights=tuple(args.weights), flow_method=args.flow_method,
-        top_k=args.top_k,
+        config.video, runs, weights=tuple(config.weights), flow_method=config.flow_method,
+        top_k=config.top_k,
     )  # fmt: skip
-    print(f"{args.video} ({' + '.join(runs)}):")
+    print(f"{config.video} ({' + '.join(runs)}):")
     for rank, (name, probability) in enumerate(result["top"], start=1):
         print(f"  {rank}. {name:<30s} {probability:.3f}")
-    args.output.mkdir(parents=True, exist_ok=True)
-    figure = args.output / f"{args.video.stem}_attention"
+    config.output.mkdir(parents=True, exist_ok=True)
+    figure = config.output / f"{config.video.stem}_attention"
     result["figure"] = plot_attention(
         result["frames"], result["frame_weights"], figure,
-        title=f"{args.video.name}: {result['top'][0][0]} ({result['top'][0][1]:.2f})",
+        title=f"{config.video.name}: {result['top'][0][0]} ({result['top'][0][1]:.2f})",
     )  # fmt: skip
-    (args.output / f"{args.video.stem}_top{args.top_k}.json").write_text(
-        json.dumps({"video": str(args.video), "top": result["top"]}, indent=2)
+    (config.output / f"{config.video.stem}_top{config.top_k}.json").write_text(
+        json.dumps({"video": str(config.video), "top": result["top"]}, indent=2)
     )
     print(f"figure: {result['figure'][0]}")
     return result
+
+
+# === Command line ===
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation.predict", description=__doc__.split("\n\n")[0]
+    )
+    add_config_arguments(parser, PredictConfig)
+    return run(config_from_arguments(parser.parse_args(argv), PredictConfig))
 
 
 if __name__ == "__main__":

@@ -5,14 +5,9 @@ import pytest
 from matplotlib.patches import Rectangle
 
 from data.samples import make_samples, sample_starts
-from figures.attention import (
-    draw_attention,
-    frame_attention,
-    key_frame_mass,
-    plot_attention,
-    plot_key_frame_mass,
-    read_key_frames,
-)
+from data.key_frames import read_key_frames
+from evaluation.attention import frame_attention, key_frame_mass
+from figures.attention import draw_attention, plot_attention, plot_key_frame_mass
 
 
 def test_frame_attention_maps_samples_back_to_frames_without_padding():

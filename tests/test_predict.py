@@ -11,7 +11,9 @@ from data.video import write_video
 from evaluation.predict import main, rebuild_extractor
 from models.two_stream_vgg16 import build_stream_vgg16
 from tests.evaluation_fixtures import TINY_MODEL, synthetic_split, write_separable_features
-from training.train_attention import TrainConfig, run_dir_for, train
+from models.feature_extraction import FeatureRecipe
+from training.runs import Run, TrainConfig
+from training.train_attention import train
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +33,7 @@ def runs(tmp_path_factory):
             recipe = {"weights": str(network), "feature_layer": "fc1", "flow_method": "farneback"}
             store.write(clip.video_id, features, {**metadata, **recipe})
         config = TrainConfig(stream=stream, epochs=1, validation_fraction=0.0, **TINY_MODEL)
-        run_dirs[stream] = run_dir_for(root / "runs", config)
+        run_dirs[stream] = Run.for_config(root / "runs", config).root
         train(config, split=split, store_root=store_root, run_dir=run_dirs[stream], verbose=0)
     return root, run_dirs
 
@@ -72,4 +74,4 @@ def test_predict_with_one_stream_and_unrebuildable_features(runs, tmp_path):
     assert len(result["frame_weights"]["appearance"]) == 12  # one padded sample
     assert list(result["frame_weights"]) == ["appearance"]
     with pytest.raises(ValueError, match="randomly initialised"):
-        rebuild_extractor({"stream": "appearance", "weights": "none", "feature_dim": 16})
+        rebuild_extractor(FeatureRecipe(stream="appearance", weights="none", fc_units=16))

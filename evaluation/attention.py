@@ -1,0 +1,193 @@
+"""Per-frame attention of a trained run (Fig. 1 of the paper), and its CLI.
+
+A video's features are cut into 30-frame samples; the trained model gives each sample
+attention weights `(steps, frames)`. A frame's weight is the mean over the last 10
+steps (the steps that are scored, section 3.2), mapped back to the frame's index in
+the video (padded frames excluded; with overlapping samples, the mean of its samples).
+Within one sample the weights sum to 1, so 1/30 is what a mean-pooling baseline gives.
+
+    python -m evaluation.attention --run runs/ucf101/split1/appearance/attention \
+        --motion-run runs/ucf101/split1/motion/attention \
+        --video UCF-101/Punch/v_Punch_g01_c01.avi --video-id Punch/v_Punch_g01_c01 \
+        --output figures/punch_attention
+
+writes `punch_attention.png` and `.pdf` (one bar row per stream, `figures.attention`).
+With `--key-frames key_frames.csv` it also plots, over the run's test videos, the
+attention mass on annotated key frames against what uniform attention would give.
+
+Positions: appearance feature i is frame i; motion feature i is the flow stack of
+frames i..i+5 and is drawn at frame i (its first frame).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import keras
+import numpy as np
+from tqdm import tqdm
+
+from data.config_flags import add_config_arguments, config_from_arguments
+from data.feature_store import FeatureStore
+from data.key_frames import read_key_frames
+from data.samples import make_samples, sample_starts
+from data.video import read_video
+from evaluation.scoring import sample_scores
+from figures.attention import plot_attention, plot_key_frame_mass
+from models.recognizer import NUM_SCORED_STEPS, build_attention_readout, last_steps_scores
+from training.runs import Run
+
+# === Attention per frame ===
+
+
+def frame_attention(
+    attention: np.ndarray,
+    sample_starts: np.ndarray,
+    frame_masks: np.ndarray,
+    num_video_frames: int,
+    num_last_steps: int = NUM_SCORED_STEPS,
+) -> np.ndarray:
+    """Per-frame weights of a video from its samples' attention.
+
+    Args:
+        attention: `(samples, steps, frames)` weights from `build_attention_readout`.
+        sample_starts: `(samples,)` first video frame of each sample.
+        frame_masks: `(samples, frames)` bool, `False` on padding.
+        num_video_frames: Feature positions in the video.
+        num_last_steps: Steps averaged (paper: the last 10).
+
+    Returns:
+        `(num_video_frames,)` weights: each frame's mean over the last steps,
+        averaged over the samples that hold it (0 for a frame in no sample).
+    """
+    attention = np.asarray(attention, dtype=np.float64)
+    if attention.ndim != 3 or not 1 <= num_last_steps <= attention.shape[1]:
+        raise ValueError(
+            f"Expected attention (samples, steps, frames) with steps >= num_last_steps="
+            f"{num_last_steps}. Received: shape={attention.shape}"
+        )
+    per_sample = keras.ops.convert_to_numpy(last_steps_scores(attention, num_last_steps))
+    per_sample = np.asarray(per_sample, dtype=np.float64)  # (samples, frames)
+    totals, counts = np.zeros(num_video_frames), np.zeros(num_video_frames)
+    for weights, start, mask in zip(per_sample, sample_starts, frame_masks, strict=True):
+        positions = int(start) + np.flatnonzero(mask)  # real frames only
+        np.add.at(totals, positions, weights[mask])
+        np.add.at(counts, positions, 1)
+    return np.divide(totals, counts, out=np.zeros_like(totals), where=counts > 0)
+
+
+def video_attention(
+    model, features: np.ndarray, num_frames: int = 30, stride: int = 30, readout=None
+) -> dict:
+    """Runs a trained recogniser on one video's features `(positions, dim)`.
+
+    `readout`: `build_attention_readout(model)`, built here when not given; pass
+    it when scoring many videos with one model.
+
+    Returns a dict: `probabilities` `(samples, steps, C)`, `attention`
+    `(samples, steps, frames)`, `video_score` `(C,)` (mean over samples of the
+    last-10 means) and `frame_weights` `(positions,)` (see `frame_attention`).
+    """
+    samples, masks = make_samples(features, num_frames, stride)  # (samples, frames, dim)
+    readout = readout or build_attention_readout(model)
+    outputs = readout.predict({"features": samples, "frame_mask": masks}, verbose=0)
+    probabilities = np.asarray(outputs["probabilities"])  # (samples, steps, C)
+    attention = np.asarray(outputs["attention"])  # (samples, steps, frames)
+    starts = sample_starts(len(features), num_frames, stride)
+    return {
+        "probabilities": probabilities,
+        "attention": attention,
+        "video_score": sample_scores(probabilities).mean(axis=0),  # (C,)
+        "frame_weights": frame_attention(attention, starts, masks, len(features)),
+    }
+
+
+def run_frame_weights(run: Run, video_ids: Sequence[str], model=None) -> dict[str, np.ndarray]:
+    """`video_id -> (positions,)` frame weights of a run's model (see `video_attention`),
+    for videos of the run's feature store; one readout model serves all the videos."""
+    record = run.load_config()
+    model = model or run.load_model()
+    store = FeatureStore(record.feature_store)
+    readout = build_attention_readout(model)
+    weights = {}
+    for video_id in tqdm(video_ids, desc=f"attention {record.train.stream}", unit="video"):
+        features, _ = store.read(video_id)
+        result = video_attention(
+            model, features, record.train.num_frames, record.train.stride, readout
+        )
+        weights[video_id] = result["frame_weights"]
+    return weights
+
+
+def key_frame_mass(weights: np.ndarray, key_frames: set[int]) -> tuple[float, float]:
+    """`(attention mass on the key frames, mass uniform attention would give)`."""
+    weights = np.asarray(weights, dtype=np.float64)
+    inside = np.zeros(len(weights), dtype=bool)
+    inside[[frame for frame in key_frames if 0 <= frame < len(weights)]] = True
+    return float(weights[inside].sum() / weights.sum()), float(inside.mean())
+
+
+def key_frame_masses(
+    weights: dict[str, np.ndarray], key_frames: dict[str, set[int]]
+) -> list[tuple[float, float]]:
+    """`key_frame_mass` of every video of `weights` (all must have key frames)."""
+    return [key_frame_mass(weights[video_id], key_frames[video_id]) for video_id in weights]
+
+
+# === Stage ===
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    """Which runs, which video to draw (or which key frames to measure), where to write."""
+
+    run: Path = field(metadata={"help": "a run folder (any stream)"})
+    motion_run: Path | None = field(default=None, metadata={"help": "a second stream's run"})
+    video_id: str | None = field(default=None, metadata={"help": "video to plot (run's store)"})
+    video: Path | None = field(default=None, metadata={"help": "its file, for thumbnails"})
+    key_frames: Path | None = field(default=None, metadata={"help": "CSV of key frames"})
+    output: Path = Path("figures/attention")
+
+    def __post_init__(self):
+        if self.video_id and self.video is None:
+            raise ValueError("--video-id needs --video (the file) for the thumbnails.")
+
+
+def run(config: AttentionConfig) -> list[Path]:
+    """Draws the Fig. 1 figure and/or the key-frame mass plot; returns the written files."""
+    runs = [Run(folder) for folder in (config.run, config.motion_run) if folder is not None]
+    streams = [run.load_config().train.stream for run in runs]
+    written = []
+    if config.video_id:
+        weights = {
+            stream: run_frame_weights(run, [config.video_id])[config.video_id]
+            for stream, run in zip(streams, runs, strict=True)
+        }
+        frames = read_video(config.video).frames
+        written += plot_attention(frames, weights, config.output, title=config.video_id)
+    if config.key_frames:
+        key_frames = read_key_frames(config.key_frames)
+        masses = {}
+        for stream, run in zip(streams, runs, strict=True):
+            videos = [video for video, _ in run.load_config().test_videos if video in key_frames]
+            masses[stream] = key_frame_masses(run_frame_weights(run, videos), key_frames)
+        output = config.output.with_name(config.output.name + "_key_frames")
+        written += plot_key_frame_mass(masses, output)
+    for path in written:
+        print(f"wrote {path}")
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> list[Path]:
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation.attention", description=__doc__.split("\n\n")[0]
+    )
+    add_config_arguments(parser, AttentionConfig)
+    return run(config_from_arguments(parser.parse_args(argv), AttentionConfig))
+
+
+if __name__ == "__main__":
+    main()
