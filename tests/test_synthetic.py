@@ -1,4 +1,5 @@
-"""Tests of data/synthetic.py: UCF101 layout, determinism, key frames, class-free distractors."""
+"""Tests of data/synthetic.py (and its drawing, data/synthetic_drawing.py): UCF101 layout,
+determinism, key frames, class-free distractors."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import pytest
 
 from data.splits import load_ucf101_split
 from data.synthetic import (
-    DISTRACTOR_KINDS,
     KEY_FRAMES_NAME,
     SyntheticConfig,
     clip_specs,
@@ -19,6 +19,7 @@ from data.synthetic import (
     main,
     render_clip,
 )
+from data.synthetic_drawing import DISTRACTOR_KINDS
 from data.video import read_video
 
 TINY = SyntheticConfig(
