@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from data.feature_store import FeatureStore
-from data.synthetic_videos import shifted_texture_frames
 from data.video import write_video
 from evaluation.predict import main, rebuild_extractor
 from models.two_stream_vgg16 import build_stream_vgg16
 from tests.evaluation_fixtures import TINY_MODEL, synthetic_split, write_separable_features
+from tests.synthetic_videos import shifted_texture_frames
 from training.train_attention import TrainConfig, run_dir_for, train
 
 
