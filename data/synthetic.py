@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from data.atomic_files import atomic_write, remove_stale_temp_files
 from data.synthetic_drawing import ACTION_CLASSES, DISTRACTOR_KINDS, action_shot, distractor_shot
 from data.video import write_video
 
@@ -58,7 +59,6 @@ KEY_FRAMES_NAME = "key_frames.csv"
 SHOTS_NAME = "shots.csv"
 KEY_FRAMES_FIELDS = ("video_id", "num_frames", "start_frame", "end_frame")
 SHOTS_FIELDS = ("video_id", "shot", "kind", "start_frame", "end_frame")
-_PARTIAL_SUFFIX = ".partial.avi"
 
 
 @dataclass(frozen=True)
@@ -261,49 +261,49 @@ def render_clip(config: SyntheticConfig, spec: ClipSpec) -> np.ndarray:
 # === Files ===
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_text(text, encoding="utf-8", newline="")
-    os.replace(temporary, path)
-
-
-def _write_video_atomic(path: Path, frames: np.ndarray, fps: float) -> None:
-    temporary = path.with_name(f".{path.stem}{_PARTIAL_SUFFIX}")  # .avi keeps the codec
-    write_video(temporary, frames, fps=fps)
-    os.replace(temporary, path)
+def _write_text_files(texts: dict[Path, str]) -> None:
+    """Writes each `path: text` atomically, UTF-8 with line ends as given, after removing
+    the temporaries of that path left by a killed run."""
+    for path, text in texts.items():
+        remove_stale_temp_files(path)
+        with atomic_write(path) as temporary:
+            temporary.write_text(text, encoding="utf-8", newline="")
 
 
 def _write_split_files(split_dir: Path, config: SyntheticConfig, specs: Sequence[ClipSpec]):
     crlf = "\r\n"
-    split_dir.mkdir(parents=True, exist_ok=True)
-    _write_text_atomic(
-        split_dir / "classInd.txt",
-        "".join(f"{i} {name}{crlf}" for i, name in enumerate(config.class_names, start=1)),
-    )
     train = [s for s in specs if s.group > config.num_test_groups]
     test = [s for s in specs if s.group <= config.num_test_groups]
-    _write_text_atomic(
-        split_dir / "trainlist01.txt",
-        "".join(f"{s.relative_path} {s.label}{crlf}" for s in train),
-    )
-    _write_text_atomic(
-        split_dir / "testlist01.txt", "".join(f"{s.relative_path}{crlf}" for s in test)
+    _write_text_files(
+        {
+            split_dir / "classInd.txt": "".join(
+                f"{i} {name}{crlf}" for i, name in enumerate(config.class_names, start=1)
+            ),
+            split_dir / "trainlist01.txt": "".join(
+                f"{s.relative_path} {s.label}{crlf}" for s in train
+            ),
+            split_dir / "testlist01.txt": "".join(f"{s.relative_path}{crlf}" for s in test),
+        }
     )
     return len(train), len(test)
 
 
 def _write_csvs(root: Path, specs: Sequence[ClipSpec]) -> Path:
-    lines = [",".join(KEY_FRAMES_FIELDS)]
-    lines += [f"{s.video_id},{s.num_frames},{s.start_frame},{s.end_frame}" for s in specs]
-    key_frames_csv = root / KEY_FRAMES_NAME
-    _write_text_atomic(key_frames_csv, "\n".join(lines) + "\n")
-    lines = [",".join(SHOTS_FIELDS)]
-    lines += [
+    key_frames = [",".join(KEY_FRAMES_FIELDS)]
+    key_frames += [f"{s.video_id},{s.num_frames},{s.start_frame},{s.end_frame}" for s in specs]
+    shots = [",".join(SHOTS_FIELDS)]
+    shots += [
         f"{s.video_id},{index},{kind},{start},{end}"
         for s in specs
         for index, (kind, start, end) in enumerate(s.shots)
     ]
-    _write_text_atomic(root / SHOTS_NAME, "\n".join(lines) + "\n")
+    key_frames_csv = root / KEY_FRAMES_NAME
+    _write_text_files(
+        {
+            key_frames_csv: "\n".join(key_frames) + "\n",
+            root / SHOTS_NAME: "\n".join(shots) + "\n",
+        }
+    )
     return key_frames_csv
 
 
@@ -326,8 +326,7 @@ def _check_manifest(root: Path, config: SyntheticConfig, overwrite: bool) -> Non
             f"{root}/UCF-101 exists but {manifest} does not: not a synthetic dataset "
             "folder. Choose an empty or new --output folder."
         )
-    root.mkdir(parents=True, exist_ok=True)
-    _write_text_atomic(manifest, json.dumps(wanted, indent=2, sort_keys=True) + "\n")
+    _write_text_files({manifest: json.dumps(wanted, indent=2, sort_keys=True) + "\n"})
 
 
 def generate_dataset(
@@ -352,17 +351,16 @@ def generate_dataset(
     root = Path(root)
     _check_manifest(root, config, overwrite)
     video_root, split_dir = root / "UCF-101", root / "ucfTrainTestlist"
-    for stale in video_root.glob(f"*/.*{_PARTIAL_SUFFIX}"):  # left by a killed run
-        stale.unlink()
     specs = clip_specs(config)
     generated = skipped = 0
     for spec in tqdm(specs, desc="synthetic clips", disable=not progress):
         path = video_root / spec.relative_path
+        remove_stale_temp_files(path)  # left by a killed run
         if path.is_file():
             skipped += 1
             continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_video_atomic(path, render_clip(config, spec), config.fps)
+        with atomic_write(path, suffix=".avi") as temporary:  # .avi: OpenCV picks MJPG
+            write_video(temporary, render_clip(config, spec), fps=config.fps)
         generated += 1
     num_train, num_test = _write_split_files(split_dir, config, specs)
     key_frames_csv = _write_csvs(root, specs)

@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import sys
 from pathlib import Path
 
+from data.atomic_files import atomic_write
 from data.batch_jobs import JobResult, default_workers, run_jobs, shard_items, write_failure_log
-from data.npz_files import temp_path_for
 from data.splits import add_split_arguments, load_split
 from data.video import VideoError, read_video
 
@@ -81,10 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     for clip in clips:
         if clip.video_id in results:
             writer.writerow(results[clip.video_id].split(","))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    temp = temp_path_for(args.output)
-    temp.write_text(buffer.getvalue())
-    os.replace(temp, args.output)
+    with atomic_write(args.output) as temp:
+        temp.write_text(buffer.getvalue())
     log_path = args.output.with_name(args.output.name + ".failures.jsonl")
     write_failure_log(log_path, report.failures)
     print(report.summary(log_path))
