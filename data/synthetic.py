@@ -17,15 +17,16 @@ enough for a laptop CPU:
   `ucfTrainTestlist/classInd.txt`, `trainlist01.txt`, `testlist01.txt`, CRLF), read by
   `data.splits.load_ucf101_split` and every later stage exactly like the real dataset;
 - `key_frames.csv` gives the action segment of every clip:
-  `video_id,num_frames,start_frame,end_frame` (0-based, end exclusive), and
+  `video_id,num_frames,start_frame,end_frame` (0-based, end exclusive; read by
+  `data.key_frames.read_key_frames`), and
   `shots.csv` every shot: `video_id,shot,kind,start_frame,end_frame`.
 
 Example:
 
     summary = generate_dataset("runs/synthetic", SyntheticConfig())
     split = load_ucf101_split(summary.video_root, summary.split_dir, split=1)
-    key_frames = load_key_frames(summary.key_frames_csv)
-    key_frames["WaveArms/v_WaveArms_g01_c01"]  # (num_frames,) bool, True on the action
+    key_frames = read_key_frames(summary.key_frames_csv)  # data.key_frames
+    key_frames["WaveArms/v_WaveArms_g01_c01"]  # {frame indices of the action}
 
 CLI:
 
@@ -37,7 +38,6 @@ Everything is deterministic by `seed`: the same config gives byte-identical file
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import os
@@ -375,29 +375,6 @@ def generate_dataset(
         generated,
         skipped,
     )
-
-
-def load_key_frames(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Reads `key_frames.csv`: `{video_id: (num_frames,) bool}`, True on the action."""
-    path = Path(path)
-    masks = {}
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        if tuple(reader.fieldnames or ()) != KEY_FRAMES_FIELDS:
-            raise ValueError(
-                f"{path}: expected the header {','.join(KEY_FRAMES_FIELDS)}. "
-                f"Received: {reader.fieldnames}"
-            )
-        for row in reader:
-            num_frames, start, end = (
-                int(row[name]) for name in ("num_frames", "start_frame", "end_frame")
-            )
-            if not 0 <= start < end <= num_frames:
-                raise ValueError(f"{path}: bad segment for {row['video_id']}: {row}")
-            mask = np.zeros(num_frames, dtype=bool)
-            mask[start:end] = True
-            masks[row["video_id"]] = mask
-    return masks
 
 
 # === CLI ===
