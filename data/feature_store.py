@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.npz_files import is_temp_file, read_npz, read_npz_metadata, write_npz
+from data.atomic_files import is_temp_file
+from data.npz_files import read_npz, read_npz_metadata, write_npz
 
 STORE_DTYPES = ("float16", "float32")
 

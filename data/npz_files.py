@@ -1,10 +1,10 @@
 """Atomic, reproducible `.npz` files: the on-disk format of every pipeline stage.
 
-A file is written to a hidden temporary file in the same folder, then moved onto its
-final name with `os.replace`, so a reader (or a re-run after a crash or SIGKILL) sees
-either the complete old file, the complete new file, or nothing. Zip entries carry a
-fixed timestamp, so the same arrays always give the same bytes: a resumed run and an
-uninterrupted run produce byte-identical outputs.
+A file is written with `data.atomic_files.atomic_write` (a hidden temporary file in the
+same folder, moved onto its final name with `os.replace`), so a reader (or a re-run
+after a crash or SIGKILL) sees either the complete old file, the complete new file, or
+nothing. Zip entries carry a fixed timestamp, so the same arrays always give the same
+bytes: a resumed run and an uninterrupted run produce byte-identical outputs.
 """
 
 from __future__ import annotations
@@ -12,38 +12,15 @@ from __future__ import annotations
 import io
 import json
 import os
-import uuid
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
+from data.atomic_files import atomic_write, remove_stale_temp_files
+
 # Zip timestamps normally record the wall clock; a fixed one keeps files reproducible.
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
-_TEMP_MARKER = ".tmp-"
-
-
-def temp_path_for(path: Path) -> Path:
-    """A unique hidden temporary name beside `path` (same folder, so rename is atomic)."""
-    return path.with_name(f".{path.name}{_TEMP_MARKER}{os.getpid()}-{uuid.uuid4().hex[:8]}")
-
-
-def is_temp_file(path: Path) -> bool:
-    """Whether `path` is a temporary file left by `write_npz` (e.g. after a kill)."""
-    return path.name.startswith(".") and _TEMP_MARKER in path.name
-
-
-def remove_stale_temp_files(path: Path) -> int:
-    """Deletes temporary files of `path` left by a killed writer; returns how many.
-
-    Only the temporaries of this one output are touched: shards split a dataset by
-    video, so no other live process writes the same output.
-    """
-    removed = 0
-    for stale in path.parent.glob(f".{path.name}{_TEMP_MARKER}*"):
-        stale.unlink(missing_ok=True)
-        removed += 1
-    return removed
 
 
 def write_npz(
@@ -66,27 +43,22 @@ def write_npz(
     path = Path(path)
     if "metadata" in arrays:
         raise ValueError("Array name 'metadata' is reserved. Received: arrays with 'metadata'")
-    path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temp_files(path)
-    temp = temp_path_for(path)
     compression = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     entries = dict(arrays)
     if metadata is not None:
         text = json.dumps(metadata, sort_keys=True)
         entries["metadata"] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-    try:
-        with zipfile.ZipFile(temp, "w", compression=compression, allowZip64=True) as archive:
-            for name, array in entries.items():
-                buffer = io.BytesIO()
-                np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
-                info = zipfile.ZipInfo(f"{name}.npy", date_time=_FIXED_ZIP_TIME)
-                info.compress_type = compression
-                archive.writestr(info, buffer.getvalue())
-        with open(temp, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
+    with (
+        atomic_write(path) as temp,
+        zipfile.ZipFile(temp, "w", compression=compression, allowZip64=True) as archive,
+    ):
+        for name, array in entries.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=_FIXED_ZIP_TIME)
+            info.compress_type = compression
+            archive.writestr(info, buffer.getvalue())
     return path
 
 

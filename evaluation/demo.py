@@ -48,6 +48,7 @@ from models.two_stream_vgg16 import STREAMS
 from training import compute_flow, extract_features, finetune_convnet, train_attention
 from training.runs import MODELS, Run, TrainConfig
 
+
 @dataclasses.dataclass(frozen=True)
 class DemoConfig:
     """Settings of the CPU demo; every stage reads them."""

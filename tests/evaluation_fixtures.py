@@ -6,7 +6,7 @@ import numpy as np
 
 from data.feature_store import FeatureStore
 from data.splits import load_split
-from data.synthetic_videos import write_ucf101_like
+from tests.synthetic_videos import write_ucf101_like
 
 CLASSES = ("Alpha", "Beta")
 FEATURE_DIM = 16

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from data.optical_flow import load_flow
-from data.synthetic_videos import write_ucf101_like
 from data.video import write_video
+from tests.synthetic_videos import write_ucf101_like
 from training.compute_flow import main
 
 REPO = Path(__file__).resolve().parents[1]

@@ -6,14 +6,6 @@ import keras
 import numpy as np
 import pytest
 
-from models.two_stream_vgg16 import (
-    build_stream_vgg16,
-    copy_weights_by_name,
-    cross_modality_kernel,
-    feature_extractor,
-    preprocess_flow,
-    preprocess_rgb,
-)
 from data.frame_dataset import center_crop
 from models.feature_extraction import (
     FeatureRecipe,
@@ -21,6 +13,14 @@ from models.feature_extraction import (
     describe_network,
     extract_video_features,
     prepare_images,
+)
+from models.two_stream_vgg16 import (
+    build_stream_vgg16,
+    copy_weights_by_name,
+    cross_modality_kernel,
+    feature_extractor,
+    preprocess_flow,
+    preprocess_rgb,
 )
 from training.extract_features import extract_clips
 
@@ -174,7 +174,9 @@ def test_a_keras_file_is_loaded_and_cut_at_its_feature_layer(tmp_path, precision
     # Widths come from the file, not from the recipe (whose fc_units say 4096).
     loaded = recipe("motion", weights=str(tmp_path / "net.keras"), input_size=32)
     extractor = build_extractor(dataclasses.replace(loaded, precision=precision))
-    assert extractor.layers[-1].compute_dtype == ("float32" if precision == "float32" else "bfloat16")
+    assert extractor.layers[-1].compute_dtype == (
+        "float32" if precision == "float32" else "bfloat16"
+    )
     assert describe_network(loaded, extractor).fc_units == 12
     images = prepare_images(generated_video(10), loaded)
     expected = feature_extractor(network).predict(images, verbose=0)

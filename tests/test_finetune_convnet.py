@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+from data.frame_dataset import FrameDataset
 from models.two_stream_vgg16 import build_stream_vgg16
 from training.finetune_convnet import (
     CHECKPOINT_NAME,
@@ -20,7 +21,6 @@ from training.finetune_convnet import (
     parse_args,
     training_dataset,
 )
-from data.frame_dataset import FrameDataset
 
 NUM_CLASSES = 3
 

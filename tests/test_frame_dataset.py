@@ -3,13 +3,13 @@
 import numpy as np
 import pytest
 
-from models.two_stream_vgg16 import preprocess_flow, preprocess_rgb
 from data.frame_dataset import (
     FrameDataset,
     center_crop,
     flip_flow_stack,
     random_crop_and_flip,
 )
+from models.two_stream_vgg16 import preprocess_flow, preprocess_rgb
 
 
 def test_flip_flow_stack_mirrors_and_inverts_only_x_channels():

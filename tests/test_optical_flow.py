@@ -16,8 +16,8 @@ from data.optical_flow import (
     read_rawframes,
     save_flow,
 )
-from data.synthetic_videos import shifted_texture_frames
 from data.video import VideoError, read_video, write_video
+from tests.synthetic_videos import shifted_texture_frames
 
 # Mean end-point error (pixels) allowed in the interior, per method, on a 64x80 texture
 # moving (2, -1) px per frame, through an MJPG file. Measured: tvl1 0.016, farneback 0.022,

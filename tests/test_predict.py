@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 
 from data.feature_store import FeatureStore
-from data.synthetic_videos import shifted_texture_frames
 from data.video import write_video
 from evaluation.predict import main, rebuild_extractor
+from models.feature_extraction import FeatureRecipe
 from models.two_stream_vgg16 import build_stream_vgg16
 from tests.evaluation_fixtures import TINY_MODEL, synthetic_split, write_separable_features
-from models.feature_extraction import FeatureRecipe
+from tests.synthetic_videos import shifted_texture_frames
 from training.runs import Run, TrainConfig
 from training.train_attention import train
 

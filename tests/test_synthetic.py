@@ -1,24 +1,25 @@
-"""Tests of data/synthetic.py: UCF101 layout, determinism, key frames, class-free distractors."""
+"""Tests of data/synthetic.py (and its drawing, data/synthetic_drawing.py): UCF101 layout,
+determinism, key frames, class-free distractors."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from data.key_frames import read_key_frames
 from data.splits import load_ucf101_split
 from data.synthetic import (
-    DISTRACTOR_KINDS,
-    KEY_FRAMES_NAME,
     SyntheticConfig,
     clip_specs,
     generate_dataset,
-    load_key_frames,
     main,
     render_clip,
 )
+from data.synthetic_drawing import DISTRACTOR_KINDS
 from data.video import read_video
 
 TINY = SyntheticConfig(
@@ -73,9 +74,12 @@ def test_split_files_end_lines_with_crlf(tiny_dataset):
 
 
 def test_videos_decode_with_their_frame_counts(tiny_dataset):
-    key_frames = load_key_frames(tiny_dataset.key_frames_csv)
+    key_frames = read_key_frames(tiny_dataset.key_frames_csv)
+    with tiny_dataset.key_frames_csv.open(newline="") as file:
+        num_frames = {row["video_id"]: int(row["num_frames"]) for row in csv.DictReader(file)}
     assert len(key_frames) == 12
-    for video_id, mask in key_frames.items():
+    for video_id, frames in key_frames.items():
+        mask = np.isin(np.arange(num_frames[video_id]), sorted(frames))
         video = read_video(tiny_dataset.video_root / f"{video_id}.avi", height=None, width=None)
         assert video.num_frames == mask.shape[0]
         assert video.source_size == (TINY.height, TINY.width)
@@ -98,7 +102,9 @@ def test_rerun_skips_complete_videos_and_resumes(tmp_path):
     before = _all_files(tmp_path)
     video = tmp_path / "UCF-101/Squat/v_Squat_g03_c01.avi"
     video.unlink()
-    stale = video.with_name(".v_Squat_g03_c01.partial.avi")  # as a killed run leaves it
+    stale = video.with_name(
+        ".v_Squat_g03_c01.avi.tmp-12345-deadbeef.avi"
+    )  # as a killed run leaves it
     stale.write_bytes(b"half a video")
     summary = generate_dataset(tmp_path, TINY, progress=False)
     assert (summary.generated, summary.skipped) == (1, 11)
@@ -141,24 +147,6 @@ def test_shots_tile_the_clip_with_one_action():
             assert kind == "action" or end - start >= config.min_shot_frames
         positions.add(kinds.index("action"))
     assert len(positions) >= 3  # the action is not always at the same place
-
-
-def test_key_frames_csv_format(tiny_dataset):
-    lines = (tiny_dataset.root / KEY_FRAMES_NAME).read_text().splitlines()
-    assert lines[0] == "video_id,num_frames,start_frame,end_frame"
-    specs = {spec.video_id: spec for spec in clip_specs(TINY)}
-    masks = load_key_frames(tiny_dataset.key_frames_csv)
-    for video_id, mask in masks.items():
-        spec = specs[video_id]
-        assert mask.dtype == bool
-        assert np.flatnonzero(mask).tolist() == list(range(spec.start_frame, spec.end_frame))
-
-
-def test_load_key_frames_rejects_another_header(tmp_path):
-    path = tmp_path / "bad.csv"
-    path.write_text("video,frames\nA/v_A,3\n")
-    with pytest.raises(ValueError, match="expected the header"):
-        load_key_frames(path)
 
 
 # === The class is in the action shot only ===

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from data.feature_store import FeatureStore
-from data.synthetic_videos import write_ucf101_like
+from tests.synthetic_videos import write_ucf101_like
 from training import compute_flow, extract_features, finetune_convnet
 
 HEIGHT, WIDTH = 48, 64

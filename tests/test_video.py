@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import data.video
-from data.synthetic_videos import shifted_texture_frames
 from data.video import VideoError, read_video, write_video
+from tests.synthetic_videos import shifted_texture_frames
 
 SUBSET = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ucf101_subset"
 

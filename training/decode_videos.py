@@ -18,11 +18,11 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data.atomic_files import atomic_write
 from data.batch_jobs import (
     JobReport,
     JobResult,
@@ -33,7 +33,6 @@ from data.batch_jobs import (
     write_failure_log,
 )
 from data.config_flags import add_config_arguments, config_from_arguments
-from data.npz_files import temp_path_for
 from data.splits import SUBSETS, SplitSource
 from data.video import VideoError, read_video
 
@@ -86,10 +85,8 @@ def run(config: DecodeVideosConfig) -> JobReport:
         if clip.video_id in results:
             writer.writerow(results[clip.video_id].split(","))
     output = Path(config.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    temp = temp_path_for(output)
-    temp.write_text(buffer.getvalue())
-    os.replace(temp, output)
+    with atomic_write(output) as temp:
+        temp.write_text(buffer.getvalue())
     log_path = output.with_name(output.name + ".failures.jsonl")
     write_failure_log(log_path, report.failures)
     print(report.summary(log_path))

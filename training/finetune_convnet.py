@@ -32,6 +32,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from data.atomic_files import atomic_write
 from data.config_flags import add_config_arguments, config_from_arguments
 from data.flow_store import FlowStore
 from data.frame_dataset import FrameDataset
@@ -141,9 +142,8 @@ def save_checkpoint(path: str | os.PathLike, model: keras.Model, iteration: int)
         for index, variable in enumerate(variables):
             arrays[f"{prefix}/{index:04d}"] = keras.ops.convert_to_numpy(variable)
         arrays[f"{prefix}/paths"] = np.asarray([variable.path for variable in variables])
-    temporary = Path(f"{path}.tmp.npz")
-    np.savez(temporary, **arrays)
-    os.replace(temporary, path)
+    with atomic_write(path, suffix=".npz") as temporary:  # np.savez appends .npz otherwise
+        np.savez(temporary, **arrays)
 
 
 def load_checkpoint(path: str | os.PathLike, model: keras.Model) -> int:

@@ -1,6 +1,6 @@
 """Generated videos with known motion, and a tiny UCF101-shaped dataset on disk.
 
-Used by the tests and for a smoke run of the pipeline without real data:
+Fixtures of the video, flow, split and pipeline tests:
 
     frames = shifted_texture_frames(num_frames=8, height=64, width=80, shift=(2.0, 1.0))
     write_ucf101_like(tmp_dir, classes=("Alpha", "Beta"), clips_per_class=3)

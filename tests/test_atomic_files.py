@@ -1,0 +1,86 @@
+"""atomic_write: the final file appears complete or not at all; temporaries are recognised."""
+
+import pytest
+
+from data.atomic_files import atomic_write, is_temp_file, remove_stale_temp_files, temp_path_for
+
+
+def test_final_file_appears_only_on_success(tmp_path):
+    path = tmp_path / "index.csv"
+    with atomic_write(path) as temporary:
+        temporary.write_text("a,b\n")
+        assert not path.exists()  # nothing under the final name while writing
+        assert temporary.parent == tmp_path and is_temp_file(temporary)
+    assert path.read_text() == "a,b\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["index.csv"]  # no temporary left
+
+
+def test_an_error_leaves_neither_the_file_nor_a_temporary(tmp_path):
+    path = tmp_path / "index.csv"
+    with pytest.raises(RuntimeError, match="disk full"), atomic_write(path) as temporary:
+        temporary.write_text("half a fi")
+        raise RuntimeError("disk full")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_write_leaves_the_old_file_untouched(tmp_path):
+    path = tmp_path / "index.csv"
+    path.write_text("old\n")
+    with pytest.raises(KeyboardInterrupt), atomic_write(path) as temporary:
+        temporary.write_text("new, but cut short")
+        raise KeyboardInterrupt
+    assert path.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["index.csv"]
+
+
+def test_a_successful_write_replaces_the_old_file(tmp_path):
+    path = tmp_path / "index.csv"
+    path.write_text("old\n")
+    with atomic_write(path) as temporary:
+        temporary.write_text("new\n")
+    assert path.read_text() == "new\n"
+
+
+def test_suffix_is_kept_and_final_name_is_unchanged(tmp_path):
+    path = tmp_path / "v_A_g01_c01.avi"
+    with atomic_write(path, suffix=".avi") as temporary:
+        assert temporary.suffix == ".avi"
+        assert temporary.name.startswith(".v_A_g01_c01.avi")
+        temporary.write_bytes(b"frames")
+    assert path.read_bytes() == b"frames"
+    with atomic_write(tmp_path / "plain.txt") as temporary:
+        assert temporary.suffix != ".txt"  # without `suffix`, the name ends in the marker
+        temporary.write_text("x")
+
+
+def test_parent_folders_are_created(tmp_path):
+    path = tmp_path / "a" / "b" / "c.txt"
+    with atomic_write(path) as temporary:
+        assert temporary.parent.is_dir()
+        temporary.write_text("deep")
+    assert path.read_text() == "deep"
+
+
+def test_temporaries_are_unique_and_nothing_written_is_an_error(tmp_path):
+    path = tmp_path / "x.npz"
+    with atomic_write(path) as first, atomic_write(path) as second:
+        assert first != second
+        first.write_bytes(b"1")
+        second.write_bytes(b"2")
+    assert path.read_bytes() == b"1"  # the outer block finished last
+    with pytest.raises(FileNotFoundError, match="Nothing was written"), atomic_write(path):
+        pass
+    assert path.read_bytes() == b"1"
+
+
+def test_stale_temporaries_of_one_output_are_removed(tmp_path):
+    path = tmp_path / "x.avi"
+    path.write_bytes(b"complete")
+    killed = temp_path_for(path, suffix=".avi")  # the name a killed writer leaves behind
+    killed.write_bytes(b"half a video")
+    other = temp_path_for(tmp_path / "y.avi")  # another output's temporary
+    other.write_bytes(b"")
+    assert is_temp_file(killed) and is_temp_file(other)
+    assert not is_temp_file(path) and not is_temp_file(tmp_path / ".hidden")
+    assert remove_stale_temp_files(path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, "x.avi"])
