@@ -44,13 +44,14 @@ import os
 import shutil
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from data.atomic_files import atomic_write, remove_stale_temp_files
+from data.config_flags import add_config_arguments, config_from_arguments
 from data.synthetic_drawing import ACTION_CLASSES, DISTRACTOR_KINDS, action_shot, distractor_shot
 from data.video import write_video
 
@@ -63,7 +64,7 @@ SHOTS_FIELDS = ("video_id", "shot", "kind", "start_frame", "end_frame")
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """What `generate_dataset` writes. Defaults: the CPU demo (see docs_synthetic.md)."""
+    """What `generate_dataset` writes. Defaults: the CPU demo (see docs/synthetic_and_demo.md)."""
 
     # Action classes, the first `num_classes` of ACTION_CLASSES (1-6).
     num_classes: int = 4
@@ -380,38 +381,40 @@ def generate_dataset(
 # === CLI ===
 
 
-def parse_args(argv=None) -> tuple[argparse.Namespace, SyntheticConfig]:
-    parser = argparse.ArgumentParser(
-        prog="python -m data.synthetic", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--output", required=True, help="dataset folder (created)")
-    parser.add_argument("--preset", choices=sorted(PRESETS), default="demo")
-    for field in dataclasses.fields(SyntheticConfig):
-        parser.add_argument(
-            "--" + field.name.replace("_", "-"), type=type(field.default), default=None
-        )
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace a dataset of another config"
-    )
-    parser.add_argument("--no-progress", action="store_true")
-    args = parser.parse_args(argv)
-    overrides = {
-        field.name: getattr(args, field.name)
-        for field in dataclasses.fields(SyntheticConfig)
-        if getattr(args, field.name) is not None
-    }
-    return args, dataclasses.replace(PRESETS[args.preset], **overrides)
+@dataclass(frozen=True)
+class GenerateSyntheticConfig:
+    """The CLI's stage: which dataset (`SyntheticConfig`, from a preset) goes where."""
+
+    output: Path = field(metadata={"help": "dataset folder (created)"})
+    settings: SyntheticConfig = PRESETS["demo"]
+    overwrite: bool = field(default=False, metadata={"help": "replace a dataset of another config"})
+    no_progress: bool = False
 
 
-def main(argv=None) -> int:
-    args, config = parse_args(argv)
-    summary = generate_dataset(args.output, config, args.overwrite, not args.no_progress)
+def run(config: GenerateSyntheticConfig) -> SyntheticSummary:
+    """Writes the dataset (see `generate_dataset`) and prints what was done."""
+    summary = generate_dataset(
+        config.output, config.settings, config.overwrite, not config.no_progress
+    )
     print(
         f"{summary.root}: {summary.num_train} train + {summary.num_test} test clips of "
         f"{len(summary.class_names)} classes ({', '.join(summary.class_names)}); "
         f"{summary.generated} written, {summary.skipped} already there. "
         f"Key frames: {summary.key_frames_csv}"
     )
+    return summary
+
+
+def parse_args(argv=None) -> GenerateSyntheticConfig:
+    parser = argparse.ArgumentParser(
+        prog="python -m data.synthetic", description=__doc__.split("\n\n")[0]
+    )
+    add_config_arguments(parser, GenerateSyntheticConfig, PRESETS)
+    return config_from_arguments(parser.parse_args(argv), GenerateSyntheticConfig, PRESETS)
+
+
+def main(argv=None) -> int:
+    run(parse_args(argv))
     return 0
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from data.config_flags import add_config_arguments, config_from_arguments
 from models.recognizer import build_attention_model
 
 
@@ -158,14 +159,13 @@ def format_markdown(report: dict) -> str:
 
 
 def parse_args(argv=None) -> tuple[BenchmarkConfig, Path | None]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    defaults = BenchmarkConfig()
-    for field, value in asdict(defaults).items():
-        parser.add_argument(f"--{field.replace('_', '-')}", type=type(value), default=value)
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation.benchmark", description=__doc__.split("\n\n")[0]
+    )
+    add_config_arguments(parser, BenchmarkConfig)
     parser.add_argument("--output", type=Path, help="also write the report as JSON here")
-    args = vars(parser.parse_args(argv))
-    output = args.pop("output")
-    return BenchmarkConfig(**args), output
+    args = parser.parse_args(argv)
+    return config_from_arguments(args, BenchmarkConfig), args.output
 
 
 def main(argv=None) -> dict:
