@@ -100,7 +100,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_type, presets=N
     """
     if presets:
         names = list(presets)
-        parser.add_argument(f"--{PRESET_FLAG}", choices=sorted(names), default=names[0])
+        parser.add_argument(
+            f"--{PRESET_FLAG}",
+            choices=sorted(names),
+            default=names[0],
+            help=f"named settings, which the other flags override (default: {names[0]})",
+        )
     seen = set()
     for path, field, kind in _flag_fields(config_type):
         name = path[-1]
@@ -115,10 +120,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_type, presets=N
             continue
         if "choices" in field.metadata:
             options["choices"] = field.metadata["choices"]
+        options["metavar"] = field.metadata.get("metavar", name.upper())
         if "nargs" in field.metadata:  # a tuple given as several values: --weights 0.3 0.7
-            options.update(nargs=field.metadata["nargs"], metavar=field.metadata.get("metavar"))
+            options["nargs"] = field.metadata["nargs"]
             kind = typing.get_args(_optional_inner(kind))[0]
         if field.metadata.get("positional"):
+            options.pop("metavar")
             parser.add_argument(options.pop("dest"), type=_parser_type(kind), **options)
             continue
         required = field.metadata.get("required", not _has_default(field))
