@@ -38,7 +38,7 @@ from data.flow_store import FlowStore
 from data.frame_dataset import FrameDataset
 from data.splits import SplitSource
 from data.video import read_video
-from models.two_stream_vgg16 import build_stream_vgg16
+from models.two_stream_vgg16 import STREAMS, build_stream_vgg16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,10 +73,8 @@ class FinetuneConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.stream not in ("appearance", "motion"):
-            raise ValueError(
-                f"Expected stream 'appearance' or 'motion'. Received: stream={self.stream!r}"
-            )
+        if self.stream not in STREAMS:
+            raise ValueError(f"Expected stream in {STREAMS}. Received: stream={self.stream!r}")
         for field in ("lr_step", "max_iterations", "batch_size", "checkpoint_every"):
             if getattr(self, field) < 1:
                 raise ValueError(f"Expected {field} >= 1. Received: {field}={getattr(self, field)}")
