@@ -101,8 +101,11 @@ class FeatureRecipe:
         flow_method, flow_size = recorded.pop("flow_method"), recorded.pop("flow_size")
         if self.stream == "appearance":
             recorded["frame_size"] = [height, width]
-        elif flow_method is not None:
-            recorded.update(flow_method=flow_method, flow_size=list(flow_size))
+        else:
+            if flow_method is not None:
+                recorded["flow_method"] = flow_method
+            if flow_size is not None:
+                recorded["flow_size"] = list(flow_size)
         return recorded
 
     @classmethod

@@ -187,3 +187,19 @@ def test_a_keras_file_is_loaded_and_cut_at_its_feature_layer(tmp_path, precision
         build_extractor(dataclasses.replace(loaded, input_size=64))
     with pytest.raises(ValueError, match="appearance"):
         build_extractor(recipe("appearance", weights=loaded.weights, input_size=32))
+
+
+def test_the_recipe_round_trips_through_its_metadata():
+    appearance = recipe("appearance", height=64, width=85, precision="mixed_bfloat16")
+    assert appearance.metadata()["frame_size"] == [64, 85]
+    assert FeatureRecipe.from_metadata(appearance.metadata()) == appearance
+    motion = recipe("motion", preprocess="tf", flow_method="farneback", flow_size=(64, 85))
+    assert motion.preprocess == "uint8-128"  # flow stacks are never preprocessed otherwise
+    assert "frame_size" not in motion.metadata()
+    assert motion.metadata()["flow_size"] == [64, 85]
+    assert FeatureRecipe.from_metadata(motion.metadata()) == motion
+    # Metadata of a stored video carries more keys; only the recipe's are read.
+    stored = {**motion.metadata(), "num_frames": 12, "video_id": "A/v1"}
+    assert FeatureRecipe.from_metadata(stored) == motion
+    partial = recipe("motion", flow_method="tvl1")  # flow size unknown
+    assert FeatureRecipe.from_metadata(partial.metadata()) == partial
