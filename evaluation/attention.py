@@ -105,11 +105,11 @@ def video_attention(
     }
 
 
-def run_frame_weights(run: Run, video_ids: Sequence[str], model=None) -> dict[str, np.ndarray]:
+def run_frame_weights(trained: Run, video_ids: Sequence[str], model=None) -> dict[str, np.ndarray]:
     """`video_id -> (positions,)` frame weights of a run's model (see `video_attention`),
     for videos of the run's feature store; one readout model serves all the videos."""
-    record = run.load_config()
-    model = model or run.load_model()
+    record = trained.load_config()
+    model = model or trained.load_model()
     store = FeatureStore(record.feature_store)
     readout = build_attention_readout(model)
     weights = {}
@@ -159,21 +159,22 @@ class AttentionConfig:
 def run(config: AttentionConfig) -> list[Path]:
     """Draws the Fig. 1 figure and/or the key-frame mass plot; returns the written files."""
     runs = [Run(folder) for folder in (config.run, config.motion_run) if folder is not None]
-    streams = [run.load_config().train.stream for run in runs]
+    streams = [trained.load_config().train.stream for trained in runs]
     written = []
     if config.video_id:
         weights = {
-            stream: run_frame_weights(run, [config.video_id])[config.video_id]
-            for stream, run in zip(streams, runs, strict=True)
+            stream: run_frame_weights(trained, [config.video_id])[config.video_id]
+            for stream, trained in zip(streams, runs, strict=True)
         }
         frames = read_video(config.video).frames
         written += plot_attention(frames, weights, config.output, title=config.video_id)
     if config.key_frames:
         key_frames = read_key_frames(config.key_frames)
         masses = {}
-        for stream, run in zip(streams, runs, strict=True):
-            videos = [video for video, _ in run.load_config().test_videos if video in key_frames]
-            masses[stream] = key_frame_masses(run_frame_weights(run, videos), key_frames)
+        for stream, trained in zip(streams, runs, strict=True):
+            tested = trained.load_config().test_videos
+            videos = [video for video, _ in tested if video in key_frames]
+            masses[stream] = key_frame_masses(run_frame_weights(trained, videos), key_frames)
         output = config.output.with_name(config.output.name + "_key_frames")
         written += plot_key_frame_mass(masses, output)
     for path in written:

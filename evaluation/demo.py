@@ -2,13 +2,14 @@
 
     python -m evaluation.demo            # or: make demo
 
-Stages, each the project's own CLI run in this process, each skipping what is done:
-generate the synthetic dataset (`data.synthetic`, UCF101 layout, key frames known),
-optical flow (`training.compute_flow`), fine-tune the appearance and motion ConvNets
-(`training.finetune_convnet`), extract per-frame features (`training.extract_features`),
-train the mean-pooling baseline and the attention model for both streams
-(`training.train_attention`), then score them the paper's way (last 10 steps, video
-mean, 1/3 appearance + 2/3 motion) and write Table 1 and Fig. 1 style figures.
+Stages, each the project's own stage (`run(config)`, as its CLI calls it), each
+skipping what is done: generate the synthetic dataset (`data.synthetic`, UCF101 layout,
+key frames known), optical flow (`training.compute_flow`), fine-tune the appearance and
+motion ConvNets (`training.finetune_convnet`), extract per-frame features
+(`training.extract_features`), train the mean-pooling baseline and the attention model
+for both streams (`training.train_attention`), score them the paper's way
+(`evaluation.scoring`: last 10 steps, video mean, 1/3 appearance + 2/3 motion) and
+write Table 1 and Fig. 1 style figures (`evaluation.attention`, `figures.attention`).
 
 The CPU budget forces departures from the paper, named here and in the README: the
 ConvNets are VGG16-BN (batch norm after each convolution, He initialisation) with a
@@ -181,7 +182,7 @@ def train(config: DemoConfig, summary, stream: str, model: str, store: Path) -> 
         batch_size=config.batch_size,
         seed=config.seed,
     )
-    run = train_attention.run(
+    trained = train_attention.run(
         train_attention.TrainAttentionConfig(
             video_root=summary.video_root,
             split_dir=summary.split_dir,
@@ -190,8 +191,8 @@ def train(config: DemoConfig, summary, stream: str, model: str, store: Path) -> 
             runs=config.work_dir / "runs",
         )
     )
-    scoring.run(scoring.ScoringConfig(run=(run.root,), batch_size=config.batch_size))
-    return run
+    scoring.run(scoring.ScoringConfig(run=(trained.root,), batch_size=config.batch_size))
+    return trained
 
 
 # === Results ===
@@ -200,7 +201,7 @@ def train(config: DemoConfig, summary, stream: str, model: str, store: Path) -> 
 def table1(runs: dict[tuple[str, str], Run]) -> pd.DataFrame:
     """Video accuracy per stream and model, and two-stream (1/3 + 2/3) fusion."""
     rows = []
-    scores = {key: load_scores(run) for key, run in runs.items()}
+    scores = {key: load_scores(trained) for key, trained in runs.items()}
     for stream in STREAMS:
         for model in MODELS[::-1]:  # baseline first
             rows.append((stream, model, scores[(stream, model)].accuracy()))
@@ -215,9 +216,9 @@ def attention_on_key_frames(runs: dict, key_frames_csv: Path, figures_dir: Path,
     key_frames = read_key_frames(key_frames_csv)
     masses, weights = {}, {}
     for stream in STREAMS:
-        run = runs[(stream, "attention")]
-        videos = [video_id for video_id, _ in run.load_config().test_videos]
-        stream_weights = attention.run_frame_weights(run, videos)
+        trained = runs[(stream, "attention")]
+        videos = [video_id for video_id, _ in trained.load_config().test_videos]
+        stream_weights = attention.run_frame_weights(trained, videos)
         for video_id in videos:
             weights.setdefault(video_id, {})[stream] = stream_weights[video_id]
         masses[stream] = attention.key_frame_masses(stream_weights, key_frames)

@@ -102,8 +102,8 @@ def predict_video(
     frames = read_video(video_path, None, None).frames  # (frames, height, width, 3) as stored
     stream_scores, frame_weights, class_names = {}, {}, None
     for stream, run_dir in runs.items():
-        run = Run(run_dir)
-        record = run.load_config()
+        trained = Run(run_dir)
+        record = trained.load_config()
         if record.train.stream != stream:
             raise ValueError(f"{run_dir} is a {record.train.stream} run, given as {stream}.")
         if class_names is not None and record.class_names != class_names:
@@ -111,7 +111,7 @@ def predict_video(
         class_names = record.class_names
         features = video_features(frames, record.features, flow_method)  # (positions, dim)
         result = video_attention(
-            run.load_model(), features, record.train.num_frames, record.train.stride
+            trained.load_model(), features, record.train.num_frames, record.train.stride
         )
         stream_scores[stream] = result["video_score"]
         frame_weights[stream] = result["frame_weights"]
