@@ -75,3 +75,29 @@ def test_predict_with_one_stream_and_unrebuildable_features(runs, tmp_path):
     assert list(result["frame_weights"]) == ["appearance"]
     with pytest.raises(ValueError, match="randomly initialised"):
         rebuild_extractor(FeatureRecipe(stream="appearance", weights="none", fc_units=16))
+
+
+def test_attention_cli_draws_a_video_and_the_key_frame_mass(runs, tmp_path, capsys):
+    from evaluation.attention import main as attention_main
+    from training.runs import Run
+
+    root, run_dirs = runs
+    test_videos = Run(run_dirs["appearance"]).load_config().test_videos
+    video_id = test_videos[0][0]
+    key_frames = tmp_path / "key_frames.csv"
+    key_frames.write_text(
+        "video_id,frame_index\n" + "".join(f"{video},3\n" for video, _ in test_videos)
+    )
+    written = attention_main(
+        [
+            "--run", str(run_dirs["appearance"]), "--motion-run", str(run_dirs["motion"]),
+            "--video-id", video_id, "--video", str(root / "UCF-101" / f"{video_id}.avi"),
+            "--key-frames", str(key_frames), "--output", str(tmp_path / "figure"),
+        ]
+    )  # fmt: skip
+    names = sorted(path.name for path in written)
+    assert names == ["figure.pdf", "figure.png", "figure_key_frames.pdf", "figure_key_frames.png"]
+    assert all(path.stat().st_size > 1000 for path in written)
+    assert f"wrote {tmp_path / 'figure.png'}" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="--video-id needs --video"):
+        attention_main(["--run", str(run_dirs["appearance"]), "--video-id", video_id])

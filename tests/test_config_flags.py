@@ -1,0 +1,79 @@
+"""Flags from a stage's config dataclass, and the config back from them."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from data.config_flags import add_config_arguments, config_from_arguments
+
+
+@dataclass(frozen=True)
+class Settings:
+    units: int = 512
+    rate: float = 0.5
+    classes: tuple[str, ...] | None = None
+    batch_norm: bool = False
+    bound: float = field(default=20.0, metadata={"flag": False})
+
+
+@dataclass(frozen=True)
+class Stage:
+    root: Path
+    settings: Settings = Settings()
+    weights: tuple[float, float] = field(default=(0.25, 0.75), metadata={"nargs": 2})
+    mode: str = field(default="a", metadata={"choices": ("a", "b")})
+    shuffle: bool = True
+
+
+PRESETS = {"paper": Settings(), "tiny": Settings(units=8, rate=0.1)}
+
+
+def parse(argv, presets=None):
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_config_arguments(parser, Stage, presets)
+    return config_from_arguments(parser.parse_args(argv), Stage, presets)
+
+
+def test_defaults_and_nested_fields_as_flags_of_one_level():
+    assert parse(["--root", "r"]) == Stage(Path("r"))
+    config = parse(
+        ["--root", "r", "--units", "4", "--classes", "A,B", "--batch-norm", "--no-shuffle"]
+        + ["--weights", "0.5", "0.5", "--mode", "b"]
+    )
+    assert config == Stage(
+        Path("r"),
+        Settings(units=4, classes=("A", "B"), batch_norm=True),
+        weights=(0.5, 0.5),
+        mode="b",
+        shuffle=False,
+    )
+
+
+def test_a_preset_fills_its_settings_and_flags_override_it():
+    assert parse(["--root", "r"], PRESETS).settings == PRESETS["paper"]
+    config = parse(["--root", "r", "--preset", "tiny", "--rate", "0.3"], PRESETS)
+    assert config.settings == Settings(units=8, rate=0.3)
+
+
+def test_required_unknown_and_hidden_fields(capsys):
+    with pytest.raises(SystemExit):
+        parse([])  # --root has no default
+    assert "--root" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse(["--root", "r", "--bound", "3"])  # not a flag
+    with pytest.raises(argparse.ArgumentError):
+        parse(["--root", "r", "--mode", "c"])
+
+
+def test_two_fields_with_one_flag_name_are_refused():
+    @dataclass(frozen=True)
+    class Clash:
+        settings: Settings = Settings()
+        units: int = 3
+
+    with pytest.raises(TypeError, match="--units"):
+        add_config_arguments(argparse.ArgumentParser(), Clash)
