@@ -21,7 +21,7 @@ from tests.synthetic_videos import shifted_texture_frames
 
 # Mean end-point error (pixels) allowed in the interior, per method, on a 64x80 texture
 # moving (2, -1) px per frame, through an MJPG file. Measured: tvl1 0.016, farneback 0.022,
-# dis 0.022 (see docs_data_pipeline.md); the bounds leave a margin.
+# dis 0.022 (see docs/data_pipeline.md); the bounds leave a margin.
 EPE_BOUNDS = {"tvl1": 0.08, "farneback": 0.1, "dis": 0.12}
 SHIFT = (2.0, -1.0)
 
