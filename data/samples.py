@@ -119,18 +119,23 @@ class SampleDataset(keras.utils.PyDataset):
         self.shuffle, self.cache_size = shuffle, cache_size
         self.video_ids = [video_id for video_id, _ in items]
         self.labels = np.asarray([label for _, label in items], dtype=np.int32)
-        video_index, starts, dims = [], [], set()
+        video_index, starts, dims = [], [], {}
         for index, video_id in enumerate(self.video_ids):
             metadata = store.read_metadata(video_id)
-            dims.add(metadata["feature_dim"])
+            dims.setdefault(metadata["feature_dim"], []).append(video_id)
             video_starts = sample_starts(metadata["num_frames"], num_frames, stride)
             video_index.extend([index] * len(video_starts))
             starts.extend(video_starts.tolist())
         if len(dims) != 1:
-            raise ValueError(
-                f"Expected one feature_dim across the videos. Received: {sorted(dims)}"
+            examples = "; ".join(
+                f"{dim} in {len(ids)} file(s), e.g. {store.path_for(ids[0])}"
+                for dim, ids in sorted(dims.items(), key=lambda item: -len(item[1]))
             )
-        self.feature_dim = dims.pop()
+            raise ValueError(
+                f"Expected one feature_dim across the videos of {store.root}. Received: "
+                f"{examples}. Extract the odd files again with the store's network."
+            )
+        self.feature_dim = next(iter(dims))
         self.sample_video_index = np.asarray(video_index, dtype=np.int64)  # (samples,)
         self.sample_starts = np.asarray(starts, dtype=np.int64)  # (samples,)
         self._rng = np.random.default_rng(seed)

@@ -108,3 +108,12 @@ def test_feeds_model_fit(store_and_items):
     )
     history = model.fit(dataset, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_features_of_two_sizes_are_named_by_file(tmp_path):
+    store = FeatureStore(tmp_path)
+    store.write("A/v1", np.ones((4, 16)), {})
+    store.write("A/v2", np.ones((4, 16)), {})
+    store.write("B/v1", np.ones((16, 294)), {})  # a transposed array, its metadata matching
+    with pytest.raises(ValueError, match=f"294 in 1 file.*{store.path_for('B/v1')}"):
+        SampleDataset(store, [("A/v1", 0), ("A/v2", 0), ("B/v1", 1)])

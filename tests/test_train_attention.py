@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from data.feature_store import FeatureStore
 from evaluation.scoring import VideoScores, score_run
 from tests.evaluation_fixtures import (
     TINY_MODEL,
@@ -125,3 +126,68 @@ def test_cli_trains_with_preset_and_flags(dataset, tmp_path):
     metrics = score_run(trained)
     assert json.loads((run_dir / "config.json").read_text())["train"]["epochs"] == 1
     assert 0.0 <= metrics["accuracy"] <= 1.0
+
+
+def test_a_resume_keeps_the_best_epoch(dataset, tmp_path):
+    root, split = dataset
+    config = TrainConfig(epochs=3, validation_fraction=0.25, **TINY_MODEL)
+    run_dir = tmp_path / "run"
+    common = dict(split=split, store_root=root / "store", run_dir=run_dir, verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, extra_callbacks=[StopAfterEpoch(1)], **common)
+    # Say the epochs so far were perfect: no later epoch can beat them, so the model
+    # they saved must stay (before, the first epoch after a resume always replaced it).
+    history = pd.read_csv(run_dir / "history.csv")
+    history["val_last_steps_accuracy"] = 1.0
+    history.to_csv(run_dir / "history.csv", index=False)
+    saved = (run_dir / "model.keras").read_bytes()
+    train(config, **common)
+    assert list(pd.read_csv(run_dir / "history.csv")["epoch"]) == [0, 1, 2]
+    assert (run_dir / "model.keras").read_bytes() == saved
+
+
+def test_a_trained_run_is_not_trained_again_before_or_after_scoring(dataset, tmp_path):
+    root, _ = dataset
+    argv = [
+        "--preset", "tiny", "--epochs", "1", "--classes", "Beta,Alpha",
+        "--video-root", str(root / "UCF-101"), "--split-dir", str(root / "ucfTrainTestlist"),
+        "--store", str(root / "store"), "--runs", str(tmp_path),
+    ]  # fmt: skip
+    trained = main(argv)
+    model = trained.model_path.read_bytes()
+    # An interrupted scoring leaves no metrics: the run is trained, not retrained.
+    assert main(argv).root == trained.root and not trained.metrics_path.exists()
+    score_run(trained)
+    assert main(argv).root == trained.root  # the same --classes: nothing to do
+    assert trained.model_path.read_bytes() == model
+    assert len(pd.read_csv(trained.history_path)) == 1
+
+
+def test_bad_features_stop_the_run_before_training(dataset, tmp_path):
+    from data.npz_files import read_npz, write_npz
+
+    root, split = dataset
+    store = tmp_path / "store"
+    write_separable_features(store, split)
+    bad = FeatureStore(store).path_for(split.test[0].video_id)
+    arrays, metadata = read_npz(bad)
+    arrays["features"][3, 2] = np.nan  # written by something other than FeatureStore.write
+    write_npz(bad, arrays, metadata)
+    config = TrainConfig(epochs=1, validation_fraction=0.25, **TINY_MODEL)
+    with pytest.raises(ValueError, match=f"(?s)1 feature file.*{split.test[0].video_id}.*NaN"):
+        train(config, split=split, store_root=store, run_dir=tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run" / "history.csv").exists()
+
+
+def test_features_of_another_recipe_are_refused_in_a_trained_run(dataset, tmp_path):
+    root, split = dataset
+    config = TrainConfig(epochs=1, validation_fraction=0.25, **TINY_MODEL)
+    store = tmp_path / "store"
+    write_separable_features(store, split)
+    train(config, split=split, store_root=store, run_dir=tmp_path / "run", verbose=0)
+    features = FeatureStore(store, dtype="float32")
+    for clip in split.train + split.test:  # extracted again with another network
+        values, metadata = features.read(clip.video_id)
+        features.write(clip.video_id, values, {**metadata, "weights": "other.keras"})
+    with pytest.raises(ValueError, match="features differ"):
+        train(config, split=split, store_root=store, run_dir=tmp_path / "run", verbose=0)

@@ -17,6 +17,7 @@ test list is the next stage: `python -m evaluation.scoring --run <run folder>`.
 from __future__ import annotations
 
 import argparse
+import csv
 import importlib.util
 import shutil
 from collections.abc import Sequence
@@ -25,9 +26,10 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from tqdm import tqdm
 
-from data.config_flags import add_config_arguments, config_from_arguments
-from data.feature_store import FeatureStore
+from data.config_flags import add_config_arguments, config_from_arguments, exit_on_error
+from data.feature_store import FeatureStore, FeatureStoreError
 from data.samples import SampleDataset
 from data.splits import SplitSource
 from models.feature_extraction import FeatureRecipe
@@ -84,13 +86,32 @@ def hold_out_validation(clips: Sequence, fraction: float, seed: int = 0) -> tupl
 # === Training ===
 
 
+def best_so_far(history_path: Path, monitor: str) -> float | None:
+    """The best (highest) `monitor` value of the finished epochs in `history.csv`, or
+    None before the first; `model.keras` holds that epoch."""
+    if not history_path.is_file():
+        return None
+    with open(history_path, newline="") as handle:
+        values = [float(row[monitor]) for row in csv.DictReader(handle) if row.get(monitor)]
+    values = [value for value in values if np.isfinite(value)]
+    return max(values) if values else None
+
+
 def make_callbacks(run: Run, has_validation: bool) -> list[keras.callbacks.Callback]:
-    """Best checkpoint, resume backup, CSV log, and TensorBoard on TensorFlow."""
+    """Best checkpoint, resume backup, CSV log, and TensorBoard on TensorFlow.
+
+    On a resumed fit the checkpoint starts from the best epoch so far (from
+    `history.csv`), so that a worse epoch after the resume does not replace it."""
     monitor = "val_last_steps_accuracy" if has_validation else "last_steps_accuracy"
+    best = best_so_far(run.history_path, monitor) if run.model_path.is_file() else None
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run.backup_dir)),
         keras.callbacks.ModelCheckpoint(
-            str(run.model_path), monitor=monitor, mode="max", save_best_only=True
+            str(run.model_path),
+            monitor=monitor,
+            mode="max",
+            save_best_only=True,
+            initial_value_threshold=best,
         ),
         keras.callbacks.CSVLogger(str(run.history_path), append=True),
     ]
@@ -106,6 +127,22 @@ def tensorboard_available() -> bool:
         keras.backend.backend() == "tensorflow"
         and importlib.util.find_spec("tensorboard") is not None
     )
+
+
+def check_features(store: FeatureStore, clips: Sequence) -> None:
+    """Reads every clip's features once before training (`FeatureStore.read` checks
+    shape, dtype and finiteness), so that a bad file, in the test list too, stops the
+    run before the first epoch rather than during it or at scoring."""
+    problems = []
+    for clip in tqdm(clips, desc="check features", unit="video", leave=False):
+        try:
+            store.read(clip.video_id)
+        except FeatureStoreError as error:
+            problems.append(str(error))
+    if problems:
+        shown = "\n  ".join(problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        raise ValueError(f"{len(problems)} feature file(s) cannot be used:\n  {shown}{more}")
 
 
 def _check_stream(recipe: FeatureRecipe, store: FeatureStore, stream: str) -> None:
@@ -164,7 +201,7 @@ def train(
         previous = folder.load_config()
         changed = [
             key
-            for key in ("train", "class_names", "train_videos")
+            for key in ("train", "class_names", "train_videos", "features")
             if getattr(previous, key) != getattr(record, key)
         ]
         if changed:
@@ -175,6 +212,7 @@ def train(
         if folder.is_trained():
             print(f"{folder.root}: already trained; --overwrite retrains it.")
             return folder
+    check_features(store, [*train_clips, *validation_clips, *split.test])
     folder.write_record(record)
 
     def dataset(clips, shuffle):
@@ -251,4 +289,4 @@ def main(argv: Sequence[str] | None = None) -> Run:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)
