@@ -84,3 +84,22 @@ def atomic_write(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def check_output_folder(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """Raises `ValueError` (before any work) when `path` cannot be an output folder: it
+    is a file, or neither it nor the first existing folder above it is writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"The {what} {path} is a file. Give a folder (new or existing).")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"The {what} {path} is under the file {existing}. Give a folder.")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(
+            f"The {what} {path} is not writable ({existing} is not writable by this user). "
+            "Choose another folder or fix its permissions."
+        )
+    return path

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import types
 import typing
 from pathlib import Path
@@ -164,3 +165,16 @@ def config_from_arguments(args: argparse.Namespace, config_type, presets=None):
     values = {key: value for key, value in vars(args).items() if value is not None}
     preset = presets[values[PRESET_FLAG]] if presets else None
     return _build(config_type, values, (), None, preset)
+
+
+def exit_on_error(main, argv=None):
+    """Runs a stage's `main(argv)` as a command: a `ValueError` (a bad input, found
+    before the work it would spoil) is printed as one line `error: ...` on stderr and
+    the process exits with status 2, without a traceback; an integer result is the
+    exit status."""
+    try:
+        result = main(argv)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -75,8 +75,16 @@ class FlowStore:
         return save_flow(self.path_for(video_id), flow_uint8, metadata)
 
     def read(self, video_id: str) -> np.ndarray:
-        """`(num_flows, height, width, 2)` uint8; a bad file raises `ValueError` naming it."""
-        return load_flow(self.path_for(video_id))
+        """`(num_flows, height, width, 2)` uint8; a missing or bad file raises
+        `ValueError` naming it and what to do."""
+        path = self.path_for(video_id)
+        if not path.exists():
+            raise ValueError(
+                f"{path}: no flow for {video_id}. Its flow was never computed or failed (see "
+                f"{self.root}/failures*.jsonl): run `python -m training.compute_flow` with "
+                f"--output {self.root} for it, or drop the video from the split."
+            )
+        return load_flow(path)
 
     def read_stacks(self, video_id: str) -> np.ndarray:
         """The video's 10-channel motion inputs, `(num_flows - 4, height, width, 10)` uint8."""

@@ -121,7 +121,38 @@ def _select_classes(all_names: Sequence[str], classes, source: Path) -> tuple[st
     return tuple(name for name in all_names if name in chosen)
 
 
-def _finish(class_names, train, test, missing, on_missing) -> Split:
+def _check_lists(train, test, missing, split_dir) -> None:
+    """A video listed twice, or in both lists, or a list with no video of the selected
+    classes, is an error of the split files (or of --classes): say which."""
+    listed = {"train": [clip.video_id for clip in train], "test": [clip.video_id for clip in test]}
+    for item in missing:
+        listed[item.subset].append(item.clip.video_id)
+    for subset, video_ids in listed.items():
+        if not video_ids:
+            raise SplitError(
+                f"{split_dir}: the {subset} list holds no video of the selected classes. "
+                "Check --classes, --split and the split files."
+            )
+        seen, repeated = set(), []
+        for video_id in video_ids:
+            if video_id in seen:
+                repeated.append(video_id)
+            seen.add(video_id)
+        if repeated:
+            raise SplitError(
+                f"{split_dir}: {repeated[0]} is listed twice in the {subset} list "
+                f"({len(repeated)} repeated line(s)). Remove the repeated lines."
+            )
+    both = sorted(set(listed["train"]) & set(listed["test"]))
+    if both:
+        raise SplitError(
+            f"{split_dir}: {both[0]} is listed in both the train and the test list "
+            f"({len(both)} video(s)). A video belongs to one of them: fix the split files."
+        )
+
+
+def _finish(class_names, train, test, missing, on_missing, split_dir=None) -> Split:
+    _check_lists(train, test, missing, split_dir)
     if missing and on_missing == "raise":
         shown = "\n  ".join(str(item) for item in missing[:20])
         more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
@@ -191,7 +222,7 @@ def load_ucf101_split(
                 continue
             clips.append(clip)
         subsets[subset] = clips
-    return _finish(class_names, subsets["train"], subsets["test"], missing, on_missing)
+    return _finish(class_names, subsets["train"], subsets["test"], missing, on_missing, split_dir)
 
 
 _HMDB_FILE = re.compile(r"^(?P<name>.+)_test_split(?P<split>[123])\.txt$")
@@ -244,7 +275,7 @@ def load_hmdb51_split(
                 missing.append(MissingClip(subset, clip, list_file))
                 continue
             (train if usage == "1" else test).append(clip)
-    return _finish(class_names, train, test, missing, on_missing)
+    return _finish(class_names, train, test, missing, on_missing, split_dir)
 
 
 def load_split(

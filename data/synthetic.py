@@ -42,7 +42,6 @@ import dataclasses
 import json
 import os
 import shutil
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +50,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data.atomic_files import atomic_write, remove_stale_temp_files
-from data.config_flags import add_config_arguments, config_from_arguments
+from data.config_flags import add_config_arguments, config_from_arguments, exit_on_error
 from data.synthetic_drawing import ACTION_CLASSES, DISTRACTOR_KINDS, action_shot, distractor_shot
 from data.video import write_video
 
@@ -419,4 +418,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_on_error(main)

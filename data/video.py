@@ -25,7 +25,7 @@ FRAME_WIDTH = 340
 FRAME_COUNT_TOLERANCE = 0
 
 
-class VideoError(Exception):
+class VideoError(ValueError):
     """A video cannot be used. The message names the file, the problem and what to do."""
 
 

@@ -30,7 +30,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from data.config_flags import add_config_arguments, config_from_arguments
+from data.config_flags import add_config_arguments, config_from_arguments, exit_on_error
 from data.feature_store import FeatureStore
 from data.key_frames import read_key_frames
 from data.samples import make_samples, sample_starts
@@ -191,4 +191,4 @@ def main(argv: Sequence[str] | None = None) -> list[Path]:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data.config_flags import add_config_arguments, config_from_arguments
+from data.config_flags import add_config_arguments, config_from_arguments, exit_on_error
 from data.optical_flow import compute_flow, flow_stacks
 from data.video import read_video
 from evaluation.attention import video_attention
@@ -33,6 +33,7 @@ from models.feature_extraction import (
     FeatureRecipe,
     build_extractor,
     extract_video_features,
+    file_sha256,
     prepare_images,
 )
 from training.runs import Run
@@ -48,6 +49,12 @@ def rebuild_extractor(recipe: FeatureRecipe):
         )
     if weights != "imagenet" and not os.path.exists(weights):
         raise ValueError(f"The run's feature network weights are not found: weights={weights}")
+    if recipe.weights_sha256 is not None and file_sha256(weights) != recipe.weights_sha256:
+        raise ValueError(
+            f"{weights} is not the file this run's features were made with (its content "
+            "changed since: another fine-tuning?). Extract the features again with it and "
+            "retrain, or point to the original file."
+        )
     return build_extractor(recipe)
 
 
@@ -188,4 +195,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

@@ -30,7 +30,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from data.config_flags import add_config_arguments, config_from_arguments
+from data.config_flags import add_config_arguments, config_from_arguments, exit_on_error
 from data.feature_store import FeatureStore
 from data.samples import SampleDataset
 from models.recognizer import NUM_SCORED_STEPS, last_steps_scores
@@ -338,4 +338,4 @@ def main(argv: Sequence[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

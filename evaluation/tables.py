@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from data.config_flags import add_config_arguments, config_from_arguments
+from data.config_flags import add_config_arguments, config_from_arguments, exit_on_error
 from evaluation.scoring import (
     TWO_STREAM_WEIGHTS,
     VideoScores,
@@ -267,4 +267,4 @@ def main(argv: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

@@ -18,6 +18,8 @@ and Keras VGG16 `.h5` weights build the network from the recipe's widths.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import os
 from dataclasses import dataclass, field
 
 import keras
@@ -72,6 +74,10 @@ class FeatureRecipe:
     # Motion: how the flow was made, read from the flow files (not flags).
     flow_method: str | None = field(default=None, metadata={"flag": False})
     flow_size: tuple[int, int] | None = field(default=None, metadata={"flag": False})
+    # weights "none": the seed of the random initialisation (recorded only then).
+    seed: int = field(default=0, metadata={"help": "seed of a random network (--weights none)"})
+    # Content hash of a weights file, filled by `identify_weights` (recorded only then).
+    weights_sha256: str | None = field(default=None, metadata={"flag": False})
 
     def __post_init__(self):
         if self.stream not in STREAMS:
@@ -97,6 +103,10 @@ class FeatureRecipe:
     def metadata(self) -> dict:
         """The recipe as recorded with each stored video."""
         recorded = dataclasses.asdict(self)
+        if self.network_weights is not None:
+            recorded.pop("seed")  # only a random network depends on it
+        if recorded["weights_sha256"] is None:
+            recorded.pop("weights_sha256")
         height, width = recorded.pop("height"), recorded.pop("width")
         flow_method, flow_size = recorded.pop("flow_method"), recorded.pop("flow_size")
         if self.stream == "appearance":
@@ -122,6 +132,30 @@ class FeatureRecipe:
 
 
 # === Networks ===
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def identify_weights(recipe: FeatureRecipe) -> FeatureRecipe:
+    """`recipe` with the content hash of its weights file (a `.keras` or `.h5` path),
+    so that a store, a run or predict can tell two files of one name apart. "imagenet"
+    and "none" (with its seed) identify themselves."""
+    weights = recipe.network_weights
+    if weights is None or weights == "imagenet":
+        return recipe
+    if not os.path.isfile(weights):
+        raise ValueError(
+            f"Weights file not found: weights={weights}. Give 'imagenet', 'none' or the "
+            "path of a .keras (e.g. finetune_convnet's final.keras) or VGG16 .h5 file."
+        )
+    return dataclasses.replace(recipe, weights_sha256=file_sha256(weights))
 
 
 def _is_keras_file(weights: str | None) -> bool:
@@ -153,10 +187,13 @@ def build_extractor(recipe: FeatureRecipe) -> keras.Model:
     - another `keras.applications` backbone is built by its constructor; for motion its
       3-channel first convolution is converted cross-modally.
 
-    The layers compute in `recipe.precision`.
+    The layers compute in `recipe.precision`; a random network (weights "none") is
+    initialised from `recipe.seed`, so every process that builds it gets the same one.
     """
     weights = recipe.network_weights
     input_shape = stream_input_shape(recipe.stream, recipe.input_size)
+    if weights is None:
+        keras.utils.set_random_seed(recipe.seed)  # the same random network every time
     previous_policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy(recipe.precision)
     try:

@@ -19,6 +19,7 @@ means) and `preprocess_flow` (uint8 flow minus 128).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -34,6 +35,8 @@ CAFFE_BGR_MEAN = np.array([103.939, 116.779, 123.68], dtype=np.float32)
 # Flow is stored as uint8 with 0 flow at 128 (255 * (v + 20) / 40, rounded).
 FLOW_ZERO = 128.0
 STREAMS = ("appearance", "motion")
+# Keras' ImageNet VGG16 file (with the top), as `keras.applications.VGG16` caches it.
+IMAGENET_FILE = "vgg16_weights_tf_dim_ordering_tf_kernels.h5"
 # Layers whose weights depend on the number of classes; re-initialised when they differ.
 CLASSIFIER_LAYERS = ("predictions",)
 
@@ -282,7 +285,17 @@ def _keras_vgg16(weights: str | os.PathLike) -> keras.Model:
     if str(weights) != "imagenet" and not os.path.exists(weights):
         raise ValueError(f"Weights file not found: weights={weights}")
     include_top = "notop" not in os.path.basename(str(weights))
-    return keras.applications.VGG16(weights=str(weights), include_top=include_top)
+    try:
+        return keras.applications.VGG16(weights=str(weights), include_top=include_top)
+    except Exception as error:  # noqa: BLE001 - a download without network, a bad file
+        if str(weights) != "imagenet":
+            raise ValueError(f"{weights}: not a Keras VGG16 weights file ({error}).") from error
+        cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+        raise ValueError(
+            f"The ImageNet VGG16 weights could not be loaded ({type(error).__name__}: {error}). "
+            f"Without network access, put {IMAGENET_FILE} in {cache}/, or pass the path of "
+            "that file as the weights."
+        ) from error
 
 
 # === The two streams ===

@@ -77,3 +77,24 @@ def test_two_fields_with_one_flag_name_are_refused():
 
     with pytest.raises(TypeError, match="--units"):
         add_config_arguments(argparse.ArgumentParser(), Clash)
+
+
+@pytest.mark.parametrize(
+    "module", ["training.train_attention", "evaluation.predict", "evaluation.scoring"]
+)
+def test_a_user_error_is_one_line_and_exit_status_2(module, tmp_path):
+    import subprocess
+    import sys
+
+    arguments = {
+        "training.train_attention": ["--video-root", "x", "--split-dir", "y", "--store", "z"],
+        "evaluation.predict": ["missing.avi", "--appearance-run", str(tmp_path)],
+        "evaluation.scoring": ["--run", str(tmp_path)],
+    }[module]
+    result = subprocess.run(
+        [sys.executable, "-m", module, *arguments],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=120,
+    )  # fmt: skip
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr
+    assert "Traceback" not in result.stderr

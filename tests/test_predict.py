@@ -8,7 +8,7 @@ import pytest
 from data.feature_store import FeatureStore
 from data.video import write_video
 from evaluation.predict import main, rebuild_extractor
-from models.feature_extraction import FeatureRecipe
+from models.feature_extraction import FeatureRecipe, file_sha256
 from models.two_stream_vgg16 import build_stream_vgg16
 from tests.evaluation_fixtures import TINY_MODEL, synthetic_split, write_separable_features
 from tests.synthetic_videos import shifted_texture_frames
@@ -30,7 +30,12 @@ def runs(tmp_path_factory):
         store = FeatureStore(store_root, dtype="float32")
         for clip in split.train + split.test:  # record how the features were "made"
             features, metadata = store.read(clip.video_id)
-            recipe = {"weights": str(network), "feature_layer": "fc1", "flow_method": "farneback"}
+            recipe = {
+                "weights": str(network),
+                "weights_sha256": file_sha256(network),
+                "feature_layer": "fc1",
+                "flow_method": "farneback",
+            }
             store.write(clip.video_id, features, {**metadata, **recipe})
         config = TrainConfig(stream=stream, epochs=1, validation_fraction=0.0, **TINY_MODEL)
         run_dirs[stream] = Run.for_config(root / "runs", config).root
@@ -75,6 +80,12 @@ def test_predict_with_one_stream_and_unrebuildable_features(runs, tmp_path):
     assert list(result["frame_weights"]) == ["appearance"]
     with pytest.raises(ValueError, match="randomly initialised"):
         rebuild_extractor(FeatureRecipe(stream="appearance", weights="none", fc_units=16))
+    # A file of the recorded name whose content is not the recorded one is refused.
+    other = tmp_path / "other.keras"
+    build_stream_vgg16("appearance", weights=None, input_size=32, fc_units=16).save(other)
+    changed = FeatureRecipe(weights=str(other), weights_sha256="0" * 64, input_size=32)
+    with pytest.raises(ValueError, match="not the file this run's features were made with"):
+        rebuild_extractor(changed)
 
 
 def test_attention_cli_draws_a_video_and_the_key_frame_mass(runs, tmp_path, capsys):

@@ -96,3 +96,33 @@ def test_hmdb51_format(tmp_path):
     with pytest.raises(SplitError, match="wave/wave_video_2") as info:
         load_hmdb51_split(video_root, split_dir, 3)
     assert "wave_test_split3.txt" in str(info.value)
+
+
+def _append(path, text):
+    with open(path, "a", newline="") as handle:
+        handle.write(text)
+
+
+def test_a_repeated_line_is_named(tiny):
+    video_root, split_dir = tiny
+    _append(split_dir / "trainlist01.txt", "Alpha/v_Alpha_g02_c01.avi 1\r\n")
+    with pytest.raises(SplitError, match="Alpha/v_Alpha_g02_c01 is listed twice in the train"):
+        load_ucf101_split(video_root, split_dir, 1)
+    # Another class's repeated line does not matter to a subset that leaves it out.
+    assert len(load_ucf101_split(video_root, split_dir, 1, classes=["Beta"]).train) == 2
+
+
+def test_a_video_in_both_lists_is_named(tiny):
+    video_root, split_dir = tiny
+    _append(split_dir / "testlist01.txt", "Beta/v_Beta_g03_c01.avi\r\n")
+    with pytest.raises(SplitError, match="Beta/v_Beta_g03_c01 is listed in both"):
+        load_ucf101_split(video_root, split_dir, 1)
+
+
+def test_a_list_without_any_video_of_the_classes_is_an_error(tiny):
+    video_root, split_dir = tiny
+    (split_dir / "testlist01.txt").write_text(
+        "Alpha/v_Alpha_g01_c01.avi\r\nBeta/v_Beta_g01_c01.avi\r\n", newline=""
+    )
+    with pytest.raises(SplitError, match="test list holds no video"):
+        load_ucf101_split(video_root, split_dir, 1, classes=["Gamma"])

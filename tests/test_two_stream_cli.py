@@ -1,5 +1,6 @@
 """The two-stream stages end to end on generated videos: flow, fine-tuning, extraction."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -112,3 +113,64 @@ def test_finetuning_the_motion_net_without_flow_names_the_missing_files(dataset,
             [*dataset["common"], "--preset", "temporal", "--flow-root", str(tmp_path)]
             + [*TINY_NET, "--output-dir", str(tmp_path / "net"), "--max-iterations", "1"]
         )
+
+
+def _extract(dataset, store, *flags):
+    size = ["--height", str(HEIGHT), "--width", str(WIDTH), "--input-size", "32"]
+    return extract_features.main(
+        [*dataset["common"], "--stream", "appearance", "--store", str(store), *size, *flags]
+    )
+
+
+def test_a_weights_file_replaced_under_its_name_is_extracted_again(dataset, tmp_path):
+    from models.feature_extraction import file_sha256
+    from models.two_stream_vgg16 import build_stream_vgg16
+
+    network = tmp_path / "final.keras"
+    keras.utils.set_random_seed(1)
+    build_stream_vgg16("appearance", weights=None, input_size=32, fc_units=16).save(network)
+    assert _extract(dataset, tmp_path / "store", "--weights", str(network)) == 0
+    store = FeatureStore(tmp_path / "store")
+    first, metadata = store.read(store.video_ids()[0])
+    assert metadata["weights_sha256"] == file_sha256(network)
+    keras.utils.set_random_seed(2)  # fine-tuned again, into the same file name
+    build_stream_vgg16("appearance", weights=None, input_size=32, fc_units=16).save(network)
+    assert _extract(dataset, tmp_path / "store", "--weights", str(network)) == 0
+    again, metadata = store.read(store.video_ids()[0])
+    assert metadata["weights_sha256"] == file_sha256(network)
+    assert not np.allclose(first, again)  # redone with the new network, not skipped
+
+
+def test_a_random_network_is_seeded_and_its_seed_recorded(dataset, tmp_path):
+    for name in ("a", "b"):
+        assert _extract(dataset, tmp_path / name, *TINY_NET) == 0
+    stores = [FeatureStore(tmp_path / name) for name in ("a", "b")]
+    video_ids = stores[0].video_ids()
+    for video_id in video_ids:
+        (a, metadata), (b, _) = (store.read(video_id) for store in stores)
+        np.testing.assert_array_equal(a, b)  # the same network in every process
+        assert metadata["seed"] == 0
+    assert _extract(dataset, tmp_path / "a", *TINY_NET, "--seed", "1") == 0
+    other, metadata = stores[0].read(video_ids[0])
+    assert metadata["seed"] == 1 and not np.allclose(other, stores[1].read(video_ids[0])[0])
+
+
+def test_bad_settings_stop_before_any_video(dataset, tmp_path, capsys):
+    assert _extract(dataset, tmp_path / "store", *TINY_NET, "--input-size", "56") == 2
+    assert "--input-size <= the appearance images' height and width (48x64)" in (
+        capsys.readouterr().err
+    )
+    (tmp_path / "file").write_text("not a folder")
+    assert _extract(dataset, tmp_path / "file", *TINY_NET) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert not (tmp_path / "store").exists()
+    flow = [*dataset["common"], "--output", str(tmp_path / "flow"), "--method", "farneback"]
+    assert compute_flow.main([*flow, "--workers", "0"]) == 2
+    assert "--workers >= 1" in capsys.readouterr().err
+
+
+def test_a_video_without_flow_names_the_flow_stage(dataset, tmp_path):
+    from data.flow_store import FlowStore
+
+    with pytest.raises(ValueError, match="no flow for Alpha/v_x.*training.compute_flow"):
+        FlowStore(tmp_path).read("Alpha/v_x")

@@ -167,3 +167,14 @@ def test_batch_norm_variant_keeps_vgg16_names_and_loads_into_itself():
     plain = build_vgg16((32, 32, 3), fc_units=8, width_multiplier=0.25)
     assert "block1_conv1_bn" not in [layer.name for layer in plain.layers]
     assert plain.get_layer("block1_conv1").activation.__name__ == "relu"
+
+
+def test_imagenet_weights_without_network_say_where_the_file_goes(monkeypatch, tmp_path):
+    def offline(**kwargs):
+        raise Exception("URL fetch failure: no network")
+
+    monkeypatch.setattr(keras.applications, "VGG16", offline)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    with pytest.raises(ValueError, match="vgg16_weights_tf_dim_ordering_tf_kernels.h5") as error:
+        load_pretrained(build_vgg16((32, 32, 3), fc_units=4), "imagenet")
+    assert str(tmp_path / "models") in str(error.value) and "URL fetch" in str(error.value)

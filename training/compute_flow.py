@@ -24,6 +24,7 @@ from pathlib import Path
 
 import cv2
 
+from data.atomic_files import check_output_folder
 from data.batch_jobs import (
     JobReport,
     JobResult,
@@ -33,7 +34,7 @@ from data.batch_jobs import (
     shard_items,
     write_failure_log,
 )
-from data.config_flags import add_config_arguments, config_from_arguments
+from data.config_flags import add_config_arguments, config_from_arguments, exit_on_error
 from data.flow_store import FlowSettings, FlowStore
 from data.optical_flow import STACK_LENGTH, compute_flow
 from data.splits import SUBSETS, SplitSource
@@ -54,6 +55,8 @@ class ComputeFlowConfig:
 
     def __post_init__(self):
         parse_shard(self.shard)
+        if self.workers < 1:
+            raise ValueError(f"Expected --workers >= 1. Received: workers={self.workers}")
 
 
 def _single_thread_opencv() -> None:
@@ -96,6 +99,7 @@ def run(config: ComputeFlowConfig) -> JobReport:
     other settings, never overwritten, and listed videos missing on disk)."""
     settings, store = config.settings, FlowStore(config.output)
     shard_index, shard_count = parse_shard(config.shard)
+    check_output_folder(config.output, "flow store")
     split = config.source.load(on_missing="skip")
     clips = shard_items(split.subset(config.subset)[: config.limit], config.shard)
     log_name = (
@@ -164,4 +168,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_on_error(main)

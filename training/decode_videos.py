@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.atomic_files import atomic_write
+from data.atomic_files import atomic_write, check_output_folder
 from data.batch_jobs import (
     JobReport,
     JobResult,
@@ -32,7 +32,7 @@ from data.batch_jobs import (
     shard_items,
     write_failure_log,
 )
-from data.config_flags import add_config_arguments, config_from_arguments
+from data.config_flags import add_config_arguments, config_from_arguments, exit_on_error
 from data.splits import SUBSETS, SplitSource
 from data.video import VideoError, read_video
 
@@ -51,6 +51,10 @@ class DecodeVideosConfig:
 
     def __post_init__(self):
         parse_shard(self.shard)
+        if self.workers < 1:
+            raise ValueError(f"Expected --workers >= 1. Received: workers={self.workers}")
+        if Path(self.output).is_dir():
+            raise ValueError(f"--output {self.output} is a folder. Give the CSV file to write.")
 
 
 def decode_one_video(video_id: str, video_path: str, label: int) -> JobResult:
@@ -67,6 +71,7 @@ def decode_one_video(video_id: str, video_path: str, label: int) -> JobResult:
 def run(config: DecodeVideosConfig) -> JobReport:
     """Decodes every video of the config's subset; writes the CSV index (split order) and
     the failure log; returns the report."""
+    check_output_folder(Path(config.output).parent, "folder of the index")
     split = config.source.load(on_missing="skip")
     clips = shard_items(split.subset(config.subset), config.shard)
     tasks = [(clip.video_id, str(clip.path), clip.label) for clip in clips]
@@ -115,4 +120,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_on_error(main)

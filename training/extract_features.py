@@ -26,8 +26,9 @@ from pathlib import Path
 import keras
 from tqdm import tqdm
 
+from data.atomic_files import check_output_folder
 from data.batch_jobs import JobReport, JobResult, parse_shard, shard_items, write_failure_log
-from data.config_flags import add_config_arguments, config_from_arguments
+from data.config_flags import add_config_arguments, config_from_arguments, exit_on_error
 from data.feature_store import FeatureStore
 from data.flow_store import FlowStore
 from data.splits import SUBSETS, SplitSource
@@ -37,6 +38,7 @@ from models.feature_extraction import (
     build_extractor,
     describe_network,
     extract_video_features,
+    identify_weights,
     prepare_images,
 )
 
@@ -126,13 +128,21 @@ def run(config: ExtractFeaturesConfig) -> JobReport:
     """Extracts the features of the config's videos into its store; returns the report
     (its failures include listed videos missing on disk, and go to a failure log)."""
     shard_index, shard_count = parse_shard(config.shard)
+    check_output_folder(config.store, "feature store")
     split = config.source.load(on_missing="skip")
     clips = shard_items(split.subset(config.subset), config.shard)
-    extractor = build_extractor(config.recipe)
-    recipe = describe_network(config.recipe, extractor)
+    recipe = identify_weights(config.recipe)
     if recipe.stream == "motion":
         flow_recipe = FlowStore(config.flow_root).recipe(clip.video_id for clip in clips)
         recipe = dataclasses.replace(recipe, **flow_recipe)
+    image_size = recipe.flow_size if recipe.stream == "motion" else (recipe.height, recipe.width)
+    if image_size is not None and recipe.input_size > min(image_size):
+        raise ValueError(
+            f"Expected --input-size <= the {recipe.stream} images' height and width "
+            f"({image_size[0]}x{image_size[1]}). Received: input_size={recipe.input_size}"
+        )
+    extractor = build_extractor(recipe)
+    recipe = describe_network(recipe, extractor)
     print(f"{len(clips)} videos (shard {shard_index}/{shard_count}) -> {config.store}")
     report = extract_clips(
         extractor,
@@ -172,4 +182,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_on_error(main)

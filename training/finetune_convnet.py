@@ -32,8 +32,8 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from data.atomic_files import atomic_write
-from data.config_flags import add_config_arguments, config_from_arguments
+from data.atomic_files import atomic_write, check_output_folder
+from data.config_flags import add_config_arguments, config_from_arguments, exit_on_error
 from data.flow_store import FlowStore
 from data.frame_dataset import FrameDataset
 from data.splits import SplitSource
@@ -344,8 +344,21 @@ def training_clips(
 def run(config: FinetuneConvnetConfig) -> Path:
     """Fine-tunes the stage's network (resuming from `output_dir`); returns `final.keras`."""
     settings = config.settings
+    check_output_folder(config.output_dir, "output folder")
+    if config.workers < 0:
+        raise ValueError(f"Expected --workers >= 0. Received: workers={config.workers}")
     split = config.source.load()
     clips = training_clips(split, settings.stream, config.flow_root, (config.height, config.width))
+    if settings.stream == "motion":
+        image_size = FlowStore(config.flow_root).recipe(c.video_id for c in split.train)
+        image_size = image_size.get("flow_size")
+    else:
+        image_size = (config.height, config.width)
+    if image_size is not None and settings.crop_size > min(image_size):
+        raise ValueError(
+            f"Expected --crop-size <= the {settings.stream} images' height and width "
+            f"({image_size[0]}x{image_size[1]}). Received: crop_size={settings.crop_size}"
+        )
     print(f"{len(clips)} training videos, {len(split.class_names)} classes, {settings}")
     dataset = training_dataset(clips, settings)
     keras.utils.set_random_seed(settings.seed)
@@ -383,4 +396,4 @@ def main(argv: Sequence[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)
