@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -173,3 +174,15 @@ def default_workers() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return max(1, os.cpu_count() or 1)
+
+
+def exit_status(job: Callable[[], JobReport]) -> int:
+    """A batch stage's exit status: 0 when `job()` completes every item, 1 when some
+    failed (named in its report), 2 when it stops on a bad input before any work (a
+    `ValueError`, printed as one line on stderr)."""
+    try:
+        report = job()
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 1 if report.failures else 0

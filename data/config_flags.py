@@ -121,7 +121,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_type, presets=N
             continue
         if "choices" in field.metadata:
             options["choices"] = field.metadata["choices"]
-        options["metavar"] = field.metadata.get("metavar", name.upper())
+        default_metavar = None if "choices" in field.metadata else name.upper()
+        options["metavar"] = field.metadata.get("metavar", default_metavar)
         if "nargs" in field.metadata:  # a tuple given as several values: --weights 0.3 0.7
             options["nargs"] = field.metadata["nargs"]
             kind = typing.get_args(_optional_inner(kind))[0]
@@ -165,6 +166,22 @@ def config_from_arguments(args: argparse.Namespace, config_type, presets=None):
     values = {key: value for key, value in vars(args).items() if value is not None}
     preset = presets[values[PRESET_FLAG]] if presets else None
     return _build(config_type, values, (), None, preset)
+
+
+def parse_config(config_type, argv=None, *, prog: str, doc: str, presets=None):
+    """The config of a stage's command line `argv`: the parser has `prog`, the module
+    docstring `doc` (its first paragraph as the description, the rest as the epilog)
+    and one flag per field (`add_config_arguments`). A config that rejects the values
+    (its `__post_init__`) raises `ValueError`, which `exit_on_error` reports."""
+    description, _, epilog = doc.strip().partition("\n\n")
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=epilog or None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_config_arguments(parser, config_type, presets)
+    return config_from_arguments(parser.parse_args(argv), config_type, presets)
 
 
 def exit_on_error(main, argv=None):

@@ -37,7 +37,6 @@ Everything is deterministic by `seed`: the same config gives byte-identical file
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -50,7 +49,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data.atomic_files import atomic_write, remove_stale_temp_files
-from data.config_flags import add_config_arguments, config_from_arguments, exit_on_error
+from data.config_flags import exit_on_error, parse_config
 from data.synthetic_drawing import ACTION_CLASSES, DISTRACTOR_KINDS, action_shot, distractor_shot
 from data.video import write_video
 
@@ -405,11 +404,9 @@ def run(config: GenerateSyntheticConfig) -> SyntheticSummary:
 
 
 def parse_args(argv=None) -> GenerateSyntheticConfig:
-    parser = argparse.ArgumentParser(
-        prog="python -m data.synthetic", description=__doc__.split("\n\n")[0]
+    return parse_config(
+        GenerateSyntheticConfig, argv, prog="python -m data.synthetic", doc=__doc__, presets=PRESETS
     )
-    add_config_arguments(parser, GenerateSyntheticConfig, PRESETS)
-    return config_from_arguments(parser.parse_args(argv), GenerateSyntheticConfig, PRESETS)
 
 
 def main(argv=None) -> int:

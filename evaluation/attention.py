@@ -21,7 +21,6 @@ frames i..i+5 and is drawn at frame i (its first frame).
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from data.config_flags import add_config_arguments, config_from_arguments, exit_on_error
+from data.config_flags import exit_on_error, parse_config
 from data.feature_store import FeatureStore
 from data.key_frames import read_key_frames
 from data.samples import make_samples, sample_starts
@@ -183,11 +182,9 @@ def run(config: AttentionConfig) -> list[Path]:
 
 
 def main(argv: Sequence[str] | None = None) -> list[Path]:
-    parser = argparse.ArgumentParser(
-        prog="python -m evaluation.attention", description=__doc__.split("\n\n")[0]
+    return run(
+        parse_config(AttentionConfig, argv, prog="python -m evaluation.attention", doc=__doc__)
     )
-    add_config_arguments(parser, AttentionConfig)
-    return run(config_from_arguments(parser.parse_args(argv), AttentionConfig))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ Adadelta) with 128 cells per layer.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.config_flags import add_config_arguments, config_from_arguments, exit_on_error
+from data.config_flags import exit_on_error, parse_config
 from data.flow_store import FlowSettings
 from data.key_frames import read_key_frames
 from data.splits import SplitSource
@@ -294,11 +293,7 @@ def run(config: DemoConfig) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(
-        prog="python -m evaluation.demo", description=__doc__.split("\n\n")[0]
-    )
-    add_config_arguments(parser, DemoConfig)
-    return run(config_from_arguments(parser.parse_args(argv), DemoConfig))
+    return run(parse_config(DemoConfig, argv, prog="python -m evaluation.demo", doc=__doc__))
 
 
 if __name__ == "__main__":

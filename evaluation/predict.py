@@ -13,7 +13,6 @@ computes TV-L1 flow first (slow on a CPU: about a second a frame at 256x340).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data.config_flags import add_config_arguments, config_from_arguments, exit_on_error
+from data.config_flags import exit_on_error, parse_config
 from data.optical_flow import compute_flow, flow_stacks
 from data.video import read_video
 from evaluation.attention import video_attention
@@ -187,11 +186,7 @@ def run(config: PredictConfig) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(
-        prog="python -m evaluation.predict", description=__doc__.split("\n\n")[0]
-    )
-    add_config_arguments(parser, PredictConfig)
-    return run(config_from_arguments(parser.parse_args(argv), PredictConfig))
+    return run(parse_config(PredictConfig, argv, prog="python -m evaluation.predict", doc=__doc__))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ stream has 5 fewer flow stacks than the video has frames, hence fusion pairs vid
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from data.config_flags import add_config_arguments, config_from_arguments, exit_on_error
+from data.config_flags import exit_on_error, parse_config
 from data.feature_store import FeatureStore
 from data.samples import SampleDataset
 from models.recognizer import NUM_SCORED_STEPS, last_steps_scores
@@ -322,15 +321,7 @@ def run(config: ScoringConfig) -> dict:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> ScoringConfig:
-    parser = argparse.ArgumentParser(
-        prog="python -m evaluation.scoring", description=__doc__.split("\n\n")[0]
-    )
-    add_config_arguments(parser, ScoringConfig)
-    arguments = parser.parse_args(argv)
-    try:
-        return config_from_arguments(arguments, ScoringConfig)
-    except ValueError as error:
-        parser.error(str(error))
+    return parse_config(ScoringConfig, argv, prog="python -m evaluation.scoring", doc=__doc__)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -17,7 +17,6 @@ written by `evaluation.scoring`) and writes `table1`, `table2` and
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from data.config_flags import add_config_arguments, config_from_arguments, exit_on_error
+from data.config_flags import exit_on_error, parse_config
 from evaluation.scoring import (
     TWO_STREAM_WEIGHTS,
     VideoScores,
@@ -259,11 +258,7 @@ def run(config: TablesConfig) -> dict[str, pd.DataFrame]:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, pd.DataFrame]:
-    parser = argparse.ArgumentParser(
-        prog="python -m evaluation.tables", description=__doc__.split("\n\n")[0]
-    )
-    add_config_arguments(parser, TablesConfig)
-    return run(config_from_arguments(parser.parse_args(argv), TablesConfig))
+    return run(parse_config(TablesConfig, argv, prog="python -m evaluation.tables", doc=__doc__))
 
 
 if __name__ == "__main__":

@@ -16,9 +16,8 @@ writes, deterministic single-threaded OpenCV). Failures are listed in
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,12 +28,13 @@ from data.batch_jobs import (
     JobReport,
     JobResult,
     default_workers,
+    exit_status,
     parse_shard,
     run_jobs,
     shard_items,
     write_failure_log,
 )
-from data.config_flags import add_config_arguments, config_from_arguments, exit_on_error
+from data.config_flags import exit_on_error, parse_config
 from data.flow_store import FlowSettings, FlowStore
 from data.optical_flow import STACK_LENGTH, compute_flow
 from data.splits import SUBSETS, SplitSource
@@ -146,25 +146,15 @@ def run(config: ComputeFlowConfig) -> JobReport:
     return report
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.compute_flow",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def parse_args(argv: Sequence[str] | None = None) -> ComputeFlowConfig:
+    return parse_config(
+        ComputeFlowConfig, argv, prog="python -m training.compute_flow", doc=__doc__
     )
-    add_config_arguments(parser, ComputeFlowConfig)
-    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI; returns the exit status (0: all complete, 1: failures, 2: bad input)."""
-    try:
-        config = config_from_arguments(build_parser().parse_args(argv), ComputeFlowConfig)
-        report = run(config)
-    except ValueError as error:  # bad settings or split, found before any video is done
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 1 if report.failures else 0
+    return exit_status(lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -15,10 +15,9 @@ is 1 if any video failed.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
-import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,12 +26,13 @@ from data.batch_jobs import (
     JobReport,
     JobResult,
     default_workers,
+    exit_status,
     parse_shard,
     run_jobs,
     shard_items,
     write_failure_log,
 )
-from data.config_flags import add_config_arguments, config_from_arguments, exit_on_error
+from data.config_flags import exit_on_error, parse_config
 from data.splits import SUBSETS, SplitSource
 from data.video import VideoError, read_video
 
@@ -99,24 +99,15 @@ def run(config: DecodeVideosConfig) -> JobReport:
     return report
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.decode_videos",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def parse_args(argv: Sequence[str] | None = None) -> DecodeVideosConfig:
+    return parse_config(
+        DecodeVideosConfig, argv, prog="python -m training.decode_videos", doc=__doc__
     )
-    add_config_arguments(parser, DecodeVideosConfig)
-    return parser
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI; returns the exit status (0: all decoded, 1: failures, 2: bad input)."""
-    try:
-        report = run(config_from_arguments(build_parser().parse_args(argv), DecodeVideosConfig))
-    except ValueError as error:  # bad settings or split, found before any video is done
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 1 if report.failures else 0
+    return exit_status(lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -15,9 +15,7 @@ machines.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,8 +25,15 @@ import keras
 from tqdm import tqdm
 
 from data.atomic_files import check_output_folder
-from data.batch_jobs import JobReport, JobResult, parse_shard, shard_items, write_failure_log
-from data.config_flags import add_config_arguments, config_from_arguments, exit_on_error
+from data.batch_jobs import (
+    JobReport,
+    JobResult,
+    exit_status,
+    parse_shard,
+    shard_items,
+    write_failure_log,
+)
+from data.config_flags import exit_on_error, parse_config
 from data.feature_store import FeatureStore
 from data.flow_store import FlowStore
 from data.splits import SUBSETS, SplitSource
@@ -164,21 +169,14 @@ def run(config: ExtractFeaturesConfig) -> JobReport:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> ExtractFeaturesConfig:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.extract_features", description=__doc__.split("\n\n")[0]
+    return parse_config(
+        ExtractFeaturesConfig, argv, prog="python -m training.extract_features", doc=__doc__
     )
-    add_config_arguments(parser, ExtractFeaturesConfig)
-    return config_from_arguments(parser.parse_args(argv), ExtractFeaturesConfig)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI; returns the exit status (0: all complete, 1: failures, 2: bad input)."""
-    try:
-        report = run(parse_args(argv))
-    except ValueError as error:  # bad settings or split, found before any video is done
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 1 if report.failures else 0
+    return exit_status(lambda: run(parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ accuracy per iteration) and, at the end, `final.keras`, which
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import functools
@@ -33,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data.atomic_files import atomic_write, check_output_folder
-from data.config_flags import add_config_arguments, config_from_arguments, exit_on_error
+from data.config_flags import exit_on_error, parse_config
 from data.flow_store import FlowStore
 from data.frame_dataset import FrameDataset
 from data.splits import SplitSource
@@ -384,11 +383,13 @@ def run(config: FinetuneConvnetConfig) -> Path:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> FinetuneConvnetConfig:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.finetune_convnet", description=__doc__.split("\n\n")[0]
+    return parse_config(
+        FinetuneConvnetConfig,
+        argv,
+        prog="python -m training.finetune_convnet",
+        doc=__doc__,
+        presets=PRESETS,
     )
-    add_config_arguments(parser, FinetuneConvnetConfig, PRESETS)
-    return config_from_arguments(parser.parse_args(argv), FinetuneConvnetConfig, PRESETS)
 
 
 def main(argv: Sequence[str] | None = None) -> Path:

@@ -16,7 +16,6 @@ test list is the next stage: `python -m evaluation.scoring --run <run folder>`.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import importlib.util
 import shutil
@@ -28,7 +27,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from data.config_flags import add_config_arguments, config_from_arguments, exit_on_error
+from data.config_flags import exit_on_error, parse_config
 from data.feature_store import FeatureStore, FeatureStoreError
 from data.samples import SampleDataset
 from data.splits import SplitSource
@@ -275,11 +274,13 @@ def run(config: TrainAttentionConfig, verbose: int | str = "auto") -> Run:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> TrainAttentionConfig:
-    parser = argparse.ArgumentParser(
-        prog="python -m training.train_attention", description=__doc__.split("\n\n")[0]
+    return parse_config(
+        TrainAttentionConfig,
+        argv,
+        prog="python -m training.train_attention",
+        doc=__doc__,
+        presets=PRESETS,
     )
-    add_config_arguments(parser, TrainAttentionConfig, PRESETS)
-    return config_from_arguments(parser.parse_args(argv), TrainAttentionConfig, PRESETS)
 
 
 def main(argv: Sequence[str] | None = None) -> Run:
