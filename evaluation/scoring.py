@@ -32,6 +32,7 @@ import numpy as np
 from data.config_flags import exit_on_error, parse_config
 from data.feature_store import FeatureStore
 from data.samples import SampleDataset
+from models.feature_extraction import FeatureRecipe
 from models.recognizer import NUM_SCORED_STEPS, last_steps_scores
 from training.runs import Run
 
@@ -243,6 +244,15 @@ def score_run(
     record = run.load_config()
     store = FeatureStore(store_root or record.feature_store)
     items = list(record.test_videos)
+    for video_id, _ in items:  # the test features must be those the model was trained on
+        stored = FeatureRecipe.from_metadata(store.read_metadata(video_id))
+        if stored != record.features:
+            raise ValueError(
+                f"{store.path_for(video_id)} was made with another recipe than the features "
+                f"{run.root} was trained on (weights {stored.weights!r} against "
+                f"{record.features.weights!r}, ...). Score with the run's own store, or "
+                "train the run again on these features."
+            )
     dataset = SampleDataset(
         store,
         items,

@@ -191,3 +191,5 @@ def test_features_of_another_recipe_are_refused_in_a_trained_run(dataset, tmp_pa
         features.write(clip.video_id, values, {**metadata, "weights": "other.keras"})
     with pytest.raises(ValueError, match="features differ"):
         train(config, split=split, store_root=store, run_dir=tmp_path / "run", verbose=0)
+    with pytest.raises(ValueError, match="another recipe than the features"):
+        score_run(tmp_path / "run")  # nor scored on them
