@@ -14,7 +14,10 @@ Example:
         write_video(temporary, frames)
 
 Temporary names are `.<name>.tmp-<pid>-<random><suffix>`: `is_temp_file` recognises
-them and `remove_stale_temp_files(path)` deletes those of `path` left by a killed run.
+them and `remove_stale_temp_files(path)` deletes those of `path` left by a killed run
+(its writer's pid is no longer alive). Two processes may write the same file at once
+(the same command twice, overlapping shards): each writes its own temporary, both
+succeed, and the last rename wins.
 """
 
 from __future__ import annotations
@@ -39,15 +42,33 @@ def is_temp_file(path: Path) -> bool:
     return path.name.startswith(".") and _TEMP_MARKER in path.name
 
 
+def process_is_alive(pid: int) -> bool:
+    """Whether a process with id `pid` runs on this machine (a zombie counts as alive
+    until reaped)."""
+    try:
+        os.kill(pid, 0)  # signal 0: checks only
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, owned by another user
+    return True
+
+
 def remove_stale_temp_files(path: Path) -> int:
     """Deletes temporary files of `path` left by a killed writer; returns how many.
 
-    Only the temporaries of this one output are touched: shards split a dataset by
-    video, so no other live process writes the same output.
+    Only the temporaries of this one output whose writer (the pid in the name) is no
+    longer alive are removed: another process writing the same output at this moment
+    keeps its temporary and finishes its write. Pids are those of this machine: a
+    temporary written from another machine into a shared folder may be taken for stale.
     """
+    prefix = f".{path.name}{_TEMP_MARKER}"
     removed = 0
-    for stale in path.parent.glob(f".{path.name}{_TEMP_MARKER}*"):
-        stale.unlink(missing_ok=True)
+    for temporary in path.parent.glob(f"{prefix}*"):
+        pid_text = temporary.name[len(prefix) :].split("-", 1)[0]
+        if not pid_text.isdigit() or process_is_alive(int(pid_text)):
+            continue  # a live writer's, or not a name that temp_path_for makes
+        temporary.unlink(missing_ok=True)
         removed += 1
     return removed
 

@@ -1,8 +1,14 @@
 """atomic_write: the final file appears complete or not at all; temporaries are recognised."""
 
+import multiprocessing
+import subprocess
+import sys
+
+import numpy as np
 import pytest
 
 from data.atomic_files import atomic_write, is_temp_file, remove_stale_temp_files, temp_path_for
+from data.npz_files import read_npz, write_npz
 
 
 def test_final_file_appears_only_on_success(tmp_path):
@@ -73,10 +79,17 @@ def test_temporaries_are_unique_and_nothing_written_is_an_error(tmp_path):
     assert path.read_bytes() == b"1"
 
 
+def _dead_pid() -> int:
+    """The pid of a process that has exited (and been reaped)."""
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
 def test_stale_temporaries_of_one_output_are_removed(tmp_path):
     path = tmp_path / "x.avi"
     path.write_bytes(b"complete")
-    killed = temp_path_for(path, suffix=".avi")  # the name a killed writer leaves behind
+    killed = path.with_name(f".x.avi.tmp-{_dead_pid()}-0badf00d.avi")  # left by a killed writer
     killed.write_bytes(b"half a video")
     other = temp_path_for(tmp_path / "y.avi")  # another output's temporary
     other.write_bytes(b"")
@@ -84,3 +97,41 @@ def test_stale_temporaries_of_one_output_are_removed(tmp_path):
     assert not is_temp_file(path) and not is_temp_file(tmp_path / ".hidden")
     assert remove_stale_temp_files(path) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, "x.avi"])
+
+
+def test_a_live_writers_temporary_is_kept(tmp_path):
+    path = tmp_path / "x.npz"
+    live = temp_path_for(path)  # this process is alive: another write of x.npz in flight
+    live.write_bytes(b"being written")
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        other_live = path.with_name(f".x.npz.tmp-{sleeper.pid}-0123abcd")
+        other_live.write_bytes(b"being written by another process")
+        dead = path.with_name(f".x.npz.tmp-{_dead_pid()}-89abcdef")
+        dead.write_bytes(b"left by a killed writer")
+        assert remove_stale_temp_files(path) == 1
+        assert live.is_file() and other_live.is_file() and not dead.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def _write_many(path: str, seed: int, count: int) -> None:
+    values = np.full((64, 64), seed, dtype=np.float32)
+    for _ in range(count):
+        write_npz(path, {"values": values}, {"writer": seed})
+
+
+def test_two_processes_writing_one_npz_both_succeed(tmp_path):
+    path = tmp_path / "Punch" / "v_Punch_g01_c01.npz"
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_write_many, args=(str(path), seed, 150)) for seed in (1, 2)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(120)
+    assert [writer.exitcode for writer in writers] == [0, 0]  # no write failed
+    arrays, metadata = read_npz(path)
+    assert metadata["writer"] in (1, 2)
+    np.testing.assert_array_equal(arrays["values"], np.full((64, 64), metadata["writer"]))
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left
