@@ -12,6 +12,7 @@ stored (the feature extractor decodes again; decoding costs far less than flow).
 A re-run skips every complete file; a killed run resumes to identical files (atomic
 writes, deterministic single-threaded OpenCV). Failures are listed in
 `<output>/failures[-shard-i-of-n].jsonl`; the exit status is 1 if any video failed.
+Ctrl-C stops every worker within seconds (exit status 130); complete files are kept.
 """
 
 from __future__ import annotations
@@ -153,13 +154,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the CLI; returns the exit status (0: all complete, 1: failures, 2: bad input)."""
+    """Runs the CLI; returns the exit status (0: all complete, 1: failures, 2: bad input,
+    130: interrupted)."""
     try:
         config = config_from_arguments(build_parser().parse_args(argv), ComputeFlowConfig)
         report = run(config)
     except ValueError as error:  # bad settings or split, found before any video is done
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # every worker is stopped; no file is half-written
+        print(
+            "interrupted: the files written are complete; the same command goes on",
+            file=sys.stderr,
+        )
+        return 130
     return 1 if report.failures else 0
 
 

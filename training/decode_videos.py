@@ -105,12 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Runs the CLI; returns the exit status (0: all decoded, 1: failures, 2: bad input)."""
+    """Runs the CLI; returns the exit status (0: all decoded, 1: failures, 2: bad input,
+    130: interrupted)."""
     try:
         report = run(config_from_arguments(build_parser().parse_args(argv), DecodeVideosConfig))
     except ValueError as error:  # bad settings or split, found before any video is done
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # every worker is stopped; the index is written at the end
+        print("interrupted: no index was written; run the command again", file=sys.stderr)
+        return 130
     return 1 if report.failures else 0
 
 
