@@ -1,4 +1,5 @@
-"""The flow CLI: outputs, re-runs doing no work, bad inputs reported, shards, kill and resume."""
+"""The flow CLI: outputs, re-runs doing no work, bad inputs reported, shards, kill and resume,
+Ctrl-C with workers."""
 
 import json
 import os
@@ -178,6 +179,40 @@ def test_sigkill_then_rerun_gives_identical_outputs(tmp_path):
     again = {p.relative_to(resumed): p.read_bytes() for p in resumed.rglob("*.npz")}
     assert len(files) == 6 and again == files  # byte-identical
     assert not [p for p in resumed.rglob("*") if p.name.startswith(".")]  # no temp left
+
+
+@pytest.mark.slow
+def test_ctrl_c_with_workers_exits_130_within_seconds_and_writes_nothing_after(tmp_path):
+    video_root, split_dir = write_ucf101_like(
+        tmp_path / "data", ("Alpha", "Beta"), clips_per_class=4, num_frames=12
+    )  # about 1 s of flow per clip and worker
+    output = tmp_path / "flow"
+    command = [sys.executable, "-m", "training.compute_flow", *_args(video_root, split_dir, output)]
+    process = subprocess.Popen(
+        [*command[:-2], "--workers", "2"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell job
+    )
+    deadline = time.monotonic() + 60
+    while not list(output.rglob("*.npz")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sent = time.monotonic()
+    os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C: parent and workers
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert time.monotonic() - sent < 5.0
+    assert "interrupted" in err
+    written = sorted(output.rglob("*.npz"))
+    time.sleep(2.0)
+    assert sorted(output.rglob("*.npz")) == written  # no worker goes on
+    assert 1 <= len(written) < 8
+    for path in written:  # each complete
+        assert load_flow(path).shape == (11, 48, 64, 2)
+    assert not [p for p in output.rglob("*") if ".tmp-" in p.name]
 
 
 def test_decode_videos_indexes_frames_and_names_bad_files(dataset, tmp_path, capsys):

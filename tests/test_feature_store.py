@@ -118,7 +118,7 @@ def test_a_write_that_dies_midway_leaves_the_old_file_intact(tmp_path, monkeypat
 def test_temp_files_of_a_killed_writer_are_ignored_and_cleaned(tmp_path):
     store = FeatureStore(tmp_path)
     store.write("A/x", _features(), METADATA)
-    stale = tmp_path / "A" / ".y.npz.tmp-12345-deadbeef"
+    stale = tmp_path / "A" / ".y.npz.tmp-99999999-deadbeef"  # no process has that pid
     stale.write_bytes(b"half a file")
     assert store.video_ids() == ["A/x"]
     store.write("A/y", _features(), METADATA)

@@ -103,8 +103,8 @@ def test_rerun_skips_complete_videos_and_resumes(tmp_path):
     video = tmp_path / "UCF-101/Squat/v_Squat_g03_c01.avi"
     video.unlink()
     stale = video.with_name(
-        ".v_Squat_g03_c01.avi.tmp-12345-deadbeef.avi"
-    )  # as a killed run leaves it
+        ".v_Squat_g03_c01.avi.tmp-99999999-deadbeef.avi"
+    )  # as a killed run leaves it (no process has pid 99999999)
     stale.write_bytes(b"half a video")
     summary = generate_dataset(tmp_path, TINY, progress=False)
     assert (summary.generated, summary.skipped) == (1, 11)

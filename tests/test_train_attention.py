@@ -1,13 +1,20 @@
-"""Training runs from the feature store: run folder, best checkpoint, resume, CLI."""
+"""Training runs from the feature store: run folder, best checkpoint, resume, CLI, and one
+trainer per run folder."""
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 
+from data.config_flags import exit_on_error
 from data.feature_store import FeatureStore
 from evaluation.scoring import VideoScores, score_run
 from tests.evaluation_fixtures import (
@@ -17,6 +24,8 @@ from tests.evaluation_fixtures import (
 )
 from training.runs import Run, TrainConfig
 from training.train_attention import hold_out_validation, main, train
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 class StopAfterEpoch(keras.callbacks.Callback):
@@ -193,3 +202,99 @@ def test_features_of_another_recipe_are_refused_in_a_trained_run(dataset, tmp_pa
         train(config, split=split, store_root=store, run_dir=tmp_path / "run", verbose=0)
     with pytest.raises(ValueError, match="another recipe than the features"):
         score_run(tmp_path / "run")  # nor scored on them
+
+
+class PauseAtTrainBegin(keras.callbacks.Callback):
+    """Holds a trainer inside `model.fit` until `resume` is set."""
+
+    def __init__(self):
+        super().__init__()
+        self.started, self.resume = threading.Event(), threading.Event()
+
+    def on_train_begin(self, logs=None):
+        self.started.set()
+        self.resume.wait(60)
+
+
+def test_a_second_trainer_of_a_busy_run_folder_is_refused(dataset, tmp_path):
+    root, split = dataset
+    config = TrainConfig(epochs=1, **TINY_MODEL)
+    run_dir = tmp_path / "run"
+    pause = PauseAtTrainBegin()
+    first = threading.Thread(
+        target=train,
+        args=(config,),
+        kwargs=dict(
+            split=split,
+            store_root=root / "store",
+            run_dir=run_dir,
+            extra_callbacks=[pause],
+            verbose=0,
+        ),
+    )
+    first.start()
+    try:
+        assert pause.started.wait(60)
+        busy = (
+            f"{run_dir} is being trained by process {os.getpid()}; wait for it or use another "
+            "--runs folder"
+        )
+        with pytest.raises(ValueError) as refused:
+            train(config, split=split, store_root=root / "store", run_dir=run_dir, verbose=0)
+        assert str(refused.value) == busy
+        with pytest.raises(ValueError, match="is being trained by"):  # --overwrite too
+            train(config, split=split, store_root=root / "store", run_dir=run_dir, overwrite=True)
+    finally:
+        pause.resume.set()
+        first.join(60)
+    assert Run(run_dir).is_trained() and not (run_dir / Run.LOCK).exists()
+
+
+def test_a_lock_left_by_a_killed_trainer_is_taken_over(tmp_path):
+    run = Run(tmp_path / "run")
+    run.root.mkdir()
+    killed = subprocess.Popen([sys.executable, "-c", "pass"])
+    killed.wait()
+    run.lock_path.write_text(f"{killed.pid}\n")  # what a SIGKILLed trainer leaves
+    with run.training_lock():  # what train() takes first
+        assert run.lock_path.read_text() == f"{os.getpid()}\n"
+    assert not run.lock_path.exists()
+
+
+HOLD_RUN_FOLDER = (
+    "import sys, time; from training.runs import Run; "
+    "lock = Run(sys.argv[1]).training_lock(); lock.__enter__(); print('held', flush=True); "
+    "time.sleep(60)"
+)
+
+
+def test_cli_refuses_a_busy_run_folder_in_one_line_and_exits_2(dataset, tmp_path, capsys):
+    root, _ = dataset
+    run_dir = tmp_path / "ucf101/split1/appearance/attention"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_RUN_FOLDER, str(run_dir)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(SystemExit) as exited:  # as `python -m training.train_attention`
+            exit_on_error(
+                main,
+                [
+                    "--preset", "tiny", "--epochs", "1",
+                    "--video-root", str(root / "UCF-101"),
+                    "--split-dir", str(root / "ucfTrainTestlist"),
+                    "--store", str(root / "store"), "--runs", str(tmp_path),
+                ],
+            )  # fmt: skip
+    finally:
+        holder.kill()
+        holder.wait()
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (
+        f"error: {run_dir} is being trained by process {holder.pid}; wait for it or use "
+        "another --runs folder\n"
+    )
+    assert not (run_dir / "config.json").exists()  # nothing of the busy run was touched

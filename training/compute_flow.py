@@ -12,6 +12,7 @@ stored (the feature extractor decodes again; decoding costs far less than flow).
 A re-run skips every complete file; a killed run resumes to identical files (atomic
 writes, deterministic single-threaded OpenCV). Failures are listed in
 `<output>/failures[-shard-i-of-n].jsonl`; the exit status is 1 if any video failed.
+Ctrl-C stops every worker within seconds (exit status 130); complete files are kept.
 """
 
 from __future__ import annotations
@@ -153,7 +154,8 @@ def parse_args(argv: Sequence[str] | None = None) -> ComputeFlowConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the CLI; returns the exit status (0: all complete, 1: failures, 2: bad input)."""
+    """Runs the CLI; returns the exit status (0: all complete, 1: failures, 2: bad input,
+    130: interrupted)."""
     return exit_status(lambda: run(parse_args(argv)))
 
 

@@ -106,8 +106,12 @@ def parse_args(argv: Sequence[str] | None = None) -> DecodeVideosConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the CLI; returns the exit status (0: all decoded, 1: failures, 2: bad input)."""
-    return exit_status(lambda: run(parse_args(argv)))
+    """Runs the CLI; returns the exit status (0: all decoded, 1: failures, 2: bad input,
+    130: interrupted)."""
+    return exit_status(
+        lambda: run(parse_args(argv)),
+        interrupted="no index was written; run the command again",
+    )
 
 
 if __name__ == "__main__":

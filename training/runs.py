@@ -11,6 +11,7 @@ one split. Its folder is `<runs>/<dataset>/split<k>/<stream>/<model>/`:
     tensorboard/       TensorFlow backend only
     test_scores.npz    per-video test scores (`evaluation.scoring`)
     metrics.json       test accuracy, per-class accuracy, confusion matrix
+    training.lock      while a trainer runs: its pid (a second trainer is refused)
 
 Every stage that reads or writes a run (training, scoring, tables, attention, predict,
 the demo) goes through `Run`:
@@ -22,12 +23,16 @@ the demo) goes through `Run`:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data.atomic_files import LockHeldError, PidLock
 from data.splits import DATASETS, SPLITS
 from models.feature_extraction import FeatureRecipe
 from models.recognizer import DEFAULT_DROPOUT, DEFAULT_WEIGHT_DECAY
@@ -157,6 +162,7 @@ class Run:
     TENSORBOARD = "tensorboard"
     SCORES = "test_scores.npz"
     METRICS = "metrics.json"
+    LOCK = "training.lock"
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
@@ -216,6 +222,10 @@ class Run:
     def metrics_path(self) -> Path:
         return self.root / self.METRICS
 
+    @property
+    def lock_path(self) -> Path:
+        return self.root / self.LOCK
+
     # === State ===
 
     def has_record(self) -> bool:
@@ -228,7 +238,39 @@ class Run:
     def is_scored(self) -> bool:
         return self.scores_path.is_file() and self.metrics_path.is_file()
 
+    @contextlib.contextmanager
+    def training_lock(self) -> Iterator[None]:
+        """Holds the folder for one trainer (creating it) for the block.
+
+        Raises:
+            ValueError: Another trainer, in any process, holds it. A lock left by a
+                killed trainer is taken over (`data.atomic_files.PidLock`).
+        """
+        lock = PidLock(self.lock_path)
+        try:
+            lock.acquire()
+        except LockHeldError as held:
+            holder = f"process {held.pid}" if held.pid is not None else "another process"
+            raise ValueError(
+                f"{self.root} is being trained by {holder}; wait for it or use another "
+                "--runs folder"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
     # === Contents ===
+
+    def clear(self) -> None:
+        """Deletes everything in the folder but the lock of the trainer holding it."""
+        for entry in self.root.iterdir() if self.root.is_dir() else ():
+            if entry.name == self.LOCK:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
 
     def write_record(self, record: RunRecord) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,10 +171,37 @@ def train(
             is left as it is.
         overwrite: Delete a previous run in `run_dir` first.
         extra_callbacks: Appended to the run's callbacks (tests interrupt with one).
+
+    Raises:
+        ValueError: Another process is training into `run_dir` (one trainer per run
+            folder: `Run.training_lock`), or `run_dir` holds a run of other settings.
     """
     folder = Run(run_dir)
-    if overwrite and folder.root.exists():
-        shutil.rmtree(folder.root)
+    with folder.training_lock():
+        return _train_locked(
+            folder,
+            config,
+            split=split,
+            store_root=store_root,
+            overwrite=overwrite,
+            extra_callbacks=extra_callbacks,
+            verbose=verbose,
+        )
+
+
+def _train_locked(
+    folder: Run,
+    config: TrainConfig,
+    *,
+    split,
+    store_root: str | Path,
+    overwrite: bool,
+    extra_callbacks: Sequence[keras.callbacks.Callback],
+    verbose: int | str,
+) -> Run:
+    """`train` with the run folder's lock held."""
+    if overwrite:
+        folder.clear()
     store = FeatureStore(store_root)
     train_clips, validation_clips = hold_out_validation(
         split.train, config.validation_fraction, config.seed
@@ -284,6 +310,9 @@ def parse_args(argv: Sequence[str] | None = None) -> TrainAttentionConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> Run:
+    """Runs the CLI; returns the trained run. Bad settings, a run folder of other
+    settings, or one that another process is training raise `ValueError`, which the
+    command (`exit_on_error`) prints as one `error:` line with exit status 2."""
     trained = run(parse_args(argv))
     print(f"Score it on the test list: python -m evaluation.scoring --run {trained.root}")
     return trained
