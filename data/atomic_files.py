@@ -20,6 +20,7 @@ them and `remove_stale_temp_files(path)` deletes those of `path` left by a kille
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import uuid
 from collections.abc import Iterator
@@ -46,7 +47,8 @@ def remove_stale_temp_files(path: Path) -> int:
     video, so no other live process writes the same output.
     """
     removed = 0
-    for stale in path.parent.glob(f".{path.name}{_TEMP_MARKER}*"):
+    # The name is escaped: file names may hold glob characters ("[HD]" in HMDB51's).
+    for stale in path.parent.glob(f".{glob.escape(path.name)}{_TEMP_MARKER}*"):
         stale.unlink(missing_ok=True)
         removed += 1
     return removed

@@ -198,3 +198,33 @@ def write_variable_rate_mkv(
         header + _ebml(b"\x18\x53\x80\x67", info + _ebml(b"\x16\x54\xae\x6b", track) + cluster)
     )
     return path
+
+
+def write_hmdb51_like(
+    root: str | os.PathLike,
+    videos: dict[str, Sequence[str]],
+    num_frames: int = 10,
+    height: int = 48,
+    width: int = 64,
+) -> tuple[Path, Path]:
+    """Writes `root/hmdb51/<class>/<video>.avi` for `videos` (class -> file names) and
+    `root/testTrainMulti_7030_splits/<class>_test_split{1,2,3}.txt` (lines
+    "<video>.avi <id>", CRLF): the first video of each class is a test video (id 2),
+    the others train (id 1). Returns (video_root, split_dir)."""
+    root = Path(root)
+    video_root, split_dir = root / "hmdb51", root / "testTrainMulti_7030_splits"
+    split_dir.mkdir(parents=True, exist_ok=True)
+    for label, (class_name, file_names) in enumerate(sorted(videos.items()), start=1):
+        lines = []
+        for index, file_name in enumerate(file_names):
+            shift = (1.0 + label, float(index % 3))
+            frames = shifted_texture_frames(
+                num_frames, height, width, shift, seed=10 * label + index
+            )
+            write_video(video_root / class_name / file_name, frames)
+            lines.append(f"{file_name} {2 if index == 0 else 1}\r\n")
+        for split in (1, 2, 3):
+            (split_dir / f"{class_name}_test_split{split}.txt").write_text(
+                "".join(lines), newline=""
+            )
+    return video_root, split_dir
