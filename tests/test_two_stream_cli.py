@@ -1,11 +1,13 @@
 """The two-stream stages end to end on generated videos: flow, fine-tuning, extraction."""
 
+import csv
+
 import numpy as np
 import pytest
 
 from data.feature_store import FeatureStore
 from tests.synthetic_videos import write_hmdb51_like, write_ucf101_like
-from training import compute_flow, extract_features, finetune_convnet
+from training import compute_flow, decode_videos, extract_features, finetune_convnet
 
 HEIGHT, WIDTH = 48, 64
 TINY_NET = ["--weights", "none", "--fc-units", "16", "--width-multiplier", "0.25"]
@@ -125,7 +127,7 @@ HMDB51_VIDEOS = {
     "walk": [
         "Lil'_Wayne_(featuring_Bobby_V)_-_Mrs._Officer_(Offical_Music_Video)"
         "_walk_f_cm_np1_fr_med_1.avi",
-        "50%_off_walk_u_cm_np1_fr_med_0.avi",
+        "50%_off,_then_walk_u_cm_np1_fr_med_0.avi",
     ],
 }
 
@@ -145,6 +147,11 @@ def test_hmdb51_file_names_through_flow_and_extraction(tmp_path):
     (flow_root / "clap" / "Tom_&_Jerry_[HD]_clap_f_cm_np1_fr_med_2.npz").unlink()
     assert compute_flow.main(flow_args) == 0  # recomputes that one, removes its stale temp
     assert not stale.exists()
+    index = tmp_path / "videos.csv"
+    assert decode_videos.main([*common[:6], "--output", str(index), "--workers", "1"]) == 0
+    rows = list(csv.DictReader(index.read_text().splitlines()))
+    assert sorted(row["video_id"] for row in rows) == video_ids
+    assert {row["num_frames"] for row in rows} == {"10"}
     for stream in ("appearance", "motion"):
         store_root = tmp_path / stream
         extract = [*common, "--stream", stream, "--store", str(store_root), *TINY_NET]
