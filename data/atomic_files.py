@@ -26,6 +26,7 @@ holder's pid, for what must have one writer at a time (a run folder being traine
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import time
 import uuid
@@ -73,7 +74,8 @@ def remove_stale_temp_files(path: Path) -> int:
     """
     prefix = f".{path.name}{_TEMP_MARKER}"
     removed = 0
-    for temporary in path.parent.glob(f"{prefix}*"):
+    # The name is escaped: file names may hold glob characters ("[HD]" in HMDB51's).
+    for temporary in path.parent.glob(f"{glob.escape(prefix)}*"):
         pid_text = temporary.name[len(prefix) :].split("-", 1)[0]
         if not pid_text.isdigit() or process_is_alive(int(pid_text)):
             continue  # a live writer's, or not a name that temp_path_for makes

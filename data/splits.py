@@ -4,6 +4,8 @@ UCF101: `ucfTrainTestlist/classInd.txt` ("1 ApplyEyeMakeup"), `trainlist0N.txt`
 ("Class/file.avi 1"), `testlist0N.txt` ("Class/file.avi"), CRLF line ends.
 HMDB51: `testTrainMulti_7030_splits/<class>_test_split{N}.txt`, lines "<video>.avi <id>",
 id 1 = train, 2 = test, 0 = unused; classes in alphabetical order.
+File names may contain spaces: a line is split at its last whitespace only (a test
+line of UCF101 is the whole path).
 
 Example:
 
@@ -168,6 +170,19 @@ def _check_on_missing(on_missing: str) -> None:
         raise ValueError(f"Expected on_missing in ('raise', 'skip'). Received: {on_missing!r}")
 
 
+def _ucf101_list_path(line: str, subset: str, list_file: Path) -> str:
+    """The video path of a UCF101 list line: a train line is "<path> <label>" (split at
+    its LAST whitespace), a test line is the whole path; either may contain spaces."""
+    if subset == "test":
+        return line
+    parts = line.rsplit(maxsplit=1)
+    if len(parts) != 2 or not parts[1].isdigit():
+        raise SplitError(
+            f"{list_file}: expected lines '<Class>/<file>.avi <label>'. Received: {line!r}"
+        )
+    return parts[0]
+
+
 def load_ucf101_split(
     video_root: str | os.PathLike,
     split_dir: str | os.PathLike,
@@ -208,7 +223,7 @@ def load_ucf101_split(
         list_file = split_dir / file_name
         clips = []
         for line in _lines(list_file):
-            relative = line.split()[0].replace("\\", "/")
+            relative = _ucf101_list_path(line, subset, list_file).replace("\\", "/")
             class_name = relative.split("/")[0]
             if class_name not in all_names:
                 raise SplitError(f"{list_file}: class {class_name!r} is not in {class_file}.")

@@ -20,9 +20,17 @@ import numpy as np
 FRAME_HEIGHT = 256
 FRAME_WIDTH = 340
 
-# OpenCV's frame count comes from the container header. A decoded count short of it by
-# more than this many frames means the file is truncated or its stream is damaged.
+# Containers whose header frame count is exact (AVI: an index of every frame). A decoded
+# count short of it by more than FRAME_COUNT_TOLERANCE frames means the file is truncated
+# or its stream is damaged.
+EXACT_COUNT_SUFFIXES = (".avi",)
 FRAME_COUNT_TOLERANCE = 0
+# Other containers (.mp4, .mkv, .webm, .mov, ...) state a nominal count: an mp4 edit list
+# hides frames its sample table counts, and Matroska stores no count at all (OpenCV
+# estimates duration x frame rate, far off at a variable frame rate). There a video is
+# truncated when its decoded frames end more than this many seconds before the duration
+# that its header states.
+END_TOLERANCE_SECONDS = 0.5
 
 
 class VideoError(ValueError):
@@ -70,6 +78,25 @@ def _check_readable(path: Path) -> None:
         raise VideoError(f"{path}: empty file (0 bytes). Re-download or re-copy it.")
 
 
+def _truncation(
+    path: Path, decoded: int, stated_count: int, fps: float, end_seconds: float | None
+) -> str | None:
+    """Why a fully read video counts as truncated or corrupt, or `None` (see the rule in
+    `read_video`). `end_seconds`: when the last decoded frame ends, from its timestamp."""
+    if stated_count <= 0 or decoded >= stated_count - FRAME_COUNT_TOLERANCE:
+        return None
+    counted = f"{decoded} of the {stated_count} frames its header states could be decoded"
+    if path.suffix.lower() in EXACT_COUNT_SUFFIXES or fps <= 0 or end_seconds is None:
+        return f"truncated or corrupt: {counted}"
+    stated_seconds = stated_count / fps
+    if end_seconds < stated_seconds - END_TOLERANCE_SECONDS:
+        return (
+            f"truncated or corrupt: its frames end at {end_seconds:.2f} s of the "
+            f"{stated_seconds:.2f} s its header states ({counted})"
+        )
+    return None
+
+
 def read_video(
     path: str | os.PathLike,
     height: int | None = FRAME_HEIGHT,
@@ -89,8 +116,23 @@ def read_video(
 
     Raises:
         VideoError: the path is missing or unreadable, the file is not a video OpenCV
-            can open, it has zero frames, or it is truncated or corrupt (fewer frames
-            decode than its header states). The message names the file.
+            can open, it has zero frames, or it is truncated or corrupt. The message
+            names the file.
+
+    Truncated or corrupt: fewer frames decode than the header states, and
+
+    - in an AVI file (an index counts every frame, so the count is exact): by any
+      number of frames (`FRAME_COUNT_TOLERANCE`, 0);
+    - in any other container (.mp4, .mkv, .webm, .mov, ...), whose count is nominal
+      (an edit list hides frames, Matroska's count is duration x an estimated frame
+      rate, wrong at a variable frame rate): the last decoded frame ends (its
+      timestamp plus the previous frame interval) more than `END_TOLERANCE_SECONDS`
+      (0.5 s) before the header's duration, stated count / fps. Time, unlike the count,
+      does not depend on the frame rate. Without usable timestamps, the AVI rule.
+
+    So a file cut anywhere but in its last half second is caught in every container;
+    a variable-frame-rate phone video, or an mp4 whose edit list hides a few frames,
+    is read in full.
     """
     if (height is None) != (width is None):
         raise ValueError(f"Give both height and width or neither. Received: {height=}, {width=}")
@@ -109,10 +151,12 @@ def read_video(
         fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
         frames = []
         source_size = (0, 0)
+        times = [0.0, 0.0]  # timestamps (ms) of the last two decoded frames
         while True:
             ok, frame = capture.read()
             if not ok or frame is None:
                 break
+            times = [times[1], float(capture.get(cv2.CAP_PROP_POS_MSEC))]
             source_size = (int(frame.shape[0]), int(frame.shape[1]))
             frame = to_rgb(frame)
             if height is not None and frame.shape[:2] != (height, width):
@@ -122,11 +166,12 @@ def read_video(
         capture.release()
     if not frames:
         raise VideoError(f"{path}: the video has zero decodable frames. Re-download or drop it.")
-    if stated_count > 0 and len(frames) < stated_count - FRAME_COUNT_TOLERANCE:
-        raise VideoError(
-            f"{path}: truncated or corrupt: {len(frames)} of the {stated_count} frames its "
-            "header states could be decoded. Re-download or re-copy the file."
-        )
+    end_seconds = None
+    if len(frames) >= 2 and times[1] > times[0]:  # timestamps usable
+        end_seconds = (2 * times[1] - times[0]) / 1000.0  # last start + last interval
+    problem = _truncation(path, len(frames), stated_count, fps, end_seconds)
+    if problem:
+        raise VideoError(f"{path}: {problem}. Re-download or re-copy the file.")
     return Video(
         path=str(path), frames=np.stack(frames), fps=fps, source_size=source_size
     )  # frames: (frames, height, width, 3)

@@ -126,3 +126,32 @@ def test_a_list_without_any_video_of_the_classes_is_an_error(tiny):
     )
     with pytest.raises(SplitError, match="test list holds no video"):
         load_ucf101_split(video_root, split_dir, 1, classes=["Gamma"])
+
+
+def test_file_names_with_spaces(tmp_path):
+    # UCF101: a train line is split at its last whitespace, a test line is the whole path.
+    video_root, split_dir = tmp_path / "UCF-101", tmp_path / "ucfTrainTestlist"
+    split_dir.mkdir()
+    names = {"train": "Alpha/v_Alpha my clip 2.avi", "test": "Alpha/v_Alpha  two  spaces.avi"}
+    for relative in names.values():
+        (video_root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (video_root / relative).write_bytes(b"x")
+    (split_dir / "classInd.txt").write_text("1 Alpha\r\n", newline="")
+    (split_dir / "trainlist01.txt").write_text(f"{names['train']} 1\r\n", newline="")
+    (split_dir / "testlist01.txt").write_text(f"{names['test']}\r\n", newline="")
+    result = load_ucf101_split(video_root, split_dir, 1)
+    assert [clip.video_id for clip in result.train] == ["Alpha/v_Alpha my clip 2"]
+    assert [clip.video_id for clip in result.test] == ["Alpha/v_Alpha  two  spaces"]
+    assert result.train[0].path == video_root / names["train"]
+    (split_dir / "trainlist01.txt").write_text(f"{names['train']}\r\n", newline="")
+    with pytest.raises(SplitError, match="<label>"):  # no label: never a guessed name
+        load_ucf101_split(video_root, split_dir, 1)
+    # HMDB51: "<video>.avi <id>", split at the last whitespace.
+    hmdb_root, hmdb_splits = tmp_path / "hmdb51", tmp_path / "splits"
+    (hmdb_root / "clap").mkdir(parents=True)
+    hmdb_splits.mkdir()
+    (hmdb_root / "clap" / "my clap video.avi").write_bytes(b"x")
+    (hmdb_splits / "clap_test_split1.txt").write_text("my clap video.avi 2 \r\n", newline="")
+    assert [clip.video_id for clip in load_hmdb51_split(hmdb_root, hmdb_splits, 1).test] == [
+        "clap/my clap video"
+    ]

@@ -1,12 +1,14 @@
 """The two-stream stages end to end on generated videos: flow, fine-tuning, extraction."""
 
+import csv
+
 import keras
 import numpy as np
 import pytest
 
 from data.feature_store import FeatureStore
-from tests.synthetic_videos import write_ucf101_like
-from training import compute_flow, extract_features, finetune_convnet
+from tests.synthetic_videos import write_hmdb51_like, write_ucf101_like
+from training import compute_flow, decode_videos, extract_features, finetune_convnet
 
 HEIGHT, WIDTH = 48, 64
 TINY_NET = ["--weights", "none", "--fc-units", "16", "--width-multiplier", "0.25"]
@@ -174,3 +176,52 @@ def test_a_video_without_flow_names_the_flow_stage(dataset, tmp_path):
 
     with pytest.raises(ValueError, match="no flow for Alpha/v_x.*training.compute_flow"):
         FlowStore(tmp_path).read("Alpha/v_x")
+
+
+# HMDB51's file names as they are (video ids become file paths of every store).
+HMDB51_VIDEOS = {
+    "clap": [
+        "#20_Rhythm_clap_u_nm_np1_fr_goo_0.avi",
+        "Faith_Rewarded_clap_f_cm_np1_fr_med_9.avi",
+        "Tom_&_Jerry_[HD]_clap_f_cm_np1_fr_med_2.avi",
+    ],
+    "stand": ["!!!_Fantastic_Cheerleading_Stunts!!!_stand_f_cm_np1_ba_med_1.avi"],
+    "walk": [
+        "Lil'_Wayne_(featuring_Bobby_V)_-_Mrs._Officer_(Offical_Music_Video)"
+        "_walk_f_cm_np1_fr_med_1.avi",
+        "50%_off,_then_walk_u_cm_np1_fr_med_0.avi",
+    ],
+}
+
+
+def test_hmdb51_file_names_through_flow_and_extraction(tmp_path):
+    video_root, split_dir = write_hmdb51_like(tmp_path / "data", HMDB51_VIDEOS)
+    common = ["--dataset", "hmdb51", "--video-root", str(video_root)]
+    common += ["--split-dir", str(split_dir), "--height", str(HEIGHT), "--width", str(WIDTH)]
+    video_ids = sorted(
+        f"{name}/{file[: -len('.avi')]}" for name, files in HMDB51_VIDEOS.items() for file in files
+    )
+    flow_root = tmp_path / "flow"
+    flow_args = [*common, "--output", str(flow_root), "--method", "farneback", "--workers", "1"]
+    assert compute_flow.main(flow_args) == 0
+    stale = flow_root / "clap" / ".Tom_&_Jerry_[HD]_clap_f_cm_np1_fr_med_2.npz.tmp-1-dead"
+    stale.write_bytes(b"left by a killed run")
+    (flow_root / "clap" / "Tom_&_Jerry_[HD]_clap_f_cm_np1_fr_med_2.npz").unlink()
+    assert compute_flow.main(flow_args) == 0  # recomputes that one, removes its stale temp
+    assert not stale.exists()
+    index = tmp_path / "videos.csv"
+    assert decode_videos.main([*common[:6], "--output", str(index), "--workers", "1"]) == 0
+    rows = list(csv.DictReader(index.read_text().splitlines()))
+    assert sorted(row["video_id"] for row in rows) == video_ids
+    assert {row["num_frames"] for row in rows} == {"10"}
+    for stream in ("appearance", "motion"):
+        store_root = tmp_path / stream
+        extract = [*common, "--stream", stream, "--store", str(store_root), *TINY_NET]
+        extract += ["--flow-root", str(flow_root), "--input-size", "32", "--batch-size", "4"]
+        assert extract_features.main(extract) == 0
+        store = FeatureStore(store_root)
+        assert store.video_ids() == video_ids
+        for video_id in video_ids:
+            features, metadata = store.read(video_id)
+            assert metadata["video_id"] == video_id
+            assert len(features) == (10 if stream == "appearance" else 10 - 5)

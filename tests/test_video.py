@@ -2,12 +2,17 @@
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 import data.video
 from data.video import VideoError, read_video, write_video
-from tests.synthetic_videos import shifted_texture_frames
+from tests.synthetic_videos import (
+    shifted_texture_frames,
+    write_mp4_with_edit_list,
+    write_variable_rate_mkv,
+)
 
 SUBSET = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ucf101_subset"
 
@@ -71,6 +76,21 @@ def _corrupt(tmp_path, good_video):
     return path
 
 
+def _cut_in_half(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def _truncated_mkv(tmp_path, good_video):
+    frames = shifted_texture_frames(50, 48, 64)  # 2 s at 25 fps; half of it is lost
+    return _cut_in_half(write_variable_rate_mkv(tmp_path / "cut.mkv", frames, range(0, 2000, 40)))
+
+
+def _truncated_mp4(tmp_path, good_video):
+    return _cut_in_half(write_video(tmp_path / "cut.mp4", shifted_texture_frames(50, 48, 64)))
+
+
 def _zero_frames(tmp_path, good_video):
     return write_video(tmp_path / "zero.avi", np.zeros((0, 32, 40, 3), np.uint8))
 
@@ -102,6 +122,8 @@ def _folder(tmp_path, good_video):
     [
         (_truncated, "truncated"),
         (_corrupt, "truncated or corrupt"),
+        (_truncated_mkv, "truncated or corrupt: its frames end at 0.96 s of the 2.00 s"),
+        (_truncated_mp4, "cannot open"),  # OpenCV writes the sample tables at the end
         (_zero_frames, "zero"),
         (_not_a_video, "cannot open"),
         (_empty, "empty"),
@@ -114,6 +136,33 @@ def test_bad_input_raises_video_error_naming_the_file(tmp_path, good_video, make
     with pytest.raises(VideoError, match=reason) as info:
         read_video(path)
     assert str(path) in str(info.value)
+
+
+def _stated_frame_count(path) -> int:
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
+
+
+def test_mp4_whose_edit_list_hides_frames_is_read_in_full(tmp_path):
+    frames = shifted_texture_frames(20, 48, 64)
+    path = write_mp4_with_edit_list(tmp_path / "edited.mp4", frames, hidden_frames=2)
+    assert _stated_frame_count(path) == 20  # the sample table's count, 2 more than shown
+    video = read_video(path, None, None)
+    assert video.num_frames == 18
+    assert np.abs(video.frames.astype(float) - frames[2:]).mean() < 12
+
+
+def test_variable_frame_rate_mkv_is_read_in_full(tmp_path):
+    frames = shifted_texture_frames(20, 48, 64)
+    times_ms = [*range(0, 400, 40), *range(400, 1400, 100)]  # 25 fps, then 10 fps
+    path = write_variable_rate_mkv(tmp_path / "phone.mkv", frames, times_ms)
+    assert _stated_frame_count(path) == 70  # OpenCV: 1.4 s x an estimated 50 fps
+    video = read_video(path, None, None)
+    assert video.num_frames == 20
+    assert np.abs(video.frames.astype(float) - frames).mean() < 12
 
 
 def test_unreadable_path_is_reported(good_video, monkeypatch):

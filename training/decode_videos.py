@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,14 +59,15 @@ class DecodeVideosConfig:
 
 
 def decode_one_video(video_id: str, video_path: str, label: int) -> JobResult:
-    """Decodes one video at its stored size; the message holds its CSV row as text."""
+    """Decodes one video at its stored size; the message holds its CSV row as JSON (a
+    video id may hold commas)."""
     try:
         video = read_video(video_path, height=None, width=None)
     except VideoError as error:
         return JobResult(video_id, "failed", str(error))
     height, width = video.source_size
     row = [video_id, label, video.num_frames, f"{video.fps:.3f}", height, width]
-    return JobResult(video_id, "done", ",".join(map(str, row)), frames=video.num_frames)
+    return JobResult(video_id, "done", json.dumps(row), frames=video.num_frames)
 
 
 def run(config: DecodeVideosConfig) -> JobReport:
@@ -76,7 +78,7 @@ def run(config: DecodeVideosConfig) -> JobReport:
     clips = shard_items(split.subset(config.subset), config.shard)
     tasks = [(clip.video_id, str(clip.path), clip.label) for clip in clips]
     report = run_jobs(decode_one_video, tasks, config.workers, description="decode")
-    results = {}  # video_id -> CSV row text, kept in split order below
+    results = {}  # video_id -> CSV row as JSON, kept in split order below
     report.failures = [
         JobResult(missing.clip.video_id, "failed", f"missing on disk: {missing}")
         for missing in shard_items(split.missing_in(config.subset), config.shard)
@@ -88,7 +90,7 @@ def run(config: DecodeVideosConfig) -> JobReport:
         results[result.item_id] = result.message
     for clip in clips:
         if clip.video_id in results:
-            writer.writerow(results[clip.video_id].split(","))
+            writer.writerow(json.loads(results[clip.video_id]))
     output = Path(config.output)
     with atomic_write(output) as temp:
         temp.write_text(buffer.getvalue())
