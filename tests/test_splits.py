@@ -151,7 +151,10 @@ def test_file_names_with_spaces(tmp_path):
     (hmdb_root / "clap").mkdir(parents=True)
     hmdb_splits.mkdir()
     (hmdb_root / "clap" / "my clap video.avi").write_bytes(b"x")
-    (hmdb_splits / "clap_test_split1.txt").write_text("my clap video.avi 2 \r\n", newline="")
+    (hmdb_root / "clap" / "a train video.avi").write_bytes(b"x")  # a split needs both lists
+    (hmdb_splits / "clap_test_split1.txt").write_text(
+        "my clap video.avi 2 \r\na train video.avi 1\r\n", newline=""
+    )
     assert [clip.video_id for clip in load_hmdb51_split(hmdb_root, hmdb_splits, 1).test] == [
         "clap/my clap video"
     ]

@@ -204,7 +204,9 @@ def test_hmdb51_file_names_through_flow_and_extraction(tmp_path):
     flow_root = tmp_path / "flow"
     flow_args = [*common, "--output", str(flow_root), "--method", "farneback", "--workers", "1"]
     assert compute_flow.main(flow_args) == 0
-    stale = flow_root / "clap" / ".Tom_&_Jerry_[HD]_clap_f_cm_np1_fr_med_2.npz.tmp-1-dead"
+    stale = (
+        flow_root / "clap" / ".Tom_&_Jerry_[HD]_clap_f_cm_np1_fr_med_2.npz.tmp-99999999-dead"
+    )  # a dead pid
     stale.write_bytes(b"left by a killed run")
     (flow_root / "clap" / "Tom_&_Jerry_[HD]_clap_f_cm_np1_fr_med_2.npz").unlink()
     assert compute_flow.main(flow_args) == 0  # recomputes that one, removes its stale temp
