@@ -3,6 +3,8 @@
     store = FlowStore("runs/flow_tvl1")
     store.status("Punch/v_Punch_g01_c01", FlowSettings())  # "missing", "complete", ...
     stacks = store.read_stacks("Punch/v_Punch_g01_c01")    # (frames - 5, 256, 340, 10) uint8
+    for stacks in store.iter_stacks("Punch/v_Punch_g01_c01"):  # any length, chunk by chunk
+        ...                                                     # (<= 32, 256, 340, 10)
 
 Each file holds `flow` `(frames - 1, height, width, 2)` uint8 (bound 20, see
 `data.optical_flow`) and JSON metadata: the `FlowSettings` it was made with, plus the
@@ -13,14 +15,23 @@ fine-tuning and feature extraction read it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from data.npz_files import read_npz_metadata
-from data.optical_flow import FLOW_BOUND, FLOW_METHODS, flow_stacks, load_flow, save_flow
+from data.npz_files import SpooledArray, read_npz_metadata
+from data.optical_flow import (
+    CHUNK_FLOWS,
+    FLOW_BOUND,
+    FLOW_METHODS,
+    flow_stacks,
+    iter_flow_stacks,
+    load_flow,
+    load_flow_chunks,
+    save_flow,
+)
 from data.video import FRAME_HEIGHT, FRAME_WIDTH
 
 FLOW_STATUSES = ("missing", "complete", "corrupt", "mismatch")
@@ -70,9 +81,21 @@ class FlowStore:
         stored = {key: metadata.get(key) for key in asdict(settings)}
         return "complete" if stored == asdict(settings) else "mismatch"
 
-    def write(self, video_id: str, flow_uint8: np.ndarray, metadata: dict) -> Path:
-        """Stores one video's flow with its metadata, atomically."""
+    def write(self, video_id: str, flow_uint8: np.ndarray | SpooledArray, metadata: dict) -> Path:
+        """Stores one video's flow with its metadata, atomically. `flow_uint8` is an array
+        or a `SpooledArray` (see `spool`): the same file either way."""
         return save_flow(self.path_for(video_id), flow_uint8, metadata)
+
+    def spool(self, video_id: str) -> SpooledArray:
+        """A `data.npz_files.SpooledArray` to collect a long video's flow chunk by chunk
+        (an anonymous temporary file in the video's folder), then to `write`:
+
+            with store.spool(video_id) as flow:
+                for chunk in iter_flow(reader.chunks(), method):
+                    flow.append(chunk)
+                store.write(video_id, flow, metadata)
+        """
+        return SpooledArray(self.path_for(video_id).parent)
 
     def read(self, video_id: str) -> np.ndarray:
         """`(num_flows, height, width, 2)` uint8; a missing or bad file raises
@@ -89,6 +112,13 @@ class FlowStore:
     def read_stacks(self, video_id: str) -> np.ndarray:
         """The video's 10-channel motion inputs, `(num_flows - 4, height, width, 10)` uint8."""
         return flow_stacks(self.read(video_id))
+
+    def iter_stacks(self, video_id: str, chunk_flows: int = CHUNK_FLOWS) -> Iterator[np.ndarray]:
+        """`read_stacks` chunk by chunk (`(n, height, width, 10)` uint8, the same stacks
+        in the same order), read from the file as they go: memory holds one chunk of
+        `chunk_flows` flows, whatever the video's length. A bad file raises
+        `ValueError` naming it, at the latest at the end."""
+        return iter_flow_stacks(load_flow_chunks(self.path_for(video_id), chunk_flows))
 
     def missing(self, video_ids: Iterable[str]) -> list[str]:
         """The ids among `video_ids` that have no flow file."""

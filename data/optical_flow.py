@@ -10,22 +10,30 @@ Example:
     flow = compute_flow(video.frames)        # (frames - 1, H, W, 2) uint8
     stacks = flow_stacks(flow, starts=[0])   # (1, H, W, 10) uint8
     save_flow("flow/Punch/v_Punch_g01_c01.npz", flow)
+
+A video of any length, chunk by chunk (memory holds a chunk, not the video; the
+results are those of the whole-array functions, bit for bit):
+
+    for flow in iter_flow(VideoReader(path).chunks(), "tvl1"): ...   # (n, H, W, 2) uint8
+    for stacks in iter_flow_stacks(load_flow_chunks(path)): ...      # (n, H, W, 10) uint8
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from data.npz_files import read_npz, write_npz
+from data.npz_files import SpooledArray, read_npz, read_npz_chunks, write_npz
 from data.video import VideoError, to_rgb
 
 FLOW_BOUND = 20.0  # flow values are clipped to [-FLOW_BOUND, FLOW_BOUND] pixels
 STACK_LENGTH = 5  # flow fields per motion input (10 channels)
+CHUNK_FLOWS = 32  # flow fields read at a time: 32 x 256 x 340 x 2 bytes = 5.6 MB
 FLOW_METHODS = ("tvl1", "farneback", "dis")
 
 
@@ -69,6 +77,49 @@ def compute_flow_float(frames_rgb: np.ndarray, method: str = "tvl1") -> np.ndarr
     gray = [np.ascontiguousarray(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)) for frame in frames_rgb]
     flows = [flow_between(gray[t], gray[t + 1]) for t in range(len(gray) - 1)]
     return np.stack(flows).astype(np.float32)  # (frames - 1, H, W, 2)
+
+
+def _check_frames(frames_rgb: np.ndarray) -> np.ndarray:
+    frames_rgb = np.asarray(frames_rgb)
+    if frames_rgb.ndim != 4 or frames_rgb.shape[-1] != 3 or frames_rgb.dtype != np.uint8:
+        raise ValueError(
+            "Expected frames (frames, height, width, 3) uint8 RGB. "
+            f"Received: shape={frames_rgb.shape}, dtype={frames_rgb.dtype}"
+        )
+    return frames_rgb
+
+
+def iter_flow(frame_chunks: Iterable[np.ndarray], method: str = "tvl1") -> Iterator[np.ndarray]:
+    """Quantised flow of a video given chunk by chunk, yielded chunk by chunk.
+
+    Args:
+        frame_chunks: `(n, height, width, 3)` uint8 RGB chunks of one video, in order
+            (e.g. `data.video.VideoReader(path).chunks()`).
+        method: "tvl1" (reference), "farneback" or "dis".
+
+    Yields:
+        `(m, height, width, 2)` uint8 flow: one field per pair of consecutive frames,
+        the pair across each chunk border included (the last frame is carried over).
+        Together: `compute_flow` of all the frames, bit for bit (one estimator, the
+        same pairs in the same order). Memory holds one chunk, whatever the length.
+
+    Raises:
+        ValueError: a chunk is not uint8 RGB, or the video has fewer than 2 frames.
+    """
+    flow_between = _flow_function(method)
+    previous, num_frames = None, 0
+    for chunk in frame_chunks:
+        flows = []
+        for frame in _check_frames(chunk):
+            gray = np.ascontiguousarray(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
+            if previous is not None:
+                flows.append(quantize_flow(flow_between(previous, gray)))  # (H, W, 2)
+            previous = gray
+        num_frames += len(chunk)
+        if flows:
+            yield np.stack(flows)  # (m, H, W, 2)
+    if num_frames < 2:
+        raise ValueError(f"Flow needs at least 2 frames. Received: {num_frames} frame(s).")
 
 
 def quantize_flow(flow_float: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
@@ -125,6 +176,36 @@ def flow_stacks(flow_uint8: np.ndarray, starts=None) -> np.ndarray:
     return stacked.reshape(*stacked.shape[:3], 2 * STACK_LENGTH)  # (stacks, H, W, 10)
 
 
+def iter_flow_stacks(flow_chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """`flow_stacks` of a video's flow given chunk by chunk, yielded chunk by chunk.
+
+    The last 4 flow fields of each chunk are carried into the next, so the stacks
+    that cross a border are made too: together, `flow_stacks(all flows)`, the same
+    stacks in the same order. Memory holds one chunk, whatever the length.
+
+    Yields:
+        `(n, H, W, 10)` uint8, channels x1, y1, ..., x5, y5.
+
+    Raises:
+        ValueError: the flow is not `(n, H, W, 2)`, or shorter than one stack.
+    """
+    carried, num_stacks = None, 0  # carried: the flows that start no stack yet
+    for chunk in flow_chunks:
+        flows = np.asarray(chunk) if carried is None else np.concatenate([carried, chunk])
+        if len(flows) >= STACK_LENGTH:
+            stacks = flow_stacks(flows)  # (len(flows) - 4, H, W, 10)
+            num_stacks += len(stacks)
+            yield stacks
+            # A copy, not a view that would keep the whole chunk alive.
+            carried = flows[len(flows) - (STACK_LENGTH - 1) :].copy()
+        else:
+            carried = flows
+    if carried is None:
+        raise ValueError("Expected flow (num_flows, H, W, 2). Received: no flow at all.")
+    if num_stacks == 0:
+        flow_stacks(carried)  # raises: too short for one stack (or not flow)
+
+
 def _check_flow(flow_uint8: np.ndarray, source: str) -> np.ndarray:
     if flow_uint8.dtype != np.uint8 or flow_uint8.ndim != 4 or flow_uint8.shape[-1] != 2:
         raise ValueError(
@@ -134,12 +215,21 @@ def _check_flow(flow_uint8: np.ndarray, source: str) -> np.ndarray:
     return flow_uint8
 
 
-def save_flow(path: str | os.PathLike, flow_uint8: np.ndarray, metadata: dict | None = None):
+def save_flow(
+    path: str | os.PathLike,
+    flow_uint8: np.ndarray | SpooledArray,
+    metadata: dict | None = None,
+):
     """Stores quantised flow compressed in `.npz` (atomic: temporary file, then rename).
 
-    `metadata` (method, frame size, ...) is stored beside it as JSON.
+    `flow_uint8` is an array or a `data.npz_files.SpooledArray` of flow chunks (the
+    same file either way). `metadata` (method, frame size, ...) is stored beside it as
+    JSON.
     """
-    flow_uint8 = _check_flow(np.asarray(flow_uint8), str(path))
+    if isinstance(flow_uint8, SpooledArray):
+        _check_flow(np.empty((0, *flow_uint8.shape[1:]), flow_uint8.dtype), str(path))
+    else:
+        flow_uint8 = _check_flow(np.asarray(flow_uint8), str(path))
     return write_npz(path, {"flow": flow_uint8}, metadata=metadata or {})
 
 
@@ -158,6 +248,23 @@ def load_flow(path: str | os.PathLike, with_metadata: bool = False):
         raise ValueError(f"{path}: no 'flow' array. Delete it and compute its flow again.")
     flow = _check_flow(arrays["flow"], str(path))
     return (flow, metadata or {}) if with_metadata else flow
+
+
+def load_flow_chunks(
+    path: str | os.PathLike, chunk_flows: int = CHUNK_FLOWS
+) -> Iterator[np.ndarray]:
+    """A `save_flow` file's flow, `chunk_flows` fields at a time: `(n, H, W, 2)` uint8
+    (read-only arrays), inflated as read. Memory holds one chunk, whatever the length.
+
+    Raises:
+        ValueError: as `load_flow`, when the file is unreadable, truncated, or holds no
+            valid flow (found at the chunk where it shows, at the latest at the end).
+    """
+    try:
+        for chunk in read_npz_chunks(path, "flow", chunk_flows):
+            yield _check_flow(chunk, str(path))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{error} Delete {path} and compute its flow again.") from error
 
 
 def _numbered(folder: Path, prefix: str) -> list[Path]:

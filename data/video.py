@@ -5,11 +5,16 @@ Example:
     video = read_video("UCF-101/Punch/v_Punch_g01_c01.avi")
     video.frames.shape  # (frames, 256, 340, 3), uint8 RGB
     video.fps, video.source_size  # 25.0, (240, 320)
+
+    reader = VideoReader("long_video.mp4")  # any length: one chunk in memory at a time
+    for chunk in reader.chunks(32):         # (<= 32, 256, 340, 3) uint8 RGB
+        ...
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +24,8 @@ import numpy as np
 # Two-stream convention (Wang et al. 2015): frames resized to 256x340 before cropping 224.
 FRAME_HEIGHT = 256
 FRAME_WIDTH = 340
+# Frames decoded at a time by `VideoReader`: 32 x 256 x 340 x 3 bytes = 8 MB.
+DEFAULT_CHUNK_FRAMES = 32
 
 # Containers whose header frame count is exact (AVI: an index of every frame). A decoded
 # count short of it by more than FRAME_COUNT_TOLERANCE frames means the file is truncated
@@ -97,27 +104,29 @@ def _truncation(
     return None
 
 
-def read_video(
-    path: str | os.PathLike,
-    height: int | None = FRAME_HEIGHT,
-    width: int | None = FRAME_WIDTH,
-) -> Video:
-    """Decodes every frame of a video file to RGB uint8, resized to `(height, width)`.
+class VideoReader:
+    """A video decoded chunk by chunk: memory holds one chunk of frames, whatever the
+    video's length. Each pass over `chunks()` decodes the file again.
 
     Args:
-        path: Any container and codec the installed OpenCV reads (.avi, .mp4, ...).
+        path: Any container and codec the installed OpenCV reads (.avi, .mp4, .mkv, ...).
         height: Output frame height (default 256); `None` (with `width=None`) keeps the
             stored size.
         width: Output frame width (default 340).
 
-    Returns:
-        A `Video`; `frames` is `(frames, height, width, 3)` uint8 RGB. Grayscale and
-        4-channel streams are converted to RGB.
+    Example:
+
+        reader = VideoReader("UCF-101/Punch/v_Punch_g01_c01.avi")
+        for chunk in reader.chunks(32):     # (<= 32, 256, 340, 3) uint8 RGB
+            ...
+        reader.num_frames, reader.fps, reader.source_size  # set by the pass
 
     Raises:
-        VideoError: the path is missing or unreadable, the file is not a video OpenCV
-            can open, it has zero frames, or it is truncated or corrupt. The message
-            names the file.
+        ValueError: a bad size.
+        VideoError: at construction, the path is missing or unreadable; during a pass,
+            the file is not a video OpenCV can open, it has zero frames, or it is
+            truncated or corrupt (found at the end of the pass: write nothing before
+            the pass is over). The message names the file.
 
     Truncated or corrupt: fewer frames decode than the header states, and
 
@@ -134,47 +143,107 @@ def read_video(
     a variable-frame-rate phone video, or an mp4 whose edit list hides a few frames,
     is read in full.
     """
-    if (height is None) != (width is None):
-        raise ValueError(f"Give both height and width or neither. Received: {height=}, {width=}")
-    if height is not None and (height < 1 or width < 1):
-        raise ValueError(f"Expected height, width >= 1. Received: {height=}, {width=}")
-    path = Path(path)
-    _check_readable(path)
-    capture = cv2.VideoCapture(str(path))
-    try:
-        if not capture.isOpened():
-            raise VideoError(
-                f"{path}: OpenCV cannot open it as a video (not a video, or an unsupported "
-                "codec). Check the file, or re-encode it (e.g. ffmpeg -i in out.mp4)."
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        height: int | None = FRAME_HEIGHT,
+        width: int | None = FRAME_WIDTH,
+    ):
+        if (height is None) != (width is None):
+            raise ValueError(
+                f"Give both height and width or neither. Received: {height=}, {width=}"
             )
-        stated_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
-        fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
-        frames = []
-        source_size = (0, 0)
-        times = [0.0, 0.0]  # timestamps (ms) of the last two decoded frames
-        while True:
-            ok, frame = capture.read()
-            if not ok or frame is None:
-                break
-            times = [times[1], float(capture.get(cv2.CAP_PROP_POS_MSEC))]
-            source_size = (int(frame.shape[0]), int(frame.shape[1]))
-            frame = to_rgb(frame)
-            if height is not None and frame.shape[:2] != (height, width):
-                frame = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
-            frames.append(frame)
-    finally:
-        capture.release()
-    if not frames:
-        raise VideoError(f"{path}: the video has zero decodable frames. Re-download or drop it.")
-    end_seconds = None
-    if len(frames) >= 2 and times[1] > times[0]:  # timestamps usable
-        end_seconds = (2 * times[1] - times[0]) / 1000.0  # last start + last interval
-    problem = _truncation(path, len(frames), stated_count, fps, end_seconds)
-    if problem:
-        raise VideoError(f"{path}: {problem}. Re-download or re-copy the file.")
+        if height is not None and (height < 1 or width < 1):
+            raise ValueError(f"Expected height, width >= 1. Received: {height=}, {width=}")
+        self.path = Path(path)
+        self.height, self.width = height, width
+        _check_readable(self.path)
+        self.num_frames: int | None = None  # frames decoded by the last full pass
+        self.fps = 0.0  # stated by the container (0.0 when it states none)
+        self.source_size = (0, 0)  # (height, width) of the stored frames
+
+    def _frame(self, frame: np.ndarray) -> np.ndarray:
+        frame = to_rgb(frame)
+        if self.height is not None and frame.shape[:2] != (self.height, self.width):
+            frame = cv2.resize(frame, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
+        return frame  # (height, width, 3) uint8 RGB
+
+    def chunks(self, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> Iterator[np.ndarray]:
+        """Yields the frames, `(<= chunk_frames, height, width, 3)` uint8 RGB, in order;
+        every chunk holds `chunk_frames` frames but the last. Checks the video as the
+        class docstring says; sets `num_frames`, `fps` and `source_size`."""
+        if chunk_frames < 1:
+            raise ValueError(f"Expected chunk_frames >= 1. Received: {chunk_frames=}")
+        path = self.path
+        capture = cv2.VideoCapture(str(path))
+        try:
+            if not capture.isOpened():
+                raise VideoError(
+                    f"{path}: OpenCV cannot open it as a video (not a video, or an "
+                    "unsupported codec). Check the file, or re-encode it (e.g. ffmpeg -i "
+                    "in out.mp4)."
+                )
+            stated_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+            self.fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+            self.num_frames = None
+            chunk, decoded = [], 0
+            times = [0.0, 0.0]  # timestamps (ms) of the last two decoded frames
+            while True:
+                ok, frame = capture.read()
+                if not ok or frame is None:
+                    break
+                times = [times[1], float(capture.get(cv2.CAP_PROP_POS_MSEC))]
+                self.source_size = (int(frame.shape[0]), int(frame.shape[1]))
+                chunk.append(self._frame(frame))
+                decoded += 1
+                if len(chunk) == chunk_frames:
+                    yield np.stack(chunk)  # (chunk_frames, height, width, 3)
+                    chunk = []
+        finally:
+            capture.release()
+        if decoded == 0:
+            raise VideoError(
+                f"{path}: the video has zero decodable frames. Re-download or drop it."
+            )
+        end_seconds = None
+        if decoded >= 2 and times[1] > times[0]:  # timestamps usable
+            end_seconds = (2 * times[1] - times[0]) / 1000.0  # last start + last interval
+        problem = _truncation(path, decoded, stated_count, self.fps, end_seconds)
+        if problem:
+            raise VideoError(f"{path}: {problem}. Re-download or re-copy the file.")
+        self.num_frames = decoded
+        if chunk:
+            yield np.stack(chunk)  # (< chunk_frames, height, width, 3)
+
+
+def read_video(
+    path: str | os.PathLike,
+    height: int | None = FRAME_HEIGHT,
+    width: int | None = FRAME_WIDTH,
+) -> Video:
+    """Decodes every frame of a video file into memory, RGB uint8 resized to
+    `(height, width)`: for short videos and tests (a long one: `VideoReader`).
+
+    Args:
+        path, height, width: As for `VideoReader` (default size 256x340; `None, None`
+            keeps the stored size).
+
+    Returns:
+        A `Video`; `frames` is `(frames, height, width, 3)` uint8 RGB. Grayscale and
+        4-channel streams are converted to RGB.
+
+    Raises:
+        VideoError: the path is missing or unreadable, the file is not a video OpenCV
+            can open, it has zero frames, or it is truncated or corrupt (the rule is
+            `VideoReader`'s). The message names the file.
+    """
+    reader = VideoReader(path, height, width)
+    chunks = list(reader.chunks())
+    frames = chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
     return Video(
-        path=str(path), frames=np.stack(frames), fps=fps, source_size=source_size
-    )  # frames: (frames, height, width, 3)
+        path=str(reader.path), frames=frames, fps=reader.fps, source_size=reader.source_size
+    )
 
 
 def write_video(path: str | os.PathLike, frames_rgb: np.ndarray, fps: float = 25.0) -> Path:

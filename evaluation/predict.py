@@ -4,36 +4,35 @@
         --appearance-run runs/ucf101/split1/appearance/attention \
         --motion-run runs/ucf101/split1/motion/attention --output predictions/my_video
 
-The video is decoded (256x340), its features are extracted with the network recorded
-in each run's `config.json` (the feature store's recipe: backbone, weights file, input
-size, feature layer, preprocessing), cut into 30-frame samples and scored the paper's
-way (last-10 mean, sample mean, 1/3 appearance + 2/3 motion). The motion stream
-computes TV-L1 flow first (slow on a CPU: about a second a frame at 256x340).
+The video is decoded (256x340) chunk by chunk, so memory does not grow with its length.
+Its features are extracted with the network recorded in each run's `config.json` (the
+feature store's recipe: backbone, weights file, input size, feature layer,
+preprocessing), cut into 30-frame samples and scored the paper's way (last-10 mean,
+sample mean, 1/3 appearance + 2/3 motion). The motion stream computes TV-L1 flow first
+(slow on a CPU: about a second a frame at 256x340).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from data.config_flags import exit_on_error, parse_config
-from data.optical_flow import compute_flow, flow_stacks
-from data.video import read_video
+from data.optical_flow import iter_flow, iter_flow_stacks
+from data.video import VideoReader
 from evaluation.attention import video_attention
 from evaluation.scoring import TWO_STREAM_WEIGHTS, fuse_scores
-from figures.attention import plot_attention
+from figures.attention import plot_attention, thumbnail_indices
 from models.feature_extraction import (
     FeatureRecipe,
     build_extractor,
-    extract_video_features,
+    extract_chunked_features,
     file_sha256,
-    prepare_images,
 )
 from training.runs import Run
 
@@ -57,32 +56,52 @@ def rebuild_extractor(recipe: FeatureRecipe):
     return build_extractor(recipe)
 
 
-def resize_frames(frames: np.ndarray, size) -> np.ndarray:
-    """Frames resized to `size` (height, width) as `data.video.read_video` resizes them."""
-    height, width = (int(value) for value in size)
-    if frames.shape[1:3] == (height, width):
-        return frames
-    return np.stack(
-        [cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR) for frame in frames]
-    )
+def video_images(
+    video_path: str | os.PathLike, recipe: FeatureRecipe, flow_method: str | None = None
+) -> Iterator[np.ndarray]:
+    """The network's uint8 inputs for one video, chunk by chunk, made as `recipe` says:
+    RGB frames at the recipe's frame size (appearance), or flow stacks of frames at its
+    flow size (motion, 256x340 when not recorded), flow by `flow_method`, else the
+    recipe's, else TV-L1. The video is decoded as the chunks are used."""
+    if recipe.stream == "appearance":
+        return VideoReader(video_path, recipe.height, recipe.width).chunks()
+    height, width = recipe.flow_size or (recipe.height, recipe.width)
+    frames = VideoReader(video_path, height, width).chunks()
+    return iter_flow_stacks(iter_flow(frames, flow_method or recipe.flow_method or "tvl1"))
 
 
 def video_features(
-    frames: np.ndarray, recipe: FeatureRecipe, flow_method: str | None = None
+    video_path: str | os.PathLike, recipe: FeatureRecipe, flow_method: str | None = None
 ) -> np.ndarray:
-    """`(positions, dim)` features of RGB frames (as decoded), made as `recipe` says.
+    """`(positions, dim)` features of one video file (`video_images`), made by the
+    network `recipe` records. Memory holds one chunk of frames (and of flow) and one
+    batch, plus the features, whatever the video's length."""
+    images = video_images(video_path, recipe, flow_method)
+    return extract_chunked_features(rebuild_extractor(recipe), images, recipe, batch_size=32)
 
-    Frames are resized to the recipe's frame size (appearance) or flow size (motion,
-    256x340 when not recorded). The flow method is `flow_method`, else the recipe's,
-    else TV-L1.
-    """
-    if recipe.stream == "appearance":
-        images = resize_frames(frames, (recipe.height, recipe.width))
-    else:
-        frames = resize_frames(frames, recipe.flow_size or (recipe.height, recipe.width))
-        images = flow_stacks(compute_flow(frames, flow_method or recipe.flow_method or "tvl1"))
-    images = prepare_images(images, recipe)
-    return extract_video_features(rebuild_extractor(recipe), images, batch_size=32)
+
+class Thumbnails(Sequence):
+    """A video's frames for the figure: `len()` is its frame count, but only the
+    `thumbnail_indices` frames are kept (as stored, decoded once more), so that a
+    long video is never held in memory."""
+
+    def __init__(self, video_path: str | os.PathLike, num_frames: int, num_thumbnails: int = 8):
+        self.num_frames = int(num_frames)
+        wanted = {int(index) for index in thumbnail_indices(self.num_frames, num_thumbnails)}
+        self.frames, position = {}, 0
+        for chunk in VideoReader(video_path, None, None).chunks():
+            for frame in chunk:  # (height, width, 3) uint8 RGB, as stored
+                if position in wanted:
+                    self.frames[position] = frame.copy()  # not a view keeping the chunk
+                position += 1
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if index not in self.frames:
+            raise IndexError(f"Frame {index} is not kept; kept: {sorted(self.frames)}")
+        return self.frames[index]
 
 
 def predict_video(
@@ -100,12 +119,17 @@ def predict_video(
 
     Returns:
         A dict: `top` (`[(class name, probability), ...]`, best first), `scores`
-        `(C,)`, `class_names`, `frames` (the decoded video), and per stream
-        `frame_weights` and `stream_scores`.
+        `(C,)`, `class_names`, `frames` (the figure's `Thumbnails` of the video), and
+        per stream `frame_weights` and `stream_scores`.
+
+    The video is decoded chunk by chunk, once per stream and once for the thumbnails:
+    memory does not grow with its length, only the features do.
     """
     if not runs:
         raise ValueError("Expected at least one of --appearance-run, --motion-run.")
-    frames = read_video(video_path, None, None).frames  # (frames, height, width, 3) as stored
+    reader = VideoReader(video_path, None, None)
+    for _ in reader.chunks():  # checks the file and counts its frames, before any network
+        pass
     stream_scores, frame_weights, class_names = {}, {}, None
     for stream, run_dir in runs.items():
         trained = Run(run_dir)
@@ -115,7 +139,7 @@ def predict_video(
         if class_names is not None and record.class_names != class_names:
             raise ValueError("The appearance and motion runs have different classes.")
         class_names = record.class_names
-        features = video_features(frames, record.features, flow_method)  # (positions, dim)
+        features = video_features(video_path, record.features, flow_method)  # (positions, dim)
         result = video_attention(
             trained.load_model(), features, record.train.num_frames, record.train.stride
         )
@@ -130,7 +154,7 @@ def predict_video(
         "top": [(class_names[index], float(scores[index])) for index in order],
         "scores": scores,
         "class_names": class_names,
-        "frames": frames,
+        "frames": Thumbnails(video_path, reader.num_frames),
         "frame_weights": frame_weights,
         "stream_scores": stream_scores,
     }

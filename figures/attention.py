@@ -39,6 +39,12 @@ def plot_attention(
     return _save(figure, output_path)
 
 
+def thumbnail_indices(num_frames: int, num_thumbnails: int = 8) -> np.ndarray:
+    """The frames `draw_attention` shows: `num_thumbnails` evenly spaced, first and last
+    included (fewer for a shorter video)."""
+    return np.unique(np.linspace(0, num_frames - 1, min(num_thumbnails, num_frames)).round())
+
+
 def draw_attention(
     frames: np.ndarray,
     stream_weights: dict[str, np.ndarray],
@@ -49,7 +55,8 @@ def draw_attention(
     """Thumbnails along the timeline with frame numbers, and one bar per frame per stream.
 
     Args:
-        frames: `(frames, height, width, 3)` uint8 RGB video frames.
+        frames: `(frames, height, width, 3)` uint8 RGB video frames, or any sequence
+            of `len(frames)` frames that holds at least the `thumbnail_indices`.
         stream_weights: `stream name -> (positions,)` weights; position i is drawn
             at frame i.
         num_thumbnails: Frames shown, evenly spaced.
@@ -60,7 +67,7 @@ def draw_attention(
     if not stream_weights:
         raise ValueError("Expected at least one stream's weights. Received: {}")
     num_frames = len(frames)
-    shown = np.unique(np.linspace(0, num_frames - 1, min(num_thumbnails, num_frames)).round())
+    shown = thumbnail_indices(num_frames, num_thumbnails)
     figure = plt.figure(figsize=(max(8.0, 1.2 * len(shown)), 1.6 + 1.4 * len(stream_weights)))
     grid = figure.add_gridspec(
         1 + len(stream_weights), len(shown), height_ratios=[1.2] + [1] * len(stream_weights)

@@ -9,6 +9,9 @@ same keys as before: `recipe.metadata()`), and what a run folder and
     extractor = build_extractor(recipe)          # the .keras file, cut at fc1
     images = prepare_images(frames, recipe)      # central crops, preprocessed
     features = extract_video_features(extractor, images, batch_size=64)  # (frames, 4096)
+    # A video of any length: uint8 chunks in, the same features out, one batch in memory.
+    chunks = VideoReader(path, recipe.height, recipe.width).chunks()  # data.video
+    features = extract_chunked_features(extractor, chunks, recipe, batch_size=64)
 
 A fine-tuned `.keras` file is loaded as saved and cut at `feature_layer` (its widths
 come from the file: `describe_network` records them); "imagenet", "none" (random)
@@ -20,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import keras
@@ -301,4 +305,47 @@ def extract_video_features(
             batch = np.concatenate([batch, padding])
         output = extractor.predict_on_batch(batch)  # (batch_size, dim)
         features.append(np.asarray(keras.ops.convert_to_numpy(output), dtype=np.float32)[:num_real])
+    return np.concatenate(features)  # (num_images, dim)
+
+
+def _batches(image_chunks: Iterable[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
+    """The images of `image_chunks` regrouped into batches of `batch_size` (the last one
+    shorter): the batches `extract_video_features` makes of all the images at once."""
+    pending, num_pending = [], 0
+    for chunk in image_chunks:
+        chunk = np.asarray(chunk)
+        while len(chunk):
+            taken = chunk[: batch_size - num_pending]
+            chunk = chunk[len(taken) :]
+            pending.append(taken)
+            num_pending += len(taken)
+            if num_pending == batch_size:
+                yield pending[0] if len(pending) == 1 else np.concatenate(pending)
+                pending, num_pending = [], 0
+    if pending:
+        yield pending[0] if len(pending) == 1 else np.concatenate(pending)
+
+
+def extract_chunked_features(
+    extractor: keras.Model,
+    image_chunks: Iterable[np.ndarray],
+    recipe: FeatureRecipe,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Features of uint8 frames or flow stacks given chunk by chunk (e.g.
+    `data.video.VideoReader.chunks()`, `data.flow_store.FlowStore.iter_stacks`).
+
+    Each batch of `batch_size` images is prepared (`prepare_images`) and run as
+    `extract_video_features` runs it, so the features are those of
+    `extract_video_features(extractor, prepare_images(all images))`, bit for bit, while
+    memory holds one chunk and one batch, plus the features: `(num_images, dim)` float32.
+    """
+    if batch_size < 1:
+        raise ValueError(f"Expected batch_size >= 1. Received: batch_size={batch_size}")
+    features = [
+        extract_video_features(extractor, prepare_images(batch, recipe), batch_size)
+        for batch in _batches(image_chunks, batch_size)  # (<= batch_size, H, W, channels)
+    ]
+    if not features:
+        raise ValueError("Expected at least one image. Received: no images")
     return np.concatenate(features)  # (num_images, dim)

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.optical_flow import load_flow
-from data.video import write_video
+from data.optical_flow import compute_flow, load_flow, save_flow
+from data.video import VideoReader, read_video, write_video
 from tests.synthetic_videos import write_ucf101_like
 from training.compute_flow import main
 
@@ -243,3 +243,35 @@ def test_missing_clips_are_reported_once_in_their_subset_and_shard(dataset, tmp_
         for i in range(2)
     ]
     assert sorted(statuses) == [0, 1]
+
+
+@pytest.mark.parametrize("num_frames", [20, 75])
+def test_videos_read_chunk_by_chunk_give_the_file_of_the_whole_video(
+    tmp_path, monkeypatch, num_frames
+):
+    # 20 frames: one chunk; 75: 3 chunks of decoding (32 frames) and of flow. The file
+    # must be the one the whole-video functions give, byte for byte.
+    video_root, split_dir = write_ucf101_like(
+        tmp_path / "data", ("Alpha",), clips_per_class=2, num_frames=num_frames, height=48,
+        width=64,
+    )  # fmt: skip
+    decoded, chunks = [], VideoReader.chunks
+
+    def counted_chunks(reader, *args):
+        for chunk in chunks(reader, *args):
+            decoded.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(VideoReader, "chunks", counted_chunks)
+    output = tmp_path / "flow"
+    assert main(_args(video_root, split_dir, output, "--method", "farneback")) == 0
+    assert decoded == ([20, 20] if num_frames == 20 else [32, 32, 11, 32, 32, 11])  # 2 clips
+    monkeypatch.undo()
+    written = output / "Alpha" / "v_Alpha_g02_c01.npz"
+    _, metadata = load_flow(written, with_metadata=True)
+    video = read_video(video_root / "Alpha" / "v_Alpha_g02_c01.avi", 48, 64)
+    expected = save_flow(
+        tmp_path / "expected.npz", compute_flow(video.frames, "farneback"), metadata
+    )
+    assert metadata["num_frames"] == num_frames
+    assert written.read_bytes() == expected.read_bytes()

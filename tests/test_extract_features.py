@@ -6,11 +6,16 @@ import keras
 import numpy as np
 import pytest
 
+from data.feature_store import FeatureStore
+from data.flow_store import FlowStore
 from data.frame_dataset import center_crop
+from data.splits import SplitSource
+from data.video import read_video
 from models.feature_extraction import (
     FeatureRecipe,
     build_extractor,
     describe_network,
+    extract_chunked_features,
     extract_video_features,
     prepare_images,
 )
@@ -22,7 +27,9 @@ from models.two_stream_vgg16 import (
     preprocess_flow,
     preprocess_rgb,
 )
-from training.extract_features import extract_clips
+from tests.synthetic_videos import write_ucf101_like
+from training import compute_flow
+from training.extract_features import ExtractFeaturesConfig, extract_clips, image_loader
 
 TINY = {"input_size": 32, "fc_units": 16}
 
@@ -203,3 +210,60 @@ def test_the_recipe_round_trips_through_its_metadata():
     assert FeatureRecipe.from_metadata(stored) == motion
     partial = recipe("motion", flow_method="tvl1")  # flow size unknown
     assert FeatureRecipe.from_metadata(partial.metadata()) == partial
+
+
+@pytest.mark.parametrize("num_frames", [20, 75])
+@pytest.mark.parametrize("stream", ["appearance", "motion"])
+def test_videos_read_chunk_by_chunk_give_the_features_of_the_whole_video(
+    tmp_path, stream, num_frames
+):
+    # 20 frames: one chunk; 75: several chunks of frames (32) or flows (32). Batches of 8.
+    # The features must be those of the whole video at once, bit for bit.
+    video_root, split_dir = write_ucf101_like(
+        tmp_path / "data", ("Alpha",), clips_per_class=2, num_frames=num_frames, height=48,
+        width=64,
+    )  # fmt: skip
+    flow_root = tmp_path / "flow"
+    flow_args = ["--video-root", str(video_root), "--split-dir", str(split_dir)]
+    flow_args += ["--output", str(flow_root), "--height", "48", "--width", "64"]
+    assert compute_flow.main([*flow_args, "--method", "farneback", "--workers", "1"]) == 0
+    settings = recipe(stream, height=48, width=64, **TINY)
+    config = ExtractFeaturesConfig(
+        source=SplitSource(video_root, split_dir), store=tmp_path / "store", recipe=settings,
+        flow_root=flow_root, batch_size=8,
+    )  # fmt: skip
+    clip = config.source.load().train[0]
+    if stream == "appearance":
+        images = read_video(clip.path, 48, 64).frames  # (frames, 48, 64, 3)
+    else:
+        images = FlowStore(flow_root).read_stacks(clip.video_id)  # (frames - 5, 48, 64, 10)
+    extractor = tiny_extractor(stream)
+    expected = extract_video_features(extractor, prepare_images(images, settings), batch_size=8)
+    chunks = image_loader(config)(clip)
+    features = extract_chunked_features(extractor, chunks, settings, batch_size=8)
+    np.testing.assert_array_equal(features, expected)
+    store = FeatureStore(tmp_path / "store", dtype="float32")
+    report = extract_clips(
+        extractor,
+        [clip],
+        image_loader(config),
+        store,
+        recipe=settings,
+        batch_size=8,
+        progress=False,
+    )
+    assert report.done == 1
+    np.testing.assert_array_equal(store.read(clip.video_id)[0], expected)
+
+
+def test_chunks_of_any_size_give_the_same_batches():
+    extractor = tiny_extractor("motion")
+    motion = recipe("motion", **TINY)
+    video = generated_video(10, num_images=23)
+    expected = extract_video_features(extractor, prepare_images(video, motion), batch_size=4)
+    for size in (1, 3, 4, 9, 23):
+        chunks = [video[start : start + size] for start in range(0, 23, size)]
+        features = extract_chunked_features(extractor, chunks, motion, batch_size=4)
+        np.testing.assert_array_equal(features, expected)
+    with pytest.raises(ValueError, match="no images"):
+        extract_chunked_features(extractor, [], motion)

@@ -107,7 +107,7 @@ def test_a_write_that_dies_midway_leaves_the_old_file_intact(tmp_path, monkeypat
     def crash(*args, **kwargs):
         raise KeyboardInterrupt  # e.g. Ctrl-C while the new file is being written
 
-    monkeypatch.setattr(data.npz_files.np.lib.format, "write_array", crash)
+    monkeypatch.setattr(data.npz_files.np.lib.format, "write_array_header_1_0", crash)
     with pytest.raises(KeyboardInterrupt):
         store.write("A/x", _features(seed=2), METADATA)
     monkeypatch.undo()

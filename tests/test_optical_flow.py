@@ -4,14 +4,19 @@ import cv2
 import numpy as np
 import pytest
 
+from data.npz_files import SpooledArray
 from data.optical_flow import (
     FLOW_BOUND,
+    FLOW_METHODS,
     STACK_LENGTH,
     compute_flow,
     compute_flow_float,
     dequantize_flow,
     flow_stacks,
+    iter_flow,
+    iter_flow_stacks,
     load_flow,
+    load_flow_chunks,
     quantize_flow,
     read_rawframes,
     save_flow,
@@ -93,6 +98,56 @@ def test_compute_flow_rejects_bad_arguments(shifted_video):
         compute_flow(shifted_video, "lucas")
     with pytest.raises(ValueError, match="1 frame"):
         compute_flow(shifted_video[:1])
+
+
+def _chunks(array: np.ndarray, size: int) -> list[np.ndarray]:
+    return [array[start : start + size] for start in range(0, len(array), size)]
+
+
+@pytest.mark.parametrize("method", FLOW_METHODS)
+def test_flow_chunk_by_chunk_is_compute_flow_bit_for_bit(method):
+    frames = shifted_texture_frames(9, 32, 40, (1.5, -0.5), seed=4)
+    whole = compute_flow(frames, method)  # (8, 32, 40, 2)
+    for size in (1, 2, 4, 9):
+        chunked = list(iter_flow(_chunks(frames, size), method))
+        np.testing.assert_array_equal(np.concatenate(chunked), whole)
+        # One chunk of flow per chunk of frames (a lone first frame gives none yet).
+        assert [len(chunk) for chunk in chunked] == [size - 1] * (size > 1) + [
+            len(chunk) for chunk in _chunks(frames, size)[1:]
+        ]
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        list(iter_flow([frames[:1]], method))
+
+
+def test_stacks_chunk_by_chunk_are_flow_stacks():
+    flow = np.random.default_rng(1).integers(0, 256, (23, 6, 8, 2), dtype=np.uint8)
+    whole = flow_stacks(flow)  # (19, 6, 8, 10)
+    for size in (1, 3, 4, 5, 7, 23):
+        np.testing.assert_array_equal(
+            np.concatenate(list(iter_flow_stacks(_chunks(flow, size)))), whole
+        )
+    for short in (flow[:4], flow[:1]):
+        with pytest.raises(ValueError, match="too short for one flow stack"):
+            list(iter_flow_stacks(_chunks(short, 2)))
+
+
+def test_flow_files_read_and_written_chunk_by_chunk(tmp_path):
+    flow = np.random.default_rng(2).integers(0, 256, (40, 16, 20, 2), dtype=np.uint8)
+    whole = save_flow(tmp_path / "whole" / "clip.npz", flow, {"method": "tvl1"})
+    with SpooledArray(tmp_path / "spooled") as spooled:
+        for chunk in _chunks(flow, 7):
+            spooled.append(chunk)
+        spooled_file = save_flow(tmp_path / "spooled" / "clip.npz", spooled, {"method": "tvl1"})
+    assert spooled_file.read_bytes() == whole.read_bytes()  # the same file
+    assert sorted(p.name for p in spooled_file.parent.iterdir()) == ["clip.npz"]  # no spool
+    for size in (1, 6, 32, 100):
+        chunks = list(load_flow_chunks(whole, size))
+        assert len(chunks[0]) == min(size, 40)
+        np.testing.assert_array_equal(np.concatenate(chunks), flow)
+    whole.write_bytes(whole.read_bytes()[:-40])
+    with pytest.raises(ValueError, match="clip.npz") as info:
+        list(load_flow_chunks(whole))
+    assert "compute its flow again" in str(info.value)
 
 
 def test_save_and_load_flow_are_exact_and_reproducible(tmp_path):

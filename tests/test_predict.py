@@ -2,13 +2,20 @@
 
 import json
 
+import cv2
 import numpy as np
 import pytest
 
 from data.feature_store import FeatureStore
-from data.video import write_video
-from evaluation.predict import main, rebuild_extractor
-from models.feature_extraction import FeatureRecipe, file_sha256
+from data.optical_flow import compute_flow, flow_stacks
+from data.video import read_video, write_video
+from evaluation.predict import Thumbnails, main, rebuild_extractor, video_features
+from models.feature_extraction import (
+    FeatureRecipe,
+    extract_video_features,
+    file_sha256,
+    prepare_images,
+)
 from models.two_stream_vgg16 import build_stream_vgg16
 from tests.evaluation_fixtures import TINY_MODEL, synthetic_split, write_separable_features
 from tests.synthetic_videos import shifted_texture_frames
@@ -112,3 +119,48 @@ def test_attention_cli_draws_a_video_and_the_key_frame_mass(runs, tmp_path, caps
     assert f"wrote {tmp_path / 'figure.png'}" in capsys.readouterr().out
     with pytest.raises(ValueError, match="--video-id needs --video"):
         attention_main(["--run", str(run_dirs["appearance"]), "--video-id", video_id])
+
+
+def whole_video_features(frames, recipe, flow_method):
+    """Features as predict computed them before it read videos chunk by chunk: the whole
+    video decoded at its stored size, resized, flow of all frames, one array of images."""
+
+    def resize(frames, size):
+        height, width = size
+        return np.stack(
+            [cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR) for frame in frames]
+        )
+
+    if recipe.stream == "appearance":
+        images = resize(frames, (recipe.height, recipe.width))
+    else:
+        images = flow_stacks(compute_flow(resize(frames, recipe.flow_size), flow_method))
+    extractor = rebuild_extractor(recipe)
+    return extract_video_features(extractor, prepare_images(images, recipe), batch_size=32)
+
+
+@pytest.mark.parametrize("num_frames", [20, 75])
+@pytest.mark.parametrize("stream", ["appearance", "motion"])
+def test_features_read_chunk_by_chunk_are_those_of_the_whole_video(tmp_path, stream, num_frames):
+    # 48x64 frames resized to 40x54. 20 frames: one chunk; 75: 3 chunks of frames,
+    # several of flows and batches. Bit for bit what the whole video gives.
+    network = tmp_path / "net.keras"
+    build_stream_vgg16(stream, weights=None, input_size=32, fc_units=16).save(network)
+    size = {"height": 40, "width": 54} if stream == "appearance" else {"flow_size": (40, 54)}
+    recipe = FeatureRecipe(stream=stream, weights=str(network), input_size=32, **size)
+    frames = shifted_texture_frames(num_frames, 48, 64, (2.0, 1.0))
+    video = write_video(tmp_path / "clip.avi", frames)
+    features = video_features(video, recipe, "farneback")
+    assert features.shape == (num_frames - (5 if stream == "motion" else 0), 16)
+    frames = read_video(video, None, None).frames
+    np.testing.assert_array_equal(features, whole_video_features(frames, recipe, "farneback"))
+
+
+def test_thumbnails_keep_only_the_frames_the_figure_shows(tmp_path):
+    frames = shifted_texture_frames(75, 48, 64)
+    video = write_video(tmp_path / "long.avi", frames)
+    thumbnails = Thumbnails(video, 75)
+    assert len(thumbnails) == 75 and sorted(thumbnails.frames) == [0, 11, 21, 32, 42, 53, 63, 74]
+    np.testing.assert_array_equal(thumbnails[74], read_video(video, None, None).frames[74])
+    with pytest.raises(IndexError, match="Frame 1 is not kept"):
+        thumbnails[1]

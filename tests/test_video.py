@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import data.video
-from data.video import VideoError, read_video, write_video
+from data.video import VideoError, VideoReader, read_video, write_video
 from tests.synthetic_videos import (
     shifted_texture_frames,
     write_mp4_with_edit_list,
@@ -29,6 +29,33 @@ def test_read_video_resizes_to_256x340_and_reports_size_and_fps(good_video):
     assert video.num_frames == 12
     assert video.source_size == (48, 64)
     assert video.fps == pytest.approx(25.0)
+
+
+@pytest.mark.parametrize("chunk_frames", [1, 7, 32, 100])
+def test_reader_chunks_are_the_frames_of_read_video(tmp_path, chunk_frames):
+    path = write_video(tmp_path / "long.avi", shifted_texture_frames(40, 48, 64))
+    frames = read_video(path).frames  # (40, 256, 340, 3)
+    reader = VideoReader(path)
+    chunks = list(reader.chunks(chunk_frames))
+    sizes = [min(chunk_frames, 40 - start) for start in range(0, 40, chunk_frames)]
+    assert [len(chunk) for chunk in chunks] == sizes
+    np.testing.assert_array_equal(np.concatenate(chunks), frames)  # bit for bit
+    assert (reader.num_frames, reader.source_size) == (40, (48, 64))
+    assert reader.fps == pytest.approx(25.0)
+    np.testing.assert_array_equal(np.concatenate(list(reader.chunks(chunk_frames))), frames)
+
+
+def test_reader_finds_a_truncated_file_at_the_end_of_its_pass(tmp_path):
+    path = write_video(tmp_path / "long.avi", shifted_texture_frames(40, 48, 64))
+    _cut_in_half(path)
+    reader = VideoReader(path, 48, 64)
+    chunks = reader.chunks(4)
+    assert next(chunks).shape == (4, 48, 64, 3)  # decoded as used
+    with pytest.raises(VideoError, match="truncated") as info:
+        list(chunks)
+    assert str(path) in str(info.value) and reader.num_frames is None
+    with pytest.raises(VideoError, match="no such file"):
+        VideoReader(tmp_path / "missing.avi")
 
 
 def test_frames_are_rgb_not_bgr(tmp_path):

@@ -7,8 +7,9 @@
         --output runs/flow_tvl1 --method tvl1 --workers 2 --shard 0/1
 
 Output: `<output>/<video_id>.npz` holding `flow` `(frames - 1, 256, 340, 2)` uint8
-(bound 20) and JSON metadata. Decoding happens here, in memory: decoded frames are not
-stored (the feature extractor decodes again; decoding costs far less than flow).
+(bound 20) and JSON metadata. Decoding happens here, chunk by chunk: decoded frames are
+not stored (the feature extractor decodes again; decoding costs far less than flow),
+and memory holds one chunk of frames and flow, whatever a video's length.
 A re-run skips every complete file; a killed run resumes to identical files (atomic
 writes, deterministic single-threaded OpenCV). Failures are listed in
 `<output>/failures[-shard-i-of-n].jsonl`; the exit status is 1 if any video failed.
@@ -37,9 +38,9 @@ from data.batch_jobs import (
 )
 from data.config_flags import exit_on_error, parse_config
 from data.flow_store import FlowSettings, FlowStore
-from data.optical_flow import STACK_LENGTH, compute_flow
+from data.optical_flow import STACK_LENGTH, iter_flow
 from data.splits import SUBSETS, SplitSource
-from data.video import VideoError, read_video
+from data.video import VideoError, VideoReader
 
 
 @dataclass(frozen=True)
@@ -66,32 +67,46 @@ def _single_thread_opencv() -> None:
 
 
 def flow_one_video(video_id: str, video_path: str, output: str, settings: FlowSettings):
-    """Decodes one video, computes its flow, stores it. Returns a `JobResult`."""
+    """Decodes one video chunk by chunk, computes its flow, stores it. Returns a `JobResult`.
+
+    Memory holds one chunk of frames and of flow, whatever the video's length: the flow
+    waits in a temporary file (`FlowStore.spool`) until the video is decoded and
+    checked, then is written as one `.npz` (the file `compute_flow` of all frames gives).
+    """
     start = time.perf_counter()
     store = FlowStore(output)
     try:
-        video = read_video(video_path, settings.height, settings.width)
-        if video.num_frames < STACK_LENGTH + 1:
-            raise ValueError(
-                f"{video_path}: too short for one flow stack: {video.num_frames} frame(s), "
-                f"a stack needs {STACK_LENGTH + 1}. Drop this video from the split."
-            )
-        flow = compute_flow(video.frames, settings.method)  # (frames - 1, H, W, 2)
+        reader = VideoReader(video_path, settings.height, settings.width)
+        with store.spool(video_id) as flow:
+            try:
+                for chunk in iter_flow(reader.chunks(), settings.method):  # (n, H, W, 2)
+                    flow.append(chunk)
+            except ValueError:
+                if reader.num_frames is None:  # not "fewer than 2 frames": the video failed
+                    raise
+            if reader.num_frames < STACK_LENGTH + 1:
+                raise ValueError(
+                    f"{video_path}: too short for one flow stack: {reader.num_frames} "
+                    f"frame(s), a stack needs {STACK_LENGTH + 1}. Drop this video from the split."
+                )
+            metadata = {
+                **asdict(settings),
+                "video_id": video_id,
+                "source_file": Path(video_path).name,
+                "num_frames": reader.num_frames,
+                "fps": reader.fps,
+                "source_size": list(reader.source_size),
+            }
+            try:
+                store.write(video_id, flow, metadata)
+            except OSError as error:
+                return JobResult(
+                    video_id, "failed", f"{store.path_for(video_id)}: cannot write ({error})."
+                )
     except (VideoError, ValueError, cv2.error, MemoryError) as error:
         return JobResult(video_id, "failed", str(error))
-    metadata = {
-        **asdict(settings),
-        "video_id": video_id,
-        "source_file": Path(video_path).name,
-        "num_frames": video.num_frames,
-        "fps": video.fps,
-        "source_size": list(video.source_size),
-    }
-    try:
-        store.write(video_id, flow, metadata)
-    except OSError as error:
-        return JobResult(video_id, "failed", f"{store.path_for(video_id)}: cannot write ({error}).")
-    return JobResult(video_id, "done", frames=video.num_frames, seconds=time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return JobResult(video_id, "done", frames=reader.num_frames, seconds=seconds)
 
 
 def run(config: ComputeFlowConfig) -> JobReport:

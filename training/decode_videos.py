@@ -35,7 +35,7 @@ from data.batch_jobs import (
 )
 from data.config_flags import exit_on_error, parse_config
 from data.splits import SUBSETS, SplitSource
-from data.video import VideoError, read_video
+from data.video import VideoError, VideoReader
 
 COLUMNS = ("video_id", "label", "num_frames", "fps", "source_height", "source_width")
 
@@ -62,7 +62,9 @@ def decode_one_video(video_id: str, video_path: str, label: int) -> JobResult:
     """Decodes one video at its stored size; the message holds its CSV row as JSON (a
     video id may hold commas)."""
     try:
-        video = read_video(video_path, height=None, width=None)
+        video = VideoReader(video_path, height=None, width=None)
+        for _ in video.chunks():  # one chunk in memory at a time, whatever the length
+            pass
     except VideoError as error:
         return JobResult(video_id, "failed", str(error))
     height, width = video.source_size

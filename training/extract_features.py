@@ -3,10 +3,11 @@
 Appearance: the FC6 (`fc1`) feature of every RGB frame; motion: of every
 5-pair flow stack. Each image is the central `input_size` square of the
 256x340 frame (paper silent; see docs), preprocessed as the stream needs, and
-run through the network in batches (`models.feature_extraction`). A video whose
-features are already in the store with the same recipe is skipped, so an
-interrupted run resumes, and `--shard i/n` splits the videos across processes or
-machines.
+run through the network in batches (`models.feature_extraction`), a chunk of frames
+or flow stacks at a time: memory does not grow with a video's length, only its
+features do. A video whose features are already in the store with the same recipe is
+skipped, so an interrupted run resumes, and `--shard i/n` splits the videos across
+processes or machines.
 
     python -m training.extract_features --stream appearance \
         --weights runs/spatial/final.keras --video-root UCF-101 \
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
+import numpy as np
 from tqdm import tqdm
 
 from data.atomic_files import check_output_folder
@@ -37,14 +39,13 @@ from data.config_flags import exit_on_error, parse_config
 from data.feature_store import FeatureStore
 from data.flow_store import FlowStore
 from data.splits import SUBSETS, SplitSource
-from data.video import read_video
+from data.video import VideoReader
 from models.feature_extraction import (
     FeatureRecipe,
     build_extractor,
     describe_network,
-    extract_video_features,
+    extract_chunked_features,
     identify_weights,
-    prepare_images,
 )
 
 
@@ -83,7 +84,9 @@ def extract_clips(
 
     Args:
         clips: Objects with `video_id` (e.g. `data.splits.Clip`).
-        load_images: `load_images(clip)` gives uint8 frames or flow stacks.
+        load_images: `load_images(clip)` gives uint8 frames or flow stacks: an array,
+            or an iterable of chunks of them (a video of any length, see
+            `image_loader`), run batch by batch.
         store: A `data.feature_store.FeatureStore` (`is_complete`, `write`).
         recipe: How the features are made; its `metadata()` is written with each
             video's features, and a stored video counts as done only when it matches.
@@ -101,8 +104,9 @@ def extract_clips(
             continue
         began = time.perf_counter()
         try:
-            images = prepare_images(load_images(clip), recipe)
-            features = extract_video_features(extractor, images, batch_size)  # (images, dim)
+            images = load_images(clip)
+            chunks = [images] if isinstance(images, np.ndarray) else images
+            features = extract_chunked_features(extractor, chunks, recipe, batch_size)
             # Image i is frame i (appearance) or the stack of flows i..i+4 (motion).
             frame_indices = list(range(len(features)))
             store.write(
@@ -121,12 +125,14 @@ def extract_clips(
 
 
 def image_loader(config: ExtractFeaturesConfig) -> Callable:
-    """`load(clip)`: uint8 RGB frames at the recipe's size, or the clip's flow stacks."""
+    """`load(clip)`: chunks of uint8 RGB frames at the recipe's size, decoded as they
+    are used, or of the clip's flow stacks, read from its flow file as they are used:
+    memory holds one chunk, whatever the video's length."""
     recipe = config.recipe
     if recipe.stream == "appearance":
-        return lambda clip: read_video(clip.path, recipe.height, recipe.width).frames
+        return lambda clip: VideoReader(clip.path, recipe.height, recipe.width).chunks()
     flow = FlowStore(config.flow_root)
-    return lambda clip: flow.read_stacks(clip.video_id)  # (stacks, height, width, 10)
+    return lambda clip: flow.iter_stacks(clip.video_id)  # (n, height, width, 10) chunks
 
 
 def run(config: ExtractFeaturesConfig) -> JobReport:

@@ -1,0 +1,38 @@
+"""Memory of flow, extraction and predict does not grow with a video's length."""
+
+import pytest
+
+from evaluation.memory_benchmark import STAGES, MemoryBenchmarkConfig, format_table, run
+
+SHORT, LONG = 100, 500  # frames of the two generated 240x320 clips, processed at 256x340
+# Allowed growth of each stage's peak memory from the short clip to the long one: run to
+# run, a TensorFlow process's peak varies by some 30 MiB. Before the stages went chunk by
+# chunk, the 400 more frames cost (measured) flow 1.1 GiB, motion extraction 1.4 GiB,
+# appearance 0.2 GiB, predict 0.3 GiB (appearance) and about 2 GiB (motion); now only the
+# features grow (400 x 16 float32 here; 400 x 4096 x 4 bytes = 6.6 MB with VGG16's FC6).
+GROWTH_BOUND_MIB = 100
+# Peak of any stage, libraries included (TensorFlow and Keras alone: about 790 MiB).
+PEAK_BOUND_MIB = 2048
+
+
+@pytest.mark.slow
+def test_peak_memory_does_not_grow_with_the_video(tmp_path):
+    reports = {
+        num_frames: run(MemoryBenchmarkConfig(output=tmp_path, num_frames=num_frames))
+        for num_frames in (SHORT, LONG)
+    }
+    peaks = {
+        num_frames: {stage: result["peak_rss_mib"] for stage, result in report["results"].items()}
+        for num_frames, report in reports.items()
+    }
+    print(format_table(reports[LONG]))
+    assert set(peaks[LONG]) == set(STAGES)
+    growth = {stage: peaks[LONG][stage] - peaks[SHORT][stage] for stage in STAGES}
+    assert all(value < GROWTH_BOUND_MIB for value in growth.values()), growth
+    assert all(value < PEAK_BOUND_MIB for value in peaks[LONG].values()), peaks[LONG]
+    assert (tmp_path / f"memory_{LONG}.json").is_file()
+
+
+def test_unknown_stages_are_named():
+    with pytest.raises(ValueError, match="'decode'"):
+        MemoryBenchmarkConfig(stages=("flow", "decode"))
