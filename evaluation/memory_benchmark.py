@@ -108,7 +108,8 @@ def write_moving_texture(path: Path, num_frames: int, height: int, width: int) -
 
 def write_clip_split(root: Path, config: MemoryBenchmarkConfig) -> tuple[Path, Path]:
     """`root/UCF-101/Long/v_Long_g01_c01.avi` and `root/ucfTrainTestlist/` listing it as
-    the one training clip. Returns (video_root, split_dir); an existing clip is kept."""
+    the one training clip (and one test clip that is never read). Returns (video_root,
+    split_dir); an existing clip is kept."""
     video_root, split_dir = root / "UCF-101", root / "ucfTrainTestlist"
     video = video_root / "Long" / "v_Long_g01_c01.avi"
     if not video.is_file():
@@ -116,7 +117,9 @@ def write_clip_split(root: Path, config: MemoryBenchmarkConfig) -> tuple[Path, P
     split_dir.mkdir(parents=True, exist_ok=True)
     (split_dir / "classInd.txt").write_text("1 Long\r\n", newline="")
     (split_dir / "trainlist01.txt").write_text("Long/v_Long_g01_c01.avi 1\r\n", newline="")
-    (split_dir / "testlist01.txt").write_text("", newline="")
+    # A split lists test videos too; the stages read --subset train, so this one is
+    # never decoded (nor needed on disk).
+    (split_dir / "testlist01.txt").write_text("Long/v_Long_g02_c01.avi\r\n", newline="")
     return video_root, split_dir
 
 
@@ -153,7 +156,7 @@ def _save_network(stream: str, config: MemoryBenchmarkConfig, path: Path) -> Pat
 def stage_commands(config: MemoryBenchmarkConfig, root: Path) -> dict[str, list[str]]:
     """The command line of each stage of `config.stages`, reading the clip under `root`."""
     video_root, split_dir = write_clip_split(root, config)
-    source = ["--video-root", str(video_root), "--split-dir", str(split_dir)]
+    source = ["--video-root", str(video_root), "--split-dir", str(split_dir), "--subset", "train"]
     size = ["--height", str(config.height), "--width", str(config.width)]
     network = ["--weights", "none", "--fc-units", str(config.fc_units)]
     network += ["--width-multiplier", str(config.width_multiplier)]
