@@ -349,8 +349,8 @@ def run(config: FinetuneConvnetConfig) -> Path:
     split = config.source.load()
     clips = training_clips(split, settings.stream, config.flow_root, (config.height, config.width))
     if settings.stream == "motion":
-        image_size = FlowStore(config.flow_root).recipe(c.video_id for c in split.train)
-        image_size = image_size.get("flow_size")
+        flow_recipe = FlowStore(config.flow_root).recipe(c.video_id for c in split.train)
+        image_size = flow_recipe.get("flow_size")
     else:
         image_size = (config.height, config.width)
     if image_size is not None and settings.crop_size > min(image_size):

@@ -235,9 +235,6 @@ class Run:
         """Training finished: a best model, and no backup of an unfinished fit."""
         return self.model_path.is_file() and not self.backup_dir.exists()
 
-    def is_scored(self) -> bool:
-        return self.scores_path.is_file() and self.metrics_path.is_file()
-
     @contextlib.contextmanager
     def training_lock(self) -> Iterator[None]:
         """Holds the folder for one trainer (creating it) for the block.
@@ -292,9 +289,6 @@ class Run:
         if not self.model_path.is_file():
             raise ValueError(f"{self.root} has no {self.MODEL}: it is not trained yet.")
         return keras.saving.load_model(self.model_path)
-
-    def load_metrics(self) -> dict:
-        return json.loads(self.metrics_path.read_text())
 
     def write_metrics(self, metrics: dict) -> None:
         self.metrics_path.write_text(json.dumps(metrics, indent=2))
