@@ -25,6 +25,8 @@ from pathlib import Path
 DATASETS = ("ucf101", "hmdb51")
 SPLITS = (1, 2, 3)
 SUBSETS = ("train", "test", "all")
+# UCF101 file stems are v_<Class>_gGG_cCC: clips of one group share actors and scenes.
+_UCF101_GROUP = re.compile(r"_g(?P<group>\d+)_c\d+$")
 
 
 class SplitError(ValueError):
@@ -93,6 +95,13 @@ class Split:
     def _check_subset_name(name: str) -> None:
         if name not in SUBSETS:
             raise ValueError(f"Expected subset in {SUBSETS}. Received: {name!r}")
+
+
+def video_group(video_id: str) -> int | None:
+    """The UCF101 group (1-25) in a video id such as "Punch/v_Punch_g03_c02", or None
+    for a name without one (HMDB51's clips)."""
+    match = _UCF101_GROUP.search(video_id)
+    return int(match.group("group")) if match else None
 
 
 def _lines(path: Path) -> list[str]:

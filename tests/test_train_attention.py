@@ -16,6 +16,7 @@ import pytest
 
 from data.config_flags import exit_on_error
 from data.feature_store import FeatureStore
+from data.splits import Clip, video_group
 from evaluation.scoring import VideoScores, score_run
 from tests.evaluation_fixtures import (
     TINY_MODEL,
@@ -48,6 +49,39 @@ def dataset(tmp_path_factory):
     return root, split
 
 
+def _clips(names_and_labels):
+    return [Clip(name, Path(f"{name}.avi"), label) for name, label in names_and_labels]
+
+
+def test_hold_out_by_group_keeps_ucf101_groups_whole_in_every_class():
+    clips = _clips(
+        (f"{name}/v_{name}_g{group:02d}_c{index:02d}", label)
+        for label, name in enumerate(["Punch", "PushUps"])
+        for group in range(8, 26)  # split 1's training groups
+        for index in range(1, 4 + label)
+    )
+    train_clips, validation = hold_out_validation(clips, 0.1, seed=0)
+    held = {video_group(clip.video_id) for clip in validation}
+    assert len(held) == 2  # round(0.1 * 18 groups)
+    assert {video_group(clip.video_id) for clip in train_clips}.isdisjoint(held)
+    for label in (0, 1):  # the same group numbers leave every class, whole
+        groups = {video_group(c.video_id) for c in validation if c.label == label}
+        assert groups == held
+    assert len(train_clips) + len(validation) == len(clips)
+    other, _ = hold_out_validation(clips, 0.1, seed=1)
+    assert other != train_clips  # the seed chooses the groups
+    by_video = hold_out_validation(clips, 0.1, seed=0, by="video")[1]
+    assert len({video_group(clip.video_id) for clip in by_video}) > 2  # scattered
+
+
+def test_hold_out_by_group_falls_back_to_videos_without_groups():
+    clips = _clips((f"wave/clip_{index}_wave_u_nm_np1_fr_med_{index}", 0) for index in range(10))
+    train_clips, validation = hold_out_validation(clips, 0.2, seed=0)
+    assert len(validation) == 2 and len(train_clips) == 8
+    with pytest.raises(ValueError, match="by"):
+        hold_out_validation(clips, 0.2, by="actor")
+
+
 def test_hold_out_is_by_video_per_class_and_seeded(dataset):
     _, split = dataset
     train_clips, validation = hold_out_validation(split.train, 0.25, seed=3)
@@ -64,6 +98,8 @@ def test_config_rejects_bad_values():
         TrainConfig(stream="depth")
     with pytest.raises(ValueError, match="validation_fraction"):
         TrainConfig(validation_fraction=1.0)
+    with pytest.raises(ValueError, match="validation_by"):
+        TrainConfig(validation_by="actor")
 
 
 def test_run_folder_holds_config_model_history_and_scores(dataset, tmp_path):

@@ -39,6 +39,8 @@ from models.recognizer import DEFAULT_DROPOUT, DEFAULT_WEIGHT_DECAY
 from models.two_stream_vgg16 import STREAMS
 
 MODELS = ("attention", "baseline")
+# How validation videos leave the training list (train_attention.hold_out_validation).
+HOLD_OUTS = ("group", "video")
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,10 @@ class TrainConfig:
     weight_decay: float = DEFAULT_WEIGHT_DECAY  # gamma of eq. 8 (paper silent)
     epochs: int = 30  # paper silent; the best epoch on validation is kept
     batch_size: int = 32  # samples per batch (paper silent)
-    validation_fraction: float = 0.1  # of each class's training videos (paper silent)
+    validation_fraction: float = 0.1  # of the training list (paper silent)
+    # "group": whole UCF101 groups (same actors and scenes), as the official test lists
+    # are made; "video": any videos. HMDB51 has no groups: by video either way.
+    validation_by: str = field(default="group", metadata={"choices": HOLD_OUTS})
     seed: int = 0  # validation hold-out, shuffling, initialisation, dropout
     # Class subset; None = all.
     classes: tuple[str, ...] | None = field(
@@ -76,6 +81,7 @@ class TrainConfig:
             "epochs": self.epochs >= 1,
             "batch_size": self.batch_size >= 1,
             "validation_fraction": 0.0 <= self.validation_fraction < 1.0,
+            "validation_by": self.validation_by in HOLD_OUTS,
         }
         for name, ok in checks.items():
             if not ok:

@@ -2,7 +2,8 @@
 
 Features come from the feature store (`training.extract_features`); 30-frame samples
 (section 3.2) are fed to `model.fit` with the paper's loss (eq. 8) and Adadelta. A
-validation subset, held out from the training list by video, picks the best epoch.
+validation subset, held out from the training list by whole UCF101 groups (HMDB51: by
+video), picks the best epoch.
 Each run writes one folder, `training.runs.Run` (its layout is described there):
 
     python -m training.train_attention --stream appearance --model attention \
@@ -29,10 +30,10 @@ from tqdm import tqdm
 from data.config_flags import exit_on_error, parse_config
 from data.feature_store import FeatureStore, FeatureStoreError
 from data.samples import SampleDataset
-from data.splits import SplitSource
+from data.splits import SplitSource, video_group
 from models.feature_extraction import FeatureRecipe
 from models.recognizer import build_attention_model
-from training.runs import PRESETS, Run, RunRecord, TrainConfig
+from training.runs import HOLD_OUTS, PRESETS, Run, RunRecord, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -57,18 +58,37 @@ class TrainAttentionConfig:
 # === Data ===
 
 
-def hold_out_validation(clips: Sequence, fraction: float, seed: int = 0) -> tuple[list, list]:
-    """Splits training clips into (train, validation) by video, per class.
+def hold_out_validation(
+    clips: Sequence, fraction: float, seed: int = 0, by: str = "group"
+) -> tuple[list, list]:
+    """Splits training clips into (train, validation); `seed` chooses what is held out.
 
-    Each class gives `round(fraction * n)` of its `n` videos (at least 1 when
-    `fraction > 0` and it has 2 or more), chosen with `seed`. UCF101 groups
-    (g01..g25) are not kept together: the official test split already does that.
+    - `by="group"`: whole UCF101 groups, the same group numbers in every class, as the
+      official test lists are made: `round(fraction * groups)` of the training list's
+      groups (at least 1 when `fraction > 0`, never all). Clips of a group share actors
+      and scenes, so a validation video of a training group is a near-copy of training
+      videos, and the validation accuracy overstates the test accuracy. Clips without a
+      group in their name (HMDB51) are held out by video, as below.
+    - `by="video"`: per class, `round(fraction * n)` of its `n` videos (at least 1 when
+      `fraction > 0` and it has 2 or more).
     """
+    if by not in HOLD_OUTS:
+        raise ValueError(f"Expected by in {HOLD_OUTS}. Received: by={by!r}")
     rng = np.random.default_rng(seed)
+    groups = {clip.video_id: video_group(clip.video_id) for clip in clips}
+    grouped = [clip for clip in clips if by == "group" and groups[clip.video_id] is not None]
+    held_out = set()
+    if grouped:
+        numbers = sorted({groups[clip.video_id] for clip in grouped})
+        count = int(round(fraction * len(numbers)))
+        if fraction > 0 and len(numbers) >= 2:
+            count = min(max(count, 1), len(numbers) - 1)
+        chosen = {numbers[index] for index in rng.permutation(len(numbers))[:count]}
+        held_out = {clip.video_id for clip in grouped if groups[clip.video_id] in chosen}
     by_label: dict[int, list] = {}
     for clip in clips:
-        by_label.setdefault(clip.label, []).append(clip)
-    held_out = set()
+        if not (grouped and groups[clip.video_id] is not None):
+            by_label.setdefault(clip.label, []).append(clip)
     for label in sorted(by_label):
         members = by_label[label]
         count = int(round(fraction * len(members)))
@@ -204,7 +224,7 @@ def _train_locked(
         folder.clear()
     store = FeatureStore(store_root)
     train_clips, validation_clips = hold_out_validation(
-        split.train, config.validation_fraction, config.seed
+        split.train, config.validation_fraction, config.seed, config.validation_by
     )
     metadata = store.read_metadata(train_clips[0].video_id)
     recipe = FeatureRecipe.from_metadata(metadata)
