@@ -8,6 +8,7 @@ the loss of eq. 8 and the Theano-style Adadelta of section 3.2.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 from models.temporal_attention_lstm import TemporalAttentionLSTM
@@ -21,11 +22,15 @@ DEFAULT_WEIGHT_DECAY = 1e-5
 DEFAULT_DROPOUT = 0.5
 # Section 3.2: the score of a sample is the mean of the last 10 steps.
 NUM_SCORED_STEPS = 10
+# The optional standardisation of frame features (build_attention_model).
+NORMALIZATION_LAYER = "feature_normalization"
 
 
-def paper_optimizer() -> keras.optimizers.Optimizer:
+def paper_optimizer(learning_rate: float = 1.0) -> keras.optimizers.Optimizer:
     """Adadelta as in Theano (Zeiler 2012): learning rate 1.0, rho 0.95, eps 1e-6."""
-    return keras.optimizers.Adadelta(learning_rate=1.0, rho=0.95, epsilon=1e-6)
+    if learning_rate <= 0:
+        raise ValueError(f"Expected learning_rate > 0. Received: learning_rate={learning_rate}")
+    return keras.optimizers.Adadelta(learning_rate=learning_rate, rho=0.95, epsilon=1e-6)
 
 
 @keras.saving.register_keras_serializable(package="temporal_attention")
@@ -88,6 +93,9 @@ def build_attention_model(
     state_initializer: str = "mean_feature",
     frame_mask_input: bool = False,
     precompute_input_projection: bool = True,
+    feature_mean: np.ndarray | None = None,
+    feature_variance: np.ndarray | None = None,
+    learning_rate: float = 1.0,
     compile: bool = True,
     seed: int | None = None,
     name: str | None = None,
@@ -107,6 +115,11 @@ def build_attention_model(
         frame_mask_input: If `True`, the model takes a second input
             `frame_mask` `(batch, frames)` (bool, `True` for real frames), for
             samples padded to `num_frames`.
+        feature_mean, feature_variance: Per-dimension statistics `(feature_dim,)`
+            of the training features. Given, a `feature_normalization` layer
+            standardises every frame feature before the attention LSTM (an
+            extension; the paper feeds FC6 as is). Default `None`: no scaling.
+        learning_rate: Of the paper's Adadelta (Zeiler 2012: 1.0).
         compile: Compile with `StepwiseCrossEntropy`, the paper's Adadelta and
             `LastStepsAccuracy`.
 
@@ -155,15 +168,27 @@ def build_attention_model(
         name="classifier",
     )
 
+    normalization = None
+    if (feature_mean is None) != (feature_variance is None):
+        raise ValueError("Expected feature_mean and feature_variance together, or neither.")
+    if feature_mean is not None:
+        normalization = keras.layers.Normalization(
+            axis=-1,
+            mean=np.asarray(feature_mean, dtype=np.float32),
+            variance=np.asarray(feature_variance, dtype=np.float32),
+            name=NORMALIZATION_LAYER,
+        )
+
     # === Graph ===
-    hidden = attention_lstm(features, mask=frame_mask)  # (batch, steps, units)
+    frames = normalization(features) if normalization is not None else features
+    hidden = attention_lstm(frames, mask=frame_mask)  # (batch, steps, units)
     probabilities = classifier(output_dropout(hidden))  # (batch, steps, classes), eq. 7
     if name is None:
         name = "temporal_attention" if use_attention else "mean_pooling_baseline"
     model = keras.Model(inputs, probabilities, name=name)
     if compile:
         model.compile(
-            optimizer=paper_optimizer(),
+            optimizer=paper_optimizer(learning_rate),
             loss=StepwiseCrossEntropy(),
             metrics=[LastStepsAccuracy()],
         )
@@ -187,6 +212,8 @@ def build_attention_readout(model: keras.Model) -> keras.Model:
         features, frame_mask = inputs["features"], inputs["frame_mask"]
     else:
         features, frame_mask = inputs, None
+    if any(layer.name == NORMALIZATION_LAYER for layer in model.layers):
+        features = model.get_layer(NORMALIZATION_LAYER)(features)
     hidden, attention = attention_lstm(features, mask=frame_mask, return_attention_weights=True)
     attention_lstm.set_weights(trained.get_weights())
     probabilities = model.get_layer("classifier")(model.get_layer("output_dropout")(hidden))

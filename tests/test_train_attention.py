@@ -18,13 +18,14 @@ from data.config_flags import exit_on_error
 from data.feature_store import FeatureStore
 from data.splits import Clip, video_group
 from evaluation.scoring import VideoScores, score_run
+from models.recognizer import NORMALIZATION_LAYER
 from tests.evaluation_fixtures import (
     TINY_MODEL,
     synthetic_split,
     write_separable_features,
 )
 from training.runs import Run, TrainConfig
-from training.train_attention import hold_out_validation, main, train
+from training.train_attention import feature_statistics, hold_out_validation, main, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -334,3 +335,44 @@ def test_cli_refuses_a_busy_run_folder_in_one_line_and_exits_2(dataset, tmp_path
         "another --runs folder\n"
     )
     assert not (run_dir / "config.json").exists()  # nothing of the busy run was touched
+
+
+def test_patience_stops_where_an_uninterrupted_run_would_after_a_resume(dataset, tmp_path):
+    root, split = dataset
+    config = TrainConfig(epochs=4, patience=2, validation_fraction=0.25, **TINY_MODEL)
+    common = dict(split=split, store_root=root / "store", verbose=0)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, run_dir=tmp_path / "run", extra_callbacks=[StopAfterEpoch(0)], **common)
+    # Say epoch 0 was perfect: no later epoch beats it, so the fit must stop at epoch 2
+    # (2 epochs without progress), counting epoch 0 from before the resume.
+    history = pd.read_csv(tmp_path / "run/history.csv")
+    history["val_last_steps_accuracy"] = 1.0
+    history.to_csv(tmp_path / "run/history.csv", index=False)
+    run = train(config, run_dir=tmp_path / "run", **common)
+    assert list(pd.read_csv(run.history_path)["epoch"]) == [0, 1, 2]
+    assert run.is_trained()
+    unlimited = train(dataclasses.replace(config, patience=0), run_dir=tmp_path / "all", **common)
+    assert len(pd.read_csv(unlimited.history_path)) == 4
+
+
+def test_standardize_normalises_with_the_training_part_only(dataset, tmp_path):
+    root, split = dataset
+    config = TrainConfig(
+        epochs=1, feature_scaling="standardize", validation_fraction=0.25, **TINY_MODEL
+    )
+    run = train(config, split=split, store_root=root / "store", run_dir=tmp_path, verbose=0)
+    record = run.load_config()
+    store = FeatureStore(root / "store")
+    train_clips = [
+        clip for clip in split.train if (clip.video_id, clip.label) in record.train_videos
+    ]
+    mean, variance = feature_statistics(store, train_clips)
+    layer = run.load_model().get_layer(NORMALIZATION_LAYER)
+    np.testing.assert_allclose(np.ravel(layer.mean), mean, rtol=1e-6)
+    np.testing.assert_allclose(np.ravel(layer.variance), variance, rtol=1e-6)
+    everything, _ = feature_statistics(store, split.train + split.test)
+    assert not np.allclose(everything, mean)  # validation and test videos left out
+    frames = np.concatenate([store.read(clip.video_id)[0] for clip in train_clips])
+    np.testing.assert_allclose(mean, frames.mean(axis=0), atol=1e-5)
+    score_run(run)  # the saved model scores raw stored features
+    assert json.loads(run.metrics_path.read_text())["accuracy"] >= 0.0

@@ -39,6 +39,9 @@ from models.recognizer import DEFAULT_DROPOUT, DEFAULT_WEIGHT_DECAY
 from models.two_stream_vgg16 import STREAMS
 
 MODELS = ("attention", "baseline")
+# Frame features as stored ("none", the paper's) or standardised with the training
+# part's per-dimension mean and variance (an extension).
+FEATURE_SCALINGS = ("none", "standardize")
 # How validation videos leave the training list (train_attention.hold_out_validation).
 HOLD_OUTS = ("group", "video")
 
@@ -62,6 +65,11 @@ class TrainConfig:
     dropout: float = DEFAULT_DROPOUT  # paper silent: Zaremba et al.'s 0.5
     weight_decay: float = DEFAULT_WEIGHT_DECAY  # gamma of eq. 8 (paper silent)
     epochs: int = 30  # paper silent; the best epoch on validation is kept
+    # Stop after this many epochs without a better validation score (0: never).
+    patience: int = 0
+    learning_rate: float = 1.0  # of Adadelta (paper: Adadelta; Zeiler's 1.0)
+    # "standardize": frame features minus the training part's mean, over its std.
+    feature_scaling: str = field(default="none", metadata={"choices": FEATURE_SCALINGS})
     batch_size: int = 32  # samples per batch (paper silent)
     validation_fraction: float = 0.1  # of the training list (paper silent)
     # "group": whole UCF101 groups (same actors and scenes), as the official test lists
@@ -82,6 +90,9 @@ class TrainConfig:
             "batch_size": self.batch_size >= 1,
             "validation_fraction": 0.0 <= self.validation_fraction < 1.0,
             "validation_by": self.validation_by in HOLD_OUTS,
+            "patience": self.patience >= 0,
+            "learning_rate": self.learning_rate > 0,
+            "feature_scaling": self.feature_scaling in FEATURE_SCALINGS,
         }
         for name, ok in checks.items():
             if not ok:

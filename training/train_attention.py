@@ -115,8 +115,37 @@ def best_so_far(history_path: Path, monitor: str) -> float | None:
     return max(values) if values else None
 
 
-def make_callbacks(run: Run, has_validation: bool) -> list[keras.callbacks.Callback]:
-    """Best checkpoint, resume backup, CSV log, and TensorBoard on TensorFlow.
+class StopWithoutProgress(keras.callbacks.Callback):
+    """Early stopping: ends the fit once the best `monitor` value is `patience` epochs
+    old. The epochs before a resume are read from `history.csv`, so a resumed fit stops
+    where an uninterrupted one would (Keras' EarlyStopping starts counting afresh)."""
+
+    def __init__(self, history_path: Path, monitor: str, patience: int):
+        super().__init__()
+        self.history_path, self.monitor, self.patience = history_path, monitor, patience
+        self.values: list[float] = []
+
+    def on_train_begin(self, logs=None):
+        self.values = []
+        if self.history_path.is_file():
+            with open(self.history_path, newline="") as handle:
+                self.values = [float(row[self.monitor]) for row in csv.DictReader(handle)]
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            return
+        self.values.append(float(value))
+        best_epoch = int(np.nanargmax(self.values)) if np.isfinite(self.values).any() else 0
+        if len(self.values) - 1 - best_epoch >= self.patience:
+            self.model.stop_training = True
+
+
+def make_callbacks(
+    run: Run, has_validation: bool, patience: int = 0
+) -> list[keras.callbacks.Callback]:
+    """Best checkpoint, resume backup, CSV log, early stopping when `patience` > 0, and
+    TensorBoard on TensorFlow.
 
     On a resumed fit the checkpoint starts from the best epoch so far (from
     `history.csv`), so that a worse epoch after the resume does not replace it."""
@@ -133,6 +162,8 @@ def make_callbacks(run: Run, has_validation: bool) -> list[keras.callbacks.Callb
         ),
         keras.callbacks.CSVLogger(str(run.history_path), append=True),
     ]
+    if patience > 0:  # after the logger: the epochs before a resume come from its file
+        callbacks.insert(0, StopWithoutProgress(run.history_path, monitor, patience))
     if tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(str(run.tensorboard_dir)))
     return callbacks
@@ -145,6 +176,26 @@ def tensorboard_available() -> bool:
         keras.backend.backend() == "tensorflow"
         and importlib.util.find_spec("tensorboard") is not None
     )
+
+
+def feature_statistics(store: FeatureStore, clips: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and variance `(dim,)` float32 over every frame of `clips`
+    (the training part: never validation or test videos); the variance is floored at 1%
+    of its mean over dimensions."""
+    total, total_squares, count = None, None, 0
+    for clip in clips:
+        features = store.read(clip.video_id)[0].astype(np.float64)  # (frames, dim)
+        if total is None:
+            total, total_squares = np.zeros(features.shape[1]), np.zeros(features.shape[1])
+        total += features.sum(axis=0)
+        total_squares += np.square(features).sum(axis=0)
+        count += len(features)
+    mean = total / count
+    variance = np.maximum(total_squares / count - np.square(mean), 0.0)
+    # A dimension (nearly) constant in training would blow up where it varies at test
+    # time: its variance is floored at 1% of the mean variance.
+    variance = np.maximum(variance, 0.01 * variance.mean())
+    return mean.astype(np.float32), variance.astype(np.float32)
 
 
 def check_features(store: FeatureStore, clips: Sequence) -> None:
@@ -271,6 +322,10 @@ def _train_locked(
             seed=config.seed,
         )
 
+    statistics = {}
+    if config.feature_scaling == "standardize":
+        mean, variance = feature_statistics(store, train_clips)
+        statistics = {"feature_mean": mean, "feature_variance": variance}
     train_data = dataset(train_clips, shuffle=True)
     validation_data = dataset(validation_clips, shuffle=False) if validation_clips else None
     keras.utils.set_random_seed(config.seed)
@@ -285,13 +340,18 @@ def _train_locked(
         dropout=config.dropout,
         weight_decay=config.weight_decay,
         frame_mask_input=True,
+        learning_rate=config.learning_rate,
         seed=config.seed,
+        **statistics,
     )
     model.fit(
         train_data,
         validation_data=validation_data,
         epochs=config.epochs,
-        callbacks=[*make_callbacks(folder, validation_data is not None), *extra_callbacks],
+        callbacks=[
+            *make_callbacks(folder, validation_data is not None, config.patience),
+            *extra_callbacks,
+        ],
         verbose=verbose,
     )
     return folder
