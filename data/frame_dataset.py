@@ -17,6 +17,9 @@ from models.two_stream_vgg16 import preprocess_images, stream_input_shape
 
 # A clip: a callable returning its images (frames or flow stacks), and its label.
 ClipLoader = Callable[[], np.ndarray]
+# uint8 crops and the stream to the network's float32 inputs, e.g.
+# models.two_stream_vgg16.preprocess_images (VGG16's, the default).
+Preprocess = Callable[[np.ndarray, str], np.ndarray]
 
 
 # === Augmentation ===
@@ -98,6 +101,10 @@ class FrameDataset(keras.utils.PyDataset):
         frames_per_clip: Images taken from each loaded clip; more means fewer
             clip loads per batch and less diverse batches. Default 1.
         seed: Seed of the sampling and augmentation. Default 0.
+        preprocess: `preprocess(crops, stream)`, the backbone's preprocessing of
+            uint8 crops. Default `models.two_stream_vgg16.preprocess_images` (VGG16:
+            "caffe" RGB, uint8 - 128 flow); EfficientNet-Lite's is
+            `models.efficientnet_lite.preprocess_images`.
         **kwargs: `keras.utils.PyDataset` arguments (`workers`, ...).
 
     Returns (per item):
@@ -115,6 +122,7 @@ class FrameDataset(keras.utils.PyDataset):
         crop_size: int = 224,
         frames_per_clip: int = 1,
         seed: int = 0,
+        preprocess: Preprocess = preprocess_images,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -133,6 +141,7 @@ class FrameDataset(keras.utils.PyDataset):
         self.crop_size = crop_size
         self.frames_per_clip = frames_per_clip
         self.seed = seed
+        self.preprocess = preprocess
 
     def __len__(self) -> int:
         return self._length
@@ -159,4 +168,4 @@ class FrameDataset(keras.utils.PyDataset):
         crops = random_crop_and_flip(
             images, self.crop_size, rng, flow=self.stream == "motion"
         )  # (batch, crop, crop, channels) uint8
-        return preprocess_images(crops, self.stream), np.asarray(labels, dtype=np.int32)
+        return self.preprocess(crops, self.stream), np.asarray(labels, dtype=np.int32)

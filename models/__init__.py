@@ -1,5 +1,6 @@
 """Models of the temporal attention recogniser (Liu, Tian, Wang, ICIP 2017)."""
 
+from models.efficientnet_lite import build_efficientnet_lite, build_stream_efficientnet_lite
 from models.recognizer import (
     LastStepsAccuracy,
     StepwiseCrossEntropy,
@@ -26,6 +27,8 @@ __all__ = [
     "TemporalAttentionLSTM",
     "build_attention_model",
     "build_attention_readout",
+    "build_efficientnet_lite",
+    "build_stream_efficientnet_lite",
     "build_stream_vgg16",
     "build_vgg16",
     "copy_weights_by_name",

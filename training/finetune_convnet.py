@@ -14,6 +14,10 @@ accuracy per iteration) and, at the end, `final.keras`, which
 
     python -m training.finetune_convnet --preset spatial \
         --video-root UCF-101 --split-dir ucfTrainTestlist --output-dir runs/spatial
+
+`--backbone EfficientNetLite0` (or 1, 2) fine-tunes EfficientNet-Lite instead, from
+ImageNet weights that work offline (`models.efficientnet_lite`), with its own
+preprocessing and `--top-dropout`; VGG16 stays the default.
 """
 
 from __future__ import annotations
@@ -34,10 +38,11 @@ from tqdm import tqdm
 from data.atomic_files import atomic_write, check_output_folder
 from data.config_flags import exit_on_error, parse_config
 from data.flow_store import FlowStore
-from data.frame_dataset import FrameDataset
+from data.frame_dataset import FrameDataset, Preprocess
 from data.splits import SplitSource
 from data.video import read_video
-from models.two_stream_vgg16 import STREAMS, build_stream_vgg16
+from models import efficientnet_lite
+from models.two_stream_vgg16 import STREAMS, build_stream_vgg16, preprocess_images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,7 +66,7 @@ class FinetuneConfig:
     crop_size: int = 224
     # Paper silent; 1 = every image of a batch from a different draw of a clip.
     frames_per_clip: int = 1
-    # Paper silent; high dropout as Wang et al. 2015 recommend (see docs).
+    # Paper silent; high dropout as Wang et al. 2015 recommend (see docs). VGG16 only.
     dropout_fc6: float = 0.9
     dropout_fc7: float = 0.8
     # Paper silent; Caffe's VGG16 value (gradient += weight_decay * w on kernels).
@@ -267,6 +272,17 @@ def finetune(
 # === Stage ===
 
 
+# The backbones fine-tuning builds: the paper's, and EfficientNet-Lite's variants.
+BACKBONES = ("VGG16", *efficientnet_lite.BACKBONES)
+# Fields of FinetuneConvnetConfig that shape VGG16 only, and their defaults.
+VGG16_ONLY_DEFAULTS = {
+    "fc_units": 4096,
+    "width_multiplier": 1.0,
+    "kernel_initializer": "glorot_uniform",
+    "batch_norm": False,
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class FinetuneConvnetConfig:
     """The fine-tuning stage: the data, the network to start from, the schedule."""
@@ -282,6 +298,13 @@ class FinetuneConvnetConfig:
     weights: str = dataclasses.field(
         default="imagenet", metadata={"help": "'imagenet', 'none' or a file"}
     )
+    # "VGG16" (the paper's) or "EfficientNetLite0" (1, 2: models.efficientnet_lite).
+    backbone: str = dataclasses.field(default="VGG16", metadata={"choices": BACKBONES})
+    # EfficientNet-Lite: dropout before its classifier (ImageNet training: 0.2).
+    top_dropout: float = dataclasses.field(
+        default=0.2, metadata={"help": "EfficientNet-Lite's dropout before predictions"}
+    )
+    # VGG16 only: the widths and initialisation of the network built.
     fc_units: int = 4096
     width_multiplier: float = dataclasses.field(default=1.0, metadata={"help": "VGG16 conv widths"})
     kernel_initializer: str = dataclasses.field(
@@ -295,13 +318,36 @@ class FinetuneConvnetConfig:
     )
     workers: int = dataclasses.field(default=4, metadata={"help": "batches prefetched in threads"})
 
+    def __post_init__(self):
+        if not 0.0 <= self.top_dropout < 1.0:
+            raise ValueError(
+                f"Expected --top-dropout in [0, 1). Received: top_dropout={self.top_dropout}"
+            )
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"Expected backbone in {BACKBONES}. Received: {self.backbone!r}")
+        if self.backbone == "VGG16":
+            return
+        changed = {
+            name: getattr(self, name)
+            for name, default in VGG16_ONLY_DEFAULTS.items()
+            if getattr(self, name) != default
+        }
+        if changed:
+            raise ValueError(
+                f"{', '.join(changed)} apply to VGG16 only. Received: "
+                f"backbone={self.backbone!r}, {changed}. Leave them out for EfficientNet-Lite."
+            )
+
 
 def _load_rgb_frames(path: Path, height: int = 256, width: int = 340) -> np.ndarray:
     return read_video(path, height, width).frames  # (frames, height, width, 3) uint8 RGB
 
 
-def training_dataset(clips, config: FinetuneConfig) -> FrameDataset:
-    """The batches of `config` (stream, batch size, iterations, crops, seed) over `clips`."""
+def training_dataset(
+    clips, config: FinetuneConfig, preprocess: Preprocess = preprocess_images
+) -> FrameDataset:
+    """The batches of `config` (stream, batch size, iterations, crops, seed) over `clips`,
+    preprocessed by `preprocess(crops, stream)` (the backbone's; default VGG16's)."""
     return FrameDataset(
         clips,
         stream=config.stream,
@@ -310,7 +356,47 @@ def training_dataset(clips, config: FinetuneConfig) -> FrameDataset:
         crop_size=config.crop_size,
         frames_per_clip=config.frames_per_clip,
         seed=config.seed,
+        preprocess=preprocess,
     )
+
+
+def build_network(config: FinetuneConvnetConfig, num_classes: int) -> keras.Model:
+    """The classifier to fine-tune: the stage's backbone for its stream, `num_classes`
+    wide, from `config.weights`, with the settings' dropout, weight decay and seed."""
+    settings = config.settings
+    weights = None if config.weights.lower() == "none" else config.weights
+    if config.backbone == "VGG16":
+        return build_stream_vgg16(
+            settings.stream,
+            num_classes=num_classes,
+            weights=weights,
+            input_size=settings.crop_size,
+            fc_units=config.fc_units,
+            width_multiplier=config.width_multiplier,
+            kernel_initializer=config.kernel_initializer,
+            batch_norm=config.batch_norm,
+            dropout_rates=(settings.dropout_fc6, settings.dropout_fc7),
+            weight_decay=settings.weight_decay,
+            seed=settings.seed,
+        )
+    return efficientnet_lite.build_stream_efficientnet_lite(
+        settings.stream,
+        variant=efficientnet_lite.BACKBONES[config.backbone],
+        num_classes=num_classes,
+        weights=weights,
+        input_size=settings.crop_size,
+        dropout_rate=config.top_dropout,
+        weight_decay=settings.weight_decay,
+        seed=settings.seed,
+    )
+
+
+def backbone_preprocessing(backbone: str) -> Preprocess:
+    """`preprocess(crops, stream)` of `backbone`: VGG16's (caffe RGB, uint8 - 128 flow) or
+    EfficientNet-Lite's ((x - 127) / 128 RGB, (uint8 - 128) / 128 flow)."""
+    if backbone in efficientnet_lite.BACKBONES:
+        return efficientnet_lite.preprocess_images
+    return preprocess_images
 
 
 def training_clips(
@@ -359,21 +445,9 @@ def run(config: FinetuneConvnetConfig) -> Path:
             f"({image_size[0]}x{image_size[1]}). Received: crop_size={settings.crop_size}"
         )
     print(f"{len(clips)} training videos, {len(split.class_names)} classes, {settings}")
-    dataset = training_dataset(clips, settings)
+    dataset = training_dataset(clips, settings, backbone_preprocessing(config.backbone))
     keras.utils.set_random_seed(settings.seed)
-    model = build_stream_vgg16(
-        settings.stream,
-        num_classes=len(split.class_names),
-        weights=None if config.weights.lower() == "none" else config.weights,
-        input_size=settings.crop_size,
-        fc_units=config.fc_units,
-        width_multiplier=config.width_multiplier,
-        kernel_initializer=config.kernel_initializer,
-        batch_norm=config.batch_norm,
-        dropout_rates=(settings.dropout_fc6, settings.dropout_fc7),
-        weight_decay=settings.weight_decay,
-        seed=settings.seed,
-    )
+    model = build_network(config, len(split.class_names))
     final_path = finetune(model, dataset, settings, config.output_dir, prefetch=config.workers)
     print(f"Wrote {final_path}")
     return final_path
