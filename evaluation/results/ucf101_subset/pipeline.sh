@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Table 1 on the real UCF101 subset (3 classes, 394 clips, splits 1-3): every stage, in
+# order, with the project's own commands. Each stage skips what is already done, so a
+# re-run resumes. Wall times go to $RESULTS/stage_times.tsv.
+#
+#   DATA=../shared/data/ucf101_subset bash evaluation/results/ucf101_subset/pipeline.sh
+#
+# Variables (defaults in brackets): DATA [../shared/data/ucf101_subset], WORK
+# [runs/ucf101_subset] (flow, features, runs), RESULTS [this folder], WORKERS [nproc]
+# (flow processes), JOBS [4] (extraction shards and trainings run at a time).
+set -euo pipefail
+
+DATA=${DATA:-../shared/data/ucf101_subset}
+WORK=${WORK:-runs/ucf101_subset}
+RESULTS=${RESULTS:-evaluation/results/ucf101_subset}
+WORKERS=${WORKERS:-$(nproc)}
+JOBS=${JOBS:-4}
+PYTHON=${PYTHON:-python}
+LATER_SPLITS=${LATER_SPLITS:-2 3}  # trained with the recipe chosen on split 1
+EXTRA_TRAIN_FLAGS=${EXTRA_TRAIN_FLAGS:-}  # e.g. "--epochs 1 --units 8" for a smoke run
+EXTRA_FEATURE_FLAGS=${EXTRA_FEATURE_FLAGS:-}  # e.g. "--input-size 64" for a smoke run
+CLASSES=BabyCrawling,Punch,PushUps
+SOURCE=(--video-root "$DATA/UCF-101" --split-dir "$DATA/ucfTrainTestlist" --classes "$CLASSES")
+# Frozen ImageNet EfficientNet-Lite0, its 1280-d pooled feature (see the README here).
+BACKBONE=(--backbone EfficientNetLite0 --weights imagenet --batch-size 128)
+# The validation part: 20% of the training list's groups (4 of 18: about 60 videos).
+VALIDATION=(--validation-fraction 0.2 --validation-by group)
+# Recipes compared on split 1's validation part; the best is trained on every split.
+declare -A RECIPES=(
+    [paper]=""
+    [standardize]="--feature-scaling standardize"
+    [standardize_dropout07]="--feature-scaling standardize --dropout 0.7"
+    [standardize_lr01]="--feature-scaling standardize --learning-rate 0.1"
+)
+mkdir -p "$RESULTS" "$WORK"
+TIMES="$RESULTS/stage_times.tsv"
+[ -f "$TIMES" ] || printf 'stage\tseconds\tmachine\n' >"$TIMES"
+MACHINE="$(nproc) cores"
+if command -v nvidia-smi >/dev/null; then
+    MACHINE="$MACHINE, $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
+fi
+
+stage() {  # stage NAME COMMAND...: runs it and records its wall time
+    local name=$1 began=$SECONDS
+    shift
+    echo "=== $name ===" >&2
+    "$@"
+    printf '%s\t%d\t%s\n' "$name" $((SECONDS - began)) "$MACHINE" >>"$TIMES"
+}
+
+in_parallel() {  # in_parallel FILE: runs each line of FILE as a command, JOBS at a time
+    xargs -P "$JOBS" -I{} -d '\n' bash -c '{}' <"$1"
+}
+
+flow() {
+    $PYTHON -m training.compute_flow "${SOURCE[@]}" --split 1 --subset all \
+        --method dis --workers "$WORKERS" --output "$WORK/flow_dis"
+}
+
+features() {  # features STREAM [extra flags]
+    local stream=$1 commands="$WORK/extract_$1.txt"
+    shift
+    : >"$commands"
+    for shard in $(seq 0 $((JOBS - 1))); do
+        echo "$PYTHON -m training.extract_features ${SOURCE[*]} --split 1 --subset all \
+--stream $stream ${BACKBONE[*]} $EXTRA_FEATURE_FLAGS $* --store $WORK/features/$stream --shard $shard/$JOBS" >>"$commands"
+    done
+    in_parallel "$commands"
+}
+
+train() {  # train RECIPE SPLIT...: both streams, both models
+    local recipe=$1 commands="$WORK/train_$1.txt"
+    shift
+    : >"$commands"
+    for split in "$@"; do
+        for stream in appearance motion; do
+            for model in attention baseline; do
+                echo "$PYTHON -m training.train_attention ${SOURCE[*]} --split $split \
+--stream $stream --model $model ${VALIDATION[*]} ${RECIPES[$recipe]} $EXTRA_TRAIN_FLAGS \
+--store $WORK/features/$stream --runs $WORK/recipes/$recipe \
+>$WORK/train_${recipe}_${split}_${stream}_${model}.log 2>&1" >>"$commands"
+            done
+        done
+    done
+    in_parallel "$commands"
+}
+
+choose_recipe() {  # the recipe with the best mean validation accuracy on split 1
+    $PYTHON - "$WORK/recipes" "${!RECIPES[@]}" <<'EOF' | tee "$RESULTS/recipe_choice.md"
+import sys
+from pathlib import Path
+
+from training.train_attention import best_so_far
+
+root, names = Path(sys.argv[1]), sorted(sys.argv[2:])
+print("| recipe | appearance attention | appearance baseline | motion attention "
+      "| motion baseline | mean |\n|---|---:|---:|---:|---:|---:|")
+means = {}
+for name in names:
+    values = [
+        best_so_far(root / name / f"ucf101/split1/{stream}/{model}/history.csv",
+                    "val_last_steps_accuracy")
+        for stream in ("appearance", "motion") for model in ("attention", "baseline")
+    ]
+    means[name] = sum(values) / len(values)
+    cells = " | ".join(f"{100 * value:.1f}" for value in values)
+    print(f"| {name} | {cells} | {100 * means[name]:.1f} |")
+best = max(names, key=lambda name: (means[name], name == "paper"))
+print(f"\nchosen on split 1's validation part: {best}")
+Path(sys.argv[1], "chosen").write_text(best)
+EOF
+}
+
+score_and_tabulate() {  # score_and_tabulate RECIPE
+    local runs="$WORK/recipes/$1" commands="$WORK/score_$1.txt"
+    : >"$commands"
+    for folder in "$runs"/ucf101/split*/*/*; do
+        echo "$PYTHON -m evaluation.scoring --run $folder" >>"$commands"
+    done
+    in_parallel "$commands"
+    $PYTHON -m evaluation.tables --runs "$runs" --output "$RESULTS/table1_$1"
+}
+
+attention_figures() {  # the first test video of each class in split 1's list
+    local runs="$WORK/recipes/$1/ucf101/split1"
+    for class in ${CLASSES//,/ }; do
+        local video
+        video=$(grep -m1 "^$class/" "$DATA/ucfTrainTestlist/testlist01.txt" | tr -d '\r')
+        $PYTHON -m evaluation.attention --run "$runs/appearance/attention" \
+            --motion-run "$runs/motion/attention" --video "$DATA/UCF-101/$video" \
+            --video-id "${video%.avi}" --output "$RESULTS/figures/${class}_attention"
+    done
+}
+
+appearance_and_flow() {  # independent: the GPU extracts while the cores compute flow
+    features appearance >"$WORK/extract_appearance.log" 2>&1 &
+    local extraction=$!
+    flow
+    wait "$extraction" || { tail -20 "$WORK/extract_appearance.log"; return 1; }
+}
+
+stage "appearance features, and flow (DIS) beside them" appearance_and_flow
+stage "motion features" features motion --flow-root "$WORK/flow_dis"
+stage "linear probe" $PYTHON -m evaluation.linear_probe "${SOURCE[@]}" --splits 1 $LATER_SPLITS \
+    --appearance-store "$WORK/features/appearance" --motion-store "$WORK/features/motion" \
+    --output "$RESULTS"
+for recipe in "${!RECIPES[@]}"; do
+    stage "train $recipe, split 1" train "$recipe" 1
+done
+stage "choose recipe" choose_recipe
+CHOSEN=$(cat "$WORK/recipes/chosen")
+# shellcheck disable=SC2086 # LATER_SPLITS is a list
+stage "train $CHOSEN, splits $LATER_SPLITS" train "$CHOSEN" $LATER_SPLITS
+# shellcheck disable=SC2086
+[ "$CHOSEN" = paper ] || stage "train paper, splits $LATER_SPLITS" train paper $LATER_SPLITS
+stage "score and tabulate $CHOSEN" score_and_tabulate "$CHOSEN"
+[ "$CHOSEN" = paper ] || stage "score and tabulate paper" score_and_tabulate paper
+stage "attention figures" attention_figures "$CHOSEN"
