@@ -7,7 +7,8 @@
 #
 # Variables (defaults in brackets): DATA [../shared/data/ucf101_subset], WORK
 # [runs/ucf101_subset] (flow, features, runs), RESULTS [this folder], WORKERS [nproc]
-# (flow processes), JOBS [4] (extraction shards and trainings run at a time).
+# (flow processes), JOBS [4] (extraction shards and trainings run at a time), TRAIN_JOBS [JOBS]
+# (trainings run at a time).
 set -euo pipefail
 
 DATA=${DATA:-../shared/data/ucf101_subset}
@@ -15,6 +16,7 @@ WORK=${WORK:-runs/ucf101_subset}
 RESULTS=${RESULTS:-evaluation/results/ucf101_subset}
 WORKERS=${WORKERS:-$(nproc)}
 JOBS=${JOBS:-4}
+TRAIN_JOBS=${TRAIN_JOBS:-$JOBS}
 PYTHON=${PYTHON:-python}
 LATER_SPLITS=${LATER_SPLITS:-2 3}  # trained with the recipe chosen on split 1
 EXTRA_TRAIN_FLAGS=${EXTRA_TRAIN_FLAGS:-}  # e.g. "--epochs 1 --units 8" for a smoke run
@@ -48,8 +50,8 @@ stage() {  # stage NAME COMMAND...: runs it and records its wall time
     printf '%s\t%d\t%s\n' "$name" $((SECONDS - began)) "$MACHINE" >>"$TIMES"
 }
 
-in_parallel() {  # in_parallel FILE: runs each line of FILE as a command, JOBS at a time
-    xargs -P "$JOBS" -I{} -d '\n' bash -c '{}' <"$1"
+in_parallel() {  # in_parallel FILE [N]: runs each line of FILE as a command, N [JOBS] at a time
+    xargs -P "${2:-$JOBS}" -I{} -d '\n' bash -c '{}' <"$1"
 }
 
 flow() {
@@ -68,21 +70,24 @@ features() {  # features STREAM [extra flags]
     in_parallel "$commands"
 }
 
-train() {  # train RECIPE SPLIT...: both streams, both models
-    local recipe=$1 commands="$WORK/train_$1.txt"
+train() {  # train "SPLIT..." RECIPE...: both streams, both models, all in one batch
+    local splits=$1 commands
     shift
+    commands="$WORK/train_$(echo "$@" | tr ' ' +)_split${splits// /+}.txt"
     : >"$commands"
-    for split in "$@"; do
-        for stream in appearance motion; do
-            for model in attention baseline; do
-                echo "$PYTHON -m training.train_attention ${SOURCE[*]} --split $split \
+    for recipe in "$@"; do
+        for split in $splits; do
+            for stream in appearance motion; do
+                for model in attention baseline; do
+                    echo "$PYTHON -m training.train_attention ${SOURCE[*]} --split $split \
 --stream $stream --model $model ${VALIDATION[*]} ${RECIPES[$recipe]} $EXTRA_TRAIN_FLAGS \
 --store $WORK/features/$stream --runs $WORK/recipes/$recipe \
 >$WORK/train_${recipe}_${split}_${stream}_${model}.log 2>&1" >>"$commands"
+                done
             done
         done
     done
-    in_parallel "$commands"
+    in_parallel "$commands" "$TRAIN_JOBS"
 }
 
 choose_recipe() {  # the recipe with the best mean validation accuracy on split 1
@@ -144,15 +149,13 @@ stage "motion features" features motion --flow-root "$WORK/flow_dis"
 stage "linear probe" $PYTHON -m evaluation.linear_probe "${SOURCE[@]}" --splits 1 $LATER_SPLITS \
     --appearance-store "$WORK/features/appearance" --motion-store "$WORK/features/motion" \
     --output "$RESULTS"
-for recipe in "${!RECIPES[@]}"; do
-    stage "train $recipe, split 1" train "$recipe" 1
-done
+# shellcheck disable=SC2046 # the recipe names are words
+stage "train $(echo "${!RECIPES[@]}" | tr ' ' ,), split 1" train 1 "${!RECIPES[@]}"
 stage "choose recipe" choose_recipe
 CHOSEN=$(cat "$WORK/recipes/chosen")
-# shellcheck disable=SC2086 # LATER_SPLITS is a list
-stage "train $CHOSEN, splits $LATER_SPLITS" train "$CHOSEN" $LATER_SPLITS
-# shellcheck disable=SC2086
-[ "$CHOSEN" = paper ] || stage "train paper, splits $LATER_SPLITS" train paper $LATER_SPLITS
+LATER=("$CHOSEN")
+[ "$CHOSEN" = paper ] || LATER+=(paper)
+stage "train $(echo "${LATER[@]}" | tr ' ' ,), splits $LATER_SPLITS" train "$LATER_SPLITS" "${LATER[@]}"
 stage "score and tabulate $CHOSEN" score_and_tabulate "$CHOSEN"
 [ "$CHOSEN" = paper ] || stage "score and tabulate paper" score_and_tabulate paper
 stage "attention figures" attention_figures "$CHOSEN"
