@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
+from data.flow_store import FlowStore
 from data.frame_store import FrameSettings, FrameStore, FrameStoreError, image_name
 from data.optical_flow import flow_stacks, read_rawframes
 from data.video import read_video, write_video
@@ -126,6 +127,36 @@ def test_flow_stacks_are_stored_in_the_projects_channel_order(tmp_path):
     assert np.abs(video.read_flow_stacks().astype(int) - flow_stacks(flow)).max() <= 1
     with pytest.raises(IndexError, match="flow stack 4 out of range"):
         video.read_flow_stack(4)
+
+
+def test_compute_flow_writes_the_flow_store_flow_into_the_frame_store(dataset, tmp_path, capsys):
+    from training.compute_flow import main as flow_main
+
+    output = tmp_path / "frames"
+
+    def flow_args(root, *extra):
+        return [*_args(*dataset, root, "--classes", "Alpha", "--method", "farneback"), *extra]
+
+    assert main(_args(*dataset, output, "--classes", "Alpha")) == 0  # frames first
+    assert flow_main(flow_args(output, "--layout", "frames")) == 0
+    assert flow_main(flow_args(tmp_path / "flow")) == 0  # the npz flow store, for reference
+    for video_id in ("Alpha/v_Alpha_g01_c01", "Alpha/v_Alpha_g02_c01"):
+        video = FrameStore(output).video(video_id)
+        reference = FlowStore(tmp_path / "flow").read_stacks(video_id)  # (5, 48, 64, 10)
+        assert (video.num_frames, video.num_flows) == (10, 9)
+        stacks = video.read_flow_stacks()
+        assert stacks.shape == reference.shape
+        error = np.abs(stacks.astype(int) - reference)
+        assert error.mean() < 1.0 and error.max() <= 8  # JPEG at quality 95
+        marker = FrameStore(output).marker(video_id, "flow")
+        assert (marker["method"], marker["jpeg_quality"], marker["num_flows"]) == (
+            "farneback",
+            95,
+            9,
+        )
+    capsys.readouterr()
+    assert flow_main(flow_args(output, "--layout", "frames")) == 0
+    assert "2 already complete, 0 to compute" in capsys.readouterr().out
 
 
 def test_an_interrupted_video_is_written_again(dataset, tmp_path, capsys):
