@@ -155,6 +155,14 @@ def _encode_jpeg(image: np.ndarray, quality: int) -> bytes:
     return encoded.tobytes()
 
 
+def _being_written(folder: Path, parts: Sequence[str]) -> str:
+    markers = ", ".join(str(folder / PARTS[name].marker) for name in parts)
+    return (
+        f"{markers}: still being written, or its writer was stopped. Run the stage that "
+        "writes it again (training.extract_frames, training.compute_flow --layout frames)."
+    )
+
+
 class StoredVideo:
     """One video's folder, read at random access. Made by `FrameStore.video`.
 
@@ -163,12 +171,15 @@ class StoredVideo:
         num_frames: RGB frames (`img_*.jpg`); 0 when the folder has none.
         num_flows: Flow fields (`flow_x_*.jpg` with `flow_y_*.jpg`); 0 when none.
         frames_marker, flow_marker: The markers' contents (`None`: external or absent).
+        partial: The parts whose writer is at work or was stopped: 0 images, and
+            reading one raises `FrameStoreError`.
     """
 
     def __init__(self, folder: Path, frames_marker, flow_marker, num_frames, num_flows):
         self.folder = folder
         self.frames_marker, self.flow_marker = frames_marker, flow_marker
         self.num_frames, self.num_flows = num_frames, num_flows
+        self.partial: set[str] = set()  # parts being written (counted as 0 images)
 
     @property
     def num_stacks(self) -> int:
@@ -177,6 +188,9 @@ class StoredVideo:
 
     def _check(self, index: int, count: int, what: str) -> int:
         index = int(index)
+        part = "frames" if what == "frame" else "flow"
+        if part in self.partial:
+            raise FrameStoreError(_being_written(self.folder, [part]))
         if not 0 <= index < count:
             raise IndexError(
                 f"{self.folder}: {what} {index} out of range; it has {count} (0-based indices)."
@@ -350,13 +364,12 @@ class FrameStore:
         """The marker of one part, or None (no marker: missing or external)."""
         return _read_marker(self.folder_for(video_id) / PARTS[part].marker)
 
-    def _count(self, folder: Path, part: _Part, marker: dict | None) -> int:
+    def _count(self, folder: Path, part: _Part, marker: dict | None) -> int | None:
+        """The part's images (from its marker, or counted when external); None when
+        its writer is at work or was stopped."""
         if marker is not None:
             if marker.get("state") != "complete":
-                raise FrameStoreError(
-                    f"{folder / part.marker}: the {part.name} are still being written, or "
-                    "their writer was stopped. Run the stage that writes them again."
-                )
+                return None
             return int(marker[part.count_key])
         counts = {prefix: _count_numbered(folder, prefix) for prefix in part.prefixes}
         if len(set(counts.values())) > 1:
@@ -367,18 +380,24 @@ class FrameStore:
 
     def video(self, video_id: str) -> StoredVideo:
         """The video's folder for random access. A part without a marker is counted
-        from its files (external); a part being written is an error, as is a folder
-        with neither frames nor flow."""
+        from its files (external); a part being written counts 0 images (reading it
+        raises); a folder with neither frames nor flow raises `FrameStoreError`."""
         folder = self.folder_for(video_id)
         markers = {name: _read_marker(folder / part.marker) for name, part in PARTS.items()}
         counts = {name: self._count(folder, part, markers[name]) for name, part in PARTS.items()}
+        partial = {name for name, count in counts.items() if count is None}
+        if not any(counts.values()) and partial:
+            raise FrameStoreError(_being_written(folder, sorted(partial)))
         if not any(counts.values()):
             raise FrameStoreError(
                 f"{folder}: no frames or flow for {video_id}. Run `python -m "
                 f"training.extract_frames` with --output {self.root} for it, or bring its "
                 "dense_flow / mmaction2 folder there."
             )
-        return StoredVideo(folder, markers["frames"], markers["flow"], *counts.values())
+        counts = {name: count or 0 for name, count in counts.items()}
+        video = StoredVideo(folder, markers["frames"], markers["flow"], *counts.values())
+        video.partial = partial
+        return video
 
     def frames_writer(self, video_id: str, settings: FrameSettings) -> PartWriter:
         """A `PartWriter` of the video's RGB frames (its marker now says "writing")."""

@@ -3,12 +3,12 @@
     python -m evaluation.frame_store_benchmark --store frames/ucf101_subset \
         --video-root ../shared/data/ucf101_subset/UCF-101 --reads 300 --video-reads 20
 
-Reads the markers of every complete video folder under `--store` (written by
+Reads the markers of every video folder whose frames are complete under `--store` (written by
 `training.extract_frames`, and `training.compute_flow --layout frames` for flow) and
 reports:
 
 - disk: the images' bytes (from the markers) and the space they take on disk (the
-  files' allocated blocks, markers included) per frame, per video, and scaled to the
+  files' allocated blocks) per frame, per video, and scaled to the
   whole of UCF101 (13,320 videos, about 2.5 million frames) at the measured bytes a
   frame;
 - `frames/s (store)`: `--reads` random (video, frame) pairs, each one
@@ -77,7 +77,8 @@ def _complete_videos(store: FrameStore) -> list[str]:
 
 def disk_cost(store: FrameStore, video_ids: Sequence[str]) -> dict:
     """Bytes of the frame and flow images and the disk space of the folders."""
-    frames = flows = frame_bytes = flow_bytes = allocated = 0
+    frames = flows = frame_bytes = flow_bytes = 0
+    allocated = {"img": 0, "flow": 0}  # blocks on disk of img_*.jpg, flow_*.jpg
     for video_id in video_ids:
         frames_marker = store.marker(video_id, "frames")
         frames += frames_marker["num_frames"]
@@ -86,14 +87,17 @@ def disk_cost(store: FrameStore, video_ids: Sequence[str]) -> dict:
         if flow_marker and flow_marker.get("state") == "complete":
             flows += flow_marker["num_flows"]
             flow_bytes += flow_marker["bytes"]
-        allocated += sum(p.stat().st_blocks * 512 for p in store.folder_for(video_id).iterdir())
+        for path in store.folder_for(video_id).iterdir():
+            kind = path.name.split("_", 1)[0]
+            if kind in allocated:
+                allocated[kind] += path.stat().st_blocks * 512
     report = {
         "videos": len(video_ids),
         "frames": frames,
         "frame_bytes": frame_bytes,
         "bytes_per_frame": frame_bytes / frames,
         "bytes_per_video": frame_bytes / len(video_ids),
-        "allocated_bytes": allocated,
+        "allocated_bytes_per_frame": allocated["img"] / frames,
         "ucf101_frame_bytes": frame_bytes / frames * UCF101_FRAMES,
     }
     if flows:
@@ -101,6 +105,7 @@ def disk_cost(store: FrameStore, video_ids: Sequence[str]) -> dict:
             "flows": flows,
             "flow_bytes": flow_bytes,
             "flow_bytes_per_flow": flow_bytes / flows,
+            "allocated_bytes_per_flow": allocated["flow"] / flows,
             "ucf101_flow_bytes": flow_bytes / flows * (UCF101_FRAMES - UCF101_VIDEOS),
         }
     return report
@@ -146,14 +151,15 @@ def run(config: FrameStoreBenchmarkConfig) -> dict:
         f"{report['videos']} videos, {report['frames']} frames in {config.store}",
         f"frames: {report['bytes_per_frame'] / 1024:.1f} KiB a frame, "
         f"{report['bytes_per_video'] / mebibyte:.2f} MiB a video; on disk (blocks) "
-        f"{report['allocated_bytes'] / report['frames'] / 1024:.1f} KiB a frame, flow included",
+        f"{report['allocated_bytes_per_frame'] / 1024:.1f} KiB a frame",
         f"UCF101 ({UCF101_FRAMES:,} frames): {report['ucf101_frame_bytes'] / gibibyte:.1f} GiB "
         "of frames",
     ]
     if "flows" in report:
         lines.append(
             f"flow: {report['flows']} fields, {report['flow_bytes_per_flow'] / 1024:.1f} KiB a "
-            f"field (x and y); UCF101: {report['ucf101_flow_bytes'] / gibibyte:.1f} GiB of flow"
+            f"field (x and y; on disk {report['allocated_bytes_per_flow'] / 1024:.1f} KiB); "
+            f"UCF101: {report['ucf101_flow_bytes'] / gibibyte:.1f} GiB of flow"
         )
     lines.append(f"random frames/s, store: {report['frames_per_s_store']:.0f}")
     if "flow_stacks_per_s_store" in report:

@@ -173,12 +173,20 @@ def test_an_interrupted_video_is_written_again(dataset, tmp_path, capsys):
     (folder / "img_00011.jpg").write_bytes((folder / "img_00001.jpg").read_bytes())
     assert store.status(video_id) == "partial"
     with pytest.raises(FrameStoreError, match="still being written"):
-        store.video(video_id)
+        store.video(video_id)  # nothing else to read
+    writer = store.flow_writer(video_id, {"jpeg_quality": 95})  # the flow of a stopped writer
+    writer.append(np.zeros((2, HEIGHT, WIDTH, 2), np.uint8))
+    writer.finish({})
+    assert store.video(video_id).num_frames == 0  # the flow is readable, the frames are not
+    with pytest.raises(FrameStoreError, match="frames.json: still being written"):
+        store.video(video_id).read_frame(0)
     capsys.readouterr()
     assert main(_args(*dataset, output)) == 0
     out = capsys.readouterr().out
     assert "3 already complete, 0 external" in out and "1 to write" in out
-    assert _files(output) == reference  # byte for byte, nothing left over
+    files = _files(output)
+    assert {path: files[path] for path in reference} == reference  # byte for byte
+    assert not [path for path in files if path not in reference and "flow" not in path]
 
 
 def test_shards_cover_the_split_and_match_one_run(dataset, tmp_path):
