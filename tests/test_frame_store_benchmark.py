@@ -26,4 +26,5 @@ def test_reports_the_stores_bytes_and_read_speeds(tmp_path, capsys):
     assert report["allocated_bytes_per_flow"] * 9 >= flow_bytes
     for key in ("frames_per_s_store", "flow_stacks_per_s_store", "frames_per_s_video"):
         assert report[key] > 0
+    assert 0 < report["mean_abs_error_vs_video"] < 8  # JPEG at quality 90 on 48x64 texture
     assert "decoding the whole clip" in capsys.readouterr().out
