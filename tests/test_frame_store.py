@@ -4,6 +4,11 @@ video written again, shards, failures, and a dense_flow folder without a marker.
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,6 +22,7 @@ from tests.synthetic_videos import shifted_texture_frames, write_ucf101_like
 from training.extract_frames import main
 
 HEIGHT, WIDTH = 48, 64
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _args(video_root, split_dir, output, *extra):
@@ -254,3 +260,48 @@ def test_a_dense_flow_folder_without_a_marker_is_read_and_adopted(dataset, tmp_p
         store.adopt(video_id)
     with pytest.raises(FrameStoreError, match=r"missing \[3\]"):
         store.video(video_id)
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_gives_identical_folders(tmp_path):
+    video_root, split_dir = write_ucf101_like(
+        tmp_path / "data",
+        ("Alpha", "Beta"),
+        clips_per_class=3,
+        num_frames=40,
+        height=120,
+        width=160,
+    )
+    command = [sys.executable, "-m", "training.extract_frames", "--video-root", str(video_root)]
+    command += ["--split-dir", str(split_dir), "--workers", "1"]  # frames at 256x340
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    subprocess.run(
+        [*command, "--output", str(reference)], check=True, cwd=REPO, env=environment,
+        capture_output=True,
+    )  # fmt: skip
+    process = subprocess.Popen(
+        [*command, "--output", str(resumed)], cwd=REPO, env=environment,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    store, deadline = FrameStore(resumed), time.monotonic() + 60
+
+    def folder_statuses():
+        return [store.status(str(p.parent.relative_to(resumed))) for p in resumed.rglob("*.json")]
+
+    while time.monotonic() < deadline:
+        complete = folder_statuses().count("complete")
+        if complete and len(list(resumed.rglob("img_*.jpg"))) > 40 * complete:
+            break  # a video complete, the next one part written
+        time.sleep(0.002)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    statuses = folder_statuses()
+    assert "partial" in statuses and 1 <= statuses.count("complete") < 6, statuses
+    rerun = subprocess.run(
+        [*command, "--output", str(resumed)], cwd=REPO, env=environment, capture_output=True,
+        text=True,
+    )  # fmt: skip
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{statuses.count('complete')} already complete" in rerun.stdout
+    assert _files(resumed) == _files(reference)  # byte for byte, no temporary left
