@@ -175,11 +175,11 @@ class StoredVideo:
             reading one raises `FrameStoreError`.
     """
 
-    def __init__(self, folder: Path, frames_marker, flow_marker, num_frames, num_flows):
+    def __init__(self, folder: Path, frames_marker, flow_marker, num_frames, num_flows, partial=()):
         self.folder = folder
         self.frames_marker, self.flow_marker = frames_marker, flow_marker
         self.num_frames, self.num_flows = num_frames, num_flows
-        self.partial: set[str] = set()  # parts being written (counted as 0 images)
+        self.partial = set(partial)  # parts being written (counted as 0 images)
 
     @property
     def num_stacks(self) -> int:
@@ -395,9 +395,7 @@ class FrameStore:
                 "dense_flow / mmaction2 folder there."
             )
         counts = {name: count or 0 for name, count in counts.items()}
-        video = StoredVideo(folder, markers["frames"], markers["flow"], *counts.values())
-        video.partial = partial
-        return video
+        return StoredVideo(folder, markers["frames"], markers["flow"], *counts.values(), partial)
 
     def frames_writer(self, video_id: str, settings: FrameSettings) -> PartWriter:
         """A `PartWriter` of the video's RGB frames (its marker now says "writing")."""
