@@ -40,7 +40,7 @@ FLOW_METHODS = ("tvl1", "farneback", "dis", "tvl1_keras")
 TVL1_KERAS_PAIRS = 32
 
 
-def _flow_function(method: str):
+def flow_function(method: str):
     """A function (previous_gray, next_gray) -> (H, W, 2) float32 flow for `method`."""
     if method == "tvl1":
         # OpenCV's defaults, as in the dense_flow tool.
@@ -80,7 +80,7 @@ def compute_flow_float(frames_rgb: np.ndarray, method: str = "tvl1") -> np.ndarr
         )
     if frames_rgb.shape[0] < 2:
         raise ValueError(f"Flow needs at least 2 frames. Received: {frames_rgb.shape[0]} frame(s).")
-    flow_between = _flow_function(method)
+    flow_between = flow_function(method)
     gray = [np.ascontiguousarray(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)) for frame in frames_rgb]
     flows = [flow_between(gray[t], gray[t + 1]) for t in range(len(gray) - 1)]
     return np.stack(flows).astype(np.float32)  # (frames - 1, H, W, 2)
@@ -117,7 +117,7 @@ def iter_flow(frame_chunks: Iterable[np.ndarray], method: str = "tvl1") -> Itera
     if method == "tvl1_keras":
         yield from _iter_flow_batched(frame_chunks)
         return
-    flow_between = _flow_function(method)
+    flow_between = flow_function(method)
     previous, num_frames = None, 0
     for chunk in frame_chunks:
         flows = []

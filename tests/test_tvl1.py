@@ -13,6 +13,7 @@ from data import tvl1
 from data.optical_flow import quantize_flow
 from data.tvl1 import TVL1Settings, tvl1_flow
 from data.video import read_video
+from evaluation.flow_benchmark import known_flow_set
 
 CLIP = Path(__file__).resolve().parents[2] / "shared/data/ucf101_subset/UCF-101/PushUps"
 HEIGHT, WIDTH = 64, 85  # small, so that CI's CPU compiles and runs it in about a minute
@@ -27,34 +28,12 @@ def gray_frames(count=3):
     ]
 
 
-def affine_pair(image, matrix, shift):
-    """`image` and `image` moved by the affine field g(x) = A (x - c) + t (taken on the
-    second image's grid), with the exact flow of every pixel of the first image."""
-    ys, xs = np.mgrid[0:HEIGHT, 0:WIDTH].astype(np.float64)
-    centre = np.array([WIDTH / 2, HEIGHT / 2])
-    a = np.asarray(matrix, np.float64)
-    rel = np.stack([xs - centre[0], ys - centre[1]], -1)
-    g = rel @ a.T + shift
-    moved = cv2.remap(
-        image, (xs - g[..., 0]).astype(np.float32), (ys - g[..., 1]).astype(np.float32),
-        cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT,
-    )  # fmt: skip
-    # I1(x) = I0(x - g(x)): the pixel s of I0 goes to x with (I - A)(x - c) = s - c + t.
-    target = (rel + shift) @ np.linalg.inv(np.eye(2) - a).T
-    return moved, (target - rel).astype(np.float32)
-
-
 @pytest.fixture(scope="module")
 def flows():
     if not CLIP.is_dir():
         pytest.skip(f"{CLIP} not found (the real clips live in ../shared/data)")
     frames = gray_frames()
-    turn, grow = np.deg2rad(3), 0.04
-    known = [
-        affine_pair(frames[0], [[0, 0], [0, 0]], (2.3, -1.4)),  # translation
-        affine_pair(frames[0], [[0, -turn], [turn, 0]], (0.5, 0.0)),  # rotation
-        affine_pair(frames[0], [[grow, 0], [0, grow]], (0.0, 0.7)),  # zoom
-    ]
+    known = list(known_flow_set(frames[0]).values())  # translation, rotation, zoom
     first = [frames[0]] * 3 + frames[:2]
     second = [pair[0] for pair in known] + frames[1:3]
     ours = tvl1_flow(np.stack(first), np.stack(second))  # one batch: one compilation
