@@ -8,16 +8,21 @@ Known flows: a real frame moved by smooth affine fields (a translation, a rotati
 3 degrees, a zoom of 4 %), whose exact flow is known; the end-point error leaves out a
 margin where the source lies outside the frame. Real flows: consecutive frames of the
 video, each method's quantised uint8 flow against OpenCV TV-L1's (mean difference in
-levels, share of values within 2 levels). Speed: pairs/s of each method on `--pairs`
-real pairs, the OpenCV methods on one core (`--workers` of them in parallel would
-scale about linearly) and `tvl1_keras` batched on the Keras backend's device (its
-compile time reported apart). Prints a Markdown table; `--output F.json` keeps it.
+levels, share of values within 2 levels). Speed: pairs/s of each method on
+`--speed-pairs` pairs (the real pairs repeated), the OpenCV methods in `--workers`
+processes of one thread each (default 1; all the machine's cores: `--workers 0`), and
+`tvl1_keras` in batches of `--batch` pairs on the Keras backend's device, compiled for
+that batch before it is timed (the first call's time, compilation included, is reported
+apart), with the device's peak memory per pair where the backend reports it (JAX). Prints
+a Markdown table; `--output F.json` keeps it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import os
 import platform
 import time
 from pathlib import Path
@@ -73,7 +78,68 @@ def _flows(method: str, first: list[np.ndarray], second: list[np.ndarray]) -> np
     return np.stack([flow_between(a, b) for a, b in zip(first, second, strict=True)])
 
 
-def run_benchmark(video: Path, methods, height: int, width: int, pairs: int) -> dict:
+def _one_thread():
+    cv2.setNumThreads(1)
+
+
+def _pair_flow(job: tuple[str, np.ndarray, np.ndarray]) -> np.ndarray:
+    method, first, second = job
+    return flow_function(method)(first, second)
+
+
+def peak_device_bytes() -> int | None:
+    """The device's peak memory in use so far (JAX devices that report it), else None."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return None
+    import jax
+
+    stats = jax.local_devices()[0].memory_stats() or {}
+    return stats.get("peak_bytes_in_use")
+
+
+def time_speed(method, first, second, workers: int, batch: int) -> dict:
+    """Pairs/s of `method` on the pairs (first[k], second[k]): OpenCV methods in
+    `workers` single-thread processes, `tvl1_keras` in batches of `batch` (compiled for
+    that batch shape first)."""
+    pairs = len(first)
+    if method == "tvl1_keras":
+        _flows(method, first[:batch], second[:batch])  # compiles for this batch shape
+        began = time.perf_counter()
+        for start in range(0, pairs, batch):
+            _flows(method, first[start : start + batch], second[start : start + batch])
+        seconds = time.perf_counter() - began
+        peak = peak_device_bytes()
+        return {"pairs_per_s": pairs / seconds, "batch": batch, "workers": None,
+                "peak_device_bytes": peak,
+                "peak_device_bytes_per_pair": None if peak is None else peak / batch}  # fmt: skip
+    jobs = [(method, a, b) for a, b in zip(first, second, strict=True)]
+    if workers == 1:
+        cv2.setNumThreads(1)
+        began = time.perf_counter()
+        for job in jobs:
+            _pair_flow(job)
+        seconds = time.perf_counter() - began
+    else:
+        with multiprocessing.get_context("spawn").Pool(workers, initializer=_one_thread) as pool:
+            pool.map(_pair_flow, jobs[:workers])  # workers started and warm
+            began = time.perf_counter()
+            pool.map(_pair_flow, jobs, chunksize=1)
+            seconds = time.perf_counter() - began
+    return {"pairs_per_s": pairs / seconds, "batch": None, "workers": workers,
+            "peak_device_bytes": None, "peak_device_bytes_per_pair": None}  # fmt: skip
+
+
+def run_benchmark(
+    video: Path, methods, height: int, width: int, pairs: int,
+    speed_pairs: int | None = None, workers: int = 1, batch: int | None = None,
+) -> dict:  # fmt: skip
+    """The report of `main` (see the module's docstring) as a dict."""
+    speed_pairs = speed_pairs or pairs
+    workers = workers or os.cpu_count() or 1
+    batch = min(batch or speed_pairs, speed_pairs)
+    speed_pairs = -(-speed_pairs // batch) * batch  # whole batches: no other shape compiled
     frames = read_video(video).frames
     gray = [
         cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (width, height), cv2.INTER_AREA)
@@ -86,16 +152,14 @@ def run_benchmark(video: Path, methods, height: int, width: int, pairs: int) -> 
     first_known = [gray[0]] * len(known)
     second_known = [moved for moved, _ in known.values()]
     reference = quantize_flow(_flows("tvl1", gray[:-1], gray[1:]))
+    speed_first = [gray[k % pairs] for k in range(speed_pairs)]
+    speed_second = [gray[k % pairs + 1] for k in range(speed_pairs)]
     rows = []
     for method in methods:
         began = time.perf_counter()
         known_flows = _flows(method, first_known, second_known)
         first_call = time.perf_counter() - began
-        if method == "tvl1_keras":  # compiled for this batch size before it is timed
-            _flows(method, gray[:-1], gray[1:])
-        began = time.perf_counter()
         real = _flows(method, gray[:-1], gray[1:])
-        seconds = time.perf_counter() - began
         levels = np.abs(quantize_flow(real).astype(np.int16) - reference.astype(np.int16))
         errors = {
             name: end_point_error(flow, truth, margin)
@@ -108,7 +172,7 @@ def run_benchmark(video: Path, methods, height: int, width: int, pairs: int) -> 
                 "epe_mean": float(np.mean(list(errors.values()))),
                 "levels_from_opencv_tvl1": float(levels.mean()),
                 "within_2_levels": float((levels <= 2).mean()),
-                "pairs_per_s": pairs / seconds,
+                **time_speed(method, speed_first, speed_second, workers, batch),
                 "first_call_s": first_call,  # tvl1_keras: compilation included
             }
         )
@@ -116,29 +180,51 @@ def run_benchmark(video: Path, methods, height: int, width: int, pairs: int) -> 
         "video": str(video),
         "size": [height, width],
         "pairs": pairs,
+        "speed_pairs": speed_pairs,
         "margin": margin,
         "machine": platform.platform(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "device": _device_name(),
         "rows": rows,
     }
+
+
+def _device_name() -> str:
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        device = jax.local_devices()[0]
+        return f"jax {device.platform}: {device.device_kind}"
+    return f"{keras.backend.backend()}"
 
 
 def format_markdown(report: dict) -> str:
     height, width = report["size"]
     lines = [
         f"{report['pairs']} real pairs and 3 known flows at {height} x {width}; "
-        f"end-point error in px ({report['margin']}-pixel margin left out)",
+        f"end-point error in px ({report['margin']}-pixel margin left out); speed on "
+        f"{report.get('speed_pairs', report['pairs'])} pairs, {report.get('device', '')}",
         "",
         "| method | EPE translation | EPE rotation | EPE zoom | EPE mean | levels from "
-        "OpenCV TV-L1 | within 2 levels | pairs/s (one process) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "OpenCV TV-L1 | within 2 levels | pairs/s | timed as |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for row in report["rows"]:
         e = row["epe"]
+        if row.get("batch"):
+            how = f"batches of {row['batch']} on the device"
+            if row.get("peak_device_bytes_per_pair"):
+                how += f", {row['peak_device_bytes_per_pair'] / 2**20:.1f} MiB peak a pair"
+        else:
+            workers = row.get("workers") or 1
+            how = f"{workers} process{'es' if workers > 1 else ''} of 1 thread"
         lines.append(
             f"| {row['method']} | {e['translation']:.3f} | {e['rotation']:.3f} | {e['zoom']:.3f} "
             f"| {row['epe_mean']:.3f} | {row['levels_from_opencv_tvl1']:.2f} "
-            f"| {100 * row['within_2_levels']:.1f} % | {row['pairs_per_s']:.1f} |"
+            f"| {100 * row['within_2_levels']:.1f} % | {row['pairs_per_s']:.1f} | {how} |"
         )
     return "\n".join(lines)
 
@@ -152,9 +238,19 @@ def main(argv=None) -> dict:
     parser.add_argument("--height", type=int, default=256)
     parser.add_argument("--width", type=int, default=340)
     parser.add_argument("--pairs", type=int, default=8, help="real consecutive pairs")
+    parser.add_argument("--speed-pairs", type=int, help="pairs timed (default: --pairs)")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="OpenCV processes (0: one a core; default 1)"
+    )
+    parser.add_argument(
+        "--batch", type=int, help="tvl1_keras pairs a call (default: all; --speed-pairs rounded up)"
+    )
     parser.add_argument("--output", type=Path, help="also write the report as JSON here")
     args = parser.parse_args(argv)
-    report = run_benchmark(args.video, args.methods.split(","), args.height, args.width, args.pairs)
+    report = run_benchmark(
+        args.video, args.methods.split(","), args.height, args.width, args.pairs,
+        speed_pairs=args.speed_pairs, workers=args.workers, batch=args.batch,
+    )  # fmt: skip
     print(format_markdown(report))
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -17,9 +17,11 @@ def test_reports_accuracy_agreement_and_speed_of_each_method(tmp_path):
         pytest.skip(f"no clip in {CLIP} (the real clips live in ../shared/data)")
     report = flow_benchmark.main(
         ["--video", str(video), "--methods", "tvl1,dis", "--height", "48", "--width", "64",
-         "--pairs", "2", "--output", str(tmp_path / "flow.json")]
+         "--pairs", "2", "--speed-pairs", "3", "--workers", "2",
+         "--output", str(tmp_path / "flow.json")]
     )  # fmt: skip
     rows = {row["method"]: row for row in report["rows"]}
+    assert report["speed_pairs"] == 3 and all(row["workers"] == 2 for row in rows.values())
     assert rows["tvl1"]["levels_from_opencv_tvl1"] == 0 and rows["tvl1"]["within_2_levels"] == 1
     assert rows["dis"]["levels_from_opencv_tvl1"] > 0  # another method: not the reference
     for row in rows.values():
@@ -27,6 +29,7 @@ def test_reports_accuracy_agreement_and_speed_of_each_method(tmp_path):
         assert all(0 <= error < 1.5 for error in row["epe"].values())
         assert row["pairs_per_s"] > 0
     assert "| dis |" in flow_benchmark.format_markdown(report)
+    assert "2 processes of 1 thread" in flow_benchmark.format_markdown(report)
     assert (tmp_path / "flow.json").exists()
 
 
@@ -47,3 +50,13 @@ def test_known_flow_satisfies_the_fields_definition():
         back = landing - ((landing - centre) @ matrix.T + shift)
         np.testing.assert_allclose(back, source, atol=1e-4, err_msg=name)
         assert moved.shape == image.shape and not np.array_equal(moved, image)
+
+
+def test_tvl1_keras_is_timed_in_whole_batches_compiled_first(monkeypatch):
+    """Every timed call has `batch` pairs (no other shape to compile inside the timing),
+    after one untimed call of that shape."""
+    sizes = []
+    monkeypatch.setattr(flow_benchmark, "_flows", lambda method, a, b: sizes.append(len(a)))
+    frames = [np.zeros((8, 8), np.uint8)] * 12
+    row = flow_benchmark.time_speed("tvl1_keras", frames, frames, workers=1, batch=4)
+    assert sizes == [4, 4, 4, 4] and row["batch"] == 4 and row["pairs_per_s"] > 0
