@@ -8,7 +8,7 @@
 # Variables (defaults in brackets): DATA [../shared/data/ucf101_subset], WORK
 # [runs/ucf101_subset] (flow, features, runs), RESULTS [this folder], WORKERS [nproc]
 # (flow processes), JOBS [4] (extraction shards at a time), MOTION_JOBS [JOBS], TRAIN_JOBS
-# [JOBS] (trainings at a time), SPLITS [1 2 3], RUN_PROBE [1].
+# [JOBS] (trainings and scorings at a time), SPLITS [1 2 3], RUN_PROBE [1], PATIENCE [5].
 set -euo pipefail
 
 DATA=${DATA:-../shared/data/ucf101_subset}
@@ -27,8 +27,11 @@ CLASSES=BabyCrawling,Punch,PushUps
 SOURCE=(--video-root "$DATA/UCF-101" --split-dir "$DATA/ucfTrainTestlist" --classes "$CLASSES")
 # Frozen ImageNet EfficientNet-Lite0, its 1280-d pooled feature (see the README here).
 BACKBONE=(--backbone EfficientNetLite0 --weights imagenet --batch-size 128)
-# The validation part: 20% of the training list's groups (4 of 18: about 60 videos).
-VALIDATION=(--validation-fraction 0.2 --validation-by group)
+# The validation part: 20% of the training list's groups (4 of 18: about 60 videos); a
+# run stops after PATIENCE epochs without a better validation accuracy (its best epoch is
+# the one kept either way, so this saves time and changes no checkpoint before the stop).
+PATIENCE=${PATIENCE:-5}
+VALIDATION=(--validation-fraction 0.2 --validation-by group --patience "$PATIENCE")
 # Recipes, each trained on every split; the one with the best mean validation accuracy
 # (validation parts only, never the test lists) is the reported one.
 declare -A RECIPES=(
@@ -137,7 +140,7 @@ score_and_tabulate() {  # score_and_tabulate RECIPE
     for folder in "$runs"/ucf101/split*/*/*; do
         echo "$PYTHON -m evaluation.scoring --run $folder" >>"$commands"
     done
-    in_parallel "$commands"
+    in_parallel "$commands" "$TRAIN_JOBS"
     $PYTHON -m evaluation.tables --runs "$runs" --output "$RESULTS/table1_$1"
 }
 
