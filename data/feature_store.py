@@ -110,8 +110,9 @@ class FeatureStore:
             raise self._error(path, "no feature metadata")
         return metadata
 
-    def read(self, video_id: str) -> tuple[np.ndarray, dict]:
-        """`(features (frames, dim) float32, metadata)`, verified.
+    def read(self, video_id: str, as_stored: bool = False) -> tuple[np.ndarray, dict]:
+        """`(features (frames, dim) float32, metadata)`, verified; with `as_stored`, the
+        features keep the store's dtype (float16 by default: half the memory).
 
         Raises:
             FeatureStoreError: the file is missing, unreadable, or its features have a
@@ -138,7 +139,7 @@ class FeatureStore:
             )
         if not np.all(np.isfinite(features)):
             raise self._error(path, "features hold NaN or inf")
-        return features.astype(np.float32), metadata
+        return (features if as_stored else features.astype(np.float32)), metadata
 
     def is_complete(self, video_id: str, metadata: dict | None = None) -> bool:
         """Whether `video_id` is stored, readable, valid, and (if `metadata` is given)

@@ -74,7 +74,12 @@ class SampleDataset(keras.utils.PyDataset):
     """Batches of 30-frame samples read from a `FeatureStore`, for `model.fit`.
 
     Samples are indexed once from each file's metadata (no features are loaded then);
-    a batch reads only the files it needs (a small LRU cache keeps recent videos).
+    a batch reads only the files it needs, and the videos read are kept in memory in the
+    store's dtype, the least recently used dropped beyond `cache_bytes`. Shuffled
+    samples touch a new video at almost every sample, so a cache holding every video
+    (the usual case: 290 UCF101-subset videos of 1280-d float16 features take 140 MB)
+    reads each file once instead of once per sample (measured: 250 ms a batch of 32
+    from disk against under 10 ms from memory).
 
     Args:
         store: The `FeatureStore` holding the videos.
@@ -84,7 +89,7 @@ class SampleDataset(keras.utils.PyDataset):
         stride: Frames between sample starts (default 30).
         shuffle: Shuffle samples at construction and after every epoch (default `False`).
         seed: Seed of the shuffle.
-        cache_size: Videos kept in memory (default 64).
+        cache_bytes: Memory for cached features (default 2 GiB).
         **kwargs: `workers`, `use_multiprocessing`, `max_queue_size` of `PyDataset`.
 
     `__getitem__` returns `({"features": (batch, num_frames, dim) float32,
@@ -105,7 +110,7 @@ class SampleDataset(keras.utils.PyDataset):
         stride: int = NUM_FRAMES,
         shuffle: bool = False,
         seed: int | None = None,
-        cache_size: int = 64,
+        cache_bytes: int = 2 * 1024**3,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -116,7 +121,7 @@ class SampleDataset(keras.utils.PyDataset):
             raise ValueError("Expected at least one (video_id, label). Received: items=[]")
         self.store, self.batch_size = store, batch_size
         self.num_frames, self.stride = num_frames, stride
-        self.shuffle, self.cache_size = shuffle, cache_size
+        self.shuffle, self.cache_bytes = shuffle, cache_bytes
         self.video_ids = [video_id for video_id, _ in items]
         self.labels = np.asarray([label for _, label in items], dtype=np.int32)
         video_index, starts, dims = [], [], {}
@@ -143,6 +148,7 @@ class SampleDataset(keras.utils.PyDataset):
         if shuffle:
             self.sample_order = self._rng.permutation(len(self.sample_starts))
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cached_bytes = 0
 
     @property
     def num_samples(self) -> int:
@@ -155,10 +161,11 @@ class SampleDataset(keras.utils.PyDataset):
         if video_id in self._cache:
             self._cache.move_to_end(video_id)
             return self._cache[video_id]
-        features, _ = self.store.read(video_id)  # (frames, dim) float32, verified
+        features, _ = self.store.read(video_id, as_stored=True)  # (frames, dim), verified
         self._cache[video_id] = features
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        self._cached_bytes += features.nbytes
+        while self._cached_bytes > self.cache_bytes and len(self._cache) > 1:
+            self._cached_bytes -= self._cache.popitem(last=False)[1].nbytes
         return features
 
     def __getitem__(self, index: int):

@@ -117,3 +117,58 @@ def test_features_of_two_sizes_are_named_by_file(tmp_path):
     store.write("B/v1", np.ones((16, 294)), {})  # a transposed array, its metadata matching
     with pytest.raises(ValueError, match=f"294 in 1 file.*{store.path_for('B/v1')}"):
         SampleDataset(store, [("A/v1", 0), ("A/v2", 0), ("B/v1", 1)])
+
+
+class CountingStore(FeatureStore):
+    """A store that counts the files it reads."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.reads = 0
+
+    def read(self, video_id, as_stored=False):
+        self.reads += 1
+        return super().read(video_id, as_stored)
+
+
+def _filled_store(root, num_videos=12, num_frames=40, dim=8):
+    store = CountingStore(root)
+    rng = np.random.default_rng(0)
+    for index in range(num_videos):
+        store.write(
+            f"C/v_{index:02d}", rng.normal(size=(num_frames, dim)), {"stream": "appearance"}
+        )
+    return store, [(f"C/v_{index:02d}", index % 2) for index in range(num_videos)]
+
+
+def test_shuffled_epochs_read_each_file_once_when_the_cache_holds_them(tmp_path):
+    store, items = _filled_store(tmp_path)
+    dataset = SampleDataset(store, items, batch_size=4, shuffle=True, seed=0)
+    first = [dataset[index] for index in range(len(dataset))]
+    dataset.on_epoch_end()
+    second = [dataset[index] for index in range(len(dataset))]
+    assert store.reads == len(items)  # 2 epochs of 24 shuffled samples, 12 files read
+    expected = {video_id: store.read(video_id)[0] for video_id, _ in items}
+    for batch in first + second:
+        features = batch[0]["features"]
+        assert features.dtype == np.float32 and features.shape[1:] == (30, 8)
+    # The cached (stored-dtype) features give the float32 features read from disk.
+    order = dataset.sample_order[:4]
+    video = items[dataset.sample_video_index[order[0]]][0]
+    start = int(dataset.sample_starts[order[0]])
+    np.testing.assert_array_equal(second[0][0]["features"][0], expected[video][start : start + 30])
+
+
+def test_a_small_cache_evicts_and_reads_again(tmp_path):
+    store, items = _filled_store(tmp_path)
+    one_video = store.read(items[0][0], as_stored=True)[0].nbytes
+    store.reads = 0
+    dataset = SampleDataset(
+        store, items, batch_size=4, shuffle=True, seed=0, cache_bytes=2 * one_video
+    )
+    for _ in range(2):
+        for index in range(len(dataset)):
+            dataset[index]
+        dataset.on_epoch_end()
+    assert store.reads > len(items)  # evicted videos are read again
+    assert dataset._cached_bytes <= 2 * one_video
