@@ -48,6 +48,10 @@ class TrainAttentionConfig:
     train: TrainConfig = PRESETS["paper"]
     runs: Path = field(default=Path("runs"), metadata={"help": "root of run folders"})
     overwrite: bool = field(default=False, metadata={"help": "delete a previous run first"})
+    # Keras' default ("auto": XLA on TensorFlow and JAX); --no-jit-compile gives plain
+    # TensorFlow graphs, which trace and run faster for small models on a CPU
+    # (docs/synthetic_and_demo.md). The same model either way, up to rounding.
+    jit_compile: bool = field(default=True, metadata={"help": "XLA-compile the steps"})
 
     @property
     def source(self) -> SplitSource:
@@ -316,6 +320,7 @@ def train(
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
     models: ModelCache | None = None,
+    jit_compile: bool = True,
 ) -> Run:
     """Trains one run into `run_dir` (resuming an unfinished one) and returns it.
 
@@ -329,6 +334,8 @@ def train(
         extra_callbacks: Appended to the run's callbacks (tests interrupt with one).
         models: Compiled models of earlier trainings (`ModelCache`), so that another
             seed of one architecture is not traced again; None: a new model.
+        jit_compile: XLA-compile the model's steps (Keras' "auto"); False: plain
+            TensorFlow graphs (on JAX: eager). Speed only.
 
     Raises:
         ValueError: Another process is training into `run_dir` (one trainer per run
@@ -345,6 +352,7 @@ def train(
             extra_callbacks=extra_callbacks,
             verbose=verbose,
             models=models,
+            jit_compile=jit_compile,
         )
 
 
@@ -358,6 +366,7 @@ def _train_locked(
     extra_callbacks: Sequence[keras.callbacks.Callback],
     verbose: int | str,
     models: ModelCache | None,
+    jit_compile: bool,
 ) -> Run:
     """`train` with the run folder's lock held."""
     if overwrite:
@@ -432,6 +441,7 @@ def _train_locked(
         weight_decay=config.weight_decay,
         frame_mask_input=True,
         learning_rate=config.learning_rate,
+        jit_compile="auto" if jit_compile else False,
         seed=config.seed,
         **statistics,
     )
@@ -468,6 +478,7 @@ def run(
         overwrite=config.overwrite,
         verbose=verbose,
         models=models,
+        jit_compile=config.jit_compile,
     )
 
 
