@@ -115,7 +115,7 @@ def run_frame_weights(
         raise ValueError(f"Expected max_samples >= 1. Received: max_samples={max_samples}")
     record = trained.load_config()
     num_frames, stride = record.train.num_frames, record.train.stride
-    model = model or trained.load_model()
+    model = model if model is not None else trained.load_model()
     store = FeatureStore(record.feature_store)
     readout = build_attention_readout(model)
     weights = {}

@@ -404,3 +404,13 @@ def test_a_cached_model_trains_as_a_new_model_of_its_seed(dataset, tmp_path, fea
     other = dataclasses.replace(second, model="baseline")
     train(other, run_dir=tmp_path / "baseline", models=cache, **common)
     assert len(cache) == 2
+    # A run's best epoch, put back into the model that trained it (which has trained
+    # another seed since), scores as its saved file does.
+    train(dataclasses.replace(config, seed=2), run_dir=tmp_path / "seed2", models=cache, **common)
+    score_run(reused, model=cache.best(reused))
+    from_cache = VideoScores.load(reused.scores_path)
+    score_run(reused)  # model.keras, loaded
+    np.testing.assert_allclose(
+        from_cache.scores, VideoScores.load(reused.scores_path).scores, rtol=1e-5, atol=1e-7
+    )
+    assert isinstance(ModelCache().best(reused), keras.Model)  # not its cache's: loaded

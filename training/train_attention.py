@@ -18,6 +18,7 @@ test list is the next stage: `python -m evaluation.scoring --run <run folder>`.
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import importlib.util
 import random
@@ -124,21 +125,26 @@ class ModelCache:
 
         cache = ModelCache()
         for seed in (0, 1, 2):
-            train(dataclasses.replace(config, seed=seed), ..., models=cache)
+            run = train(dataclasses.replace(config, seed=seed), ..., models=cache)
+            score_run(run, model=cache.best(run))  # scored without another trace
     """
 
     def __init__(self):
         self._models: dict[tuple, keras.Model] = {}
+        self._run_keys: dict[Path, tuple] = {}  # run folder -> the key it trained with
 
     def __len__(self) -> int:
         return len(self._models)
 
-    def model(self, **arguments) -> keras.Model:
+    def model(self, run: Run | None = None, **arguments) -> keras.Model:
         """A compiled `build_attention_model(**arguments)` in the initial state that
-        `keras.utils.set_random_seed(arguments["seed"])` then building it would give."""
+        `keras.utils.set_random_seed(arguments["seed"])` then building it would give;
+        `run`: the run it is about to train (for `best`)."""
         _seed_keras(arguments["seed"])
         fresh = build_attention_model(**arguments)
         key = _architecture_key(arguments)
+        if run is not None:
+            self._run_keys[Path(run.root).resolve()] = key
         cached = self._models.get(key)
         if cached is None:
             self._models[key] = fresh
@@ -153,6 +159,18 @@ class ModelCache:
         ):
             target.assign(source)  # iterations and Adadelta's accumulators
         return cached
+
+    def best(self, run: Run) -> keras.Model:
+        """`run`'s best epoch (`model.keras`) in the model of this cache that trained
+        it, whose steps are traced already, so that scoring or reading attention with
+        it costs no new trace; a run that no model of this cache trained (a finished
+        run found on disk, say) is loaded from its file (`run.load_model()`)."""
+        key = self._run_keys.get(Path(run.root).resolve())
+        if key is None:
+            return run.load_model()
+        model = self._models[key]
+        model.load_weights(run.model_path)
+        return model
 
 
 def _seed_keras(seed: int) -> None:
@@ -428,7 +446,8 @@ def _train_locked(
     validation_data = dataset(validation_clips, shuffle=False) if validation_clips else None
     if models is None:
         keras.utils.set_random_seed(config.seed)
-    build = build_attention_model if models is None else models.model  # seeds Keras itself
+    # A cache's model seeds Keras itself.
+    build = build_attention_model if models is None else functools.partial(models.model, folder)
     model = build(
         num_classes=len(split.class_names),
         feature_dim=train_data.feature_dim,
