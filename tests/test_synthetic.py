@@ -173,6 +173,13 @@ def _motion_features(frames: np.ndarray) -> np.ndarray:
     )
 
 
+def _appearance_features(frames: np.ndarray) -> np.ndarray:
+    """What single frames look like: mean and spread of each colour, edge density."""
+    pixels = frames.astype(np.float32)  # (frames, H, W, 3)
+    edges = np.abs(np.diff(pixels.mean(axis=-1), axis=2)).mean()
+    return np.concatenate([pixels.mean(axis=(0, 1, 2)), pixels.std(axis=(0, 1, 2)), [edges]])
+
+
 def _leave_one_out_nearest_centroid(features: np.ndarray, labels: np.ndarray) -> float:
     features = (features - features.mean(0)) / (features.std(0) + 1e-6)
     classes = np.unique(labels)
@@ -197,16 +204,21 @@ def _leave_one_out_nearest_centroid(features: np.ndarray, labels: np.ndarray) ->
 def test_class_is_in_the_action_shot_not_in_the_distractors(
     config, least_on_action, most_on_distractors
 ):
-    action, distractor, labels = [], [], []
+    action, distractor, looks, layout, labels = [], [], [], [], []
     for spec in clip_specs(config):
         frames = render_clip(config, spec)
         action.append(_motion_features(frames[spec.start_frame : spec.end_frame]))
         shots = [frames[start:end] for kind, start, end in spec.shots if kind != "action"]
         distractor.append(np.mean([_motion_features(shot) for shot in shots], axis=0))
+        looks.append(_appearance_features(np.concatenate(shots)))
+        # Where the action is and how long the clip is: no cue to the class either.
+        action_length = spec.end_frame - spec.start_frame
+        layout.append([len(frames), spec.start_frame, action_length, len(spec.shots)])
         labels.append(spec.label)
     labels = np.array(labels)
     assert _leave_one_out_nearest_centroid(np.array(action), labels) >= least_on_action
-    assert _leave_one_out_nearest_centroid(np.array(distractor), labels) <= most_on_distractors
+    for outside in (distractor, looks, layout):  # motion, colours and edges, layout
+        assert _leave_one_out_nearest_centroid(np.array(outside), labels) <= most_on_distractors
 
 
 # === Config and CLI ===
