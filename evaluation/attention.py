@@ -124,7 +124,9 @@ def run_frame_weights(
     def flush():
         samples = np.concatenate([item[2] for item in pending])  # (samples, frames, dim)
         masks = np.concatenate([item[3] for item in pending])  # (samples, frames)
-        outputs = readout.predict({"features": samples, "frame_mask": masks}, verbose=0)
+        inputs = {"features": samples, "frame_mask": masks}
+        # In one batch: the new readout model is traced once, not once per batch shape.
+        outputs = readout.predict(inputs, batch_size=len(samples), verbose=0)
         attention = np.asarray(outputs["attention"])  # (samples, steps, frames)
         first = 0
         for video_id, positions, video_samples, video_masks in pending:
