@@ -10,14 +10,15 @@ weights install offline with pip), then, for every training seed, the mean-pooli
 baseline and the attention model of both streams (`training.train_attention`), scored
 the paper's way (`evaluation.scoring`: last 10 steps, video mean, 1/3 appearance +
 2/3 motion). It writes Table 1 and the attention mass on the key frames per seed and
-as the mean and spread over the seeds, and Fig. 1 style figures (`evaluation.attention`,
-`figures.attention`).
+as the mean and standard deviation over the seeds, and Fig. 1 style figures
+(`evaluation.attention`, `figures.attention`).
 
 The data and the features are shared by the seeds; a seed changes the validation
-group held out, the initialisation, the shuffling and the dropout of the trainings.
-Departures from the paper, for the CPU budget, are named in docs/synthetic_and_demo.md
-with their reasons and with how each setting was chosen (on a dataset of another seed,
-`--data-seed 1`, never on this one's test list).
+groups held out, the initialisation, the shuffling and the dropout of the trainings.
+The two streams train side by side in two processes (a training step of these small
+models keeps one core busy). Departures from the paper, for the CPU budget, and how
+each setting was chosen (by design, or on the validation parts of the training list,
+never on the test list) are in docs/synthetic_and_demo.md.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data.batch_jobs import JobResult, run_jobs
 from data.config_flags import exit_on_error, parse_config
 from data.flow_store import FlowSettings
 from data.key_frames import read_key_frames
@@ -46,46 +48,52 @@ from figures.attention import plot_attention, plot_key_frame_mass
 from models.feature_extraction import FeatureRecipe
 from models.two_stream_vgg16 import STREAMS
 from training import compute_flow, extract_features, train_attention
-from training.train_attention import ModelCache
 from training.runs import FEATURE_SCALINGS, MODELS, Run, TrainConfig
+from training.train_attention import ModelCache
 
 TABLE_STREAMS = (*STREAMS, "two-stream")
 
 
 @dataclasses.dataclass(frozen=True)
 class DemoConfig:
-    """Settings of the CPU demo; every stage reads them. How each was chosen:
-    docs/synthetic_and_demo.md."""
+    """Settings of the CPU demo; every stage reads them. Why each value:
+    docs/synthetic_and_demo.md#settings-and-how-each-was-chosen."""
 
     work_dir: Path = Path("runs/demo")  # dataset, flow, features, runs
     results_dir: Path = Path("evaluation/results/demo")  # table1.md/.csv, figures/
     synthetic_preset: str = "demo"  # data.synthetic.PRESETS ("tiny" for tests)
-    # Seed of the synthetic dataset: 0 is the demo's; its settings were chosen on 1.
-    data_seed: int = 0
-    # Clips per class; None: the preset's.
+    data_seed: int = 0  # seed of the synthetic dataset
+    # Clips per class; None: the preset's (demo: 100).
     clips_per_class: int | None = None
-    # Training seeds (validation group, initialisation, shuffling, dropout), one
+    # Training seeds (validation groups, initialisation, shuffling, dropout), one
     # Table 1 each; data and features are shared.
     seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={"help": "comma-separated"})
     # Frames are decoded at the stored size for flow and features.
     frame_height: int = 96
     frame_width: int = 128
-    # Flow: Farneback (TV-L1 is the paper's lineage but ~100x slower here).
+    # Flow: Farneback (TV-L1 is the paper's lineage but far slower on a CPU).
     flow_method: str = "farneback"
-    # Features: frozen ImageNet EfficientNet-Lite0, its 1280-d avg_pool, on a central
-    # crop of this side (fully convolutional with global pooling: any size works).
+    # Features: frozen ImageNet EfficientNet-Lite0, its 1280-d avg_pool, on the
+    # central square crop of this side (the frame's height).
     backbone: str = "EfficientNetLite0"
     input_size: int = 96
     extract_batch_size: int = 32
-    # Attention models: the paper's structure (2 layers, 30 steps, eqs. 3-8, Adadelta).
-    units: int = 128
+    # Attention models: the paper's structure (2 layers, 30 steps, eqs. 3-8, Adadelta
+    # at its learning rate 1.0), 64 cells per layer (paper: 512).
+    units: int = 64
     num_layers: int = 2
     num_steps: int = 30
+    # The project's defaults (training.runs.TrainConfig): 30 epochs of 32 samples, the
+    # best validation epoch kept, features as stored (the paper's).
     epochs: int = 30
     patience: int = 0  # epochs without a better validation score before stopping
-    batch_size: int = 16
+    batch_size: int = 32
     learning_rate: float = 1.0  # of Adadelta
-    feature_scaling: str = field(default="standardize", metadata={"choices": FEATURE_SCALINGS})
+    feature_scaling: str = field(default="none", metadata={"choices": FEATURE_SCALINGS})
+    # XLA: off, plain TensorFlow graphs trace and run faster for these small models.
+    jit_compile: bool = False
+    # Processes training the streams side by side (at most one per stream).
+    jobs: int = 2
     num_figures: int = 4  # Fig. 1 style figures of test videos, one per class
 
     def __post_init__(self):
@@ -98,6 +106,8 @@ class DemoConfig:
                 f"Expected synthetic_preset in {tuple(SYNTHETIC_PRESETS)}. "
                 f"Received: {self.synthetic_preset!r}"
             )
+        if self.jobs < 1:
+            raise ValueError(f"Expected jobs >= 1. Received: jobs={self.jobs}")
 
 
 # === Stages ===
@@ -179,23 +189,102 @@ def train_settings(config: DemoConfig, stream: str, model: str, seed: int) -> Tr
     )
 
 
-def train(
-    config: DemoConfig, summary, settings: TrainConfig, store: Path, models: ModelCache
-) -> Run:
-    trained = train_attention.run(
-        train_attention.TrainAttentionConfig(
-            video_root=summary.video_root,
-            split_dir=summary.split_dir,
-            store=store,
-            train=settings,
-            runs=config.work_dir / "runs" / f"seed{settings.seed}",
-        ),
-        verbose=2,
-        models=models,
+def run_folder(config: DemoConfig, stream: str, model: str, seed: int) -> Run:
+    return Run.for_config(
+        config.work_dir / "runs" / f"seed{seed}", train_settings(config, stream, model, seed)
     )
-    if not trained.metrics_path.is_file():
-        scoring.run(scoring.ScoringConfig(run=(trained.root,), batch_size=config.batch_size))
-    return trained
+
+
+def attention_path(config: DemoConfig, stream: str, seed: int) -> Path:
+    """The attention weights of a seed's attention model on the test videos."""
+    return config.work_dir / "attention" / f"seed{seed}" / f"{stream}.npz"
+
+
+def train_stream(stream: str, config: DemoConfig, video_root: Path, split_dir: Path) -> JobResult:
+    """Every seed's baseline and attention model of `stream`: trained, scored on the
+    test list, and the attention model's weights on the test videos written to
+    `attention_path` (`np.savez`: `video_ids`, `lengths`, concatenated `weights`).
+
+    One `ModelCache` for all of them: a seed's model is the previous seed's, put back
+    to its initial state, so that it is not traced again."""
+    began = time.perf_counter()
+    models = ModelCache()
+    for seed in config.seeds:
+        for model in MODELS[::-1]:  # baseline first
+            started = time.perf_counter()
+            trained = train_attention.run(
+                train_attention.TrainAttentionConfig(
+                    video_root=video_root,
+                    split_dir=split_dir,
+                    store=config.work_dir / "features" / stream,
+                    train=train_settings(config, stream, model, seed),
+                    runs=config.work_dir / "runs" / f"seed{seed}",
+                    jit_compile=config.jit_compile,
+                ),
+                verbose=0,
+                models=models,
+            )
+            weights_path = attention_path(config, stream, seed)
+            scored = trained.metrics_path.is_file()
+            if scored and (model == "baseline" or weights_path.is_file()):
+                print(f"{trained.root}: trained and scored already.", flush=True)
+                continue
+            best = models.best(trained)  # no new trace for scoring and attention
+            if not scored:
+                scoring.score_run(trained, batch_size=config.batch_size, model=best)
+            if model == "attention":
+                test_videos = [video_id for video_id, _ in trained.load_config().test_videos]
+                weights = attention.run_frame_weights(trained, test_videos, model=best)
+                weights_path.parent.mkdir(parents=True, exist_ok=True)
+                np.savez(
+                    weights_path,
+                    video_ids=np.asarray(test_videos, dtype=str),
+                    lengths=np.asarray([len(weights[video]) for video in test_videos]),
+                    weights=np.concatenate([weights[video] for video in test_videos]),
+                )
+            accuracy = json.loads(trained.metrics_path.read_text())["accuracy"]
+            print(
+                f"seed {seed} {stream} {model}: test accuracy {100 * accuracy:.1f}% "
+                f"({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
+    return JobResult(stream, "done", seconds=time.perf_counter() - began)
+
+
+def train_streams(config: DemoConfig, summary) -> None:
+    """`train_stream` for both streams, side by side in `config.jobs` processes (the
+    project's pool: Ctrl-C stops both, a failure is reported with its stream); a
+    stream whose runs are all trained and scored already is not started."""
+    pending = [stream for stream in STREAMS if not stream_done(config, stream)]
+    if not pending:
+        print("Every run is trained and scored already.")
+        return
+    report = run_jobs(
+        train_stream,
+        [(stream, config, summary.video_root, summary.split_dir) for stream in pending],
+        workers=min(config.jobs, len(pending)),
+        description="streams",
+    )
+    if report.failures:
+        raise RuntimeError("Training failed:\n" + report.summary())
+
+
+def stream_done(config: DemoConfig, stream: str) -> bool:
+    """Whether every seed's runs of `stream` are scored and their attention written."""
+    return all(
+        run_folder(config, stream, model, seed).metrics_path.is_file()
+        and attention_path(config, stream, seed).is_file()
+        for seed in config.seeds
+        for model in MODELS
+    )
+
+
+def read_attention(path: Path) -> dict[str, np.ndarray]:
+    """`video_id -> (positions,)` weights written by `train_stream`."""
+    with np.load(path) as data:
+        ends = np.cumsum(data["lengths"])
+        pieces = np.split(data["weights"], ends[:-1])
+        return dict(zip(data["video_ids"].tolist(), pieces, strict=True))
 
 
 # === Results ===
@@ -212,16 +301,6 @@ def table1(runs: dict[tuple[str, str], Run]) -> pd.DataFrame:
         fused = fuse_video_scores(scores[("appearance", model)], scores[("motion", model)])
         rows.append(("two-stream", model, fused.accuracy()))
     return pd.DataFrame(rows, columns=["stream", "model", "accuracy"])
-
-
-def frame_weights(runs: dict[tuple[str, str], Run]) -> dict[str, dict[str, np.ndarray]]:
-    """`stream -> video_id -> (positions,)` attention weights on the test videos."""
-    weights = {}
-    for stream in STREAMS:
-        trained = runs[(stream, "attention")]
-        videos = [video_id for video_id, _ in trained.load_config().test_videos]
-        weights[stream] = attention.run_frame_weights(trained, videos)
-    return weights
 
 
 def key_frame_report(masses: dict[str, list[tuple[float, float]]]) -> dict:
@@ -307,7 +386,9 @@ def figures(config: DemoConfig, summary, key_frames, all_masses, first_weights) 
     """The key-frame mass of every seed's test videos, and Fig. 1 figures of the first
     seed's attention models, one test video per class."""
     figures_dir = config.results_dir / "figures"
-    pooled = {stream: [point for masses in all_masses for point in masses[stream]] for stream in STREAMS}
+    pooled = {
+        stream: [point for masses in all_masses for point in masses[stream]] for stream in STREAMS
+    }
     plot_key_frame_mass(pooled, figures_dir / "key_frame_mass")
     first_of_class = {}
     for video_id in sorted(first_weights[STREAMS[0]]):
@@ -331,29 +412,35 @@ def run(config: DemoConfig) -> dict:
     summary = generate(config)
     _stage("2/6 optical flow", began)
     flow(config, summary)
-    stores = {}
     for stream in STREAMS:
         _stage(f"3/6 frozen ImageNet {config.backbone} features, {stream}", began)
-        stores[stream] = extract(config, summary, stream)
+        extract(config, summary, stream)
+    _stage(
+        f"4/6 train and score baseline and attention, seeds {config.seeds}, both streams "
+        f"side by side ({min(config.jobs, len(STREAMS))} processes)",
+        began,
+    )
+    train_streams(config, summary)
+    _stage("5/6 Table 1 and the attention on the key frames, per seed", began)
     key_frames = read_key_frames(summary.key_frames_csv)
-    tables, reports, all_masses, first_weights = {}, {}, [], None
-    models = ModelCache()  # one compiled model per stream and model, for every seed
+    tables, reports, all_masses = {}, {}, []
     for seed in config.seeds:
-        runs = {}
-        for stream in STREAMS:
-            for model in MODELS[::-1]:  # baseline first
-                _stage(f"4/6 seed {seed}: train and score the {stream} {model}", began)
-                settings = train_settings(config, stream, model, seed)
-                runs[(stream, model)] = train(config, summary, settings, stores[stream], models)
-        _stage(f"5/6 seed {seed}: Table 1, attention on the key frames", began)
+        runs = {
+            (stream, model): run_folder(config, stream, model, seed)
+            for stream in STREAMS
+            for model in MODELS
+        }
         tables[seed] = table1(runs)
-        weights = frame_weights(runs)
+        weights = {
+            stream: read_attention(attention_path(config, stream, seed)) for stream in STREAMS
+        }
         masses = {
             stream: attention.key_frame_masses(weights[stream], key_frames) for stream in STREAMS
         }
         reports[seed] = key_frame_report(masses)
         all_masses.append(masses)
-        first_weights = first_weights or weights
+        if seed == config.seeds[0]:
+            first_weights = weights
     _stage("6/6 results over the seeds, figures", began)
     table_summary, markdown = write_results(config, tables, reports)
     figures(config, summary, key_frames, all_masses, first_weights)
