@@ -6,11 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from evaluation import demo_validation
 from evaluation.demo import DemoConfig, main, summarize
 
 
 @pytest.mark.slow
-def test_demo_runs_every_stage_and_writes_tables_and_figures(tmp_path):
+def test_validation_then_demo_run_every_stage_and_write_tables_and_figures(tmp_path):
     results = tmp_path / "results"
     args = ["--work-dir", str(tmp_path / "work"), "--results-dir", str(results)]
     args += ["--synthetic-preset", "tiny", "--frame-height", "40", "--frame-width", "48"]
@@ -18,7 +19,22 @@ def test_demo_runs_every_stage_and_writes_tables_and_figures(tmp_path):
     args += ["--num-layers", "1", "--batch-size", "4"]
     args += ["--seeds", "0,1", "--num-figures", "1"]  # the two streams in two processes
 
-    report = main(args)
+    # The settings' check on the validation parts trains every run, scores no test video.
+    validation = demo_validation.main(args)
+    runs = sorted((tmp_path / "work" / "runs").glob("seed*/*/split1/*/*"))
+    assert len(runs) == 8 and all((run / "history.csv").is_file() for run in runs)
+    assert not [path for run in runs for path in run.glob("test_scores.npz")]
+    rows = validation.set_index(["quantity", "stream", "model"])
+    assert (
+        rows.loc[("accuracy", "two-stream", "attention"), ["seed 0", "seed 1"]].between(0, 1).all()
+    )
+    assert rows.loc[("mass / share", "motion", "attention"), "mean"] > 0
+    assert ("best of 10 epochs", "motion", "baseline") not in rows.index  # 2 epochs only
+    assert (results / "validation.md").is_file()
+    histories = {run: (run / "history.csv").read_text() for run in runs}
+
+    report = main(args)  # the same runs, trained already: scored on the test list
+    assert {run: (run / "history.csv").read_text() for run in runs} == histories
 
     table = pd.read_csv(results / "table1.csv")
     assert list(table.columns) == ["seed", "stream", "model", "accuracy"]
