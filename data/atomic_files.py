@@ -84,6 +84,22 @@ def remove_stale_temp_files(path: Path) -> int:
     return removed
 
 
+def remove_stale_temp_files_in(folder: Path) -> int:
+    """Deletes every temporary file in `folder` whose writer is dead (any output's, as
+    `remove_stale_temp_files` does for one); returns how many. For a folder of many
+    outputs written together, such as a video's frames in `data.frame_store`."""
+    removed = 0
+    for temporary in Path(folder).iterdir() if Path(folder).is_dir() else ():
+        if not is_temp_file(temporary):
+            continue
+        pid_text = temporary.name.rsplit(_TEMP_MARKER, 1)[1].split("-", 1)[0]
+        if not pid_text.isdigit() or process_is_alive(int(pid_text)):
+            continue
+        temporary.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """Yields a temporary path to write; on success moves it onto `path` atomically.

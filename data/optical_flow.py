@@ -34,10 +34,13 @@ from data.video import VideoError, to_rgb
 FLOW_BOUND = 20.0  # flow values are clipped to [-FLOW_BOUND, FLOW_BOUND] pixels
 STACK_LENGTH = 5  # flow fields per motion input (10 channels)
 CHUNK_FLOWS = 32  # flow fields read at a time: 32 x 256 x 340 x 2 bytes = 5.6 MB
-FLOW_METHODS = ("tvl1", "farneback", "dis")
+FLOW_METHODS = ("tvl1", "farneback", "dis", "tvl1_keras")
+# data.tvl1 computes this many frame pairs at a time (a short batch is padded: one
+# compiled shape per frame size).
+TVL1_KERAS_PAIRS = 32
 
 
-def _flow_function(method: str):
+def flow_function(method: str):
     """A function (previous_gray, next_gray) -> (H, W, 2) float32 flow for `method`."""
     if method == "tvl1":
         # OpenCV's defaults, as in the dense_flow tool.
@@ -51,6 +54,10 @@ def _flow_function(method: str):
     if method == "dis":
         estimator = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         return lambda previous, current: estimator.calc(previous, current, None)
+    if method == "tvl1_keras":  # one pair at a time here; iter_flow batches it
+        from data.tvl1 import tvl1_flow
+
+        return tvl1_flow
     raise ValueError(f"Expected method in {FLOW_METHODS}. Received: method={method!r}")
 
 
@@ -73,7 +80,7 @@ def compute_flow_float(frames_rgb: np.ndarray, method: str = "tvl1") -> np.ndarr
         )
     if frames_rgb.shape[0] < 2:
         raise ValueError(f"Flow needs at least 2 frames. Received: {frames_rgb.shape[0]} frame(s).")
-    flow_between = _flow_function(method)
+    flow_between = flow_function(method)
     gray = [np.ascontiguousarray(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)) for frame in frames_rgb]
     flows = [flow_between(gray[t], gray[t + 1]) for t in range(len(gray) - 1)]
     return np.stack(flows).astype(np.float32)  # (frames - 1, H, W, 2)
@@ -95,7 +102,8 @@ def iter_flow(frame_chunks: Iterable[np.ndarray], method: str = "tvl1") -> Itera
     Args:
         frame_chunks: `(n, height, width, 3)` uint8 RGB chunks of one video, in order
             (e.g. `data.video.VideoReader(path).chunks()`).
-        method: "tvl1" (reference), "farneback" or "dis".
+        method: "tvl1" (reference), "farneback", "dis", or "tvl1_keras" (`data.tvl1`,
+            batched over the pairs of a chunk, on the Keras backend's device).
 
     Yields:
         `(m, height, width, 2)` uint8 flow: one field per pair of consecutive frames,
@@ -106,7 +114,10 @@ def iter_flow(frame_chunks: Iterable[np.ndarray], method: str = "tvl1") -> Itera
     Raises:
         ValueError: a chunk is not uint8 RGB, or the video has fewer than 2 frames.
     """
-    flow_between = _flow_function(method)
+    if method == "tvl1_keras":
+        yield from _iter_flow_batched(frame_chunks)
+        return
+    flow_between = flow_function(method)
     previous, num_frames = None, 0
     for chunk in frame_chunks:
         flows = []
@@ -118,6 +129,34 @@ def iter_flow(frame_chunks: Iterable[np.ndarray], method: str = "tvl1") -> Itera
         num_frames += len(chunk)
         if flows:
             yield np.stack(flows)  # (m, H, W, 2)
+    if num_frames < 2:
+        raise ValueError(f"Flow needs at least 2 frames. Received: {num_frames} frame(s).")
+
+
+def _iter_flow_batched(frame_chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """`iter_flow` for `data.tvl1`: the pairs of a chunk in batches of `TVL1_KERAS_PAIRS`."""
+    from data.tvl1 import tvl1_flow
+
+    previous, num_frames = None, 0
+    for chunk in frame_chunks:
+        grays = [cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY) for frame in _check_frames(chunk)]
+        num_frames += len(grays)
+        frames = ([previous] if previous is not None else []) + grays
+        if grays:
+            previous = grays[-1]
+        if len(frames) < 2:
+            continue
+        first, second = np.stack(frames[:-1]), np.stack(frames[1:])
+        flows = []
+        for start in range(0, len(first), TVL1_KERAS_PAIRS):
+            pairs = slice(start, start + TVL1_KERAS_PAIRS)
+            a, b = first[pairs], second[pairs]
+            count = len(a)
+            if count < TVL1_KERAS_PAIRS:  # padded with its last pair, dropped after
+                a = np.concatenate([a, np.repeat(a[-1:], TVL1_KERAS_PAIRS - count, 0)])
+                b = np.concatenate([b, np.repeat(b[-1:], TVL1_KERAS_PAIRS - count, 0)])
+            flows.append(quantize_flow(tvl1_flow(a, b)[:count]))
+        yield np.concatenate(flows)  # (m, H, W, 2)
     if num_frames < 2:
         raise ValueError(f"Flow needs at least 2 frames. Received: {num_frames} frame(s).")
 

@@ -17,7 +17,7 @@ import argparse
 import json
 import platform
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import keras
@@ -38,6 +38,13 @@ class BenchmarkConfig:
     num_classes: int = 101  # UCF101
     repeats: int = 10  # timed repetitions after warm-up
     warmup: int = 2  # untimed repetitions (compilation happens here)
+    steps: str = field(
+        default="auto",
+        metadata={
+            "choices": ("auto", "loop", "unrolled"),
+            "help": "TemporalAttentionLSTM(unroll=None | False | True); auto: the layer's default",
+        },
+    )
     seed: int = 0
 
 
@@ -71,6 +78,7 @@ def benchmark_variant(config: BenchmarkConfig, use_attention: bool, precompute: 
         num_steps=config.num_steps,
         use_attention=use_attention,
         precompute_input_projection=precompute,
+        unroll={"auto": None, "loop": False, "unrolled": True}[config.steps],
         seed=config.seed,
     )
     rng = np.random.default_rng(config.seed)
@@ -136,7 +144,8 @@ def format_markdown(report: dict) -> str:
     lines = [
         f"backend {report['backend']} on {report['devices']}; batch {config['batch_size']}, "
         f"{config['num_frames']} frames x {config['feature_dim']}, "
-        f"{config['num_layers']} x {config['units']} LSTM, {config['num_steps']} steps; "
+        f"{config['num_layers']} x {config['units']} LSTM, {config['num_steps']} steps "
+        f"({config.get('steps', 'unrolled')}); "
         f"median (IQR) of {config['repeats']} runs",
         "",
         "| model | input projection | inference ms | train step ms |",

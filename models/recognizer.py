@@ -93,6 +93,7 @@ def build_attention_model(
     state_initializer: str = "mean_feature",
     frame_mask_input: bool = False,
     precompute_input_projection: bool = True,
+    unroll: bool | None = None,
     feature_mean: np.ndarray | None = None,
     feature_variance: np.ndarray | None = None,
     learning_rate: float = 1.0,
@@ -108,7 +109,8 @@ def build_attention_model(
         feature_dim: Size of a frame feature (4096 for VGG16 FC6).
         num_frames: Frames per sample (30, section 3.2); `None` for any length.
         units, num_layers, num_steps, use_attention, dropout, state_initializer,
-            precompute_input_projection, seed: passed to `TemporalAttentionLSTM`.
+            precompute_input_projection, unroll, seed: passed to
+            `TemporalAttentionLSTM`.
             `dropout` also acts on the top layer's output before the
             classifier (Zaremba et al.).
         weight_decay: gamma of eq. 8, as `L2(gamma)` on every parameter
@@ -157,6 +159,7 @@ def build_attention_model(
         bias_regularizer=decay,
         attention_regularizer=decay,
         precompute_input_projection=precompute_input_projection,
+        unroll=unroll,
         seed=seed,
         name="temporal_attention_lstm",
     )

@@ -71,6 +71,15 @@ class TemporalAttentionLSTM(keras.layers.Layer):
             `W V` once per call and mixes its rows at each step; `False` runs
             layer 1's `LSTMCell` on `x_t` at each step. Same result; `False`
             exists for comparison (see `evaluation/benchmark.py`).
+        unroll: `None` (default), `False` or `True`. `False` runs the steps as
+            one compiled loop (`keras.ops.scan`: `lax.scan` on JAX), so the
+            graph holds one step and its compile time does not grow with
+            `num_steps`; `True` writes `num_steps` copies of the step into the
+            graph. `None` loops on JAX and writes the steps out on TensorFlow
+            and PyTorch (on TensorFlow the loop's steps ran 1.2x slower on a
+            CPU, and Keras' TensorFlow `scan` cannot be XLA-compiled with
+            `jit_compile=True`; on PyTorch both are the same Python loop).
+            Same result either way.
         seed: Integer seed of the dropout masks. Default `None`.
 
     Call arguments:
@@ -115,6 +124,7 @@ class TemporalAttentionLSTM(keras.layers.Layer):
         bias_regularizer=None,
         attention_regularizer=None,
         precompute_input_projection: bool = True,
+        unroll: bool | None = None,
         seed: int | None = None,
         **kwargs,
     ):
@@ -145,6 +155,7 @@ class TemporalAttentionLSTM(keras.layers.Layer):
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
         self.attention_regularizer = keras.regularizers.get(attention_regularizer)
         self.precompute_input_projection = bool(precompute_input_projection)
+        self.unroll = None if unroll is None else bool(unroll)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
@@ -294,8 +305,10 @@ class TemporalAttentionLSTM(keras.layers.Layer):
                 mean_input = ops.matmul(mean_input, input_kernel)  # (batch, 4 units)
 
         states = self._initial_states(mean_feature)
-        outputs, attention = [], []
-        for _ in range(self.num_steps):
+
+        def step(states):
+            """One step: attention (eqs. 4-6), then every LSTM layer (eq. 3)."""
+            states = [list(layer_states) for layer_states in states]
             if self.use_attention:
                 weights = self._attention_weights(states[-1][0], frame_scores, mask)
                 step_input = ops.squeeze(
@@ -312,12 +325,35 @@ class TemporalAttentionLSTM(keras.layers.Layer):
                 if dropout_masks[index] is not None:
                     layer_input = layer_input * dropout_masks[index]
                 hidden, states[index] = self.cells[index](layer_input, states[index])
-            outputs.append(hidden)
-            attention.append(weights)
+            return [[h, c] for h, c in states], (hidden, weights)
 
-        outputs = ops.stack(outputs, axis=1)  # (batch, steps, units)
+        unroll = self.unroll
+        if unroll is None:
+            unroll = keras.backend.backend() != "jax"
+        if unroll:  # num_steps copies of the step in the graph
+            outputs, attention = [], []
+            for _ in range(self.num_steps):
+                states, (hidden, weights) = step(states)
+                outputs.append(hidden)
+                attention.append(weights)
+            outputs = ops.stack(outputs, axis=1)  # (batch, steps, units)
+            attention = ops.stack(attention, axis=1)  # (batch, steps, frames)
+        else:  # one step in the graph, looped by the backend (lax.scan, tf.while_loop)
+
+            def scan_step(carry, _):
+                states, (_, weights) = step(carry[0])
+                # The per-step outputs repeat the carry: TensorFlow's scan requires
+                # both to have one structure. The top layer's h is the output.
+                return (states, weights), (states, weights)
+
+            _, (all_states, attention) = ops.scan(
+                scan_step, (states, uniform_weights), length=self.num_steps
+            )
+            # (steps, batch, .) -> (batch, steps, .)
+            outputs = ops.transpose(all_states[-1][0], (1, 0, 2))
+            attention = ops.transpose(attention, (1, 0, 2))
         if return_attention_weights:
-            return outputs, ops.stack(attention, axis=1)  # (batch, steps, frames)
+            return outputs, attention
         return outputs
 
     def compute_mask(self, inputs, mask=None):
@@ -343,6 +379,7 @@ class TemporalAttentionLSTM(keras.layers.Layer):
             "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
             "attention_regularizer": keras.regularizers.serialize(self.attention_regularizer),
             "precompute_input_projection": self.precompute_input_projection,
+            "unroll": self.unroll,
             "seed": self.seed,
         }
         return {**base_config, **config}

@@ -17,6 +17,7 @@ from data.atomic_files import (
     atomic_write,
     is_temp_file,
     remove_stale_temp_files,
+    remove_stale_temp_files_in,
     temp_path_for,
 )
 from data.npz_files import read_npz, write_npz
@@ -110,6 +111,18 @@ def test_stale_temporaries_of_one_output_are_removed(tmp_path):
     assert not is_temp_file(path) and not is_temp_file(tmp_path / ".hidden")
     assert remove_stale_temp_files(path) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([other.name, "x.avi"])
+
+
+def test_stale_temporaries_of_a_whole_folder_are_removed(tmp_path):
+    dead = [tmp_path / f".img_0000{i}.jpg.tmp-{_dead_pid()}-0badf00d" for i in (1, 2)]
+    live = temp_path_for(tmp_path / "img_00003.jpg")  # this process: a write in flight
+    for path in [*dead, live, tmp_path / "img_00001.jpg", tmp_path / ".hidden"]:
+        path.write_bytes(b"x")
+    assert remove_stale_temp_files_in(tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [live.name, "img_00001.jpg", ".hidden"]
+    )
+    assert remove_stale_temp_files_in(tmp_path / "no such folder") == 0
 
 
 def test_a_live_writers_temporary_is_kept(tmp_path):

@@ -5,10 +5,12 @@ import pytest
 
 from data.frame_dataset import (
     FrameDataset,
+    StoredClip,
     center_crop,
     flip_flow_stack,
     random_crop_and_flip,
 )
+from data.frame_store import FrameSettings, FrameStore, StoredVideo
 from models.two_stream_vgg16 import preprocess_flow, preprocess_rgb
 
 
@@ -118,3 +120,39 @@ def test_wrong_channels_and_batch_size_raise():
             num_batches=1,
             frames_per_clip=3,
         )
+
+
+@pytest.mark.parametrize(("stream", "channels"), [("appearance", 3), ("motion", 10)])
+def test_a_stored_clip_reads_only_the_drawn_images_and_gives_the_same_batch(
+    stream, channels, tmp_path, monkeypatch
+):
+    store, rng = FrameStore(tmp_path), np.random.default_rng(0)
+    for video_id in ("A/v1", "A/v2"):
+        frames = rng.integers(0, 256, size=(10, 12, 14, 3), dtype=np.uint8)
+        writer = store.frames_writer(video_id, FrameSettings(12, 14))
+        writer.append(frames)
+        writer.finish({})
+        writer = store.flow_writer(video_id, {"jpeg_quality": 95})
+        writer.append(frames[:9, ..., :2])
+        writer.finish({})
+    stored = [
+        (StoredClip(tmp_path, video_id, stream), label)
+        for label, video_id in enumerate(("A/v1", "A/v2"))
+    ]
+    whole = [((lambda clip=clip: clip()), label) for clip, label in stored]  # all images
+
+    def batch(clips):
+        return FrameDataset(
+            clips, stream=stream, batch_size=4, num_batches=3, crop_size=8, frames_per_clip=2
+        )[2]
+
+    reads = []
+    method = "read_frame" if stream == "appearance" else "read_flow"
+    original = getattr(StoredVideo, method)
+    monkeypatch.setattr(StoredVideo, method, lambda self, i: reads.append(i) or original(self, i))
+    images, labels = batch(stored)
+    assert len(reads) == 4 * (1 if stream == "appearance" else 5)  # the batch's images only
+    assert images.shape == (4, 8, 8, channels)
+    expected_images, expected_labels = batch(whole)  # the same draws from every image
+    np.testing.assert_array_equal(images, expected_images)
+    np.testing.assert_array_equal(labels, expected_labels)

@@ -104,7 +104,8 @@ def _chunks(array: np.ndarray, size: int) -> list[np.ndarray]:
     return [array[start : start + size] for start in range(0, len(array), size)]
 
 
-@pytest.mark.parametrize("method", FLOW_METHODS)
+# tvl1_keras compiles for each shape (a minute on CI): its batching is tested in test_tvl1.py.
+@pytest.mark.parametrize("method", [m for m in FLOW_METHODS if m != "tvl1_keras"])
 def test_flow_chunk_by_chunk_is_compute_flow_bit_for_bit(method):
     frames = shifted_texture_frames(9, 32, 40, (1.5, -0.5), seed=4)
     whole = compute_flow(frames, method)  # (8, 32, 40, 2)

@@ -15,9 +15,9 @@ pytestmark = pytest.mark.multibackend
 BATCH, FRAMES, DIM, UNITS, STEPS = 3, 7, 6, 4, 5
 
 
-def make_layer(scale=0.5, seed=0, **kwargs):
+def make_layer(scale=0.5, seed=0, layer_seed=None, **kwargs):
     """A built layer with fixed random weights, and those weights for the reference."""
-    config = dict(units=UNITS, num_layers=2, num_steps=STEPS, dropout=0.0)
+    config = dict(units=UNITS, num_layers=2, num_steps=STEPS, dropout=0.0, seed=layer_seed)
     config.update(kwargs)
     layer = TemporalAttentionLSTM(**config)
     layer.build((None, FRAMES, DIM))
@@ -109,6 +109,47 @@ def test_precomputed_projection_equals_running_the_cell_on_x_t(use_attention):
     features = random_features()
     for got, want in zip(run(slow, features), run(fast, features), strict=True):
         np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+@pytest.mark.parametrize("use_attention", [True, False])
+def test_unrolled_steps_equal_the_scanned_loop(use_attention):
+    """`unroll=True` (num_steps copies of the step) and the default loop give one result,
+    with dropout on and padded frames."""
+    config = dict(scale=1.0, use_attention=use_attention, dropout=0.3, seed=2, layer_seed=5)
+    scanned, reference = make_layer(**config, unroll=False)
+    unrolled, _ = make_layer(**config, unroll=True)
+    features = random_features()
+    mask = np.ones((BATCH, FRAMES), bool)
+    mask[1, 4:] = False
+    for training in (False, True):  # one seed, so the same dropout masks
+        got = run(scanned, features, mask=mask, training=training)
+        want = run(unrolled, features, mask=mask, training=training)
+        for got_part, want_part in zip(got, want, strict=True):
+            np.testing.assert_allclose(got_part, want_part, atol=1e-5)
+    expected, _ = attention_lstm_reference(
+        features[:1], reference, STEPS, use_attention=use_attention
+    )
+    np.testing.assert_allclose(run(unrolled, features[:1])[0], expected, atol=1e-5)
+
+
+def test_training_steps_through_the_loop_equal_unrolled_ones():
+    """Gradients through the scanned loop equal those through the unrolled steps."""
+    rng = np.random.default_rng(6)
+    features = random_features(seed=7, batch=8)
+    labels = rng.integers(0, 3, size=(8, STEPS))
+    trained = []
+    for unroll in (False, True):
+        layer, _ = make_layer(scale=0.5, unroll=unroll)
+        assert make_layer()[0].unroll is None  # the default: loop on JAX only
+        inputs = keras.Input((FRAMES, DIM))
+        model = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(layer(inputs)))
+        model.layers[-1].set_weights([np.full((UNITS, 3), 0.1, "float32"), np.zeros(3, "float32")])
+        model.compile(optimizer=keras.optimizers.SGD(0.5), loss="sparse_categorical_crossentropy")
+        for _ in range(3):
+            model.train_on_batch(features, labels)
+        trained.append(model.get_weights())
+    for scanned, unrolled in zip(*trained, strict=True):
+        np.testing.assert_allclose(scanned, unrolled, atol=1e-5)
 
 
 # === Properties of the attention weights ===
@@ -257,6 +298,7 @@ def test_get_config_round_trip():
         state_initializer="zeros",
         kernel_regularizer=keras.regularizers.L2(1e-3),
         precompute_input_projection=False,
+        unroll=True,
         seed=4,
     )
     config = layer.get_config()
@@ -265,7 +307,7 @@ def test_get_config_round_trip():
     assert (restored.units, restored.num_layers, restored.num_steps) == (8, 3, 7)
     assert restored.use_attention is False and restored.state_initializer == "zeros"
     assert isinstance(restored.kernel_regularizer, keras.regularizers.L2)
-    assert restored.precompute_input_projection is False
+    assert restored.precompute_input_projection is False and restored.unroll is True
 
 
 def test_keras_file_round_trip_gives_identical_outputs(tmp_path):

@@ -7,12 +7,16 @@
         --output runs/flow_tvl1 --method tvl1 --workers 2 --shard 0/1
 
 Output: `<output>/<video_id>.npz` holding `flow` `(frames - 1, 256, 340, 2)` uint8
-(bound 20) and JSON metadata. Decoding happens here, chunk by chunk: decoded frames are
-not stored (the feature extractor decodes again; decoding costs far less than flow),
+(bound 20) and JSON metadata; with `--layout frames`, the same quantised flow as
+`<output>/<video_id>/flow_x_00001.jpg`, `flow_y_00001.jpg` ... (grayscale JPEG,
+`--jpeg-quality`, dense_flow's 95 by default) and `flow.json`, into a frame store
+(`data.frame_store`, the folders `training.extract_frames` writes). Decoding happens
+here, chunk by chunk (`training.extract_frames` stores the decoded frames, if wanted),
 and memory holds one chunk of frames and flow, whatever a video's length.
 A re-run skips every complete file; a killed run resumes to identical files (atomic
 writes, deterministic single-threaded OpenCV). Failures are listed in
-`<output>/failures[-shard-i-of-n].jsonl`; the exit status is 1 if any video failed.
+`<output>/failures[-shard-i-of-n].jsonl` (`failures-flow...` with `--layout frames`);
+the exit status is 1 if any video failed.
 Ctrl-C stops every worker within seconds (exit status 130); complete files are kept.
 """
 
@@ -38,9 +42,12 @@ from data.batch_jobs import (
 )
 from data.config_flags import exit_on_error, parse_config
 from data.flow_store import FlowSettings, FlowStore
+from data.frame_store import DEFAULT_FLOW_JPEG_QUALITY, FrameStore, check_jpeg_quality
 from data.optical_flow import STACK_LENGTH, iter_flow
 from data.splits import SUBSETS, SplitSource
 from data.video import VideoError, VideoReader
+
+LAYOUTS = ("npz", "frames")
 
 
 @dataclass(frozen=True)
@@ -54,16 +61,47 @@ class ComputeFlowConfig:
     workers: int = field(default_factory=default_workers, metadata={"help": "processes"})
     shard: str | None = field(default=None, metadata={"help": "'i/n', 0-based: this does 1/n"})
     limit: int | None = field(default=None, metadata={"help": "only the first N clips"})
+    # npz: a flow store (`data.flow_store`); frames: flow_x/flow_y JPEGs in a frame store.
+    layout: str = field(default="npz", metadata={"choices": LAYOUTS})
+    # JPEG quality of the flow images of layout "frames" (dense_flow's: 95).
+    jpeg_quality: int = field(
+        default=DEFAULT_FLOW_JPEG_QUALITY, metadata={"help": "--layout frames only"}
+    )
 
     def __post_init__(self):
         parse_shard(self.shard)
         if self.workers < 1:
             raise ValueError(f"Expected --workers >= 1. Received: workers={self.workers}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"Expected layout in {LAYOUTS}. Received: layout={self.layout!r}")
+        check_jpeg_quality(self.jpeg_quality)
+
+    def frame_store_settings(self) -> dict:
+        """The settings a frame store's `flow.json` records: the flow's and the quality."""
+        return {**asdict(self.settings), "jpeg_quality": self.jpeg_quality}
 
 
 def _single_thread_opencv() -> None:
     """Parallelism comes from processes; one OpenCV thread each keeps results reproducible."""
     cv2.setNumThreads(1)
+
+
+def _checked_metadata(video_id: str, video_path: str, reader, settings: FlowSettings) -> dict:
+    """The metadata stored with a video's flow, once its pass is over; a video too short
+    for one flow stack raises `ValueError`."""
+    if reader.num_frames < STACK_LENGTH + 1:
+        raise ValueError(
+            f"{video_path}: too short for one flow stack: {reader.num_frames} "
+            f"frame(s), a stack needs {STACK_LENGTH + 1}. Drop this video from the split."
+        )
+    return {
+        **asdict(settings),
+        "video_id": video_id,
+        "source_file": Path(video_path).name,
+        "num_frames": reader.num_frames,
+        "fps": reader.fps,
+        "source_size": list(reader.source_size),
+    }
 
 
 def flow_one_video(video_id: str, video_path: str, output: str, settings: FlowSettings):
@@ -84,19 +122,7 @@ def flow_one_video(video_id: str, video_path: str, output: str, settings: FlowSe
             except ValueError:
                 if reader.num_frames is None:  # not "fewer than 2 frames": the video failed
                     raise
-            if reader.num_frames < STACK_LENGTH + 1:
-                raise ValueError(
-                    f"{video_path}: too short for one flow stack: {reader.num_frames} "
-                    f"frame(s), a stack needs {STACK_LENGTH + 1}. Drop this video from the split."
-                )
-            metadata = {
-                **asdict(settings),
-                "video_id": video_id,
-                "source_file": Path(video_path).name,
-                "num_frames": reader.num_frames,
-                "fps": reader.fps,
-                "source_size": list(reader.source_size),
-            }
+            metadata = _checked_metadata(video_id, video_path, reader, settings)
             try:
                 store.write(video_id, flow, metadata)
             except OSError as error:
@@ -109,52 +135,99 @@ def flow_one_video(video_id: str, video_path: str, output: str, settings: FlowSe
     return JobResult(video_id, "done", frames=reader.num_frames, seconds=seconds)
 
 
+def flow_one_video_to_frames(
+    video_id: str, video_path: str, output: str, settings: FlowSettings, jpeg_quality: int
+):
+    """`flow_one_video` into a frame store: the same quantised flow, as flow_x/flow_y
+    JPEGs written as they are computed, then `flow.json`. A video that fails leaves no
+    flow images."""
+    start = time.perf_counter()
+    store = FrameStore(output)
+    try:
+        reader = VideoReader(video_path, settings.height, settings.width)
+        writer = store.flow_writer(video_id, {**asdict(settings), "jpeg_quality": jpeg_quality})
+        try:
+            try:
+                for chunk in iter_flow(reader.chunks(), settings.method):  # (n, H, W, 2)
+                    writer.append(chunk)
+            except ValueError:
+                if reader.num_frames is None:  # not "fewer than 2 frames": the video failed
+                    raise
+            writer.finish(_checked_metadata(video_id, video_path, reader, settings))
+        except (ValueError, cv2.error, OSError):
+            writer.discard()
+            raise
+    except (VideoError, ValueError, cv2.error, MemoryError) as error:
+        return JobResult(video_id, "failed", str(error))
+    except OSError as error:
+        folder = store.folder_for(video_id)
+        return JobResult(video_id, "failed", f"{folder}: cannot write ({error}).")
+    seconds = time.perf_counter() - start
+    return JobResult(video_id, "done", frames=reader.num_frames, seconds=seconds)
+
+
+def _status(config: ComputeFlowConfig, video_id: str) -> tuple[str, Path]:
+    """The video's flow status in the config's store and layout, and where it is."""
+    if config.layout == "frames":
+        store = FrameStore(config.output)
+        status = store.status(video_id, "flow", config.frame_store_settings())
+        return status, store.folder_for(video_id)
+    store = FlowStore(config.output)
+    return store.status(video_id, config.settings), store.path_for(video_id)
+
+
 def run(config: ComputeFlowConfig) -> JobReport:
     """Computes the flow of every video not yet complete in the store; returns the report
     (failures, listed in `<output>/failures[-shard-i-of-n].jsonl`, include a file of
     other settings, never overwritten, and listed videos missing on disk)."""
-    settings, store = config.settings, FlowStore(config.output)
+    settings = config.settings
     shard_index, shard_count = parse_shard(config.shard)
-    check_output_folder(config.output, "flow store")
+    check_output_folder(config.output, "flow store" if config.layout == "npz" else "frame store")
     split = config.source.load(on_missing="skip")
     clips = shard_items(split.subset(config.subset)[: config.limit], config.shard)
+    # A frame store holds the frames' log too (failures-frames.jsonl): this one is the flow's.
+    log_stem = "failures" if config.layout == "npz" else "failures-flow"
     log_name = (
-        "failures.jsonl"
+        f"{log_stem}.jsonl"
         if shard_count == 1
-        else (f"failures-shard-{shard_index}-of-{shard_count}.jsonl")
+        else (f"{log_stem}-shard-{shard_index}-of-{shard_count}.jsonl")
     )
-    tasks, skipped, failures = [], 0, []
+    tasks, skipped, external, failures = [], 0, 0, []
     for clip in clips:
-        status = store.status(clip.video_id, settings)
+        status, where = _status(config, clip.video_id)
         if status == "complete":
             skipped += 1
+        elif status == "external":  # flow images without a marker: dense_flow's, kept
+            external += 1
         elif status == "mismatch":
             failures.append(
                 JobResult(
                     clip.video_id,
                     "failed",
-                    f"{store.path_for(clip.video_id)} exists with other flow settings; not "
+                    f"{where} exists with other flow settings; not "
                     "overwritten. Use another --output or delete it.",
                 )
             )
         else:
-            tasks.append((clip.video_id, str(clip.path), str(config.output), settings))
+            task = (clip.video_id, str(clip.path), str(config.output), settings)
+            tasks.append(task if config.layout == "npz" else (*task, config.jpeg_quality))
     failures += [
         JobResult(missing.clip.video_id, "failed", f"missing on disk: {missing}")
         for missing in shard_items(split.missing_in(config.subset), config.shard)
     ]
     print(
         f"{len(clips)} clips in shard {shard_index}/{shard_count}: {skipped} already complete, "
-        f"{len(tasks)} to compute ({settings.method}, {settings.height}x{settings.width})"
+        + (f"{external} external (kept as they are), " if external else "")
+        + f"{len(tasks)} to compute ({settings.method}, {settings.height}x{settings.width})"
     )
     report = run_jobs(
-        flow_one_video,
+        flow_one_video if config.layout == "npz" else flow_one_video_to_frames,
         tasks,
         config.workers,
         description=f"flow {settings.method}",
         initializer=_single_thread_opencv,
     )
-    report.skipped += skipped
+    report.skipped += skipped + external
     report.failures = failures + report.failures
     log_path = Path(config.output) / log_name
     write_failure_log(log_path, report.failures)

@@ -1,0 +1,349 @@
+"""TV-L1 optical flow in `keras.ops`, batched over frame pairs, compiled where the backend can.
+
+    from data.tvl1 import TVL1Settings, tvl1_flow
+    flow = tvl1_flow(previous_gray, next_gray)  # (pairs, H, W) uint8 or float -> (pairs, H, W, 2)
+
+Written from the equations of Zach, Pock and Bischof, "A Duality Based Approach for
+Realtime TV-L1 Optical Flow" (DAGM 2007), with the refinements of Wedel, Pock, Zach,
+Bischof and Cremers, "An Improved Algorithm for TV-L1 Optical Flow" (2009): a coarse to
+fine image pyramid, several warps per scale, and median filtering of the flow between
+outer iterations. The parameters and their defaults are those OpenCV documents for
+`cv2.optflow.DualTVL1OpticalFlow` (tau, lambda, theta, number of scales, warps, epsilon,
+inner and outer iterations, scale step, median filter size), so the two can be compared
+setting by setting.
+
+Per scale and warp, with I1 warped by the current flow u0 and rho(u) = I1(x + u0) +
+grad I1 . (u - u0) - I0(x) linearised around u0, the energy
+    sum |grad u1| + |grad u2| + 1/(2 theta) |u - v|^2 + lambda |rho(v)|
+is minimised by alternating (i) v from u: the thresholding step
+    v = u + lambda theta grad I1        if rho(u) < -lambda theta |grad I1|^2
+    v = u - lambda theta grad I1        if rho(u) >  lambda theta |grad I1|^2
+    v = u - rho(u) grad I1 / |grad I1|^2  otherwise,
+(ii) u = v + theta div p, and (iii) the dual variables
+    p <- (p + tau / theta grad u) / (1 + tau / theta |grad u|),
+until the mean squared change of u falls below epsilon^2 (per frame pair) or the
+iteration limits are reached. Forward differences for grad u, backward ones (zero
+outside the image) for div p, central differences (edge replicated) for grad I1,
+bilinear warping with edge replication. Pairs are independent: each stops on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from keras import ops
+
+
+@dataclass(frozen=True)
+class TVL1Settings:
+    """The parameters of OpenCV's `DualTVL1OpticalFlow`, with its defaults."""
+
+    tau: float = 0.25  # time step of the dual update
+    lambda_: float = 0.15  # weight of the data term
+    theta: float = 0.3  # coupling of u and v
+    scales: int = 5  # pyramid levels
+    warps: int = 5  # warps per level
+    epsilon: float = 0.01  # stopping threshold on the change of u
+    inner_iterations: int = 30  # between two median filterings
+    outer_iterations: int = 10
+    scale_step: float = 0.8  # size ratio of one level to the next finer one
+    median_filtering: int = 5  # median filter size between outer iterations (1: none)
+    interpolation: str = "cubic"  # warping: "cubic" (cubic convolution) or "linear"
+
+
+# === Small image operations on (batch, height, width) tensors ===
+
+
+def _pad_edge(x, top, bottom, left, right):
+    """Replicates the edge rows and columns."""
+    if top or bottom:
+        x = ops.concatenate([x[:, :1]] * top + [x] + [x[:, -1:]] * bottom, axis=1)
+    if left or right:
+        x = ops.concatenate([x[:, :, :1]] * left + [x] + [x[:, :, -1:]] * right, axis=2)
+    return x
+
+
+def central_gradient(image):
+    """(d/dx, d/dy) by central differences, the edge replicated (one-sided halves there)."""
+    padded = _pad_edge(image, 1, 1, 1, 1)
+    dx = 0.5 * (padded[:, 1:-1, 2:] - padded[:, 1:-1, :-2])
+    dy = 0.5 * (padded[:, 2:, 1:-1] - padded[:, :-2, 1:-1])
+    return dx, dy
+
+
+def forward_gradient(u):
+    """Forward differences, zero in the last column (dx) and the last row (dy)."""
+    dx = ops.concatenate([u[:, :, 1:] - u[:, :, :-1], ops.zeros_like(u[:, :, :1])], axis=2)
+    dy = ops.concatenate([u[:, 1:] - u[:, :-1], ops.zeros_like(u[:, :1])], axis=1)
+    return dx, dy
+
+
+def divergence(px, py):
+    """Backward differences with zeros outside the image: minus the adjoint of
+    `forward_gradient`."""
+    dx = px - ops.concatenate([ops.zeros_like(px[:, :, :1]), px[:, :, :-1]], axis=2)
+    dy = py - ops.concatenate([ops.zeros_like(py[:, :1]), py[:, :-1]], axis=1)
+    return dx + dy
+
+
+def median_filter(x, size: int):
+    """`size` x `size` median, the edge replicated (an odd size)."""
+    if size <= 1:
+        return x
+    r = size // 2
+    height, width = x.shape[1], x.shape[2]
+    padded = _pad_edge(x, r, r, r, r)
+    windows = ops.stack(
+        [padded[:, i : i + height, j : j + width] for i in range(size) for j in range(size)],
+        axis=0,
+    )
+    return ops.sort(windows, axis=0)[size * size // 2]
+
+
+def warp_bilinear(images, flow_x, flow_y):
+    """`images` sampled at (x + flow_x, y + flow_y), bilinear, the edge replicated.
+
+    `images`: a list of (batch, H, W) tensors sampled at the same positions."""
+    batch, height, width = images[0].shape
+    ys = ops.arange(height, dtype="float32")[None, :, None]
+    xs = ops.arange(width, dtype="float32")[None, None, :]
+    x = ops.clip(xs + flow_x, 0.0, width - 1.0)
+    y = ops.clip(ys + flow_y, 0.0, height - 1.0)
+    x0, y0 = ops.floor(x), ops.floor(y)
+    wx, wy = x - x0, y - y0
+    x0 = ops.cast(x0, "int32")
+    y0 = ops.cast(y0, "int32")
+    x1 = ops.minimum(x0 + 1, width - 1)
+    y1 = ops.minimum(y0 + 1, height - 1)
+
+    def flat(yy, xx):
+        return ops.reshape(yy * width + xx, (batch, height * width))
+
+    corners = [flat(y0, x0), flat(y0, x1), flat(y1, x0), flat(y1, x1)]
+    weights = [(1 - wx) * (1 - wy), wx * (1 - wy), (1 - wx) * wy, wx * wy]
+    out = []
+    for image in images:
+        rows = ops.reshape(image, (batch, height * width))
+        value = 0.0
+        for index, weight in zip(corners, weights, strict=True):
+            value = value + weight * ops.reshape(
+                ops.take_along_axis(rows, index, axis=1), (batch, height, width)
+            )
+        out.append(value)
+    return out
+
+
+def _cubic_weights(t, a: float = -0.75):
+    """Cubic convolution weights (Keys 1981, a = -0.75 as OpenCV's `INTER_CUBIC`) of the
+    taps at -1, 0, 1, 2 for a fractional position `t` in [0, 1)."""
+
+    def near(d):  # |d| <= 1
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+
+    def far(d):  # 1 < |d| < 2
+        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+
+    return [far(t + 1), near(t), near(1 - t), far(2 - t)]
+
+
+def warp_bicubic(images, flow_x, flow_y):
+    """`images` sampled at (x + flow_x, y + flow_y), cubic convolution, the edge
+    replicated. `images`: a list of (batch, H, W) tensors sampled at the same positions."""
+    batch, height, width = images[0].shape
+    ys = ops.arange(height, dtype="float32")[None, :, None]
+    xs = ops.arange(width, dtype="float32")[None, None, :]
+    x = ops.clip(xs + flow_x, 0.0, width - 1.0)
+    y = ops.clip(ys + flow_y, 0.0, height - 1.0)
+    x0, y0 = ops.floor(x), ops.floor(y)
+    wx, wy = _cubic_weights(x - x0), _cubic_weights(y - y0)
+    x0, y0 = ops.cast(x0, "int32"), ops.cast(y0, "int32")
+    columns = [ops.clip(x0 + k, 0, width - 1) for k in (-1, 0, 1, 2)]
+    rows = [ops.clip(y0 + k, 0, height - 1) * width for k in (-1, 0, 1, 2)]
+    out = []
+    for image in images:
+        flat = ops.reshape(image, (batch, height * width))
+        value = 0.0
+        for row, weight_y in zip(rows, wy, strict=True):
+            line = 0.0
+            for column, weight_x in zip(columns, wx, strict=True):
+                index = ops.reshape(row + column, (batch, height * width))
+                sample = ops.reshape(
+                    ops.take_along_axis(flat, index, axis=1), (batch, height, width)
+                )
+                line = line + weight_x * sample
+            value = value + weight_y * line
+        out.append(value)
+    return out
+
+
+def resize(x, height: int, width: int):
+    """Bilinear resize of (batch, H, W), pixel centres aligned (as `cv2.INTER_LINEAR`)."""
+    resized = ops.image.resize(
+        x[..., None], (height, width), interpolation="bilinear", antialias=False,
+        data_format="channels_last",
+    )  # fmt: skip
+    return resized[..., 0]
+
+
+def pyramid_sizes(height: int, width: int, settings: TVL1Settings) -> list[tuple[int, int]]:
+    """Level sizes, finest first: each `scale_step` times the previous one, rounded."""
+    sizes = [(height, width)]
+    for _ in range(settings.scales - 1):
+        h, w = sizes[-1]
+        h, w = int(round(h * settings.scale_step)), int(round(w * settings.scale_step))
+        if min(h, w) < 8:  # too small a level to carry information
+            break
+        sizes.append((h, w))
+    return sizes
+
+
+# === The solver ===
+
+
+def _solve_level(i0, i1, u1, u2, p, settings: TVL1Settings):
+    """All warps at one pyramid level. `p`: the four dual variables."""
+    i1x, i1y = central_gradient(i1)
+    l_t = settings.lambda_ * settings.theta
+    taut = settings.tau / settings.theta
+    threshold = settings.epsilon**2
+    batch = i0.shape[0]
+
+    def inner(state, warped):
+        u1, u2, p11, p12, p21, p22, error = state
+        i1w, i1wx, i1wy, grad, rho_c = warped
+        active = (error > threshold)[:, None, None]
+        rho = rho_c + i1wx * u1 + i1wy * u2
+        large = grad > 1e-10
+        safe_grad = ops.where(large, grad, 1.0)
+        step = ops.where(large, -rho / safe_grad, 0.0)  # the middle case of the threshold
+        step = ops.where(rho < -l_t * grad, l_t, step)
+        step = ops.where(rho > l_t * grad, -l_t, step)
+        v1, v2 = u1 + step * i1wx, u2 + step * i1wy
+        new_u1 = v1 + settings.theta * divergence(p11, p12)
+        new_u2 = v2 + settings.theta * divergence(p21, p22)
+        new_error = ops.mean(ops.square(new_u1 - u1) + ops.square(new_u2 - u2), axis=(1, 2))
+        u1x, u1y = forward_gradient(new_u1)
+        u2x, u2y = forward_gradient(new_u2)
+        ng1 = 1.0 + taut * ops.sqrt(u1x * u1x + u1y * u1y)
+        ng2 = 1.0 + taut * ops.sqrt(u2x * u2x + u2y * u2y)
+        updated = (
+            new_u1, new_u2, (p11 + taut * u1x) / ng1, (p12 + taut * u1y) / ng1,
+            (p21 + taut * u2x) / ng2, (p22 + taut * u2y) / ng2,
+        )  # fmt: skip
+        kept = tuple(
+            ops.where(active, new, old) for new, old in zip(updated, state[:6], strict=True)
+        )
+        return (*kept, ops.where(active[:, 0, 0], new_error, error))
+
+    def warp(_, state):
+        u1, u2, p11, p12, p21, p22 = state
+        warp_images = warp_bicubic if settings.interpolation == "cubic" else warp_bilinear
+        i1w, i1wx, i1wy = warp_images([i1, i1x, i1y], u1, u2)
+        grad = i1wx * i1wx + i1wy * i1wy
+        rho_c = i1w - i1wx * u1 - i1wy * u2 - i0
+        warped = (i1w, i1wx, i1wy, grad, rho_c)
+
+        def outer(_, state):
+            u1, u2, p11, p12, p21, p22, error = state
+            active = (error > threshold)[:, None, None]
+            if settings.median_filtering > 1:
+                u1 = ops.where(active, median_filter(u1, settings.median_filtering), u1)
+                u2 = ops.where(active, median_filter(u2, settings.median_filtering), u2)
+            _, state = ops.while_loop(
+                lambda i, s: ops.logical_and(
+                    i < settings.inner_iterations, ops.any(s[-1] > threshold)
+                ),
+                lambda i, s: (i + 1, inner(s, warped)),
+                (0, (u1, u2, p11, p12, p21, p22, error)),
+            )  # every pair stops on its own; the loop ends when all have
+            return state
+
+        start_error = ops.full((batch,), np.inf, dtype="float32")
+        _, state = ops.while_loop(
+            lambda i, s: ops.logical_and(i < settings.outer_iterations, ops.any(s[-1] > threshold)),
+            lambda i, s: (i + 1, outer(i, s)),
+            (0, (u1, u2, p11, p12, p21, p22, start_error)),
+        )
+        return state[:6]
+
+    state = ops.fori_loop(0, settings.warps, warp, (u1, u2, *p))
+    return state[0], state[1], state[2:]
+
+
+def _tvl1(i0, i1, settings: TVL1Settings):
+    """(batch, H, W) float32 intensities in [0, 255] -> (batch, H, W, 2) flow."""
+    batch, height, width = i0.shape
+    sizes = pyramid_sizes(height, width, settings)
+    levels0, levels1 = [i0], [i1]
+    for h, w in sizes[1:]:
+        levels0.append(resize(levels0[-1], h, w))
+        levels1.append(resize(levels1[-1], h, w))
+    h, w = sizes[-1]
+    zeros = ops.zeros((batch, h, w), dtype="float32")
+    u1, u2, p = zeros, zeros, (zeros, zeros, zeros, zeros)
+    for level in range(len(sizes) - 1, -1, -1):
+        u1, u2, p = _solve_level(levels0[level], levels1[level], u1, u2, p, settings)
+        if level > 0:  # to the next finer level: flow in its pixels
+            h, w = sizes[level - 1]
+            u1 = resize(u1, h, w) * (w / sizes[level][1])
+            u2 = resize(u2, h, w) * (h / sizes[level][0])
+            p = tuple(resize(q, h, w) for q in p)
+    return ops.stack([u1, u2], axis=-1)
+
+
+_COMPILED = {}
+
+
+def _compiled(settings: TVL1Settings):
+    """`_tvl1` for `settings`, compiled by the backend where it can be (XLA on JAX and
+    TensorFlow; PyTorch runs it as is)."""
+    key = (keras.backend.backend(), settings)
+    if key not in _COMPILED:
+
+        def function(i0, i1):
+            return _tvl1(i0, i1, settings)
+
+        backend = keras.backend.backend()
+        if backend == "jax":
+            import jax
+
+            function = jax.jit(function)
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            function = tf.function(function, jit_compile=True)
+        _COMPILED[key] = function
+    return _COMPILED[key]
+
+
+def tvl1_flow(previous, current, settings: TVL1Settings = TVL1Settings()) -> np.ndarray:
+    """TV-L1 flow from `previous[k]` to `current[k]` for every pair k.
+
+    Args:
+        previous, current: `(pairs, height, width)` grayscale frames, uint8 or float in
+            [0, 255] (one pair may also be given as `(height, width)`).
+        settings: `TVL1Settings` (OpenCV's defaults).
+
+    Returns:
+        `(pairs, height, width, 2)` float32 NumPy, the (x, y) displacement in pixels of
+        each pixel of `previous` (or `(height, width, 2)` for one pair).
+    """
+    previous, current = np.asarray(previous), np.asarray(current)
+    single = previous.ndim == 2
+    if single:
+        previous, current = previous[None], current[None]
+    if previous.ndim != 3 or previous.shape != current.shape:
+        raise ValueError(
+            "Expected two (pairs, height, width) grayscale arrays of one shape. "
+            f"Received: {previous.shape} and {current.shape}"
+        )
+    if min(previous.shape[1:]) < 8:
+        raise ValueError(f"Expected frames of at least 8 x 8 pixels. Received: {previous.shape}")
+    flow = _compiled(settings)(
+        ops.convert_to_tensor(previous.astype(np.float32)),
+        ops.convert_to_tensor(current.astype(np.float32)),
+    )
+    flow = np.asarray(ops.convert_to_numpy(flow), dtype=np.float32)
+    return flow[0] if single else flow

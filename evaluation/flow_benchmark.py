@@ -1,0 +1,166 @@
+"""Every flow method on one footing: accuracy on known flows, agreement with OpenCV's
+TV-L1, and frame pairs per second.
+
+    python -m evaluation.flow_benchmark \
+        --video ../shared/data/ucf101_subset/UCF-101/PushUps/v_PushUps_g01_c01.avi
+
+Known flows: a real frame moved by smooth affine fields (a translation, a rotation of
+3 degrees, a zoom of 4 %), whose exact flow is known; the end-point error leaves out a
+margin where the source lies outside the frame. Real flows: consecutive frames of the
+video, each method's quantised uint8 flow against OpenCV TV-L1's (mean difference in
+levels, share of values within 2 levels). Speed: pairs/s of each method on `--pairs`
+real pairs, the OpenCV methods on one core (`--workers` of them in parallel would
+scale about linearly) and `tvl1_keras` batched on the Keras backend's device (its
+compile time reported apart). Prints a Markdown table; `--output F.json` keeps it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from data.optical_flow import flow_function, quantize_flow
+from data.video import read_video
+
+CPU_METHODS = ("tvl1", "farneback", "dis")
+
+
+def affine_pair(image: np.ndarray, matrix, shift) -> tuple[np.ndarray, np.ndarray]:
+    """`image` (H, W) and `image` moved by the field g(x) = A (x - c) + t, taken on the
+    moved image's grid (I1(x) = I0(x - g(x))), with the exact (H, W, 2) flow of every
+    pixel of `image`: x - s where (I - A)(x - c) = s - c + t."""
+    height, width = image.shape
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    centre = np.array([width / 2, height / 2])
+    a = np.asarray(matrix, np.float64)
+    relative = np.stack([xs - centre[0], ys - centre[1]], -1)
+    g = relative @ a.T + np.asarray(shift, np.float64)
+    moved = cv2.remap(
+        image, (xs - g[..., 0]).astype(np.float32), (ys - g[..., 1]).astype(np.float32),
+        cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT,
+    )  # fmt: skip
+    target = (relative + shift) @ np.linalg.inv(np.eye(2) - a).T
+    return moved, (target - relative).astype(np.float32)
+
+
+def known_flow_set(image: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """name -> (moved image, exact flow) for the three fields of the benchmark."""
+    turn, grow = np.deg2rad(3), 0.04
+    return {
+        "translation": affine_pair(image, [[0, 0], [0, 0]], (2.3, -1.4)),
+        "rotation": affine_pair(image, [[0, -turn], [turn, 0]], (0.5, 0.0)),
+        "zoom": affine_pair(image, [[grow, 0], [0, grow]], (0.0, 0.7)),
+    }
+
+
+def end_point_error(flow: np.ndarray, truth: np.ndarray, margin: int) -> float:
+    inside = np.s_[margin:-margin, margin:-margin]
+    return float(np.linalg.norm(flow[inside] - truth[inside], axis=-1).mean())
+
+
+def _flows(method: str, first: list[np.ndarray], second: list[np.ndarray]) -> np.ndarray:
+    if method == "tvl1_keras":
+        from data.tvl1 import tvl1_flow
+
+        return tvl1_flow(np.stack(first), np.stack(second))
+    flow_between = flow_function(method)
+    return np.stack([flow_between(a, b) for a, b in zip(first, second, strict=True)])
+
+
+def run_benchmark(video: Path, methods, height: int, width: int, pairs: int) -> dict:
+    frames = read_video(video).frames
+    gray = [
+        cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (width, height), cv2.INTER_AREA)
+        for f in frames[: pairs + 1]
+    ]
+    if len(gray) < pairs + 1:
+        raise ValueError(f"{video}: {len(gray)} frames; --pairs {pairs} needs {pairs + 1}.")
+    known = known_flow_set(gray[0])
+    margin = max(6, round(0.05 * min(height, width)))
+    first_known = [gray[0]] * len(known)
+    second_known = [moved for moved, _ in known.values()]
+    reference = quantize_flow(_flows("tvl1", gray[:-1], gray[1:]))
+    rows = []
+    for method in methods:
+        began = time.perf_counter()
+        known_flows = _flows(method, first_known, second_known)
+        first_call = time.perf_counter() - began
+        if method == "tvl1_keras":  # compiled for this batch size before it is timed
+            _flows(method, gray[:-1], gray[1:])
+        began = time.perf_counter()
+        real = _flows(method, gray[:-1], gray[1:])
+        seconds = time.perf_counter() - began
+        levels = np.abs(quantize_flow(real).astype(np.int16) - reference.astype(np.int16))
+        errors = {
+            name: end_point_error(flow, truth, margin)
+            for (name, (_, truth)), flow in zip(known.items(), known_flows, strict=True)
+        }
+        rows.append(
+            {
+                "method": method,
+                "epe": errors,
+                "epe_mean": float(np.mean(list(errors.values()))),
+                "levels_from_opencv_tvl1": float(levels.mean()),
+                "within_2_levels": float((levels <= 2).mean()),
+                "pairs_per_s": pairs / seconds,
+                "first_call_s": first_call,  # tvl1_keras: compilation included
+            }
+        )
+    return {
+        "video": str(video),
+        "size": [height, width],
+        "pairs": pairs,
+        "margin": margin,
+        "machine": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "rows": rows,
+    }
+
+
+def format_markdown(report: dict) -> str:
+    height, width = report["size"]
+    lines = [
+        f"{report['pairs']} real pairs and 3 known flows at {height} x {width}; "
+        f"end-point error in px ({report['margin']}-pixel margin left out)",
+        "",
+        "| method | EPE translation | EPE rotation | EPE zoom | EPE mean | levels from "
+        "OpenCV TV-L1 | within 2 levels | pairs/s (one process) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["rows"]:
+        e = row["epe"]
+        lines.append(
+            f"| {row['method']} | {e['translation']:.3f} | {e['rotation']:.3f} | {e['zoom']:.3f} "
+            f"| {row['epe_mean']:.3f} | {row['levels_from_opencv_tvl1']:.2f} "
+            f"| {100 * row['within_2_levels']:.1f} % | {row['pairs_per_s']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation.flow_benchmark", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--video", type=Path, required=True, help="a real clip")
+    parser.add_argument("--methods", default="tvl1,farneback,dis,tvl1_keras")
+    parser.add_argument("--height", type=int, default=256)
+    parser.add_argument("--width", type=int, default=340)
+    parser.add_argument("--pairs", type=int, default=8, help="real consecutive pairs")
+    parser.add_argument("--output", type=Path, help="also write the report as JSON here")
+    args = parser.parse_args(argv)
+    report = run_benchmark(args.video, args.methods.split(","), args.height, args.width, args.pairs)
+    print(format_markdown(report))
+    if args.output is not None:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(report, indent=2))
+    return report
+
+
+if __name__ == "__main__":
+    main()
