@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data.atomic_files import atomic_write
 from data.batch_jobs import JobResult, run_jobs
 from data.config_flags import exit_on_error, parse_config
 from data.flow_store import FlowSettings
@@ -235,13 +236,13 @@ def train_stream(stream: str, config: DemoConfig, video_root: Path, split_dir: P
             if model == "attention":
                 test_videos = [video_id for video_id, _ in trained.load_config().test_videos]
                 weights = attention.run_frame_weights(trained, test_videos, model=best)
-                weights_path.parent.mkdir(parents=True, exist_ok=True)
-                np.savez(
-                    weights_path,
-                    video_ids=np.asarray(test_videos, dtype=str),
-                    lengths=np.asarray([len(weights[video]) for video in test_videos]),
-                    weights=np.concatenate([weights[video] for video in test_videos]),
-                )
+                with atomic_write(weights_path, suffix=".npz") as temporary:  # whole or none
+                    np.savez(
+                        temporary,
+                        video_ids=np.asarray(test_videos, dtype=str),
+                        lengths=np.asarray([len(weights[video]) for video in test_videos]),
+                        weights=np.concatenate([weights[video] for video in test_videos]),
+                    )
             accuracy = json.loads(trained.metrics_path.read_text())["accuracy"]
             print(
                 f"seed {seed} {stream} {model}: test accuracy {100 * accuracy:.1f}% "

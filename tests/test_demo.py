@@ -52,6 +52,15 @@ def test_validation_then_demo_run_every_stage_and_write_tables_and_figures(tmp_p
             assert entry["ratio"] == pytest.approx(
                 entry["attention_mass_on_key_frames"] / entry["key_frame_share"]
             )
+    # Attention weights under their final names only: no temporary, no ".npz.npz".
+    attention_root = tmp_path / "work" / "attention"
+    written = sorted(
+        path.relative_to(attention_root).as_posix() for path in attention_root.rglob("*")
+    )
+    expected = [
+        f"seed{seed}{file}" for seed in (0, 1) for file in ("", "/appearance.npz", "/motion.npz")
+    ]
+    assert written == expected
     pngs = sorted(path.name for path in (results / "figures").glob("*.png"))
     assert "key_frame_mass.png" in pngs and len(pngs) == 2  # and one Fig. 1 style figure
 
