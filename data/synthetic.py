@@ -67,11 +67,11 @@ class SyntheticConfig:
     # Action classes, the first `num_classes` of ACTION_CLASSES (1-6).
     num_classes: int = 4
     # Clips per class; clip c of a class goes to group (c % num_groups) + 1.
-    clips_per_class: int = 24
+    clips_per_class: int = 100
     # UCF101 groups gGG (25 there); the split is by group, like the official lists.
-    num_groups: int = 8
+    num_groups: int = 25
     # Groups 1..num_test_groups are the test set (UCF101 split 1: groups 1-7 of 25).
-    num_test_groups: int = 2
+    num_test_groups: int = 7
     # Frames per clip, drawn uniformly in [min_frames, max_frames]. At most 30 by default:
     # every clip is then one (masked) 30-frame sample of the attention model.
     min_frames: int = 24

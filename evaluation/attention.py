@@ -104,21 +104,49 @@ def video_attention(
     }
 
 
-def run_frame_weights(trained: Run, video_ids: Sequence[str], model=None) -> dict[str, np.ndarray]:
+def run_frame_weights(
+    trained: Run, video_ids: Sequence[str], model=None, max_samples: int = 512
+) -> dict[str, np.ndarray]:
     """`video_id -> (positions,)` frame weights of a run's model (see `video_attention`),
-    for videos of the run's feature store; one readout model serves all the videos."""
+    for videos of the run's feature store. The samples of many videos go through one
+    readout model in one `predict` call, up to `max_samples` samples at a time (memory:
+    `max_samples * 30 * dim` floats), so a short video costs no call of its own."""
+    if max_samples < 1:
+        raise ValueError(f"Expected max_samples >= 1. Received: max_samples={max_samples}")
     record = trained.load_config()
-    model = model or trained.load_model()
+    num_frames, stride = record.train.num_frames, record.train.stride
+    model = model if model is not None else trained.load_model()
     store = FeatureStore(record.feature_store)
     readout = build_attention_readout(model)
     weights = {}
+    pending: list[tuple[str, int, np.ndarray, np.ndarray]] = []  # id, positions, samples, masks
+
+    def flush():
+        samples = np.concatenate([item[2] for item in pending])  # (samples, frames, dim)
+        masks = np.concatenate([item[3] for item in pending])  # (samples, frames)
+        inputs = {"features": samples, "frame_mask": masks}
+        # In one batch: the new readout model is traced once, not once per batch shape.
+        outputs = readout.predict(inputs, batch_size=len(samples), verbose=0)
+        attention = np.asarray(outputs["attention"])  # (samples, steps, frames)
+        first = 0
+        for video_id, positions, video_samples, video_masks in pending:
+            last = first + len(video_samples)
+            starts = sample_starts(positions, num_frames, stride)
+            weights[video_id] = frame_attention(
+                attention[first:last], starts, video_masks, positions
+            )
+            first = last
+        pending.clear()
+
     for video_id in tqdm(video_ids, desc=f"attention {record.train.stream}", unit="video"):
-        features, _ = store.read(video_id)
-        result = video_attention(
-            model, features, record.train.num_frames, record.train.stride, readout
-        )
-        weights[video_id] = result["frame_weights"]
-    return weights
+        features, _ = store.read(video_id)  # (positions, dim)
+        samples, masks = make_samples(features, num_frames, stride)
+        if pending and sum(len(item[2]) for item in pending) + len(samples) > max_samples:
+            flush()
+        pending.append((video_id, len(features), samples, masks))
+    if pending:
+        flush()
+    return {video_id: weights[video_id] for video_id in video_ids}
 
 
 def key_frame_mass(weights: np.ndarray, key_frames: set[int]) -> tuple[float, float]:

@@ -233,12 +233,17 @@ def predict_video_scores(model, dataset, num_last_steps: int = NUM_SCORED_STEPS)
 
 
 def score_run(
-    run: Run | str | os.PathLike, store_root: str | os.PathLike | None = None, batch_size: int = 64
+    run: Run | str | os.PathLike,
+    store_root: str | os.PathLike | None = None,
+    batch_size: int = 64,
+    model=None,
 ) -> dict:
     """Scores a run's best model (`model.keras`) on its test split.
 
     Reads the run's record (the test videos, labels, classes and feature store) and
-    writes `test_scores.npz` and `metrics.json`. Returns the metrics.
+    writes `test_scores.npz` and `metrics.json`. Returns the metrics. `model`: that
+    best model already in memory (`training.train_attention.ModelCache.best`), so that
+    it is not loaded and traced again; default: loaded from `model.keras`.
     """
     run = run if isinstance(run, Run) else Run(run)
     record = run.load_config()
@@ -263,7 +268,7 @@ def score_run(
     scores = VideoScores(
         video_ids=tuple(video_id for video_id, _ in items),
         labels=np.asarray([label for _, label in items], dtype=np.int64),
-        scores=predict_video_scores(run.load_model(), dataset),
+        scores=predict_video_scores(model if model is not None else run.load_model(), dataset),
         class_names=record.class_names,
     )
     scores.save(run.scores_path)

@@ -98,6 +98,7 @@ def build_attention_model(
     feature_variance: np.ndarray | None = None,
     learning_rate: float = 1.0,
     compile: bool = True,
+    jit_compile: bool | str = "auto",
     seed: int | None = None,
     name: str | None = None,
 ) -> keras.Model:
@@ -124,6 +125,8 @@ def build_attention_model(
         learning_rate: Of the paper's Adadelta (Zeiler 2012: 1.0).
         compile: Compile with `StepwiseCrossEntropy`, the paper's Adadelta and
             `LastStepsAccuracy`.
+        jit_compile: Passed to `model.compile`: `"auto"` (Keras' default: XLA on
+            TensorFlow and JAX) or `False` (TensorFlow: plain graphs; JAX: eager).
 
     Returns:
         A Functional `keras.Model` with layers `temporal_attention_lstm`,
@@ -194,6 +197,7 @@ def build_attention_model(
             optimizer=paper_optimizer(learning_rate),
             loss=StepwiseCrossEntropy(),
             metrics=[LastStepsAccuracy()],
+            jit_compile=jit_compile,
         )
     return model
 

@@ -2,35 +2,92 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.demo import main
+from evaluation import demo_validation
+from evaluation.demo import DemoConfig, main, summarize
 
 
 @pytest.mark.slow
-def test_demo_runs_every_stage_and_writes_table_and_figures(tmp_path):
+def test_validation_then_demo_run_every_stage_and_write_tables_and_figures(tmp_path):
     results = tmp_path / "results"
     args = ["--work-dir", str(tmp_path / "work"), "--results-dir", str(results)]
     args += ["--synthetic-preset", "tiny", "--frame-height", "40", "--frame-width", "48"]
-    args += ["--input-size", "32", "--fc-units", "16", "--finetune-iterations", "2"]
-    args += ["--finetune-batch-size", "4", "--units", "8", "--epochs", "1", "--batch-size", "4"]
-    args += ["--num-figures", "1"]
-    report = main(args)
+    args += ["--input-size", "32", "--units", "8", "--num-steps", "10", "--epochs", "2"]
+    args += ["--num-layers", "1", "--batch-size", "4"]
+    args += ["--seeds", "0,1", "--num-figures", "1"]  # the two streams in two processes
+
+    # The settings' check on the validation parts trains every run, scores no test video.
+    validation = demo_validation.main(args)
+    runs = sorted((tmp_path / "work" / "runs").glob("seed*/*/split1/*/*"))
+    assert len(runs) == 8 and all((run / "history.csv").is_file() for run in runs)
+    assert not [path for run in runs for path in run.glob("test_scores.npz")]
+    rows = validation.set_index(["quantity", "stream", "model"])
+    assert (
+        rows.loc[("accuracy", "two-stream", "attention"), ["seed 0", "seed 1"]].between(0, 1).all()
+    )
+    assert rows.loc[("mass / share", "motion", "attention"), "mean"] > 0
+    assert ("best of 10 epochs", "motion", "baseline") not in rows.index  # 2 epochs only
+    assert (results / "validation.md").is_file()
+    histories = {run: (run / "history.csv").read_text() for run in runs}
+
+    report = main(args)  # the same runs, trained already: scored on the test list
+    assert {run: (run / "history.csv").read_text() for run in runs} == histories
 
     table = pd.read_csv(results / "table1.csv")
-    assert list(table.columns) == ["stream", "model", "accuracy"]
-    assert len(table) == 6 and table["accuracy"].between(0, 1).all()
+    assert list(table.columns) == ["seed", "stream", "model", "accuracy"]
+    assert len(table) == 12 and table["accuracy"].between(0, 1).all()
     assert set(table["stream"]) == {"appearance", "motion", "two-stream"}
-    assert (results / "table1.md").read_text().startswith("| stream | model | accuracy |")
+    assert set(table["seed"]) == {0, 1}
+    markdown = (results / "table1.md").read_text()
+    assert "| stream | model | seed 0 | seed 1 | mean | std |" in markdown
     key_frames = json.loads((results / "key_frames.json").read_text())
     for stream in ("appearance", "motion"):
-        assert 0 < key_frames[stream]["key_frame_share"] < 1
-        assert 0 <= key_frames[stream]["attention_mass_on_key_frames"] <= 1
-    assert report["key_frames"] == key_frames
+        for seed in ("seed 0", "seed 1"):
+            entry = key_frames[seed][stream]
+            assert 0 < entry["key_frame_share"] < 1
+            assert 0 <= entry["attention_mass_on_key_frames"] <= 1
+            assert entry["ratio"] == pytest.approx(
+                entry["attention_mass_on_key_frames"] / entry["key_frame_share"]
+            )
+    # Attention weights under their final names only: no temporary, no ".npz.npz".
+    attention_root = tmp_path / "work" / "attention"
+    written = sorted(
+        path.relative_to(attention_root).as_posix() for path in attention_root.rglob("*")
+    )
+    expected = [
+        f"seed{seed}{file}" for seed in (0, 1) for file in ("", "/appearance.npz", "/motion.npz")
+    ]
+    assert written == expected
     pngs = sorted(path.name for path in (results / "figures").glob("*.png"))
     assert "key_frame_mass.png" in pngs and len(pngs) == 2  # and one Fig. 1 style figure
 
-    # A second run finds every stage done and gives the same table.
+    # A second run finds every stage done and gives the same results.
     again = main(args)
-    pd.testing.assert_frame_equal(again["table"], report["table"])
+    pd.testing.assert_frame_equal(again["summary"], report["summary"])
+
+
+def test_summary_gives_mean_and_std_over_seeds():
+    tables = {
+        seed: pd.DataFrame(
+            [("motion", "baseline", accuracy), ("motion", "attention", accuracy + 0.1)],
+            columns=["stream", "model", "accuracy"],
+        )
+        for seed, accuracy in ((0, 0.5), (1, 0.7))
+    }
+    stream_report = {"attention_mass_on_key_frames": 0.4, "key_frame_share": 0.2, "ratio": 2.0}
+    key_frames = {seed: {"appearance": stream_report, "motion": stream_report} for seed in (0, 1)}
+    summary = summarize(tables, key_frames).set_index(["quantity", "stream", "model"])
+    row = summary.loc[("accuracy", "motion", "attention")]
+    assert row["seed 0"] == pytest.approx(0.6) and row["seed 1"] == pytest.approx(0.8)
+    assert row["mean"] == pytest.approx(0.7)
+    assert row["std"] == pytest.approx(np.std([0.6, 0.8], ddof=1))  # sample std
+    assert summary.loc[("ratio", "motion", "attention"), "std"] == 0.0
+
+
+def test_config_refuses_no_seeds_repeated_seeds_and_no_jobs():
+    for bad in ({"seeds": ()}, {"seeds": (0, 0)}, {"jobs": 0}):
+        with pytest.raises(ValueError, match="Expected"):
+            DemoConfig(**bad)

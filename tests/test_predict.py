@@ -121,6 +121,23 @@ def test_attention_cli_draws_a_video_and_the_key_frame_mass(runs, tmp_path, caps
         attention_main(["--run", str(run_dirs["appearance"]), "--video-id", video_id])
 
 
+def test_frame_weights_of_many_videos_at_once_are_those_of_each_video(runs):
+    from evaluation.attention import run_frame_weights, video_attention
+
+    _, run_dirs = runs
+    trained = Run(run_dirs["motion"])
+    record = trained.load_config()
+    videos = [video_id for video_id, _ in record.test_videos + record.train_videos]
+    model = trained.load_model()
+    store = FeatureStore(record.feature_store)
+    for max_samples in (1, 3, 512):  # 2 samples a video: chunks end inside and between videos
+        weights = run_frame_weights(trained, videos, model=model, max_samples=max_samples)
+        assert list(weights) == videos
+        for video_id in videos:
+            alone = video_attention(model, store.read(video_id)[0])["frame_weights"]
+            np.testing.assert_allclose(weights[video_id], alone, atol=1e-6)
+
+
 def whole_video_features(frames, recipe, flow_method):
     """Features as predict computed them before it read videos chunk by chunk: the whole
     video decoded at its stored size, resized, flow of all frames, one array of images."""

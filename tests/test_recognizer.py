@@ -104,6 +104,11 @@ def test_compiled_with_the_paper_adadelta_and_loss():
     assert isinstance(model.loss, StepwiseCrossEntropy)
 
 
+def test_jit_compile_is_keras_default_unless_turned_off():
+    assert tiny_model().jit_compile == tiny_model(jit_compile="auto").jit_compile
+    assert tiny_model(jit_compile=False).jit_compile is False
+
+
 def test_paper_defaults():
     model = build_attention_model(101, compile=False)
     layer = model.get_layer("temporal_attention_lstm")

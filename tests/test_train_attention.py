@@ -25,7 +25,13 @@ from tests.evaluation_fixtures import (
     write_separable_features,
 )
 from training.runs import Run, TrainConfig
-from training.train_attention import feature_statistics, hold_out_validation, main, train
+from training.train_attention import (
+    ModelCache,
+    feature_statistics,
+    hold_out_validation,
+    main,
+    train,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -376,3 +382,35 @@ def test_standardize_normalises_with_the_training_part_only(dataset, tmp_path):
     np.testing.assert_allclose(mean, frames.mean(axis=0), atol=1e-5)
     score_run(run)  # the saved model scores raw stored features
     assert json.loads(run.metrics_path.read_text())["accuracy"] >= 0.0
+
+
+@pytest.mark.parametrize("feature_scaling", ["none", "standardize"])
+def test_a_cached_model_trains_as_a_new_model_of_its_seed(dataset, tmp_path, feature_scaling):
+    root, split = dataset
+    common = dict(split=split, store_root=root / "store", verbose=0)
+    config = TrainConfig(
+        epochs=2, validation_fraction=0.0, feature_scaling=feature_scaling, **TINY_MODEL
+    )
+    cache = ModelCache()
+    train(config, run_dir=tmp_path / "seed0", models=cache, **common)
+    second = dataclasses.replace(config, seed=1)
+    reused = train(second, run_dir=tmp_path / "reused", models=cache, **common)
+    new = train(second, run_dir=tmp_path / "new", **common)
+    assert len(cache) == 1  # one architecture, the same training part: one model
+    pd.testing.assert_frame_equal(pd.read_csv(reused.history_path), pd.read_csv(new.history_path))
+    for kept, built in zip(reused.load_model().weights, new.load_model().weights, strict=True):
+        np.testing.assert_array_equal(*map(keras.ops.convert_to_numpy, (kept, built)))
+    # Another architecture gets its own model.
+    other = dataclasses.replace(second, model="baseline")
+    train(other, run_dir=tmp_path / "baseline", models=cache, **common)
+    assert len(cache) == 2
+    # A run's best epoch, put back into the model that trained it (which has trained
+    # another seed since), scores as its saved file does.
+    train(dataclasses.replace(config, seed=2), run_dir=tmp_path / "seed2", models=cache, **common)
+    score_run(reused, model=cache.best(reused))
+    from_cache = VideoScores.load(reused.scores_path)
+    score_run(reused)  # model.keras, loaded
+    np.testing.assert_allclose(
+        from_cache.scores, VideoScores.load(reused.scores_path).scores, rtol=1e-5, atol=1e-7
+    )
+    assert isinstance(ModelCache().best(reused), keras.Model)  # not its cache's: loaded

@@ -18,7 +18,10 @@ test list is the next stage: `python -m evaluation.scoring --run <run folder>`.
 from __future__ import annotations
 
 import csv
+import functools
+import hashlib
 import importlib.util
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +49,10 @@ class TrainAttentionConfig:
     train: TrainConfig = PRESETS["paper"]
     runs: Path = field(default=Path("runs"), metadata={"help": "root of run folders"})
     overwrite: bool = field(default=False, metadata={"help": "delete a previous run first"})
+    # Keras' default ("auto": XLA on TensorFlow and JAX); --no-jit-compile gives plain
+    # TensorFlow graphs, which trace and run faster for small models on a CPU
+    # (docs/synthetic_and_demo.md). The same model either way, up to rounding.
+    jit_compile: bool = field(default=True, metadata={"help": "XLA-compile the steps"})
 
     @property
     def source(self) -> SplitSource:
@@ -99,6 +106,105 @@ def hold_out_validation(
     train = [clip for clip in clips if clip.video_id not in held_out]
     validation = [clip for clip in clips if clip.video_id in held_out]
     return train, validation
+
+
+# === Models kept between trainings ===
+
+
+class ModelCache:
+    """Compiled recognisers kept between trainings in one process, one per architecture.
+
+    Building and compiling a recogniser is cheap, but TensorFlow traces its graph at the
+    first training step and again at the first validation (the unrolled steps, forward
+    and backward: 15-25 s on a 2-core CPU, most of a short training). A training given
+    a cache takes the model of the same architecture that an earlier training used, puts
+    back the initial state of a model newly built with its own seed (weights, random
+    seed states, optimizer slots), and so trains as that new model would, bit for bit,
+    without tracing again. Feature statistics (`feature_scaling="standardize"`) are
+    constants of the graph, so other statistics make another model.
+
+        cache = ModelCache()
+        for seed in (0, 1, 2):
+            run = train(dataclasses.replace(config, seed=seed), ..., models=cache)
+            score_run(run, model=cache.best(run))  # scored without another trace
+    """
+
+    def __init__(self):
+        self._models: dict[tuple, keras.Model] = {}
+        self._run_keys: dict[Path, tuple] = {}  # run folder -> the key it trained with
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def model(self, run: Run | None = None, **arguments) -> keras.Model:
+        """A compiled `build_attention_model(**arguments)` in the initial state that
+        `keras.utils.set_random_seed(arguments["seed"])` then building it would give;
+        `run`: the run it is about to train (for `best`)."""
+        _seed_keras(arguments["seed"])
+        fresh = build_attention_model(**arguments)
+        key = _architecture_key(arguments)
+        if run is not None:
+            self._run_keys[Path(run.root).resolve()] = key
+        cached = self._models.get(key)
+        if cached is None:
+            self._models[key] = fresh
+            return fresh
+        for target, source in zip(cached.variables, fresh.variables, strict=True):
+            target.assign(source)  # weights and the seed generators' states
+        for model in (cached, fresh):
+            if not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
+        for target, source in zip(
+            cached.optimizer.variables, fresh.optimizer.variables, strict=True
+        ):
+            target.assign(source)  # iterations and Adadelta's accumulators
+        return cached
+
+    def best(self, run: Run) -> keras.Model:
+        """`run`'s best epoch (`model.keras`) in the model of this cache that trained
+        it, whose steps are traced already, so that scoring or reading attention with
+        it costs no new trace; a run that no model of this cache trained (a finished
+        run found on disk, say) is loaded from its file (`run.load_model()`)."""
+        key = self._run_keys.get(Path(run.root).resolve())
+        if key is None:
+            return run.load_model()
+        model = self._models[key]
+        model.load_weights(run.model_path)
+        return model
+
+
+def _seed_keras(seed: int) -> None:
+    """`keras.utils.set_random_seed(seed)`, except that on TensorFlow it leaves
+    TensorFlow's own global seed alone: setting that clears TensorFlow's caches of
+    instantiated functions, so that every graph traced before is set up again at its
+    next call (7-10 s for a recogniser on a 2-core CPU). Keras draws its random numbers
+    with stateless ops from its own global seed generator, which this resets (Keras'
+    `set_random_seed` does the same through these attributes), so a model built after
+    it has the weights it has after `set_random_seed`; the tests compare the two."""
+    if keras.backend.backend() != "tensorflow":
+        keras.utils.set_random_seed(seed)
+        return
+    from keras.src.backend.common import global_state  # what set_random_seed sets
+    from keras.src.random import seed_generator
+    from keras.src.utils import rng_utils
+
+    global_state.set_global_attribute(rng_utils.GLOBAL_RANDOM_SEED, seed)
+    global_state.set_global_attribute(seed_generator.GLOBAL_SEED_GENERATOR, None)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def _architecture_key(arguments: dict) -> tuple:
+    """What makes two recognisers one graph: every argument but the seed (which only
+    sets initial values); arrays by their bytes."""
+    key = []
+    for name, value in sorted(arguments.items()):
+        if name == "seed":
+            continue
+        if isinstance(value, np.ndarray):
+            value = (value.shape, str(value.dtype), hashlib.sha256(value.tobytes()).hexdigest())
+        key.append((name, value))
+    return tuple(key)
 
 
 # === Training ===
@@ -231,6 +337,8 @@ def train(
     overwrite: bool = False,
     extra_callbacks: Sequence[keras.callbacks.Callback] = (),
     verbose: int | str = "auto",
+    models: ModelCache | None = None,
+    jit_compile: bool = True,
 ) -> Run:
     """Trains one run into `run_dir` (resuming an unfinished one) and returns it.
 
@@ -242,6 +350,10 @@ def train(
             is left as it is.
         overwrite: Delete a previous run in `run_dir` first.
         extra_callbacks: Appended to the run's callbacks (tests interrupt with one).
+        models: Compiled models of earlier trainings (`ModelCache`), so that another
+            seed of one architecture is not traced again; None: a new model.
+        jit_compile: XLA-compile the model's steps (Keras' "auto"); False: plain
+            TensorFlow graphs (on JAX: eager). Speed only.
 
     Raises:
         ValueError: Another process is training into `run_dir` (one trainer per run
@@ -257,6 +369,8 @@ def train(
             overwrite=overwrite,
             extra_callbacks=extra_callbacks,
             verbose=verbose,
+            models=models,
+            jit_compile=jit_compile,
         )
 
 
@@ -269,6 +383,8 @@ def _train_locked(
     overwrite: bool,
     extra_callbacks: Sequence[keras.callbacks.Callback],
     verbose: int | str,
+    models: ModelCache | None,
+    jit_compile: bool,
 ) -> Run:
     """`train` with the run folder's lock held."""
     if overwrite:
@@ -328,9 +444,12 @@ def _train_locked(
         statistics = {"feature_mean": mean, "feature_variance": variance}
     train_data = dataset(train_clips, shuffle=True)
     validation_data = dataset(validation_clips, shuffle=False) if validation_clips else None
-    keras.utils.set_random_seed(config.seed)
-    model = build_attention_model(
-        len(split.class_names),
+    if models is None:
+        keras.utils.set_random_seed(config.seed)
+    # A cache's model seeds Keras itself.
+    build = build_attention_model if models is None else functools.partial(models.model, folder)
+    model = build(
+        num_classes=len(split.class_names),
         feature_dim=train_data.feature_dim,
         num_frames=config.num_frames,
         units=config.units,
@@ -341,6 +460,7 @@ def _train_locked(
         weight_decay=config.weight_decay,
         frame_mask_input=True,
         learning_rate=config.learning_rate,
+        jit_compile="auto" if jit_compile else False,
         seed=config.seed,
         **statistics,
     )
@@ -357,8 +477,11 @@ def _train_locked(
     return folder
 
 
-def run(config: TrainAttentionConfig, verbose: int | str = "auto") -> Run:
-    """Trains the stage's run into `<runs>/<dataset>/split<k>/<stream>/<model>`."""
+def run(
+    config: TrainAttentionConfig, verbose: int | str = "auto", models: ModelCache | None = None
+) -> Run:
+    """Trains the stage's run into `<runs>/<dataset>/split<k>/<stream>/<model>`
+    (`models`: see `train`)."""
     split = config.source.load()
     run_folder = Run.for_config(config.runs, config.train)
     train_config = config.train
@@ -373,6 +496,8 @@ def run(config: TrainAttentionConfig, verbose: int | str = "auto") -> Run:
         run_dir=run_folder.root,
         overwrite=config.overwrite,
         verbose=verbose,
+        models=models,
+        jit_compile=config.jit_compile,
     )
 
 
