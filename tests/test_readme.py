@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
-MAX_README_LINES = 220
+MAX_README_LINES = 260  # the front page: results and how to run, details in docs/
 
 # Top-level folders of the project: a path in code that starts with one of these is a
 # project path and must exist.
