@@ -6,8 +6,8 @@
 Written from the equations of Zach, Pock and Bischof, "A Duality Based Approach for
 Realtime TV-L1 Optical Flow" (DAGM 2007), with the refinements of Wedel, Pock, Zach,
 Bischof and Cremers, "An Improved Algorithm for TV-L1 Optical Flow" (2009): a coarse to
-fine image pyramid, several warps per scale, and median filtering of the flow between
-outer iterations. The parameters and their defaults are those OpenCV documents for
+fine image pyramid, several warps per scale, and median filtering of the flow after each
+round of inner iterations. The parameters and their defaults are those OpenCV documents for
 `cv2.optflow.DualTVL1OpticalFlow` (tau, lambda, theta, number of scales, warps, epsilon,
 inner and outer iterations, scale step, median filter size), so the two can be compared
 setting by setting.
@@ -22,7 +22,12 @@ is minimised by alternating (i) v from u: the thresholding step
 (ii) u = v + theta div p, and (iii) the dual variables
     p <- (p + tau / theta grad u) / (1 + tau / theta |grad u|),
 until the mean squared change of u falls below epsilon^2 (per frame pair) or the
-iteration limits are reached. Forward differences for grad u, backward ones (zero
+iteration limits are reached. Each outer iteration is one round of at most
+`inner_iterations` of these steps followed by a median filter of u (Wedel et al.'s
+outlier removal), so that the flow a warp, a level and the whole solver hand on has been
+filtered. (Filtering at the start of each round instead leaves the final flow
+unfiltered: at 256 x 340 that raised the rotation field's end-point error from 0.093 to
+0.133 px, against OpenCV's 0.102.) Forward differences for grad u, backward ones (zero
 outside the image) for div p, central differences (edge replicated) for grad I1,
 bilinear warping with edge replication. Pairs are independent: each stops on its own.
 """
@@ -246,19 +251,19 @@ def _solve_level(i0, i1, u1, u2, p, settings: TVL1Settings):
         warped = (i1w, i1wx, i1wy, grad, rho_c)
 
         def outer(_, state):
-            u1, u2, p11, p12, p21, p22, error = state
-            active = (error > threshold)[:, None, None]
-            if settings.median_filtering > 1:
-                u1 = ops.where(active, median_filter(u1, settings.median_filtering), u1)
-                u2 = ops.where(active, median_filter(u2, settings.median_filtering), u2)
+            active = (state[-1] > threshold)[:, None, None]  # pairs iterating this round
             _, state = ops.while_loop(
                 lambda i, s: ops.logical_and(
                     i < settings.inner_iterations, ops.any(s[-1] > threshold)
                 ),
                 lambda i, s: (i + 1, inner(s, warped)),
-                (0, (u1, u2, p11, p12, p21, p22, error)),
+                (0, state),
             )  # every pair stops on its own; the loop ends when all have
-            return state
+            u1, u2, *rest = state
+            if settings.median_filtering > 1:  # after the round, so the result is filtered
+                u1 = ops.where(active, median_filter(u1, settings.median_filtering), u1)
+                u2 = ops.where(active, median_filter(u2, settings.median_filtering), u2)
+            return (u1, u2, *rest)
 
         start_error = ops.full((batch,), np.inf, dtype="float32")
         _, state = ops.while_loop(
