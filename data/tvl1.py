@@ -30,6 +30,14 @@ unfiltered: at 256 x 340 that raised the rotation field's end-point error from 0
 0.133 px, against OpenCV's 0.102.) Forward differences for grad u, backward ones (zero
 outside the image) for div p, central differences (edge replicated) for grad I1,
 bilinear warping with edge replication. Pairs are independent: each stops on its own.
+
+Between levels only the flow is carried (bilinear resize, scaled by the levels' size
+ratio); the dual variables p start from zero on every level, as they do in a solver
+started afresh at each scale (Sánchez, Meinhardt-Llopis and Facciolo, "TV-L1 Optical
+Flow Estimation", IPOL 2013). Carrying p resized from the coarser level instead kept
+the zoom field's end-point error at 256 x 340 at 0.076 px, against 0.047 with zeros and
+OpenCV's 0.044 (presumably because the resized p holds the coarser level's pattern of
+where the TV term flattens the flow, which the finer level then has to undo).
 """
 
 from __future__ import annotations
@@ -207,8 +215,8 @@ def pyramid_sizes(height: int, width: int, settings: TVL1Settings) -> list[tuple
 # === The solver ===
 
 
-def _solve_level(i0, i1, u1, u2, p, settings: TVL1Settings):
-    """All warps at one pyramid level. `p`: the four dual variables."""
+def _solve_level(i0, i1, u1, u2, settings: TVL1Settings):
+    """All warps at one pyramid level, from the flow (u1, u2) and zero dual variables."""
     i1x, i1y = central_gradient(i1)
     l_t = settings.lambda_ * settings.theta
     taut = settings.tau / settings.theta
@@ -273,8 +281,9 @@ def _solve_level(i0, i1, u1, u2, p, settings: TVL1Settings):
         )
         return state[:6]
 
-    state = ops.fori_loop(0, settings.warps, warp, (u1, u2, *p))
-    return state[0], state[1], state[2:]
+    zeros = ops.zeros_like(u1)
+    state = ops.fori_loop(0, settings.warps, warp, (u1, u2, zeros, zeros, zeros, zeros))
+    return state[0], state[1]
 
 
 def _tvl1(i0, i1, settings: TVL1Settings):
@@ -287,14 +296,13 @@ def _tvl1(i0, i1, settings: TVL1Settings):
         levels1.append(resize(levels1[-1], h, w))
     h, w = sizes[-1]
     zeros = ops.zeros((batch, h, w), dtype="float32")
-    u1, u2, p = zeros, zeros, (zeros, zeros, zeros, zeros)
+    u1, u2 = zeros, zeros
     for level in range(len(sizes) - 1, -1, -1):
-        u1, u2, p = _solve_level(levels0[level], levels1[level], u1, u2, p, settings)
+        u1, u2 = _solve_level(levels0[level], levels1[level], u1, u2, settings)
         if level > 0:  # to the next finer level: flow in its pixels
             h, w = sizes[level - 1]
             u1 = resize(u1, h, w) * (w / sizes[level][1])
             u2 = resize(u2, h, w) * (h / sizes[level][0])
-            p = tuple(resize(q, h, w) for q in p)
     return ops.stack([u1, u2], axis=-1)
 
 
