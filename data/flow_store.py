@@ -35,6 +35,11 @@ from data.optical_flow import (
 from data.video import FRAME_HEIGHT, FRAME_WIDTH
 
 FLOW_STATUSES = ("missing", "complete", "corrupt", "mismatch")
+# Revisions of the solvers written in this project, raised whenever a change alters their
+# flow. tvl1_keras 2: the median filter after each round of inner iterations and the dual
+# variables from zero on every level (docs/data_pipeline.md); files written before it
+# carry no revision.
+SOLVER_REVISIONS = {"tvl1_keras": 2}
 
 
 @dataclass(frozen=True)
@@ -48,10 +53,15 @@ class FlowSettings:
     width: int = FRAME_WIDTH
     # Values clipped to [-bound, bound] pixels, stored as uint8 (the lineage's 20).
     bound: float = field(default=FLOW_BOUND, metadata={"flag": False})
+    # The revision of this project's own solver for `method` (`SOLVER_REVISIONS`; None for
+    # OpenCV's methods): set from `method`, stored and checked like the rest, so that flow
+    # of an earlier solver is a "mismatch", never taken for the current one's.
+    solver_revision: int | None = field(init=False, default=None, metadata={"flag": False})
 
     def __post_init__(self):
         if self.method not in FLOW_METHODS:
             raise ValueError(f"Expected method in {FLOW_METHODS}. Received: method={self.method!r}")
+        object.__setattr__(self, "solver_revision", SOLVER_REVISIONS.get(self.method))
         if self.height < 8 or self.width < 8:
             raise ValueError(
                 f"Expected height, width >= 8. Received: height={self.height}, width={self.width}"

@@ -186,3 +186,30 @@ def test_read_rawframes_layout(tmp_path):
     (tmp_path / "flow_y_00003.jpg").unlink()
     with pytest.raises(VideoError, match="flow_y"):
         read_rawframes(tmp_path)
+
+
+def test_flow_of_an_earlier_solver_revision_is_a_mismatch_not_complete(tmp_path):
+    """Flow written by an earlier tvl1_keras (no revision, or another one) is never taken
+    for the current solver's; OpenCV methods' files, which carry none, stay complete."""
+    from dataclasses import asdict
+
+    from data.flow_store import SOLVER_REVISIONS, FlowSettings, FlowStore
+
+    store, flow = FlowStore(tmp_path), np.full((3, 8, 8, 2), 128, np.uint8)
+    current = FlowSettings("tvl1_keras", 8, 8)
+    assert current.solver_revision == SOLVER_REVISIONS["tvl1_keras"]
+    assert FlowSettings("dis", 8, 8).solver_revision is None
+    earlier = {key: value for key, value in asdict(current).items() if key != "solver_revision"}
+    for video_id, metadata in [
+        ("a/older", earlier),  # written before revisions were recorded
+        ("a/other", {**earlier, "solver_revision": current.solver_revision - 1}),
+        ("a/current", asdict(current)),
+    ]:
+        store.write(video_id, flow, {**metadata, "video_id": video_id})
+    assert store.status("a/older", current) == "mismatch"
+    assert store.status("a/other", current) == "mismatch"
+    assert store.status("a/current", current) == "complete"
+    opencv = FlowSettings("dis", 8, 8)
+    old_dis = {key: value for key, value in asdict(opencv).items() if key != "solver_revision"}
+    store.write("b/dis", flow, {**old_dis, "video_id": "b/dis"})
+    assert store.status("b/dis", opencv) == "complete"
