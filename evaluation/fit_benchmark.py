@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from evaluation.devices import device_name, peak_device_bytes
+
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
@@ -85,47 +87,6 @@ def _sync(tensor) -> None:
             torch.cuda.synchronize()
     else:
         keras.ops.convert_to_numpy(keras.ops.sum(tensor))
-
-
-def _peak_device_bytes() -> int | None:
-    """Peak memory of the first accelerator since the process began; None on a CPU."""
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        device = jax.devices()[0]
-        if device.platform == "cpu":
-            return None
-        return (device.memory_stats() or {}).get("peak_bytes_in_use")
-    if backend == "torch":
-        import torch
-
-        return torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
-    import tensorflow as tf
-
-    if not tf.config.list_logical_devices("GPU"):
-        return None
-    return tf.config.experimental.get_memory_info("GPU:0")["peak"]
-
-
-def _device_name() -> str:
-    import keras
-
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        return str(jax.devices()[0].device_kind)
-    if backend == "torch":
-        import torch
-
-        return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
-    import tensorflow as tf
-
-    gpus = tf.config.list_logical_devices("GPU")
-    return gpus[0].name if gpus else "cpu"
 
 
 def _epoch_recorder():
@@ -206,9 +167,9 @@ def run_keras_case(case: FitCase) -> dict:
         recorder.times,
         {
             "backend": keras.backend.backend(),
-            "device": _device_name(),
+            "device": device_name(),
             "host_to_device_ms_per_batch": to_device_ms,
-            "peak_device_bytes": _peak_device_bytes(),
+            "peak_device_bytes": peak_device_bytes(),
         },
     )
 

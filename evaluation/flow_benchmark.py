@@ -13,7 +13,7 @@ levels, share of values within 2 levels). Speed: pairs/s of each method on
 processes of one thread each (default 1; all the machine's cores: `--workers 0`), and
 `tvl1_keras` in batches of `--batch` pairs on the Keras backend's device, compiled for
 that batch before it is timed (the first call's time, compilation included, is reported
-apart), with the device's peak memory per pair where the backend reports it (JAX). Prints
+apart), with the device's peak memory per pair where there is an accelerator. Prints
 a Markdown table; `--output F.json` keeps it.
 """
 
@@ -32,6 +32,7 @@ import numpy as np
 
 from data.optical_flow import flow_function, quantize_flow
 from data.video import read_video
+from evaluation.devices import device_name, peak_device_bytes
 
 CPU_METHODS = ("tvl1", "farneback", "dis")
 
@@ -85,18 +86,6 @@ def _one_thread():
 def _pair_flow(job: tuple[str, np.ndarray, np.ndarray]) -> np.ndarray:
     method, first, second = job
     return flow_function(method)(first, second)
-
-
-def peak_device_bytes() -> int | None:
-    """The device's peak memory in use so far (JAX devices that report it), else None."""
-    import keras
-
-    if keras.backend.backend() != "jax":
-        return None
-    import jax
-
-    stats = jax.local_devices()[0].memory_stats() or {}
-    return stats.get("peak_bytes_in_use")
 
 
 def time_speed(method, first, second, workers: int, batch: int) -> dict:
@@ -185,20 +174,15 @@ def run_benchmark(
         "machine": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
-        "device": _device_name(),
+        "device": f"{_backend()}: {device_name()}",
         "rows": rows,
     }
 
 
-def _device_name() -> str:
-    import keras
+def _backend() -> str:
+    import keras  # here, not at import: the OpenCV worker processes never load Keras
 
-    if keras.backend.backend() == "jax":
-        import jax
-
-        device = jax.local_devices()[0]
-        return f"jax {device.platform}: {device.device_kind}"
-    return f"{keras.backend.backend()}"
+    return keras.backend.backend()
 
 
 def format_markdown(report: dict) -> str:
