@@ -18,8 +18,17 @@ from collections.abc import Callable, Sequence
 import keras
 import numpy as np
 
+from data.crops import center_crop, flip_flow_stack, random_crop_and_flip
 from data.frame_store import FrameStore, StoredVideo
 from models.two_stream_vgg16 import preprocess_images, stream_input_shape
+
+__all__ = [
+    "FrameDataset",
+    "StoredClip",
+    "center_crop",
+    "flip_flow_stack",
+    "random_crop_and_flip",
+]
 
 # A clip: a callable returning its images (frames or flow stacks), and its label.
 ClipLoader = Callable[[], np.ndarray]
@@ -66,64 +75,6 @@ class StoredClip:
     def __call__(self) -> np.ndarray:
         """All the clip's images, as a loader gives them."""
         return self.read(range(self.num_images))
-
-
-# === Augmentation ===
-
-
-def flip_flow_stack(stacks: np.ndarray) -> np.ndarray:
-    """Mirror uint8 flow stacks `(..., height, width, 10)` left-right.
-
-    Mirroring negates the horizontal flow: the x channels (0, 2, ..., 8) become
-    255 - x (uint8 flow is symmetric around 127.5); y channels only move.
-    """
-    flipped = np.array(stacks[..., ::-1, :])  # (..., height, width, 10), width reversed
-    flipped[..., 0::2] = 255 - flipped[..., 0::2]
-    return flipped
-
-
-def random_crop_and_flip(
-    images: np.ndarray, crop_size: int, rng: np.random.Generator, *, flow: bool = False
-) -> np.ndarray:
-    """A random `crop_size` square of each image, mirrored with probability 1/2.
-
-    Args:
-        images: uint8 `(num_images, height, width, channels)`.
-        crop_size: Side of the crop, at most the image's height and width.
-        rng: The generator that draws the offsets and flips.
-        flow: Whether the images are flow stacks (`flip_flow_stack` on flips).
-
-    Returns:
-        uint8 `(num_images, crop_size, crop_size, channels)`.
-    """
-    num_images, height, width, _ = images.shape
-    if crop_size > min(height, width):
-        raise ValueError(
-            f"Expected crop_size <= image height and width ({height}x{width}). "
-            f"Received: crop_size={crop_size}"
-        )
-    tops = rng.integers(0, height - crop_size + 1, size=num_images)
-    lefts = rng.integers(0, width - crop_size + 1, size=num_images)
-    flips = rng.random(num_images) < 0.5
-    crops = []
-    for image, top, left, flip in zip(images, tops, lefts, flips, strict=True):
-        crop = image[top : top + crop_size, left : left + crop_size]  # (crop, crop, channels)
-        if flip:
-            crop = flip_flow_stack(crop) if flow else crop[:, ::-1]
-        crops.append(crop)
-    return np.stack(crops)
-
-
-def center_crop(images: np.ndarray, crop_size: int) -> np.ndarray:
-    """The central `crop_size` square of `(num_images, height, width, channels)` images."""
-    height, width = images.shape[1:3]
-    if crop_size > min(height, width):
-        raise ValueError(
-            f"Expected crop_size <= image height and width ({height}x{width}). "
-            f"Received: crop_size={crop_size}"
-        )
-    top, left = (height - crop_size) // 2, (width - crop_size) // 2
-    return images[:, top : top + crop_size, left : left + crop_size]
 
 
 # === Dataset ===

@@ -1,0 +1,193 @@
+"""Results of a function over many items, computed ahead in worker processes, in order.
+
+The stages that feed a GPU (fine-tuning, extraction) spend most of their host time
+decoding JPEGs, cropping and stacking: work that holds Python's lock in parts, so threads
+of one process do not scale. `ordered_map` runs that work in a pool of worker processes
+and yields the results in the items' order, a bounded number ahead of the consumer:
+
+    for images, labels in ordered_map(draw_batch, iterations, workers=8):
+        model.train_on_batch(images, labels)
+
+- Workers start clean (`forkserver`, else `spawn`): they never inherit a running
+  JAX, TensorFlow or CUDA context, and import only the module of `function`, which must
+  be importable by name (a module-level function; `functools.partial` of one is fine)
+  and should be free of Keras (the feeding functions live in `data/`).
+- Arrays of 1 MiB or more come back through shared memory (one copy, no pickling of
+  the pixels); the rest by pickling.
+- `workers=0` computes each result here when it is asked for: the same results, in
+  the same order, for tests and small jobs.
+- An exception in a worker is raised here, with the worker's traceback as its cause,
+  when its result is reached; the pool is shut down when the generator is closed,
+  garbage-collected or interrupted (pending items are cancelled).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import resource_tracker, shared_memory
+from typing import Any
+
+import numpy as np
+
+# Arrays at least this large travel through shared memory.
+SHARED_MEMORY_BYTES = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class _SharedArray:
+    """A worker's array left in shared memory `name`, for the consumer to copy and free."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+
+
+def _to_shared(value: Any) -> Any:
+    """`value` with its large arrays (also inside tuples, lists, dicts) moved to shared memory."""
+    if isinstance(value, np.ndarray) and value.nbytes >= SHARED_MEMORY_BYTES:
+        block = shared_memory.SharedMemory(create=True, size=value.nbytes)
+        np.ndarray(value.shape, value.dtype, buffer=block.buf)[...] = value
+        # The consumer frees it; the worker's tracker must not (nor warn at exit).
+        resource_tracker.unregister(block._name, "shared_memory")
+        shared = _SharedArray(block.name, value.shape, value.dtype.str)
+        block.close()
+        return shared
+    if isinstance(value, tuple):
+        return tuple(_to_shared(item) for item in value)
+    if isinstance(value, list):
+        return [_to_shared(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _to_shared(item) for key, item in value.items()}
+    return value
+
+
+def _from_shared(value: Any) -> Any:
+    """The inverse of `_to_shared` in the consumer: copies each array out and frees it."""
+    if isinstance(value, _SharedArray):
+        block = shared_memory.SharedMemory(name=value.name)
+        try:
+            return np.array(np.ndarray(value.shape, np.dtype(value.dtype), buffer=block.buf))
+        finally:
+            block.close()
+            block.unlink()
+    if isinstance(value, tuple):
+        return tuple(_from_shared(item) for item in value)
+    if isinstance(value, list):
+        return [_from_shared(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _from_shared(item) for key, item in value.items()}
+    return value
+
+
+def _discard_shared(value: Any) -> None:
+    """Frees the shared memory of a result that will not be read."""
+    try:
+        _from_shared(value)
+    except (FileNotFoundError, OSError):
+        pass
+
+
+def _call(function: Callable, item: Any) -> Any:
+    return _to_shared(function(item))
+
+
+def _start_worker() -> None:
+    # Ctrl-C goes to the consumer, which shuts the pool down; one OpenCV thread a worker.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover - OpenCV is a requirement
+        pass
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        # Not the default ["__main__"]: a stage's main module imports Keras.
+        context.set_forkserver_preload(["numpy", "cv2"])
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def ordered_map(
+    function: Callable[[Any], Any],
+    items: Iterable[Any],
+    *,
+    workers: int,
+    ahead: int | None = None,
+) -> Iterator[Any]:
+    """`function(item)` for each of `items`, in order, computed in `workers` processes.
+
+    Args:
+        function: A module-level function (or a `functools.partial` of one) of one item;
+            its arguments and results must pickle.
+        items: Any iterable; read lazily, `ahead` items before their results are used.
+        workers: Worker processes; 0 computes each result in this process on demand.
+        ahead: Items in flight at most (submitted, not yet yielded). Default
+            `2 * workers`; at least 1. Bounds the memory of results waiting.
+
+    Yields:
+        `function(item)` for each item, in the order of `items`.
+
+    Raises:
+        ValueError: `workers < 0` or `ahead < 1`.
+        RuntimeError: A worker process died (killed, out of memory): names the item.
+    """
+    if workers < 0:
+        raise ValueError(f"Expected workers >= 0. Received: workers={workers}")
+    ahead = 2 * workers if ahead is None else ahead
+    if ahead < 1 and workers:
+        raise ValueError(f"Expected ahead >= 1. Received: ahead={ahead}")
+    if workers == 0:
+        for item in items:
+            yield function(item)
+        return
+    yield from _pooled(function, iter(items), workers, ahead)
+
+
+def _pooled(function, items: Iterator, workers: int, ahead: int) -> Iterator[Any]:
+    pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start_worker)
+    pending: collections.deque = collections.deque()  # (item, future), in order
+    try:
+        for item in items:
+            pending.append((item, pool.submit(_call, function, item)))
+            if len(pending) >= ahead:
+                break
+        while pending:
+            item, future = pending.popleft()
+            try:
+                result = future.result()
+            except BrokenProcessPool as error:
+                raise RuntimeError(
+                    f"A worker process died while computing {function!r} of {item!r} "
+                    "(killed, or out of memory: use fewer workers or a smaller ahead)."
+                ) from error
+            for next_item in items:  # keep `ahead` in flight
+                pending.append((next_item, pool.submit(_call, function, next_item)))
+                break
+            yield _from_shared(result)
+    finally:
+        for _, future in pending:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        for _, future in pending:  # results computed but never read: free their memory
+            if future.done() and not future.cancelled() and future.exception() is None:
+                _discard_shared(future.result())
+
+
+def default_workers() -> int:
+    """The machine's cores available to this process, less one for the consumer."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        cores = os.cpu_count() or 1
+    return max(cores - 1, 1)

@@ -1,0 +1,65 @@
+"""data.process_feed: ordered results from worker processes, through shared memory."""
+
+import functools
+import os
+
+import numpy as np
+import pytest
+
+from data.process_feed import ordered_map
+
+
+def _array_of(size: int, value: int) -> np.ndarray:
+    return np.full((size,), value % 251, dtype=np.uint8)
+
+
+def _labelled(item: int) -> tuple[np.ndarray, np.ndarray, int]:
+    # A large array (shared memory), a small one (pickled), a plain value.
+    return _array_of(3 << 20, item), np.arange(item, item + 3), os.getpid()
+
+
+def _fails_on_three(item: int) -> int:
+    if item == 3:
+        raise KeyError(f"item {item}")
+    return item
+
+
+def test_results_come_in_order_from_other_processes():
+    results = list(ordered_map(_labelled, range(7), workers=2, ahead=3))
+    assert len(results) == 7
+    for item, (large, small, pid) in enumerate(results):
+        assert large.shape == (3 << 20,) and large.dtype == np.uint8
+        assert int(large[0]) == item and int(large[-1]) == item
+        np.testing.assert_array_equal(small, [item, item + 1, item + 2])
+        assert pid != os.getpid()
+    # workers=0: the same values, computed here.
+    serial = list(ordered_map(_labelled, range(7), workers=0))
+    for (large, small, _), (large0, small0, pid0) in zip(results, serial, strict=True):
+        np.testing.assert_array_equal(large, large0)
+        np.testing.assert_array_equal(small, small0)
+        assert pid0 == os.getpid()
+
+
+def test_partial_functions_and_no_shared_memory_left():
+    before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+    function = functools.partial(_array_of, 2 << 20)
+    feed = ordered_map(function, range(10), workers=2, ahead=4)
+    first = [next(feed) for _ in range(3)]
+    feed.close()  # results computed ahead and never read are freed
+    assert [int(array[0]) for array in first] == [0, 1, 2]
+    if os.path.isdir("/dev/shm"):
+        assert set(os.listdir("/dev/shm")) - before == set()
+
+
+def test_a_worker_exception_is_raised_at_its_item():
+    feed = ordered_map(_fails_on_three, range(6), workers=2)
+    assert [next(feed) for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(KeyError, match="item 3"):
+        next(feed)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="workers >= 0"):
+        list(ordered_map(_fails_on_three, range(2), workers=-1))
+    with pytest.raises(ValueError, match="ahead >= 1"):
+        list(ordered_map(_fails_on_three, range(2), workers=1, ahead=0))
