@@ -107,7 +107,7 @@ def _epoch_recorder():
     return EpochTimes()
 
 
-def _random_data(case: FitCase):
+def random_data(case: FitCase):
     rng = np.random.default_rng(case.seed)
     samples = case.batch_size * case.steps
     features = rng.random((samples, case.num_frames, case.feature_dim), dtype=np.float32)
@@ -127,14 +127,15 @@ def _summary(case: FitCase, epoch_times: list[float], extra: dict) -> dict:
     }
 
 
-def run_keras_case(case: FitCase) -> dict:
+def build_keras_case(case: FitCase):
+    """The compiled recogniser of `case`, under its dtype policy and seed."""
     import keras
 
     from models.recognizer import build_attention_model
 
     keras.config.set_dtype_policy(case.precision)
     keras.utils.set_random_seed(case.seed)
-    model = build_attention_model(
+    return build_attention_model(
         case.num_classes,
         feature_dim=case.feature_dim,
         num_frames=case.num_frames,
@@ -145,7 +146,13 @@ def run_keras_case(case: FitCase) -> dict:
         unroll=case.unroll,
         seed=case.seed,
     )
-    features, labels = _random_data(case)
+
+
+def run_keras_case(case: FitCase) -> dict:
+    import keras
+
+    model = build_keras_case(case)
+    features, labels = random_data(case)
     _sync(keras.ops.convert_to_tensor(features[: case.batch_size]))  # initialises the device
     began = time.perf_counter()
     _sync(keras.ops.convert_to_tensor(features[case.batch_size : 2 * case.batch_size]))
@@ -286,7 +293,7 @@ def run_torch_case(case: FitCase) -> dict:
     optimizer = torch.optim.Adadelta(
         model.parameters(), lr=1.0, rho=0.95, eps=1e-6, weight_decay=2e-5
     )
-    features, labels = _random_data(case)
+    features, labels = random_data(case)
     torch.from_numpy(features[: case.batch_size]).to(device)  # initialises the device
     if device == "cuda":
         torch.cuda.synchronize()
