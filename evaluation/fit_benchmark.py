@@ -55,6 +55,11 @@ class FitCase:
     steps: int = 20  # batches per epoch
     epochs: int = 4  # the first compiles; the others are timed
     unroll: bool | None = None  # TemporalAttentionLSTM(unroll=...), keras only
+    # keras only: "device" gives fit the batches already on the device (a generator of
+    # device tensors: the PyTorch references' setting); "host" gives fit the whole arrays,
+    # which Keras slices on the host (JAX arrays too: its array adapter converts them to
+    # NumPy) and copies to the device batch by batch.
+    feed: str = "device"
     seed: int = 0
 
 
@@ -63,6 +68,7 @@ class FitBenchmarkConfig:
     batch_sizes: tuple[int, ...] = (32, 256)
     precisions: tuple[str, ...] = PRECISIONS
     models: tuple[str, ...] = ("attention", "baseline")
+    feeds: tuple[str, ...] = ("device",)  # FitCase.feed of the keras cases
     torch: bool = True  # the PyTorch references
     torch_compile: bool | None = None  # None: only where a GPU is present
     base: FitCase = field(default_factory=FitCase)
@@ -148,6 +154,30 @@ def build_keras_case(case: FitCase):
     )
 
 
+def fit_data(case: FitCase, features: np.ndarray, labels: np.ndarray) -> dict:
+    """`model.fit`'s data arguments for `case.feed`: the NumPy arrays ("host"), or a
+    generator of the batches put on the device beforehand ("device")."""
+    import keras
+
+    if case.feed == "host":
+        return {"x": features, "y": labels, "batch_size": case.batch_size, "shuffle": False}
+    if case.feed != "device":
+        raise ValueError(f"Expected feed 'device' or 'host'. Received: {case.feed!r}")
+    batches = []
+    for step in range(case.steps):
+        rows = slice(step * case.batch_size, (step + 1) * case.batch_size)
+        batches.append(
+            (keras.ops.convert_to_tensor(features[rows]), keras.ops.convert_to_tensor(labels[rows]))
+        )
+    _sync(batches[-1][0])
+
+    def on_device():
+        while True:
+            yield from batches
+
+    return {"x": on_device(), "steps_per_epoch": case.steps}
+
+
 def run_keras_case(case: FitCase) -> dict:
     import keras
 
@@ -157,17 +187,9 @@ def run_keras_case(case: FitCase) -> dict:
     began = time.perf_counter()
     _sync(keras.ops.convert_to_tensor(features[case.batch_size : 2 * case.batch_size]))
     to_device_ms = 1e3 * (time.perf_counter() - began)
-    x, y = keras.ops.convert_to_tensor(features), keras.ops.convert_to_tensor(labels)
-    _sync(x)
     recorder = _epoch_recorder()
     model.fit(
-        x,
-        y,
-        batch_size=case.batch_size,
-        epochs=case.epochs,
-        shuffle=False,
-        verbose=0,
-        callbacks=[recorder],
+        **fit_data(case, features, labels), epochs=case.epochs, verbose=0, callbacks=[recorder]
     )
     return _summary(
         case,
@@ -353,7 +375,7 @@ def cases(config: FitBenchmarkConfig, torch_compile: bool) -> list[FitCase]:
         for precision in config.precisions:
             for model in config.models:
                 base = replace(config.base, batch_size=batch, precision=precision, model=model)
-                out.append(base)
+                out.extend(replace(base, feed=feed) for feed in config.feeds)
                 if config.torch and model == "attention":
                     out.append(replace(base, implementation="torch_eager"))
                     if torch_compile:
@@ -415,6 +437,8 @@ def run_benchmark(config: FitBenchmarkConfig, output: Path | None = None) -> lis
 def _row(result: dict) -> str:
     name = " ".join(str(result[key]) for key in ("implementation", "model", "precision"))
     name += f" batch {result['batch_size']}"
+    if result["implementation"] == "keras":
+        name += f" fed from the {result.get('feed', 'host')}"
     if "error" in result:
         return f"{name}: failed: {result['error']}"
     return f"{name}: {result['samples_per_s']:.0f} samples/s, compile {result['compile_s']:.1f} s"
@@ -441,8 +465,11 @@ def format_markdown(results: list[dict]) -> str:
             continue
         peak = r.get("peak_device_bytes")
         peak_text = f"{peak / 2**20:.0f}" if peak else "-"
+        implementation = r["implementation"]
+        if implementation == "keras":
+            implementation += f", fed from the {r.get('feed', 'host')}"
         lines.append(
-            f"| {r['implementation']} ({r['backend']}) | {r['model']} | {r['precision']} "
+            f"| {implementation} ({r['backend']}) | {r['model']} | {r['precision']} "
             f"| {r['batch_size']} | {r['samples_per_s']:,.0f} | {r['step_ms']:.2f} "
             f"| {r['compile_s']:.1f} | {r['host_to_device_ms_per_batch']:.2f} | {peak_text} |"
         )
@@ -472,6 +499,8 @@ def ratio_rows(results: list[dict]) -> list[dict]:
     for precision, batch in sorted({(r["precision"], r["batch_size"]) for r in ok}):
         same = [r for r in ok if r["precision"] == precision and r["batch_size"] == batch]
         ours = [r for r in same if r["implementation"] == "keras" and r["model"] == "attention"]
+        # Like for like: the references read batches already on the device.
+        ours = [r for r in ours if r.get("feed", "host") == "device"] or ours
         if not ours:
             continue
         theirs = [
@@ -503,6 +532,7 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=4, help="the first one compiles")
     parser.add_argument("--loop", choices=("auto", "loop", "unrolled"), default="auto",
                         help="TemporalAttentionLSTM(unroll=None | False | True)")  # fmt: skip
+    parser.add_argument("--feeds", default="device", help="keras: device, host, or both")
     parser.add_argument("--no-torch", action="store_true", help="leave out PyTorch")
     parser.add_argument("--torch-compile", action=argparse.BooleanOptionalAction, default=None,
                         help="time torch.compile too (default: with a GPU)")  # fmt: skip
@@ -530,6 +560,7 @@ def main(argv=None):
         batch_sizes=tuple(int(b) for b in args.batch_sizes.split(",")),
         precisions=tuple(args.precisions.split(",")),
         models=tuple(args.models.split(",")),
+        feeds=tuple(args.feeds.split(",")),
         torch=not args.no_torch,
         torch_compile=args.torch_compile,
         base=base,

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.fit_benchmark import FitCase, build_keras_case, random_data
+from evaluation.fit_benchmark import FitCase, build_keras_case, fit_data, random_data
 
 # Kernel kinds, by name (the first that matches).
 KINDS = (
@@ -59,12 +59,12 @@ def trace(case: FitCase, directory: Path, warmup_epochs: int = 2) -> dict:
         raise RuntimeError("Tracing needs KERAS_BACKEND=jax (jax.profiler).")
     model = build_keras_case(case)
     features, labels = random_data(case)
-    x, y = keras.ops.convert_to_tensor(features), keras.ops.convert_to_tensor(labels)
-    model.fit(x, y, batch_size=case.batch_size, epochs=warmup_epochs, shuffle=False, verbose=0)
+    data = fit_data(case, features, labels)
+    model.fit(**data, epochs=warmup_epochs, verbose=0)
     directory.mkdir(parents=True, exist_ok=True)
     jax.profiler.start_trace(str(directory))
     began = time.perf_counter()
-    model.fit(x, y, batch_size=case.batch_size, epochs=1, shuffle=False, verbose=0)
+    model.fit(**data, epochs=1, verbose=0)
     seconds = time.perf_counter() - began
     jax.profiler.stop_trace()
     info = {"case": case.__dict__, "traced_seconds": seconds, "steps": case.steps}
@@ -211,6 +211,8 @@ def parse_args(argv=None):
     parser.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"))
     parser.add_argument("--model", default="attention", choices=("attention", "baseline"))
     parser.add_argument("--steps", type=int, default=10, help="model.fit steps traced")
+    parser.add_argument("--feed", default="device", choices=("device", "host"),
+                        help="device: batches on it; host: NumPy arrays")  # fmt: skip
     parser.add_argument("--tiny", action="store_true", help="CI sizes")
     parser.add_argument("--output", type=Path, help="write the summary here (JSON)")
     return parser.parse_args(argv)
@@ -220,7 +222,11 @@ def main(argv=None):
     args = parse_args(argv)
     if args.trace:
         case = FitCase(
-            batch_size=args.batch_size, precision=args.precision, model=args.model, steps=args.steps
+            batch_size=args.batch_size,
+            precision=args.precision,
+            model=args.model,
+            steps=args.steps,
+            feed=args.feed,
         )
         if args.tiny:
             from evaluation.fit_benchmark import TINY

@@ -28,6 +28,26 @@ def test_keras_case_reports_rate_compile_time_and_transfer():
     assert result["host_to_device_ms_per_batch"] > 0
 
 
+@pytest.mark.parametrize("feed", ["device", "host"])
+def test_both_feeds_train(feed):
+    result = fit_benchmark.run_keras_case(replace(TINY, feed=feed))
+    assert result["feed"] == feed and result["samples_per_s"] > 0
+    with pytest.raises(ValueError, match="feed"):
+        fit_benchmark.run_keras_case(replace(TINY, feed="disk"))
+
+
+def test_keras_cases_per_feed_and_like_for_like_ratio():
+    config = fit_benchmark.FitBenchmarkConfig(
+        batch_sizes=(4,), precisions=("float32",), models=("attention",), feeds=("device", "host")
+    )
+    keras_cases = [c for c in fit_benchmark.cases(config, False) if c.implementation == "keras"]
+    assert sorted(c.feed for c in keras_cases) == ["device", "host"]
+    results = [
+        {**vars(c), "samples_per_s": 100.0 if c.feed == "host" else 400.0} for c in keras_cases
+    ] + [{**vars(keras_cases[0]), "implementation": "torch_eager", "samples_per_s": 200.0}]
+    assert fit_benchmark.ratio_rows(results)[0]["over_torch_attention"] == 2.0  # device feed
+
+
 @pytest.mark.parametrize("use_attention", [True, False])
 def test_torch_reference_computes_the_layers_equations(use_attention):
     """Keras' weights copied into the PyTorch reference give the same outputs."""
