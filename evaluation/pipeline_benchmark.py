@@ -170,6 +170,7 @@ TINY = dict(
     extract_batch_size=16,
     attention_preset="tiny",
     attention_batch_size=4,
+    attention_epochs=2,
     workers=1,
     device_repeats=3,
 )
