@@ -498,6 +498,16 @@ class WorkFolders:
         return self.root / f"features_{stream}"
 
 
+@dataclass(frozen=True)
+class Measurement:
+    """What one stage's run gave."""
+
+    items: float  # timed items, in UNITS[stage]
+    seconds: float  # their wall time, end to end
+    device_rate: float | None  # the same network's device-only items/s; None: no network
+    argv: tuple[str, ...]  # the stage's command line
+
+
 def _checked(report, stage: str):
     if report.failures:
         first = report.failures[0]
@@ -514,20 +524,21 @@ def _timed(function: Callable, *arguments):
     return result, time.perf_counter() - began
 
 
-def run_decode(config: BenchmarkConfig, work: WorkFolders) -> tuple[float, float, None]:
+def run_decode(config: BenchmarkConfig, work: WorkFolders) -> Measurement:
     from training import extract_frames
 
-    stage_config = extract_frames.parse_args(extract_frames_argv(config, work.lists, work.frames))
-    report, seconds = _timed(extract_frames.run, stage_config)
-    return _checked(report, "decode").frames, seconds, None
+    argv = extract_frames_argv(config, work.lists, work.frames)
+    report, seconds = _timed(extract_frames.run, extract_frames.parse_args(argv))
+    return Measurement(_checked(report, "decode").frames, seconds, None, tuple(argv))
 
 
-def run_flow(config: BenchmarkConfig, work: WorkFolders) -> tuple[float, float, None]:
+def run_flow(config: BenchmarkConfig, work: WorkFolders) -> Measurement:
     from training import compute_flow
 
-    stage_config = compute_flow.parse_args(compute_flow_argv(config, work.lists, work.frames))
-    report, seconds = _timed(compute_flow.run, stage_config)
-    return _checked(report, "flow").frames - report.done, seconds, None  # pairs
+    argv = compute_flow_argv(config, work.lists, work.frames)
+    report, seconds = _timed(compute_flow.run, compute_flow.parse_args(argv))
+    pairs = _checked(report, "flow").frames - report.done  # frames - 1 a video
+    return Measurement(pairs, seconds, None, tuple(argv))
 
 
 def prepare_npz_flow(config: BenchmarkConfig, work: WorkFolders) -> None:
@@ -538,7 +549,7 @@ def prepare_npz_flow(config: BenchmarkConfig, work: WorkFolders) -> None:
     _checked(compute_flow.run(compute_flow.parse_args(argv)), "flow (npz, for motion)")
 
 
-def run_finetune(config: BenchmarkConfig, work: WorkFolders, stream: str):
+def run_finetune(config: BenchmarkConfig, work: WorkFolders, stream: str) -> Measurement:
     from training import finetune_convnet
 
     output_dir = work.finetune(stream)
@@ -548,10 +559,10 @@ def run_finetune(config: BenchmarkConfig, work: WorkFolders, stream: str):
         finetune_convnet.run(stage_config)
     items = config.iterations * config.batch_size  # the rows after the first
     device = finetune_device_rate(stage_config, len(config.classes), config.device_repeats)
-    return items, clock.seconds_after_first(), device
+    return Measurement(items, clock.seconds_after_first(), device, tuple(argv))
 
 
-def run_extract(config: BenchmarkConfig, work: WorkFolders, stream: str):
+def run_extract(config: BenchmarkConfig, work: WorkFolders, stream: str) -> Measurement:
     """Every image of every clip; the rate leaves out the first video (it compiles)."""
     from training import extract_features
 
@@ -562,19 +573,19 @@ def run_extract(config: BenchmarkConfig, work: WorkFolders, stream: str):
     timed = report.completed[1:] or report.completed
     items = sum(result.frames for result in timed)
     seconds = sum(result.seconds for result in timed)
-    return items, seconds, extract_device_rate(stage_config, config.device_repeats)
+    device = extract_device_rate(stage_config, config.device_repeats)
+    return Measurement(items, seconds, device, tuple(argv))
 
 
-def run_attention(config: BenchmarkConfig, work: WorkFolders):
+def run_attention(config: BenchmarkConfig, work: WorkFolders) -> Measurement:
     """Training on the appearance features; the rate leaves out the first epoch."""
     from data.feature_store import FeatureStore
     from data.samples import SampleDataset
     from training import train_attention
     from training.runs import Run
 
-    stage_config = train_attention.parse_args(
-        train_attention_argv(config, work.lists, work.features("appearance"), work.runs)
-    )
+    argv = train_attention_argv(config, work.lists, work.features("appearance"), work.runs)
+    stage_config = train_attention.parse_args(argv)
     train = stage_config.train
     if train.epochs < 2:
         raise ValueError(f"Expected --attention-epochs >= 2. Received: {train.epochs}")
@@ -590,17 +601,18 @@ def run_attention(config: BenchmarkConfig, work: WorkFolders):
         train_attention.run(stage_config, verbose=0)
     items = samples.num_samples * (train.epochs - 1)
     device = attention_device_rate(train, samples.feature_dim, len(config.classes), len(samples))
-    return items, clock.seconds_after_first(), device
+    return Measurement(items, clock.seconds_after_first(), device, tuple(argv))
 
 
-def stage_record(stage: str, items: float, seconds: float, device_rate: float | None) -> dict:
+def stage_record(stage: str, measured: Measurement) -> dict:
     """One JSON line: the rates, their ratio, the peaks so far and the projections."""
-    rate = items / seconds
+    rate = measured.items / measured.seconds
+    device_rate = measured.device_rate
     return {
         "stage": stage,
         "unit": UNITS[stage],
-        "items": items,
-        "seconds": seconds,
+        "items": measured.items,
+        "seconds": measured.seconds,
         "items_per_s": rate,
         "device_only_items_per_s": device_rate,
         "ratio": rate / device_rate if device_rate else None,
@@ -610,6 +622,7 @@ def stage_record(stage: str, items: float, seconds: float, device_rate: float | 
             f"projected_hours_{dataset}": projected_items(stage, dataset) / rate / 3600
             for dataset in DATASET_SIZES
         },
+        "argv": list(measured.argv),
     }
 
 
@@ -621,6 +634,11 @@ def run_benchmark(config: BenchmarkConfig, work_root: Path) -> list[dict]:
     if unknown:
         raise ValueError(f"Expected stages among {STAGES}. Received: {sorted(unknown)}")
     work = WorkFolders(Path(work_root))
+    if work.root.exists() and any(work.root.iterdir()):
+        raise ValueError(
+            f"Expected an empty or new --work-dir (a stage skips what it finds done). "
+            f"Received: {work.root}, which holds files"
+        )
     write_split_lists(
         work.lists, config.split_dir, *choose_clips(config.split_dir, config.classes, config.clips)
     )
@@ -640,7 +658,7 @@ def run_benchmark(config: BenchmarkConfig, work_root: Path) -> list[dict]:
     common = {
         "device": device_name(),
         "backend": keras.backend.backend(),
-        "settings": {key: str(value) for key, value in dataclasses.asdict(config).items()},
+        "settings": json.loads(json.dumps(dataclasses.asdict(config), default=str)),
     }
     records = []
     for stage in STAGES:
@@ -648,7 +666,7 @@ def run_benchmark(config: BenchmarkConfig, work_root: Path) -> list[dict]:
             run_extract(config, work, "appearance")  # untimed: the features it trains on
         if stage in asked:
             print(f"=== {stage}", flush=True)
-            records.append({**stage_record(stage, *runners[stage]()), **common})
+            records.append({**stage_record(stage, runners[stage]()), **common})
     return records
 
 

@@ -76,7 +76,8 @@ def test_tiny_run_reports_every_stage(tmp_path, capsys):
         assert record["items"] > 0 and record["seconds"] > 0
         assert record["items_per_s"] == pytest.approx(record["items"] / record["seconds"])
         assert record["peak_host_bytes"] > 0
-        assert record["backend"] and record["device"] and record["settings"]["clips"] == "3"
+        assert record["argv"] and all(isinstance(word, str) for word in record["argv"])
+        assert record["backend"] and record["device"] and record["settings"]["clips"] == 3
         for dataset in DATASET_SIZES:
             hours = record[f"projected_hours_{dataset}"]
             expected = projected_items(record["stage"], dataset) / record["items_per_s"] / 3600
