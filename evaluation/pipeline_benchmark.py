@@ -1,0 +1,774 @@
+"""How long Table 1 takes: every stage of the pipeline, as a user runs it, on N real clips.
+
+    python -m evaluation.pipeline_benchmark \
+        --video-root ../shared/data/ucf101_subset/UCF-101 \
+        --split-dir ../shared/data/ucf101_subset/ucfTrainTestlist \
+        --clips 96 --output pipeline.jsonl --markdown pipeline.md
+    python -m evaluation.pipeline_benchmark --tiny  # CPU smoke run, about a minute
+
+Each stage's own command (`training.extract_frames`, `training.compute_flow`,
+`training.finetune_convnet`, `training.extract_features`, `training.train_attention`)
+runs in this process from an argv list (built in one function per stage below:
+`extract_frames_argv`, ...) on `--clips` clips of split 1 (taken evenly across the
+classes of `--classes`, written as official-format lists into a temporary work folder;
+the videos are read where they are). Per stage it reports:
+
+- `items_per_s`: end to end, as the stage runs (decoding, feeding, the network, writing);
+  fine-tuning and attention training leave out their first iteration or epoch (compile);
+- `device_only_items_per_s`: the same network, built the same way, on a batch already on
+  the device (no feeding): `train_on_batch` for fine-tuning, `predict_on_batch` for
+  extraction, `evaluation.fit_benchmark.run_keras_case` for attention training;
+- `ratio`: end to end / device only, the share of the accelerator the stage uses;
+- `peak_host_bytes` (this process and its finished children, `resource.getrusage`)
+  and `peak_device_bytes` (`evaluation.devices`), both peaks since the benchmark began;
+- `projected_hours_ucf101` / `_hmdb51`: `projected_items(stage, dataset) / items_per_s
+  / 3600` for the paper's recipe (`PaperRecipe`, `DATASET_SIZES`). Flow is shown but left
+  out of the total (its GPU solver is measured by `evaluation.flow_benchmark`).
+
+Weights do not change speed: `--weights none` (the default) builds the same networks
+with random weights, so no ImageNet file is needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import resource
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from evaluation.devices import device_name, peak_device_bytes
+
+STAGES = (
+    "decode",
+    "flow",
+    "finetune_spatial",
+    "finetune_temporal",
+    "extract_appearance",
+    "extract_motion",
+    "attention",
+)
+# Shown, never added to the total.
+EXCLUDED_FROM_TOTAL = ("flow",)
+UNITS = {
+    "decode": "frames",
+    "flow": "flow pairs",
+    "finetune_spatial": "images",
+    "finetune_temporal": "flow stacks",
+    "extract_appearance": "images",
+    "extract_motion": "flow stacks",
+    "attention": "samples",
+}
+DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ucf101_subset"
+
+
+# === The paper's recipe, and the datasets' sizes ===
+
+
+@dataclass(frozen=True)
+class DatasetSize:
+    """What the projection needs of a dataset."""
+
+    videos: int
+    frames: int  # every frame of every video
+    train_fraction: float  # share of the videos in a split's training list
+
+
+DATASET_SIZES = {
+    # 13,320 videos, about 2.5 million frames; split 1 trains on 9,537 videos.
+    "ucf101": DatasetSize(videos=13_320, frames=2_500_000, train_fraction=9_537 / 13_320),
+    # 6,766 videos (the official split files); 70 training videos of 100 per class. The
+    # frame count is an assumption (about 93 frames a clip), not read from the dataset.
+    "hmdb51": DatasetSize(videos=6_766, frames=630_000, train_fraction=0.7),
+}
+
+
+@dataclass(frozen=True)
+class PaperRecipe:
+    """Section 3.2 of the paper: what Table 1 costs per dataset."""
+
+    splits: int = 3  # every stage after decoding runs once per split (nets differ)
+    spatial_iterations: int = 10_000
+    temporal_iterations: int = 30_000
+    finetune_batch_size: int = 256
+    stack_length: int = 5  # flow pairs per motion image: frames - 5 stacks a video
+    attention_runs_per_split: int = 4  # 2 streams x (attention, baseline)
+    attention_epochs: int = 30
+    sample_stride: int = 30  # 30-frame samples, no overlap
+
+
+def projected_items(stage: str, dataset: str, recipe: PaperRecipe = PaperRecipe()) -> float:
+    """Items (in `UNITS[stage]`) the stage processes for Table 1 on `dataset`."""
+    size = DATASET_SIZES[dataset]
+    stacks = size.frames - size.videos * recipe.stack_length
+    samples = size.frames * size.train_fraction / recipe.sample_stride  # an epoch
+    items = {
+        "decode": size.frames,  # once: the frame store serves every split
+        "flow": size.frames - size.videos,  # once
+        "finetune_spatial": recipe.splits * recipe.spatial_iterations * recipe.finetune_batch_size,
+        "finetune_temporal": recipe.splits
+        * recipe.temporal_iterations
+        * recipe.finetune_batch_size,
+        "extract_appearance": recipe.splits * size.frames,
+        "extract_motion": recipe.splits * stacks,
+        "attention": recipe.splits
+        * recipe.attention_runs_per_split
+        * recipe.attention_epochs
+        * samples,
+    }
+    return float(items[stage])
+
+
+# === Settings ===
+
+
+@dataclass(frozen=True)
+class BenchmarkConfig:
+    """Sizes of one benchmark run; defaults are the paper's networks on 96 clips."""
+
+    video_root: Path = DEFAULT_DATA / "UCF-101"
+    split_dir: Path = DEFAULT_DATA / "ucfTrainTestlist"
+    classes: tuple[str, ...] = ("BabyCrawling", "Punch", "PushUps")
+    clips: int = 96
+    stages: tuple[str, ...] = STAGES
+    # Decoded frame (and flow) size, and the network's square input.
+    height: int = 256
+    width: int = 340
+    input_size: int = 224
+    backbone: str = "VGG16"
+    weights: str = "none"
+    width_multiplier: float = 1.0  # VGG16 only
+    fc_units: int = 4096  # VGG16 only
+    iterations: int = 20  # timed fine-tuning iterations (one more compiles first)
+    batch_size: int = 256  # fine-tuning
+    extract_batch_size: int = 64
+    attention_preset: str = "paper"
+    attention_batch_size: int = 32
+    attention_epochs: int = 3  # the first compiles
+    precision: str = "float32"
+    flow_method: str = "dis"
+    workers: int | None = None  # decoding and flow processes; None: one per core
+    device_repeats: int = 10  # timed device-only batches (after 2 warm-up batches)
+
+
+TINY = dict(
+    clips=3,
+    height=36,
+    width=48,
+    input_size=32,
+    width_multiplier=0.0625,
+    fc_units=8,
+    iterations=2,
+    batch_size=4,
+    extract_batch_size=16,
+    attention_preset="tiny",
+    attention_batch_size=4,
+    attention_epochs=2,
+    workers=1,
+    device_repeats=3,
+)
+
+
+def _source_flags(config: BenchmarkConfig, lists: Path) -> list[str]:
+    return [
+        "--video-root", str(config.video_root), "--split-dir", str(lists), "--split", "1",
+        "--classes", ",".join(config.classes),
+    ]  # fmt: skip
+
+
+def _network_flags(config: BenchmarkConfig) -> list[str]:
+    flags = ["--backbone", config.backbone, "--weights", config.weights]
+    if config.backbone == "VGG16":
+        flags += ["--width-multiplier", str(config.width_multiplier)]
+        flags += ["--fc-units", str(config.fc_units)]
+    return flags
+
+
+def _workers(config: BenchmarkConfig) -> int:
+    from data.batch_jobs import default_workers
+
+    return config.workers or default_workers()
+
+
+# === Each stage's command line (switch the feeding flags here at merge) ===
+
+
+def extract_frames_argv(config: BenchmarkConfig, lists: Path, frames: Path) -> list[str]:
+    """`python -m training.extract_frames` into the frame store."""
+    return [
+        *_source_flags(config, lists),
+        "--output", str(frames),
+        "--height", str(config.height), "--width", str(config.width),
+        "--workers", str(_workers(config)),
+    ]  # fmt: skip
+
+
+def compute_flow_argv(
+    config: BenchmarkConfig, lists: Path, output: Path, layout: str = "frames"
+) -> list[str]:
+    """`python -m training.compute_flow` with a CPU method, into the frame store (layout
+    "frames", the timed stage) or a flow store (layout "npz": what today's fine-tuning and
+    extraction read)."""
+    return [
+        *_source_flags(config, lists),
+        "--output", str(output), "--layout", layout, "--method", config.flow_method,
+        "--height", str(config.height), "--width", str(config.width),
+        "--workers", str(_workers(config)),
+    ]  # fmt: skip
+
+
+def finetune_argv(
+    config: BenchmarkConfig, lists: Path, output_dir: Path, stream: str, flow_root: Path
+) -> list[str]:
+    """`python -m training.finetune_convnet` for `iterations + 1` iterations."""
+    argv = [
+        *_source_flags(config, lists),
+        "--preset", "spatial" if stream == "appearance" else "temporal",
+        "--output-dir", str(output_dir),
+        "--max-iterations", str(config.iterations + 1),
+        "--batch-size", str(config.batch_size),
+        "--crop-size", str(config.input_size),
+        "--height", str(config.height), "--width", str(config.width),
+        *_network_flags(config),
+    ]  # fmt: skip
+    # after issue 12 feeding: --frame-root, --workers (worker processes), --precision,
+    # --data-parallel; today RGB is decoded from the videos and flow read from its npz store.
+    if stream == "motion":
+        argv += ["--flow-root", str(flow_root)]
+    return argv
+
+
+def extract_features_argv(
+    config: BenchmarkConfig, lists: Path, store: Path, stream: str, flow_root: Path
+) -> list[str]:
+    """`python -m training.extract_features` of every frame (or flow stack) of the clips."""
+    argv = [
+        *_source_flags(config, lists),
+        "--stream", stream, "--store", str(store),
+        "--input-size", str(config.input_size),
+        "--height", str(config.height), "--width", str(config.width),
+        "--batch-size", str(config.extract_batch_size),
+        "--precision", config.precision,
+        *_network_flags(config),
+    ]  # fmt: skip
+    # after issue 12 feeding: --frame-root, --workers, --precision auto, --data-parallel;
+    # today RGB is decoded from the videos and flow read from its npz store.
+    if stream == "motion":
+        argv += ["--flow-root", str(flow_root)]
+    return argv
+
+
+def train_attention_argv(
+    config: BenchmarkConfig, lists: Path, store: Path, runs: Path
+) -> list[str]:
+    """`python -m training.train_attention` on the appearance features, all clips trained."""
+    return [
+        *_source_flags(config, lists),
+        "--store", str(store), "--runs", str(runs), "--preset", config.attention_preset,
+        "--stream", "appearance",
+        "--batch-size", str(config.attention_batch_size),
+        "--epochs", str(config.attention_epochs), "--validation-fraction", "0",
+    ]  # fmt: skip
+
+
+# === The clips ===
+
+
+# Share of split 1's videos in its test list (3,783 of 13,320).
+TEST_SHARE = 3_783 / 13_320
+
+
+def _class_lines(list_file: Path, classes: Sequence[str]) -> dict[str, list[str]]:
+    by_class = {name: [] for name in classes}
+    for line in list_file.read_text(encoding="utf-8-sig").splitlines():
+        name = line.strip().split("/")[0]
+        if line.strip() and name in by_class:
+            by_class[name].append(line.strip())
+    return by_class
+
+
+def choose_clips(
+    split_dir: Path, classes: Sequence[str], count: int
+) -> tuple[list[str], list[str]]:
+    """`count` lines of split 1's lists, `(train, test)`, evenly across `classes` (taken
+    in turn), about `TEST_SHARE` of them (at least one) from the test list, each spread
+    evenly over its class's list so that they come from several groups."""
+    if count < 2:
+        raise ValueError(f"Expected --clips >= 2 (a training and a test clip). Received: {count}")
+    num_test = max(1, round(count * TEST_SHARE))
+    slots = [classes[index % len(classes)] for index in range(count)]  # in turn
+    chosen = []
+    for subset, names in (
+        ("train", slots[: count - num_test]),
+        ("test", slots[count - num_test :]),
+    ):
+        lines = _class_lines(Path(split_dir) / f"{subset}list01.txt", classes)
+        picked = []
+        for name in classes:
+            wanted, members = names.count(name), lines[name]
+            if wanted > len(members):
+                raise ValueError(
+                    f"Expected --clips small enough for {name}'s {len(members)} {subset} clips "
+                    f"in {split_dir}. Received: clips={count}"
+                )
+            picks = np.linspace(0, len(members) - 1, wanted).round().astype(int)
+            picked += [members[pick] for pick in picks] if wanted else []
+        chosen.append(picked)
+    return chosen[0], chosen[1]
+
+
+def write_split_lists(
+    folder: Path, split_dir: Path, train_lines: Sequence[str], test_lines: Sequence[str]
+) -> Path:
+    """Official-format split-1 lists naming only the chosen clips (CRLF line ends)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "classInd.txt").write_bytes((Path(split_dir) / "classInd.txt").read_bytes())
+    for name, lines in (("trainlist01.txt", train_lines), ("testlist01.txt", test_lines)):
+        (folder / name).write_bytes("".join(f"{line}\r\n" for line in lines).encode())
+    return folder
+
+
+# === Measuring ===
+
+
+class RowClock:
+    """When each data row of a CSV log (written and flushed a row at a time) appears.
+
+    A background thread polls the file; `times[k]` is when row `k + 1` was first seen.
+    """
+
+    def __init__(self, path: Path, interval: float = 0.002):
+        self.path, self.interval, self.times = Path(path), interval, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _rows(self) -> int:
+        try:
+            return max(self.path.read_bytes().count(b"\n") - 1, 0)  # less the header
+        except OSError:
+            return 0
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            rows, now = self._rows(), time.perf_counter()
+            self.times += [now] * (rows - len(self.times))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RowClock:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        rows, now = self._rows(), time.perf_counter()
+        self.times += [now] * (rows - len(self.times))
+
+    def seconds_after_first(self) -> float:
+        """Wall time from the first row to the last: all rows but the first one's."""
+        if len(self.times) < 2:
+            raise ValueError(f"Expected >= 2 rows in {self.path}. Received: {len(self.times)}")
+        return self.times[-1] - self.times[0]
+
+
+def peak_host_bytes() -> int:
+    """Peak resident memory of this process plus that of its largest finished child."""
+    self_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return 1024 * (self_kib + children_kib)
+
+
+def _device_rate(step: Callable[[], None], items_per_step: int, repeats: int) -> float:
+    """Items/s of `step()` (which waits for its result) after two warm-up calls."""
+    for _ in range(2):
+        step()
+    began = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    return items_per_step * repeats / (time.perf_counter() - began)
+
+
+def _device_batch(shape: tuple[int, ...], num_classes: int, seed: int = 0):
+    """A float32 batch and int32 labels, moved to the device once."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    images = keras.ops.convert_to_tensor(rng.standard_normal(shape, dtype=np.float32))
+    labels = keras.ops.convert_to_tensor(rng.integers(0, num_classes, shape[0]).astype("int32"))
+    return images, labels
+
+
+def finetune_device_rate(stage_config, num_classes: int, repeats: int) -> float:
+    """Images/s of `train_on_batch` of the fine-tuning stage's network, compiled as the
+    stage compiles it, on one batch already on the device."""
+    import keras
+
+    from training import finetune_convnet
+
+    settings = stage_config.settings
+    keras.utils.set_random_seed(settings.seed)
+    model = finetune_convnet.build_network(stage_config, num_classes)
+    finetune_convnet.compile_for_finetuning(model, settings)
+    channels = model.input_shape[-1]
+    shape = (settings.batch_size, settings.crop_size, settings.crop_size, channels)
+    images, labels = _device_batch(shape, num_classes)
+    # train_on_batch returns the metrics as NumPy values: each call waits for its step.
+    step = lambda: model.train_on_batch(images, labels)  # noqa: E731
+    return _device_rate(step, settings.batch_size, repeats)
+
+
+def extract_device_rate(stage_config, repeats: int) -> float:
+    """Images/s of `predict_on_batch` of the extraction stage's network on one batch
+    already on the device (the call `models.feature_extraction` makes per batch)."""
+    from models.feature_extraction import build_extractor, identify_weights
+
+    recipe = identify_weights(stage_config.recipe)
+    extractor = build_extractor(recipe)
+    size, channels = recipe.input_size, extractor.input_shape[-1]
+    images, _ = _device_batch((stage_config.batch_size, size, size, channels), 1)
+    step = lambda: extractor.predict_on_batch(images)  # noqa: E731
+    return _device_rate(step, stage_config.batch_size, repeats)
+
+
+def attention_device_rate(train_config, feature_dim: int, num_classes: int, steps: int) -> float:
+    """Samples/s of `model.fit` of the attention model on arrays already on the device:
+    `evaluation.fit_benchmark.run_keras_case` at the training stage's sizes, in float32
+    (train_attention has no precision setting: it trains in Keras' default float32)."""
+    import keras
+
+    from evaluation.fit_benchmark import FitCase, run_keras_case
+
+    policy = keras.config.dtype_policy()
+    case = FitCase(
+        model=train_config.model,
+        precision="float32",
+        batch_size=train_config.batch_size,
+        num_frames=train_config.num_frames,
+        feature_dim=feature_dim,
+        units=train_config.units,
+        num_layers=train_config.num_layers,
+        num_steps=train_config.num_steps,
+        num_classes=num_classes,
+        steps=max(steps, 1),
+        epochs=max(train_config.epochs, 2),
+        seed=train_config.seed,
+    )
+    try:
+        return run_keras_case(case)["samples_per_s"]
+    finally:
+        keras.config.set_dtype_policy(policy)  # run_keras_case sets it globally
+
+
+# === The stages ===
+
+
+@dataclass(frozen=True)
+class WorkFolders:
+    """Where one benchmark run keeps its lists, stores and runs."""
+
+    root: Path
+
+    @property
+    def lists(self) -> Path:  # the chosen clips' split files
+        return self.root / "lists"
+
+    @property
+    def frames(self) -> Path:  # the frame store: frames and flow images
+        return self.root / "frames"
+
+    @property
+    def flow_npz(self) -> Path:  # the flow store today's motion stages read
+        return self.root / "flow_npz"
+
+    @property
+    def runs(self) -> Path:  # attention runs
+        return self.root / "runs"
+
+    def finetune(self, stream: str) -> Path:
+        return self.root / f"finetune_{stream}"
+
+    def features(self, stream: str) -> Path:
+        return self.root / f"features_{stream}"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """What one stage's run gave."""
+
+    items: float  # timed items, in UNITS[stage]
+    seconds: float  # their wall time, end to end
+    device_rate: float | None  # the same network's device-only items/s; None: no network
+    argv: tuple[str, ...]  # the stage's command line
+
+
+def _checked(report, stage: str):
+    if report.failures:
+        first = report.failures[0]
+        raise RuntimeError(
+            f"{stage}: {len(report.failures)} videos failed (first: {first.item_id}: "
+            f"{first.message})"
+        )
+    return report
+
+
+def _timed(function: Callable, *arguments):
+    began = time.perf_counter()
+    result = function(*arguments)
+    return result, time.perf_counter() - began
+
+
+def run_decode(config: BenchmarkConfig, work: WorkFolders) -> Measurement:
+    from training import extract_frames
+
+    argv = extract_frames_argv(config, work.lists, work.frames)
+    report, seconds = _timed(extract_frames.run, extract_frames.parse_args(argv))
+    return Measurement(_checked(report, "decode").frames, seconds, None, tuple(argv))
+
+
+def run_flow(config: BenchmarkConfig, work: WorkFolders) -> Measurement:
+    from training import compute_flow
+
+    argv = compute_flow_argv(config, work.lists, work.frames)
+    report, seconds = _timed(compute_flow.run, compute_flow.parse_args(argv))
+    pairs = _checked(report, "flow").frames - report.done  # frames - 1 a video
+    return Measurement(pairs, seconds, None, tuple(argv))
+
+
+def prepare_npz_flow(config: BenchmarkConfig, work: WorkFolders) -> None:
+    """Untimed: the flow store today's motion stages read."""
+    from training import compute_flow
+
+    argv = compute_flow_argv(config, work.lists, work.flow_npz, layout="npz")
+    _checked(compute_flow.run(compute_flow.parse_args(argv)), "flow (npz, for motion)")
+
+
+def run_finetune(config: BenchmarkConfig, work: WorkFolders, stream: str) -> Measurement:
+    from training import finetune_convnet
+
+    output_dir = work.finetune(stream)
+    argv = finetune_argv(config, work.lists, output_dir, stream, work.flow_npz)
+    stage_config = finetune_convnet.parse_args(argv)
+    with RowClock(output_dir / finetune_convnet.LOG_NAME) as clock:
+        finetune_convnet.run(stage_config)
+    items = config.iterations * config.batch_size  # the rows after the first
+    device = finetune_device_rate(stage_config, len(config.classes), config.device_repeats)
+    return Measurement(items, clock.seconds_after_first(), device, tuple(argv))
+
+
+def run_extract(config: BenchmarkConfig, work: WorkFolders, stream: str) -> Measurement:
+    """Every image of every clip; the rate leaves out the first video (it compiles)."""
+    from training import extract_features
+
+    store = work.features(stream)
+    argv = extract_features_argv(config, work.lists, store, stream, work.flow_npz)
+    stage_config = extract_features.parse_args(argv)
+    report = _checked(extract_features.run(stage_config), f"extract {stream}")
+    timed = report.completed[1:] or report.completed
+    items = sum(result.frames for result in timed)
+    seconds = sum(result.seconds for result in timed)
+    device = extract_device_rate(stage_config, config.device_repeats)
+    return Measurement(items, seconds, device, tuple(argv))
+
+
+def run_attention(config: BenchmarkConfig, work: WorkFolders) -> Measurement:
+    """Training on the appearance features; the rate leaves out the first epoch."""
+    from data.feature_store import FeatureStore
+    from data.samples import SampleDataset
+    from training import train_attention
+    from training.runs import Run
+
+    argv = train_attention_argv(config, work.lists, work.features("appearance"), work.runs)
+    stage_config = train_attention.parse_args(argv)
+    train = stage_config.train
+    if train.epochs < 2:
+        raise ValueError(f"Expected --attention-epochs >= 2. Received: {train.epochs}")
+    split = stage_config.source.load()
+    samples = SampleDataset(
+        FeatureStore(stage_config.store),
+        [(clip.video_id, clip.label) for clip in split.train],
+        batch_size=train.batch_size,
+        num_frames=train.num_frames,
+        stride=train.stride,
+    )
+    with RowClock(Run.for_config(stage_config.runs, train).history_path) as clock:
+        train_attention.run(stage_config, verbose=0)
+    items = samples.num_samples * (train.epochs - 1)
+    device = attention_device_rate(train, samples.feature_dim, len(config.classes), len(samples))
+    return Measurement(items, clock.seconds_after_first(), device, tuple(argv))
+
+
+def stage_record(stage: str, measured: Measurement) -> dict:
+    """One JSON line: the rates, their ratio, the peaks so far and the projections."""
+    rate = measured.items / measured.seconds
+    device_rate = measured.device_rate
+    return {
+        "stage": stage,
+        "unit": UNITS[stage],
+        "items": measured.items,
+        "seconds": measured.seconds,
+        "items_per_s": rate,
+        "device_only_items_per_s": device_rate,
+        "ratio": rate / device_rate if device_rate else None,
+        "peak_host_bytes": peak_host_bytes(),
+        "peak_device_bytes": peak_device_bytes(),
+        **{
+            f"projected_hours_{dataset}": projected_items(stage, dataset) / rate / 3600
+            for dataset in DATASET_SIZES
+        },
+        "argv": list(measured.argv),
+    }
+
+
+def run_benchmark(config: BenchmarkConfig, work_root: Path) -> list[dict]:
+    """Runs the asked stages in pipeline order on the chosen clips; one record each."""
+    import keras
+
+    unknown = set(config.stages) - set(STAGES)
+    if unknown:
+        raise ValueError(f"Expected stages among {STAGES}. Received: {sorted(unknown)}")
+    work = WorkFolders(Path(work_root))
+    if work.root.exists() and any(work.root.iterdir()):
+        raise ValueError(
+            f"Expected an empty or new --work-dir (a stage skips what it finds done). "
+            f"Received: {work.root}, which holds files"
+        )
+    write_split_lists(
+        work.lists, config.split_dir, *choose_clips(config.split_dir, config.classes, config.clips)
+    )
+    asked = set(config.stages)
+    if asked & {"finetune_temporal", "extract_motion"}:
+        print("=== prepare (untimed): flow into a flow store, which today's motion stages read")
+        prepare_npz_flow(config, work)
+    runners = {
+        "decode": lambda: run_decode(config, work),
+        "flow": lambda: run_flow(config, work),
+        "finetune_spatial": lambda: run_finetune(config, work, "appearance"),
+        "finetune_temporal": lambda: run_finetune(config, work, "motion"),
+        "extract_appearance": lambda: run_extract(config, work, "appearance"),
+        "extract_motion": lambda: run_extract(config, work, "motion"),
+        "attention": lambda: run_attention(config, work),
+    }
+    common = {
+        "device": device_name(),
+        "backend": keras.backend.backend(),
+        "settings": json.loads(json.dumps(dataclasses.asdict(config), default=str)),
+    }
+    records = []
+    for stage in STAGES:
+        if stage == "attention" and "extract_appearance" not in asked and stage in asked:
+            run_extract(config, work, "appearance")  # untimed: the features it trains on
+        if stage in asked:
+            print(f"=== {stage}", flush=True)
+            records.append({**stage_record(stage, runners[stage]()), **common})
+    return records
+
+
+# === Report ===
+
+
+def _number(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _gib(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**30:.2f}"
+
+
+def format_markdown(records: Sequence[dict]) -> str:
+    """The table: one row per stage, and the total of the projections without flow."""
+    if not records:
+        return "no stages run\n"
+    first = records[0]
+    settings = first["settings"]
+    lines = [
+        f"{first['backend']} on {first['device']}; {settings['clips']} clips, input "
+        f"{settings['input_size']}, {settings['backbone']}, fine-tuning batch "
+        f"{settings['batch_size']}, {settings['precision']}",
+        "",
+        "| stage | unit | end to end /s | device only /s | share of GPU used | peak host GiB "
+        "| peak device GiB | UCF101 hours | HMDB51 hours |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for record in records:
+        excluded = " (not in total)" if record["stage"] in EXCLUDED_FROM_TOTAL else ""
+        lines.append(
+            f"| {record['stage']}{excluded} | {record['unit']} | "
+            f"{_number(record['items_per_s'])} | {_number(record['device_only_items_per_s'])} | "
+            f"{_number(record['ratio'], 2)} | {_gib(record['peak_host_bytes'])} | "
+            f"{_gib(record['peak_device_bytes'])} | "
+            f"{_number(record['projected_hours_ucf101'])} | "
+            f"{_number(record['projected_hours_hmdb51'])} |"
+        )
+    totals = total_hours(records)
+    lines.append(
+        f"| total (without flow) | | | | | | | {_number(totals['ucf101'])} | "
+        f"{_number(totals['hmdb51'])} |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def total_hours(records: Sequence[dict]) -> dict[str, float]:
+    """Projected hours of the stages run, flow left out, per dataset."""
+    counted = [record for record in records if record["stage"] not in EXCLUDED_FROM_TOTAL]
+    return {
+        dataset: sum(record[f"projected_hours_{dataset}"] for record in counted)
+        for dataset in DATASET_SIZES
+    }
+
+
+# === Command line ===
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchmarkConfig, argparse.Namespace]:
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation.pipeline_benchmark",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--tiny", action="store_true", help="CPU sizes: " + str(TINY))
+    for field in dataclasses.fields(BenchmarkConfig):
+        flag = "--" + field.name.replace("_", "-")
+        if field.name in ("stages", "classes"):
+            parser.add_argument(flag, type=lambda text: tuple(text.split(",")), default=None)
+        elif field.name == "precision":
+            parser.add_argument(flag, choices=("float32", "mixed_bfloat16"), default=None)
+        elif field.name == "backbone":
+            parser.add_argument(flag, choices=("VGG16", "EfficientNetLite0"), default=None)
+        else:
+            kind = {int: int, float: float, Path: Path}.get(type(field.default), str)
+            parser.add_argument(flag, type=int if field.name == "workers" else kind, default=None)
+    parser.add_argument("--output", type=Path, help="append one JSON line per stage")
+    parser.add_argument("--markdown", type=Path, help="write the table to this file")
+    parser.add_argument("--work-dir", type=Path, help="keep the stores here (default: temp)")
+    arguments = parser.parse_args(argv)
+    values = dict(TINY) if arguments.tiny else {}
+    for field in dataclasses.fields(BenchmarkConfig):
+        if getattr(arguments, field.name) is not None:
+            values[field.name] = getattr(arguments, field.name)
+    return BenchmarkConfig(**values), arguments
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict]:
+    config, arguments = parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="pipeline_benchmark_") as temporary:
+        records = run_benchmark(config, arguments.work_dir or Path(temporary))
+    if arguments.output is not None:
+        arguments.output.parent.mkdir(parents=True, exist_ok=True)
+        with arguments.output.open("a") as file:
+            file.writelines(json.dumps(record) + "\n" for record in records)
+    table = format_markdown(records)
+    print(table)
+    if arguments.markdown is not None:
+        arguments.markdown.write_text(table)
+    return records
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""`python -m evaluation.pipeline_benchmark --tiny` on 3 real clips, so that it cannot rot.
+
+One run of every stage (../shared/data/ucf101_subset, 36x48 frames, 32 px inputs, a
+VGG16 of 1/16 the widths) checks the JSON lines: every stage is there, its rates are
+positive, the ratio is end to end over device only, and the projections follow from the
+rates. The projection's arithmetic and the clip choice are checked without running.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from evaluation import pipeline_benchmark
+from evaluation.pipeline_benchmark import (
+    DATASET_SIZES,
+    STAGES,
+    PaperRecipe,
+    choose_clips,
+    projected_items,
+    total_hours,
+)
+
+SUBSET = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ucf101_subset"
+needs_clips = pytest.mark.skipif(not SUBSET.is_dir(), reason=f"no real clips at {SUBSET}")
+CLASSES = ("BabyCrawling", "Punch", "PushUps")
+
+
+def test_projection_is_the_papers_recipe():
+    recipe = PaperRecipe()
+    assert projected_items("finetune_spatial", "ucf101") == 3 * 10_000 * 256
+    assert projected_items("finetune_temporal", "hmdb51") == 3 * 30_000 * 256
+    assert projected_items("decode", "ucf101") == 2_500_000  # once, for every split
+    assert projected_items("extract_appearance", "ucf101") == 3 * 2_500_000
+    assert projected_items("extract_motion", "ucf101") == 3 * (2_500_000 - 5 * 13_320)
+    size = DATASET_SIZES["ucf101"]
+    samples = size.frames * size.train_fraction / 30
+    assert projected_items("attention", "ucf101", recipe) == pytest.approx(3 * 4 * 30 * samples)
+
+
+def test_total_leaves_out_flow():
+    records = [
+        {"stage": "decode", "projected_hours_ucf101": 1.0, "projected_hours_hmdb51": 0.5},
+        {"stage": "flow", "projected_hours_ucf101": 100.0, "projected_hours_hmdb51": 50.0},
+        {"stage": "attention", "projected_hours_ucf101": 2.0, "projected_hours_hmdb51": 1.0},
+    ]
+    assert total_hours(records) == {"ucf101": 3.0, "hmdb51": 1.5}
+
+
+@needs_clips
+def test_clips_are_even_across_classes_and_lists():
+    train, test = choose_clips(SUBSET / "ucfTrainTestlist", CLASSES, 96)
+    assert len(train) + len(test) == 96 and len(test) == round(96 * 3783 / 13320)
+    everything = train + test
+    assert [sum(line.startswith(name + "/") for line in everything) for name in CLASSES] == [32] * 3
+    assert len(set(everything)) == 96
+    train, test = choose_clips(SUBSET / "ucfTrainTestlist", CLASSES, 3)
+    assert len(train) == 2 and len(test) == 1
+
+
+@needs_clips
+def test_tiny_run_reports_every_stage(tmp_path, capsys):
+    output, markdown = tmp_path / "bench.jsonl", tmp_path / "bench.md"
+    pipeline_benchmark.main(
+        [
+            "--tiny",
+            "--video-root", str(SUBSET / "UCF-101"),
+            "--split-dir", str(SUBSET / "ucfTrainTestlist"),
+            "--output", str(output), "--markdown", str(markdown),
+            "--work-dir", str(tmp_path / "work"),
+        ]
+    )  # fmt: skip
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [record["stage"] for record in records] == list(STAGES)
+    for record in records:
+        assert record["items"] > 0 and record["seconds"] > 0
+        assert record["items_per_s"] == pytest.approx(record["items"] / record["seconds"])
+        assert record["peak_host_bytes"] > 0
+        assert record["argv"] and all(isinstance(word, str) for word in record["argv"])
+        assert record["backend"] and record["device"] and record["settings"]["clips"] == 3
+        for dataset in DATASET_SIZES:
+            hours = record[f"projected_hours_{dataset}"]
+            expected = projected_items(record["stage"], dataset) / record["items_per_s"] / 3600
+            assert hours == pytest.approx(expected) and hours > 0
+        device = record["device_only_items_per_s"]
+        if record["stage"] in ("decode", "flow"):  # CPU stages: no network
+            assert device is None and record["ratio"] is None
+        else:
+            assert device > 0
+            assert record["ratio"] == pytest.approx(record["items_per_s"] / device)
+    # Every frame of the 3 clips was decoded and extracted; a flow pair per frame but one.
+    by_stage = {record["stage"]: record for record in records}
+    frames = by_stage["decode"]["items"]
+    assert by_stage["flow"]["items"] == frames - 3
+    assert by_stage["finetune_spatial"]["items"] == 2 * 4  # 2 timed iterations, batch 4
+    table = markdown.read_text()
+    assert table in capsys.readouterr().out
+    assert table.count("\n| ") == len(STAGES) + 2  # the header, the stages, the total
+    totals = total_hours(records)
+    assert f"| total (without flow) | | | | | | | {totals['ucf101']:,.1f} |" in table
