@@ -12,6 +12,17 @@ same keys as before: `recipe.metadata()`), and what a run folder and
     # A video of any length: uint8 chunks in, the same features out, one batch in memory.
     chunks = VideoReader(path, recipe.height, recipe.width).chunks()  # data.video
     features = extract_chunked_features(extractor, chunks, recipe, batch_size=64)
+    # uint8 crops preprocessed on the device, batches across videos (the extraction
+    # stage's path; the same features, bit for bit, on the CPU):
+    for video_id, features, error in extract_streamed_features(
+        uint8_extractor(extractor, recipe), pieces, batch_size=64
+    ):  # pieces: data.extraction_feed.read_crops results
+        ...
+
+`precision="auto"` (the default) is mixed_bfloat16 where the backend sees a GPU and
+float32 elsewhere (`resolve_precision`); `metadata()` records the resolved precision,
+and `image_source` where the images came from ("video" / "flow_store", or "frames" of
+the frame store), since stored JPEGs give other features.
 
 A fine-tuned `.keras` file is loaded as saved and cut at `feature_layer` (its widths
 come from the file: `describe_network` records them); "imagenet", "none" (random)

@@ -2,16 +2,35 @@
 
 Appearance: the FC6 (`fc1`) feature of every RGB frame; motion: of every
 5-pair flow stack. Each image is the central `input_size` square of the
-256x340 frame (paper silent; see docs), preprocessed as the stream needs, and
-run through the network in batches (`models.feature_extraction`), a chunk of frames
-or flow stacks at a time: memory does not grow with a video's length, only its
-features do. A video whose features are already in the store with the same recipe is
-skipped, so an interrupted run resumes, and `--shard i/n` splits the videos across
-processes or machines.
+256x340 frame (paper silent; see docs), run through the network in batches
+(`models.feature_extraction`). The stage is a pipeline that keeps an accelerator fed:
+
+- `--workers N` processes (default: the cores less one; 0: this process) decode the
+  videos, or read the `.npz` flow store, or with `--frame-root` the frame store's JPEG
+  frames / flow (`data.extraction_feed`, mapped by `data.process_feed.ordered_map`), and
+  cut the central crops while the network runs on earlier batches;
+- the crops travel as uint8 and are preprocessed on the device, by the model's first
+  layer (`uint8_extractor`: bit for bit the host preprocessing's features);
+- batches of `--batch-size` rows run across consecutive videos, split back per video
+  (`extract_streamed_features`): no padded last batch per video;
+- `--precision auto` (the default) is mixed_bfloat16 where the backend sees a GPU,
+  float32 elsewhere, resolved before the recipe is recorded;
+- `--data-parallel auto` (the default) splits every batch over the devices with
+  `keras.distribution.DataParallel` when the JAX backend sees several.
+
+Memory does not grow with a video's length for frame store videos (read in chunks of
+64 images), only its features do; a decoded video or `.npz` flow file is one task (its
+uint8 crops). A video whose features are already in the store with the same recipe
+(including where its images came from, `image_source`) is skipped, so an interrupted
+run resumes to the same features, and `--shard i/n` splits the videos across processes
+or machines.
 
     python -m training.extract_features --stream appearance \
         --weights runs/spatial/final.keras --video-root UCF-101 \
         --split-dir ucfTrainTestlist --store features/ucf101/appearance
+    python -m training.extract_features --stream motion --frame-root frames/ucf101 \
+        --weights runs/temporal/final.keras --video-root UCF-101 \
+        --split-dir ucfTrainTestlist --store features/ucf101/motion
 """
 
 from __future__ import annotations
