@@ -15,12 +15,20 @@ quarter of float32's bytes, preprocessed on the device
 Where the images come from (`ImageSource.kind`):
 
 - "video": RGB frames decoded from the video file at `height` x `width`
-  (`data.video.VideoReader`); one task per video (a video decodes from its start).
-- "flow_store": the flow stacks of the `.npz` flow store (`data.flow_store`); one task
-  per video.
+  (`data.video.VideoReader`);
+- "flow_store": the flow stacks of the `.npz` flow store (`data.flow_store`);
 - "frames": RGB frames (`img_*.jpg`) or flow stacks (`flow_x/flow_y_*.jpg`) of the
-  frame store (`data.frame_store`), read at random access: one task per chunk of
-  `chunk_images` images, so a long video never sits whole in memory.
+  frame store (`data.frame_store`), read at random access.
+
+A video is cut into tasks of `chunk_images` images, so that a long video never sits
+whole in memory. A frame store task reads only its images. A video file or an `.npz`
+flow file can only be read from its start: task k decodes (or inflates) the images
+before its own and drops them, so a video of K tasks costs about K / 2 times its
+decoding (nothing more for a video of one task: 256 images by default, most of
+UCF101's). The counts come from the container's stated frame count and the flow
+file's metadata; the last task reads to the real end and checks the video as
+`VideoReader` does, so a video with more or fewer frames than stated gives all its
+frames, or fails, as read in one pass.
 
 Kept free of Keras: the workers import only this module (and NumPy, OpenCV).
 """
@@ -30,17 +38,19 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from data.crops import center_crop
 from data.flow_store import FlowStore
 from data.frame_store import FrameStore, FrameStoreError
+from data.npz_files import read_npz_metadata
 from data.optical_flow import STACK_LENGTH, flow_stacks
 from data.video import VideoReader
 
 IMAGE_KINDS = ("video", "flow_store", "frames")
-# Images per task of a frame store video (a multiple of usual batch sizes).
-DEFAULT_CHUNK_IMAGES = 64
+# Images per task (a multiple of usual batch sizes): 256 crops of 224x224x3 are 38 MB.
+DEFAULT_CHUNK_IMAGES = 256
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,7 @@ class ImageSource:
     # "video": the decoded frame size.
     height: int = 256
     width: int = 340
-    # "frames": images per task.
+    # Images per task.
     chunk_images: int = DEFAULT_CHUNK_IMAGES
 
     def __post_init__(self):
@@ -83,9 +93,22 @@ class ReadTask:
     last: bool = True  # the video's last task
 
 
-def count_images(source: ImageSource, video_id: str) -> int:
-    """Frames (appearance) or flow stacks (motion) of a frame store video; 0 when the
-    store has none of them (missing, partial, or only the other part)."""
+def count_images(source: ImageSource, video_id: str, path: str | None = None) -> int:
+    """Frames (appearance) or flow stacks (motion) of one video, as stated: from the frame
+    store's markers, the video container's frame count or the flow file's metadata; 0
+    when there are none or the count cannot be read."""
+    if source.kind == "video":
+        capture = cv2.VideoCapture(str(path))
+        try:
+            return max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+        finally:
+            capture.release()
+    if source.kind == "flow_store":
+        try:
+            metadata = read_npz_metadata(FlowStore(source.root).path_for(video_id)) or {}
+        except (OSError, ValueError):
+            return 0
+        return max(int(metadata.get("num_frames", 0)) - STACK_LENGTH, 0)  # flows - 4
     try:
         video = FrameStore(source.root).video(video_id)
     except FrameStoreError:
@@ -94,17 +117,19 @@ def count_images(source: ImageSource, video_id: str) -> int:
 
 
 def plan_tasks(source: ImageSource, videos: Iterable[tuple[str, str | None]]) -> Iterator[ReadTask]:
-    """The tasks of `videos` (`(video_id, video path)` pairs), in order: one per video,
-    or, from a frame store, one per chunk of `source.chunk_images` images."""
+    """The tasks of `videos` (`(video_id, video path)` pairs), in order: one per chunk of
+    `source.chunk_images` images (at least one per video; a video file's or flow file's
+    last task has `stop` None: it reads to the end)."""
     for video_id, path in videos:
-        if source.kind != "frames":
-            yield ReadTask(video_id, None if path is None else str(path))
-            continue
-        count = count_images(source, video_id)
+        count = count_images(source, video_id, path)
+        path = None if path is None else str(path)
         starts = range(0, max(count, 1), source.chunk_images)
         for start in starts:
+            last = start == starts[-1]
             stop = min(start + source.chunk_images, count)
-            yield ReadTask(video_id, None, start, stop, last=start == starts[-1])
+            if last and source.kind != "frames":
+                stop = None
+            yield ReadTask(video_id, path, start, stop, last=last)
 
 
 def _read_frame_store(source: ImageSource, task: ReadTask) -> np.ndarray:
@@ -130,6 +155,32 @@ def _chunks(source: ImageSource, task: ReadTask) -> Iterator[np.ndarray]:
     return FlowStore(source.root).iter_stacks(task.video_id)  # (n, H, W, 10) chunks
 
 
+def _read_sequential(source: ImageSource, task: ReadTask) -> list[np.ndarray]:
+    """The crops of images `start .. stop` of a file read from its start: the images
+    before `start` are read and dropped; a task with `stop` None reads to the end (and
+    so runs the reader's checks of the whole file)."""
+    crops, position = [], 0
+    chunks = _chunks(source, task)
+    try:
+        for chunk in chunks:  # (n, H, W, channels)
+            begin, end = position, position + len(chunk)
+            position = end
+            if end <= task.start:
+                continue
+            if task.stop is not None and begin >= task.stop:
+                break
+            low = max(task.start - begin, 0)
+            high = len(chunk) if task.stop is None else min(task.stop - begin, len(chunk))
+            crops.append(np.ascontiguousarray(center_crop(chunk[low:high], source.input_size)))
+            if task.stop is not None and end >= task.stop:
+                break
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+    return crops
+
+
 def read_crops(source: ImageSource, task: ReadTask) -> dict:
     """The central crops of one task's images, or its error (never raised, so that one
     bad video does not stop a job): `{"video_id", "start", "last", "images", "error"}`,
@@ -139,13 +190,13 @@ def read_crops(source: ImageSource, task: ReadTask) -> dict:
         if source.kind == "frames":
             images = _read_frame_store(source, task)
         else:
-            crops = [
-                np.ascontiguousarray(center_crop(chunk, source.input_size))
-                for chunk in _chunks(source, task)
-            ]
-            if not crops:
+            crops = _read_sequential(source, task)
+            if not crops and task.start == 0:
                 raise ValueError(f"{task.video_id}: no images.")
-            images = crops[0] if len(crops) == 1 else np.concatenate(crops)
+            channels = 3 if source.stream == "appearance" else 2 * STACK_LENGTH
+            empty = np.zeros((0, source.input_size, source.input_size, channels), np.uint8)
+            # A task past the real end of a video shorter than stated holds no image.
+            images = empty if not crops else crops[0] if len(crops) == 1 else np.concatenate(crops)
     except Exception as error:  # noqa: BLE001 - reported with the video, the job goes on
         return {**result, "images": None, "error": f"{type(error).__name__}: {error}"}
     return {**result, "images": np.ascontiguousarray(images, dtype=np.uint8), "error": None}

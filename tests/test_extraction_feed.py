@@ -307,3 +307,34 @@ def test_data_parallel_over_two_devices_gives_the_features_of_one(frame_dataset,
     assert result["difference"] <= 1e-5 * max(result["largest"], 1.0)
     assert result["bad_status"] == 2  # batch 3 on 2 devices: a clear error
     assert "divisible by the 2 devices" in completed.stderr
+
+
+@pytest.mark.parametrize("kind", ["video", "flow_store"])
+def test_video_and_flow_files_are_read_in_tasks_of_chunks(frame_dataset, kind):
+    from data.crops import center_crop
+    from data.flow_store import FlowStore
+    from data.video import read_video
+
+    stream = "appearance" if kind == "video" else "motion"
+    root = None if kind == "video" else str(frame_dataset["flow"])
+    source = ImageSource(kind, stream, root=root, input_size=32, height=HEIGHT, width=WIDTH,
+                         chunk_images=5)  # fmt: skip
+    video_id = "Beta/v_Beta_g02_c01"
+    path = frame_dataset["root"] / "UCF-101" / f"{video_id}.avi"
+    tasks = list(plan_tasks(source, [(video_id, str(path))]))
+    # 12 frames (7 flow stacks) in tasks of 5; the last reads to the end.
+    expected_tasks = [(0, 5, False), (5, 10, False), (10, None, True)]
+    if kind == "flow_store":
+        expected_tasks = [(0, 5, False), (5, None, True)]
+    assert [(task.start, task.stop, task.last) for task in tasks] == expected_tasks
+    pieces = [read_crops(source, task) for task in tasks]
+    assert all(piece["error"] is None for piece in pieces)
+    if kind == "video":
+        whole = read_video(path, HEIGHT, WIDTH).frames
+    else:
+        whole = FlowStore(frame_dataset["flow"]).read_stacks(video_id)
+    crops = np.concatenate([piece["images"] for piece in pieces])
+    np.testing.assert_array_equal(crops, center_crop(whole, 32))
+    # Stated too many: the tasks past the end hold no image, the last checks the file.
+    beyond = read_crops(source, ReadTask(video_id, str(path), 40, None, last=True))
+    assert beyond["error"] is None and len(beyond["images"]) == 0
