@@ -18,9 +18,8 @@ Appearance: the FC6 (`fc1`) feature of every RGB frame; motion: of every
 - `--data-parallel auto` (the default) splits every batch over the devices with
   `keras.distribution.DataParallel` when the JAX backend sees several.
 
-Memory does not grow with a video's length for frame store videos (read in chunks of
-64 images), only its features do; a decoded video or `.npz` flow file is one task (its
-uint8 crops). A video whose features are already in the store with the same recipe
+Memory does not grow with a video's length (it is read in tasks of 256 images), only
+its features do. A video whose features are already in the store with the same recipe
 (including where its images came from, `image_source`) is skipped, so an interrupted
 run resumes to the same features, and `--shard i/n` splits the videos across processes
 or machines.
@@ -120,13 +119,6 @@ class ExtractFeaturesConfig:
                 f"Expected data_parallel in {DATA_PARALLEL}. Received: {self.data_parallel!r}"
             )
         parse_shard(self.shard)
-
-    @property
-    def image_source(self) -> str:
-        """The recipe's `image_source`: "frames" with --frame-root, else the stream's."""
-        if self.frame_root is not None:
-            return "frames"
-        return default_image_source(self.recipe.stream)
 
 
 def extract_clips(
