@@ -20,15 +20,15 @@ Where the images come from (`ImageSource.kind`):
 - "frames": RGB frames (`img_*.jpg`) or flow stacks (`flow_x/flow_y_*.jpg`) of the
   frame store (`data.frame_store`), read at random access.
 
-A video is cut into tasks of `chunk_images` images, so that a long video never sits
-whole in memory. A frame store task reads only its images. A video file or an `.npz`
-flow file can only be read from its start: task k decodes (or inflates) the images
-before its own and drops them, so a video of K tasks costs about K / 2 times its
-decoding (nothing more for a video of one task: 256 images by default, most of
-UCF101's). The counts come from the container's stated frame count and the flow
-file's metadata; the last task reads to the real end and checks the video as
-`VideoReader` does, so a video with more or fewer frames than stated gives all its
-frames, or fails, as read in one pass.
+A video is cut into tasks of `chunk_images` images (default: 24 MiB of crops, 167 RGB
+frames or 50 flow stacks at 224x224), so that a long video never sits whole in
+memory. A frame store task reads only its images. A video file or an `.npz` flow file
+can only be read from its start: task k decodes (or inflates) the images before its
+own and drops them, so a video of K tasks costs about K / 2 times its decoding
+(nothing more for a video of one task: most of UCF101's RGB videos). The counts come
+from the container's stated frame count and the flow file's metadata; the last task
+reads to the real end and checks the video as `VideoReader` does, so a video with more
+or fewer frames than stated gives all its frames, or fails, as read in one pass.
 
 Kept free of Keras: the workers import only this module (and NumPy, OpenCV).
 """
@@ -49,8 +49,9 @@ from data.optical_flow import STACK_LENGTH, flow_stacks
 from data.video import VideoReader
 
 IMAGE_KINDS = ("video", "flow_store", "frames")
-# Images per task (a multiple of usual batch sizes): 256 crops of 224x224x3 are 38 MB.
-DEFAULT_CHUNK_IMAGES = 256
+# Bytes of uint8 crops per task: 167 RGB crops or 50 flow stacks at 224x224. With
+# `ordered_map`'s 2 tasks in flight per worker, 15 workers hold about 0.7 GiB.
+TASK_BYTES = 24 << 20
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,8 @@ class ImageSource:
     # "video": the decoded frame size.
     height: int = 256
     width: int = 340
-    # Images per task.
-    chunk_images: int = DEFAULT_CHUNK_IMAGES
+    # Images per task; None: as many as fit in `TASK_BYTES`.
+    chunk_images: int | None = None
 
     def __post_init__(self):
         if self.kind not in IMAGE_KINDS:
@@ -78,6 +79,10 @@ class ImageSource:
             raise ValueError("Flow stacks come from a flow store or a frame store, not a video.")
         if self.kind != "video" and self.root is None:
             raise ValueError(f"An image source of kind {self.kind!r} needs its root folder.")
+        if self.chunk_images is None:
+            channels = 3 if self.stream == "appearance" else 2 * STACK_LENGTH
+            per_image = self.input_size * self.input_size * channels
+            object.__setattr__(self, "chunk_images", max(TASK_BYTES // per_image, 1))
         if self.chunk_images < 1:
             raise ValueError(f"Expected chunk_images >= 1. Received: {self.chunk_images}")
 

@@ -18,8 +18,8 @@ Appearance: the FC6 (`fc1`) feature of every RGB frame; motion: of every
 - `--data-parallel auto` (the default) splits every batch over the devices with
   `keras.distribution.DataParallel` when the JAX backend sees several.
 
-Memory does not grow with a video's length (it is read in tasks of 256 images), only
-its features do. A video whose features are already in the store with the same recipe
+Memory does not grow with a video's length (it is read in tasks of 24 MiB of crops),
+only its features do. A video whose features are already in the store with the same recipe
 (including where its images came from, `image_source`) is skipped, so an interrupted
 run resumes to the same features, and `--shard i/n` splits the videos across processes
 or machines.
