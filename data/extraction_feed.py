@@ -24,7 +24,7 @@ A video is cut into tasks of `chunk_images` images (default: 24 MiB of crops, 16
 frames or 50 flow stacks at 224x224), so that a long video never sits whole in
 memory. A frame store task reads only its images. A video file or an `.npz` flow file
 can only be read from its start: task k decodes (or inflates) the images before its
-own and drops them, so a video of K tasks costs about K / 2 times its decoding
+own and drops them, so a video of K tasks costs about (K + 1) / 2 times its decoding
 (nothing more for a video of one task: most of UCF101's RGB videos). The counts come
 from the container's stated frame count and the flow file's metadata; the last task
 reads to the real end and checks the video as `VideoReader` does, so a video with more
