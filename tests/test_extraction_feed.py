@@ -338,3 +338,41 @@ def test_video_and_flow_files_are_read_in_tasks_of_chunks(frame_dataset, kind):
     # Stated too many: the tasks past the end hold no image, the last checks the file.
     beyond = read_crops(source, ReadTask(video_id, str(path), 40, None, last=True))
     assert beyond["error"] is None and len(beyond["images"]) == 0
+
+
+@pytest.mark.parametrize("stream", ["appearance", "motion"])
+def test_the_fed_stage_gives_the_serial_host_path_features(
+    frame_dataset, tmp_path, monkeypatch, stream
+):
+    # Decoded videos / the .npz flow store, tasks of 5 images (so a video is several
+    # tasks, each read from its start), in this process (a patched class does not reach
+    # a worker): the stored features are those of the serial path of before (host
+    # preprocessing, per-video batches), bit for bit (float16 store).
+    from data.extraction_feed import ImageSource as Source
+    from data.flow_store import FlowStore
+    from data.video import read_video
+
+    store = tmp_path / "store"
+    original = Source.__post_init__
+
+    def small_tasks(self):
+        object.__setattr__(self, "chunk_images", 5)
+        original(self)
+
+    flow = ["--flow-root", str(frame_dataset["flow"])] if stream == "motion" else []
+    monkeypatch.setattr(Source, "__post_init__", small_tasks)
+    assert _extract(frame_dataset, store, stream, *flow, "--workers", "0") == 0
+    monkeypatch.undo()
+    recipe = FeatureRecipe(stream=stream, width_multiplier=0.25, **TINY)
+    network = build_extractor(recipe)
+    stored = FeatureStore(store)
+    assert len(stored.video_ids()) == 4
+    for video_id in stored.video_ids():
+        if stream == "appearance":
+            path = frame_dataset["root"] / "UCF-101" / f"{video_id}.avi"
+            images = read_video(path, HEIGHT, WIDTH).frames
+        else:
+            images = FlowStore(frame_dataset["flow"]).read_stacks(video_id)
+        expected = extract_video_features(network, prepare_images(images, recipe), 4)
+        features, _ = stored.read(video_id, as_stored=True)
+        np.testing.assert_array_equal(features, expected.astype(np.float16))
