@@ -128,7 +128,10 @@ class FeatureRecipe:
     )
     # Compute precision of the network (a Keras dtype policy); features are float32.
     # "auto": mixed_bfloat16 on a GPU, float32 otherwise, resolved before it is recorded.
-    precision: str = field(default="auto", metadata={"choices": PRECISIONS})
+    precision: str = field(
+        default="auto",
+        metadata={"choices": PRECISIONS, "help": "auto: mixed_bfloat16 on a GPU, else float32"},
+    )
     # Appearance: the decoded RGB frame size (height, width).
     height: int = field(default=256, metadata={"help": "decoded RGB frame height"})
     width: int = field(default=340, metadata={"help": "decoded RGB frame width"})

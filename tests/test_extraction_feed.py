@@ -376,3 +376,11 @@ def test_the_fed_stage_gives_the_serial_host_path_features(
         expected = extract_video_features(network, prepare_images(images, recipe), 4)
         features, _ = stored.read(video_id, as_stored=True)
         np.testing.assert_array_equal(features, expected.astype(np.float16))
+
+
+def test_the_worker_module_does_not_import_keras():
+    code = "import sys, data.extraction_feed; print('keras' in sys.modules)"
+    completed = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert completed.stdout.strip() == "False", completed.stderr[-2000:]

@@ -101,7 +101,10 @@ class ExtractFeaturesConfig:
     )
     # "auto": keras.distribution.DataParallel over every device when the JAX backend
     # sees more than one (batch_size must divide by their count); "off": one device.
-    data_parallel: str = field(default="auto", metadata={"choices": DATA_PARALLEL})
+    data_parallel: str = field(
+        default="auto",
+        metadata={"choices": DATA_PARALLEL, "help": "auto: JAX DataParallel over all devices"},
+    )
     shard: str = field(default="0/1", metadata={"help": "i/n: this process's share of videos"})
 
     def __post_init__(self):
