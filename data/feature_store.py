@@ -141,13 +141,18 @@ class FeatureStore:
             raise self._error(path, "features hold NaN or inf")
         return (features if as_stored else features.astype(np.float32)), metadata
 
-    def is_complete(self, video_id: str, metadata: dict | None = None) -> bool:
+    def is_complete(
+        self, video_id: str, metadata: dict | None = None, defaults: dict | None = None
+    ) -> bool:
         """Whether `video_id` is stored, readable, valid, and (if `metadata` is given)
-        its stored metadata has the same value for every given key."""
+        its stored metadata has the same value for every given key. `defaults`: the
+        values of keys that files written before those keys were recorded lack (e.g.
+        `{"image_source": "video"}`); a key absent from both does not match."""
         try:
             _, stored = self.read(video_id)
         except FeatureStoreError:
             return False
+        stored = {**(defaults or {}), **stored}
         wanted = json.loads(json.dumps(metadata or {}))  # tuples compare as stored lists
         return all(stored.get(key) == value for key, value in wanted.items())
 

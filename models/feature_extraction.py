@@ -12,6 +12,17 @@ same keys as before: `recipe.metadata()`), and what a run folder and
     # A video of any length: uint8 chunks in, the same features out, one batch in memory.
     chunks = VideoReader(path, recipe.height, recipe.width).chunks()  # data.video
     features = extract_chunked_features(extractor, chunks, recipe, batch_size=64)
+    # uint8 crops preprocessed on the device, batches across videos (the extraction
+    # stage's path; the same features, bit for bit, on the CPU):
+    for video_id, features, error in extract_streamed_features(
+        uint8_extractor(extractor, recipe), pieces, batch_size=64
+    ):  # pieces: data.extraction_feed.read_crops results
+        ...
+
+`precision="auto"` (the default) is mixed_bfloat16 where the backend sees a GPU and
+float32 elsewhere (`resolve_precision`); `metadata()` records the resolved precision,
+and `image_source` where the images came from ("video" / "flow_store", or "frames" of
+the frame store), since stored JPEGs give other features.
 
 A fine-tuned `.keras` file is loaded as saved and cut at `feature_layer` (its widths
 come from the file: `describe_network` records them); "imagenet", "none" (random)
@@ -35,8 +46,9 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from data.frame_dataset import center_crop
+from data.crops import center_crop
 from models import efficientnet_lite
+from models.image_preprocessing import with_preprocessing
 from models.two_stream_vgg16 import (
     FEATURE_LAYER,
     STREAMS,
@@ -68,7 +80,17 @@ BACKBONE_DEFAULTS = {
         for backbone in efficientnet_lite.BACKBONES
     },
 }
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+# "auto": mixed_bfloat16 where the backend sees a GPU, else float32 (`resolve_precision`);
+# a recorded recipe always names the precision it ran in.
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+# Where the images came from. Stored JPEG frames differ from decoded ones (about 1.4
+# grey levels), and JPEG flow from the .npz flow store's, so it is part of the recipe.
+IMAGE_SOURCES = {"appearance": ("video", "frames"), "motion": ("flow_store", "frames")}
+
+
+def default_image_source(stream: str) -> str:
+    """The image source of features recorded before it was (decoded videos, .npz flow)."""
+    return IMAGE_SOURCES[stream][0]
 
 
 @dataclass(frozen=True)
@@ -105,13 +127,20 @@ class FeatureRecipe:
         metadata={"choices": PREPROCESS_MODES, "help": "RGB; default: the backbone's"},
     )
     # Compute precision of the network (a Keras dtype policy); features are float32.
-    precision: str = field(default="float32", metadata={"choices": PRECISIONS})
+    # "auto": mixed_bfloat16 on a GPU, float32 otherwise, resolved before it is recorded.
+    precision: str = field(
+        default="auto",
+        metadata={"choices": PRECISIONS, "help": "auto: mixed_bfloat16 on a GPU, else float32"},
+    )
     # Appearance: the decoded RGB frame size (height, width).
     height: int = field(default=256, metadata={"help": "decoded RGB frame height"})
     width: int = field(default=340, metadata={"help": "decoded RGB frame width"})
     # Motion: how the flow was made, read from the flow files (not flags).
     flow_method: str | None = field(default=None, metadata={"flag": False})
     flow_size: tuple[int, int] | None = field(default=None, metadata={"flag": False})
+    # "video" / "flow_store" (decoded videos, .npz flow) or "frames" (the frame store's
+    # JPEG files); None: the stream's first (`IMAGE_SOURCES`). Set from --frame-root.
+    image_source: str | None = field(default=None, metadata={"flag": False})
     # weights "none": the seed of the random initialisation (recorded only then).
     seed: int = field(default=0, metadata={"help": "seed of a random network (--weights none)"})
     # Content hash of a weights file, filled by `identify_weights` (recorded only then).
@@ -137,6 +166,13 @@ class FeatureRecipe:
             raise ValueError(
                 f"Expected precision in {PRECISIONS}. Received: precision={self.precision!r}"
             )
+        if self.image_source is None:
+            object.__setattr__(self, "image_source", default_image_source(self.stream))
+        elif self.image_source not in IMAGE_SOURCES[self.stream]:
+            raise ValueError(
+                f"Expected image_source in {IMAGE_SOURCES[self.stream]} for {self.stream}. "
+                f"Received: image_source={self.image_source!r}"
+            )
         if self.flow_size is not None:
             object.__setattr__(self, "flow_size", tuple(int(side) for side in self.flow_size))
 
@@ -146,8 +182,9 @@ class FeatureRecipe:
         return None if self.weights.lower() == "none" else self.weights
 
     def metadata(self) -> dict:
-        """The recipe as recorded with each stored video."""
+        """The recipe as recorded with each stored video ("auto" precision resolved)."""
         recorded = dataclasses.asdict(self)
+        recorded["precision"] = resolve_precision(self.precision)
         if self.network_weights is not None:
             recorded.pop("seed")  # only a random network depends on it
         if recorded["weights_sha256"] is None:
@@ -174,6 +211,30 @@ class FeatureRecipe:
         if values.get("stream") == "motion":
             values.pop("preprocess", None)
         return cls(**values)
+
+
+def gpu_available() -> bool:
+    """Whether the Keras backend sees a GPU."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return any(device.platform == "gpu" for device in jax.devices())
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
+def resolve_precision(precision: str) -> str:
+    """`precision`, with "auto" made mixed_bfloat16 on a GPU and float32 elsewhere
+    (on a GPU bf16 runs several times faster; on a CPU it is slower and less exact)."""
+    if precision != "auto":
+        return precision
+    return "mixed_bfloat16" if gpu_available() else "float32"
 
 
 # === Networks ===
@@ -240,6 +301,7 @@ def build_extractor(recipe: FeatureRecipe) -> keras.Model:
     initialised from `recipe.seed`, so every process that builds it gets the same one.
     """
     weights = recipe.network_weights
+    recipe = dataclasses.replace(recipe, precision=resolve_precision(recipe.precision))
     input_shape = stream_input_shape(recipe.stream, recipe.input_size)
     if weights is None:
         keras.utils.set_random_seed(recipe.seed)  # the same random network every time
@@ -432,3 +494,140 @@ def extract_chunked_features(
     if not features:
         raise ValueError("Expected at least one image. Received: no images")
     return np.concatenate(features)  # (num_images, dim)
+
+
+# === uint8 images, batches across videos ===
+
+
+def uint8_extractor(extractor: keras.Model, recipe: FeatureRecipe) -> keras.Model:
+    """`extractor` behind `recipe.preprocess` as its first layer: a model of uint8 crops,
+    preprocessed on the device (`models.image_preprocessing.with_preprocessing`). For
+    "caffe", "efficientnet_lite" and the flow modes its features are those of
+    `extractor(prepare_images(images))`, bit for bit."""
+    return with_preprocessing(extractor, recipe.preprocess)
+
+
+def _predict_batch(extractor: keras.Model, batch: np.ndarray) -> np.ndarray:
+    """`extractor` on one batch, float32; under a `keras.distribution` (e.g. DataParallel)
+    the batch is first split across its devices along the batch axis."""
+    distribution = keras.distribution.distribution()
+    if distribution is not None:
+        layout = distribution.get_data_layout(batch.shape)
+        batch = keras.distribution.distribute_tensor(batch, layout)
+    output = extractor.predict_on_batch(batch)  # (batch_size, dim)
+    return np.asarray(keras.ops.convert_to_numpy(output), dtype=np.float32)
+
+
+@dataclass
+class _PendingVideo:
+    """A video whose features are being gathered, batch by batch."""
+
+    video_id: str
+    num_images: int = 0  # images received so far
+    last_received: bool = False  # its last piece has arrived
+    features: list = field(default_factory=list)  # (n, dim) float32 pieces, in order
+    num_features: int = 0
+
+
+def extract_streamed_features(
+    extractor: keras.Model, pieces: Iterable[dict], batch_size: int = 64
+) -> Iterator[tuple[str, np.ndarray | None, str | None]]:
+    """Features of videos given as consecutive pieces of images, batched across videos.
+
+    Each batch has `batch_size` rows taken in order from the pieces, whichever videos
+    they belong to (only the very last batch is padded, by repeating its last row): one
+    shape, one compiled graph, and no padding at the end of every video. The features of
+    one image do not depend on the other rows of its batch, so a video's features are
+    those of `extract_video_features` over its images alone (tested bit for bit on the
+    CPU).
+
+    Args:
+        extractor: A model of the pieces' images (e.g. `uint8_extractor`).
+        pieces: Dicts `{"video_id", "images", "last", "error"}` (`data.extraction_feed
+            .read_crops`), a video's pieces consecutive, its last with `last` true;
+            `error` (a string, `images` None) fails the video.
+
+    Yields:
+        `(video_id, features (num_images, dim) float32, None)` once a video's features
+        are all computed, or `(video_id, None, error)` for a video that failed (its
+        rows are dropped; an error in a batch fails each video with rows in it). In
+        the order in which the videos complete.
+    """
+    if batch_size < 1:
+        raise ValueError(f"Expected batch_size >= 1. Received: batch_size={batch_size}")
+    pending: dict[str, _PendingVideo] = {}  # by video_id, in arrival order
+    failed: set[str] = set()
+    rows: list[tuple[str, np.ndarray]] = []  # (video_id, images) waiting for a batch
+    num_rows = 0
+
+    def run_batch(final: bool):
+        nonlocal rows, num_rows
+        taken, taken_rows, remaining = [], 0, []
+        for video_id, images in rows:
+            room = batch_size - taken_rows
+            if room > 0:
+                taken.append((video_id, images[:room]))
+                taken_rows += len(images[:room])
+                if len(images) > room:
+                    remaining.append((video_id, images[room:]))
+            else:
+                remaining.append((video_id, images))
+        rows, num_rows = remaining, num_rows - taken_rows
+        batch = np.concatenate([images for _, images in taken])  # (<= batch, H, W, channels)
+        if final and len(batch) < batch_size:
+            batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - len(batch), 0)])
+        try:
+            features = _predict_batch(extractor, batch)  # (batch_size, dim)
+        except Exception as error:  # noqa: BLE001 - each video of the batch fails
+            message = f"{type(error).__name__}: {error}"
+            for video_id in dict.fromkeys(video_id for video_id, _ in taken):
+                yield from fail(video_id, message)
+            return
+        start = 0
+        for video_id, images in taken:
+            video = pending.get(video_id)
+            if video is not None:
+                video.features.append(features[start : start + len(images)])
+                video.num_features += len(images)
+            start += len(images)
+        yield from finished()
+
+    def fail(video_id: str, message: str):
+        nonlocal rows, num_rows
+        if video_id in failed:
+            return
+        failed.add(video_id)
+        pending.pop(video_id, None)
+        num_rows -= sum(len(images) for other, images in rows if other == video_id)
+        rows = [(other, images) for other, images in rows if other != video_id]
+        yield video_id, None, message
+
+    def finished():
+        for video_id, video in list(pending.items()):
+            if video.last_received and video.num_features == video.num_images:
+                del pending[video_id]
+                yield video_id, np.concatenate(video.features), None
+
+    for piece in pieces:
+        video_id = piece["video_id"]
+        if video_id in failed:
+            continue
+        if piece.get("error"):
+            yield from fail(video_id, piece["error"])
+            continue
+        images = np.asarray(piece["images"])  # (n, H, W, channels)
+        video = pending.setdefault(video_id, _PendingVideo(video_id))
+        video.num_images += len(images)
+        video.last_received = bool(piece["last"])
+        if len(images):
+            rows.append((video_id, images))
+            num_rows += len(images)
+        if video.last_received and video.num_images == 0:
+            yield from fail(video_id, "ValueError: no images")
+            continue
+        while num_rows >= batch_size:
+            yield from run_batch(final=False)
+    while num_rows > 0:
+        yield from run_batch(final=True)
+    for video_id in list(pending):  # pieces ended before a video's last one
+        yield from fail(video_id, "ValueError: its last images never came")

@@ -35,7 +35,7 @@ TINY = {"input_size": 32, "fc_units": 16}
 
 
 def recipe(stream: str, **settings) -> FeatureRecipe:
-    return FeatureRecipe(stream=stream, **{"weights": "none", **settings})
+    return FeatureRecipe(stream=stream, **{"weights": "none", "precision": "float32", **settings})
 
 
 def generated_video(channels: int, num_images: int = 7, seed: int = 0) -> np.ndarray:

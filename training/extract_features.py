@@ -2,21 +2,41 @@
 
 Appearance: the FC6 (`fc1`) feature of every RGB frame; motion: of every
 5-pair flow stack. Each image is the central `input_size` square of the
-256x340 frame (paper silent; see docs), preprocessed as the stream needs, and
-run through the network in batches (`models.feature_extraction`), a chunk of frames
-or flow stacks at a time: memory does not grow with a video's length, only its
-features do. A video whose features are already in the store with the same recipe is
-skipped, so an interrupted run resumes, and `--shard i/n` splits the videos across
-processes or machines.
+256x340 frame (paper silent; see docs), run through the network in batches
+(`models.feature_extraction`). The stage is a pipeline that keeps an accelerator fed:
+
+- `--workers N` processes (default: the cores less one; 0: this process) decode the
+  videos, or read the `.npz` flow store, or with `--frame-root` the frame store's JPEG
+  frames / flow (`data.extraction_feed`, mapped by `data.process_feed.ordered_map`), and
+  cut the central crops while the network runs on earlier batches;
+- the crops travel as uint8 and are preprocessed on the device, by the model's first
+  layer (`uint8_extractor`: bit for bit the host preprocessing's features);
+- batches of `--batch-size` rows run across consecutive videos, split back per video
+  (`extract_streamed_features`): no padded last batch per video;
+- `--precision auto` (the default) is mixed_bfloat16 where the backend sees a GPU,
+  float32 elsewhere, resolved before the recipe is recorded;
+- `--data-parallel auto` (the default) splits every batch over the devices with
+  `keras.distribution.DataParallel` when the JAX backend sees several.
+
+Memory does not grow with a video's length (it is read in tasks of 24 MiB of crops),
+only its features do. A video whose features are already in the store with the same recipe
+(including where its images came from, `image_source`) is skipped, so an interrupted
+run resumes to the same features, and `--shard i/n` splits the videos across processes
+or machines.
 
     python -m training.extract_features --stream appearance \
         --weights runs/spatial/final.keras --video-root UCF-101 \
         --split-dir ucfTrainTestlist --store features/ucf101/appearance
+    python -m training.extract_features --stream motion --frame-root frames/ucf101 \
+        --weights runs/temporal/final.keras --video-root UCF-101 \
+        --split-dir ucfTrainTestlist --store features/ucf101/motion
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -36,17 +56,26 @@ from data.batch_jobs import (
     write_failure_log,
 )
 from data.config_flags import exit_on_error, parse_config
+from data.extraction_feed import ImageSource, count_images, plan_tasks, read_crops
 from data.feature_store import FeatureStore
 from data.flow_store import FlowStore
+from data.frame_store import FrameStore
+from data.process_feed import default_workers, ordered_map
 from data.splits import SUBSETS, SplitSource
 from data.video import VideoReader
 from models.feature_extraction import (
     FeatureRecipe,
     build_extractor,
+    default_image_source,
     describe_network,
     extract_chunked_features,
+    extract_streamed_features,
     identify_weights,
+    resolve_precision,
+    uint8_extractor,
 )
+
+DATA_PARALLEL = ("auto", "off")
 
 
 @dataclass(frozen=True)
@@ -58,12 +87,40 @@ class ExtractFeaturesConfig:
     recipe: FeatureRecipe = FeatureRecipe()
     subset: str = field(default="all", metadata={"choices": SUBSETS})
     flow_root: Path | None = field(default=None, metadata={"help": "flow store (motion)"})
+    # A frame store (data.frame_store): RGB frames (img_*.jpg) or flow (flow_x/flow_y)
+    # read from it instead of decoding videos / the .npz flow store; recorded in the
+    # recipe (image_source "frames"), as its JPEG images give other features.
+    frame_root: Path | None = field(
+        default=None, metadata={"help": "frame store to read frames / flow from"}
+    )
     batch_size: int = 64
+    # Processes that read, decode and crop while the network runs; 0: this process.
+    workers: int = field(
+        default_factory=default_workers,
+        metadata={"help": "reading processes (default: cores - 1; 0: this process)"},
+    )
+    # "auto": keras.distribution.DataParallel over every device when the JAX backend
+    # sees more than one (batch_size must divide by their count); "off": one device.
+    data_parallel: str = field(
+        default="auto",
+        metadata={"choices": DATA_PARALLEL, "help": "auto: JAX DataParallel over all devices"},
+    )
     shard: str = field(default="0/1", metadata={"help": "i/n: this process's share of videos"})
 
     def __post_init__(self):
-        if self.recipe.stream == "motion" and self.flow_root is None:
-            raise ValueError("The motion stream needs --flow-root (from training.compute_flow).")
+        if self.recipe.stream == "motion" and self.flow_root is None and self.frame_root is None:
+            raise ValueError(
+                "The motion stream needs --flow-root (from training.compute_flow) or "
+                "--frame-root (from training.compute_flow --layout frames)."
+            )
+        if self.workers < 0:
+            raise ValueError(f"Expected workers >= 0. Received: workers={self.workers}")
+        if self.batch_size < 1:
+            raise ValueError(f"Expected batch_size >= 1. Received: batch_size={self.batch_size}")
+        if self.data_parallel not in DATA_PARALLEL:
+            raise ValueError(
+                f"Expected data_parallel in {DATA_PARALLEL}. Received: {self.data_parallel!r}"
+            )
         parse_shard(self.shard)
 
 
@@ -124,15 +181,174 @@ def extract_clips(
     return report
 
 
+def extract_videos(
+    extractor: keras.Model,
+    clips: Sequence,
+    source: ImageSource,
+    store,
+    *,
+    recipe: FeatureRecipe,
+    batch_size: int = 64,
+    workers: int = 0,
+    progress: bool = True,
+) -> JobReport:
+    """Extract and store the features of every clip not yet complete in `store`, fed by
+    `workers` processes.
+
+    The clips' images are read and centrally cropped by `data.extraction_feed.read_crops`
+    in worker processes (`data.process_feed.ordered_map`), a few tasks ahead of the
+    network, and arrive as uint8 crops; `extractor` takes them as they are (it is
+    `models.feature_extraction.uint8_extractor`'s, preprocessing on the device). Batches
+    of `batch_size` rows run across videos (`extract_streamed_features`), so no video's
+    last batch is padded. A clip that cannot be read or extracted is recorded as a
+    failure and the job goes on; nothing already stored is touched.
+
+    Args:
+        clips: Objects with `video_id` and `path` (e.g. `data.splits.Clip`).
+        source: Where the images come from (`data.extraction_feed.ImageSource`).
+        store: A `data.feature_store.FeatureStore` (`is_complete`, `write`).
+        recipe: How the features are made; its `metadata()` is written with each
+            video's features, and a stored video counts as done only when it matches
+            (a file of before `image_source` was recorded counts as the stream's
+            default source).
+
+    Returns:
+        A `data.batch_jobs.JobReport`: `done`, `skipped`, `failures`, `frames` (images
+        extracted) and `seconds` (of the whole run, reading and network overlapped).
+    """
+    metadata = recipe.metadata()
+    older_files = {"image_source": default_image_source(recipe.stream)}
+    report = JobReport()
+    todo = []
+    for clip in clips:
+        if store.is_complete(clip.video_id, metadata, defaults=older_files):
+            report.add(JobResult(clip.video_id, "skipped"))
+        else:
+            todo.append(clip)
+    began = time.perf_counter()
+    tasks = plan_tasks(source, ((clip.video_id, getattr(clip, "path", None)) for clip in todo))
+    pieces = ordered_map(functools.partial(read_crops, source), tasks, workers=workers)
+    bar = tqdm(total=len(todo), desc=f"extract {recipe.stream}", unit="video", disable=not progress)
+    try:
+        for video_id, features, error in extract_streamed_features(extractor, pieces, batch_size):
+            bar.update(1)
+            if error is None:
+                try:
+                    # Image i is frame i (appearance) or the stack of flows i..i+4 (motion).
+                    frame_indices = list(range(len(features)))
+                    store.write(
+                        video_id,
+                        features,
+                        {**metadata, "num_images": len(features), "frame_indices": frame_indices},
+                    )
+                except Exception as write_error:  # noqa: BLE001 - recorded, the job goes on
+                    error = f"{type(write_error).__name__}: {write_error}"
+            if error is not None:
+                report.add(JobResult(video_id, "failed", error))
+                continue
+            report.seconds = time.perf_counter() - began
+            report.add(JobResult(video_id, "done", frames=len(features)))
+            bar.set_postfix(img_s=f"{report.frames / max(report.seconds, 1e-9):.1f}")
+    finally:
+        pieces.close()
+        bar.close()
+    report.seconds = time.perf_counter() - began
+    return report
+
+
 def image_loader(config: ExtractFeaturesConfig) -> Callable:
-    """`load(clip)`: chunks of uint8 RGB frames at the recipe's size, decoded as they
-    are used, or of the clip's flow stacks, read from its flow file as they are used:
-    memory holds one chunk, whatever the video's length."""
+    """`load(clip)` for `extract_clips`: chunks of uint8 RGB frames at the recipe's size,
+    decoded as they are used, or of the clip's flow stacks, read from its flow file as
+    they are used: memory holds one chunk, whatever the video's length."""
     recipe = config.recipe
     if recipe.stream == "appearance":
         return lambda clip: VideoReader(clip.path, recipe.height, recipe.width).chunks()
     flow = FlowStore(config.flow_root)
     return lambda clip: flow.iter_stacks(clip.video_id)  # (n, height, width, 10) chunks
+
+
+def image_source(config: ExtractFeaturesConfig, recipe: FeatureRecipe) -> ImageSource:
+    """Where `run` reads the config's images: the frame store, the videos or the flow store."""
+    if config.frame_root is not None:
+        kind, root = "frames", str(config.frame_root)
+    elif recipe.stream == "appearance":
+        kind, root = "video", None
+    else:
+        kind, root = "flow_store", str(config.flow_root)
+    return ImageSource(
+        kind,
+        recipe.stream,
+        root=root,
+        input_size=recipe.input_size,
+        height=recipe.height,
+        width=recipe.width,
+    )
+
+
+def frame_store_recipe(config: ExtractFeaturesConfig, video_ids: Sequence[str]) -> dict:
+    """The recipe fields a frame store sets, after checking that it holds every one of
+    `video_ids`' frames (appearance) or flow (motion): the image size, and for motion
+    how the flow was made (from its markers; None for external folders).
+
+    Raises:
+        ValueError: before any work, naming the folder and the command that writes
+            what is missing.
+    """
+    root, stream = config.frame_root, config.recipe.stream
+    probe = ImageSource("frames", stream, root=str(root))
+    missing = [video_id for video_id in video_ids if count_images(probe, video_id) == 0]
+    if missing:
+        command = (
+            f"python -m training.extract_frames --output {root} ..."
+            if stream == "appearance"
+            else f"python -m training.compute_flow --layout frames --output {root} ..."
+        )
+        part = "frames (img_*.jpg)" if stream == "appearance" else "flow (flow_x/flow_y_*.jpg)"
+        shown = ", ".join(str(FrameStore(root).folder_for(video_id)) for video_id in missing[:3])
+        raise ValueError(
+            f"{len(missing)} of the {len(video_ids)} videos to extract have no complete "
+            f"{part} in the frame store {root} (e.g. {shown}). Write them with `{command}` "
+            "(the same split and shard), or drop --frame-root."
+        )
+    fields = {"image_source": "frames"}
+    if not video_ids:
+        return fields
+    store = FrameStore(root)
+    video = store.video(video_ids[0])
+    marker = video.frames_marker if stream == "appearance" else video.flow_marker
+    if marker and "image_size" in marker:
+        height, width = (int(side) for side in marker["image_size"])
+    else:  # external: the size of its first image
+        first = video.read_frame(0) if stream == "appearance" else video.read_flow(0)
+        height, width = first.shape[:2]
+    if stream == "appearance":
+        return {**fields, "height": height, "width": width}
+    return {
+        **fields,
+        "flow_method": (marker or {}).get("method"),
+        "flow_size": (height, width),
+    }
+
+
+def data_parallel_distribution(mode: str, batch_size: int):
+    """`keras.distribution.DataParallel` over every device when `mode` is "auto" and the
+    JAX backend sees several (other backends: None, one device); None otherwise.
+
+    Raises:
+        ValueError: `batch_size` does not divide by the device count.
+    """
+    if mode == "off" or keras.backend.backend() != "jax":
+        return None
+    devices = keras.distribution.list_devices()
+    if len(devices) < 2:
+        return None
+    if batch_size % len(devices):
+        raise ValueError(
+            f"Expected --batch-size divisible by the {len(devices)} devices of data-parallel "
+            f"extraction. Received: batch_size={batch_size}. Give a multiple of "
+            f"{len(devices)}, or --data-parallel off."
+        )
+    return keras.distribution.DataParallel(devices=devices)
 
 
 def run(config: ExtractFeaturesConfig) -> JobReport:
@@ -143,7 +359,12 @@ def run(config: ExtractFeaturesConfig) -> JobReport:
     split = config.source.load(on_missing="skip")
     clips = shard_items(split.subset(config.subset), config.shard)
     recipe = identify_weights(config.recipe)
-    if recipe.stream == "motion":
+    recipe = dataclasses.replace(recipe, precision=resolve_precision(recipe.precision))
+    if config.frame_root is not None:
+        recipe = dataclasses.replace(
+            recipe, **frame_store_recipe(config, [clip.video_id for clip in clips])
+        )
+    elif recipe.stream == "motion":
         flow_recipe = FlowStore(config.flow_root).recipe(clip.video_id for clip in clips)
         recipe = dataclasses.replace(recipe, **flow_recipe)
     image_size = recipe.flow_size if recipe.stream == "motion" else (recipe.height, recipe.width)
@@ -152,17 +373,25 @@ def run(config: ExtractFeaturesConfig) -> JobReport:
             f"Expected --input-size <= the {recipe.stream} images' height and width "
             f"({image_size[0]}x{image_size[1]}). Received: input_size={recipe.input_size}"
         )
-    extractor = build_extractor(recipe)
-    recipe = describe_network(recipe, extractor)
-    print(f"{len(clips)} videos (shard {shard_index}/{shard_count}) -> {config.store}")
-    report = extract_clips(
-        extractor,
-        clips,
-        image_loader(config),
-        FeatureStore(config.store),
-        recipe=recipe,
-        batch_size=config.batch_size,
-    )
+    distribution = data_parallel_distribution(config.data_parallel, config.batch_size)
+    scope = distribution.scope() if distribution is not None else contextlib.nullcontext()
+    with scope:
+        network = build_extractor(recipe)
+        recipe = describe_network(recipe, network)
+        extractor = uint8_extractor(network, recipe)
+        where = f"{len(clips)} videos (shard {shard_index}/{shard_count}) -> {config.store}"
+        print(f"{where}; {recipe.precision}, {config.workers} reading workers")
+        if distribution is not None:
+            print(f"data parallel over {len(distribution.device_mesh.devices.flat)} devices")
+        report = extract_videos(
+            extractor,
+            clips,
+            image_source(config, recipe),
+            FeatureStore(config.store),
+            recipe=recipe,
+            batch_size=config.batch_size,
+            workers=config.workers,
+        )
     report.failures += [
         JobResult(missing.clip.video_id, "failed", f"missing on disk: {missing}")
         for missing in shard_items(split.missing_in(config.subset), config.shard)
