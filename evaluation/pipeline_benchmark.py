@@ -148,11 +148,12 @@ class BenchmarkConfig:
     fc_units: int = 4096  # VGG16 only
     iterations: int = 20  # timed fine-tuning iterations (one more compiles first)
     batch_size: int = 256  # fine-tuning
-    extract_batch_size: int = 64
+    extract_batch_size: int = 128
     attention_preset: str = "paper"
     attention_batch_size: int = 32
     attention_epochs: int = 3  # the first compiles
-    precision: str = "float32"
+    # Extraction (and, after issue 12, fine-tuning): "auto" is bf16 on a GPU, else float32.
+    precision: str = "auto"
     flow_method: str = "dis"
     workers: int | None = None  # decoding and flow processes; None: one per core
     device_repeats: int = 10  # timed device-only batches (after 2 warm-up batches)
@@ -246,7 +247,7 @@ def finetune_argv(
 
 
 def extract_features_argv(
-    config: BenchmarkConfig, lists: Path, store: Path, stream: str, flow_root: Path
+    config: BenchmarkConfig, lists: Path, store: Path, stream: str, frame_root: Path
 ) -> list[str]:
     """`python -m training.extract_features` of every frame (or flow stack) of the clips."""
     argv = [
@@ -257,11 +258,10 @@ def extract_features_argv(
         "--batch-size", str(config.extract_batch_size),
         "--precision", config.precision,
         *_network_flags(config),
+        # Fed from the frame store by worker processes (issue 12), all devices used.
+        "--frame-root", str(frame_root), "--workers", str(_workers(config)),
+        "--data-parallel", "auto",
     ]  # fmt: skip
-    # after issue 12 feeding: --frame-root, --workers, --precision auto, --data-parallel;
-    # today RGB is decoded from the videos and flow read from its npz store.
-    if stream == "motion":
-        argv += ["--flow-root", str(flow_root)]
     return argv
 
 
@@ -395,12 +395,15 @@ def _device_rate(step: Callable[[], None], items_per_step: int, repeats: int) ->
     return items_per_step * repeats / (time.perf_counter() - began)
 
 
-def _device_batch(shape: tuple[int, ...], num_classes: int, seed: int = 0):
+def _device_batch(shape: tuple[int, ...], num_classes: int, seed: int = 0, *, uint8: bool = False):
     """A float32 batch and int32 labels, moved to the device once."""
     import keras
 
     rng = np.random.default_rng(seed)
-    images = keras.ops.convert_to_tensor(rng.standard_normal(shape, dtype=np.float32))
+    if uint8:
+        images = keras.ops.convert_to_tensor(rng.integers(0, 256, shape, dtype=np.uint8))
+    else:
+        images = keras.ops.convert_to_tensor(rng.standard_normal(shape, dtype=np.float32))
     labels = keras.ops.convert_to_tensor(rng.integers(0, num_classes, shape[0]).astype("int32"))
     return images, labels
 
@@ -427,12 +430,19 @@ def finetune_device_rate(stage_config, num_classes: int, repeats: int) -> float:
 def extract_device_rate(stage_config, repeats: int) -> float:
     """Images/s of `predict_on_batch` of the extraction stage's network on one batch
     already on the device (the call `models.feature_extraction` makes per batch)."""
-    from models.feature_extraction import build_extractor, identify_weights
+    from models.feature_extraction import (
+        build_extractor,
+        identify_weights,
+        resolve_precision,
+        uint8_extractor,
+    )
 
     recipe = identify_weights(stage_config.recipe)
-    extractor = build_extractor(recipe)
+    recipe = dataclasses.replace(recipe, precision=resolve_precision(recipe.precision))
+    # The model the stage runs: uint8 crops in, preprocessed on the device.
+    extractor = uint8_extractor(build_extractor(recipe), recipe)
     size, channels = recipe.input_size, extractor.input_shape[-1]
-    images, _ = _device_batch((stage_config.batch_size, size, size, channels), 1)
+    images, _ = _device_batch((stage_config.batch_size, size, size, channels), 1, uint8=True)
     step = lambda: extractor.predict_on_batch(images)  # noqa: E731
     return _device_rate(step, stage_config.batch_size, repeats)
 
@@ -567,7 +577,7 @@ def run_extract(config: BenchmarkConfig, work: WorkFolders, stream: str) -> Meas
     from training import extract_features
 
     store = work.features(stream)
-    argv = extract_features_argv(config, work.lists, store, stream, work.flow_npz)
+    argv = extract_features_argv(config, work.lists, store, stream, work.frames)
     stage_config = extract_features.parse_args(argv)
     report = _checked(extract_features.run(stage_config), f"extract {stream}")
     timed = report.completed[1:] or report.completed
@@ -660,10 +670,19 @@ def run_benchmark(config: BenchmarkConfig, work_root: Path) -> list[dict]:
         "backend": keras.backend.backend(),
         "settings": json.loads(json.dumps(dataclasses.asdict(config), default=str)),
     }
+    # What a stage reads but was not asked for is made untimed: the frame store's frames
+    # (every stage after decoding), its flow (the motion stages), the appearance features
+    # (attention training).
+    needs = {
+        "decode": asked - {"decode", "flow"} and "decode" not in asked,
+        "flow": asked & {"finetune_temporal", "extract_motion"} and "flow" not in asked,
+        "extract_appearance": "attention" in asked and "extract_appearance" not in asked,
+    }
     records = []
     for stage in STAGES:
-        if stage == "attention" and "extract_appearance" not in asked and stage in asked:
-            run_extract(config, work, "appearance")  # untimed: the features it trains on
+        if needs.get(stage):
+            print(f"=== {stage} (untimed: a later stage reads it)", flush=True)
+            runners[stage]()
         if stage in asked:
             print(f"=== {stage}", flush=True)
             records.append({**stage_record(stage, runners[stage]()), **common})
@@ -738,7 +757,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchmarkConfig, argp
         if field.name in ("stages", "classes"):
             parser.add_argument(flag, type=lambda text: tuple(text.split(",")), default=None)
         elif field.name == "precision":
-            parser.add_argument(flag, choices=("float32", "mixed_bfloat16"), default=None)
+            parser.add_argument(flag, choices=("auto", "float32", "mixed_bfloat16"), default=None)
         elif field.name == "backbone":
             parser.add_argument(flag, choices=("VGG16", "EfficientNetLite0"), default=None)
         else:

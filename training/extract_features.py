@@ -225,7 +225,7 @@ def extract_videos(
             report.add(JobResult(clip.video_id, "skipped"))
         else:
             todo.append(clip)
-    began = time.perf_counter()
+    began = last = time.perf_counter()
     tasks = plan_tasks(source, ((clip.video_id, getattr(clip, "path", None)) for clip in todo))
     pieces = ordered_map(functools.partial(read_crops, source), tasks, workers=workers)
     bar = tqdm(total=len(todo), desc=f"extract {recipe.stream}", unit="video", disable=not progress)
@@ -246,8 +246,12 @@ def extract_videos(
             if error is not None:
                 report.add(JobResult(video_id, "failed", error))
                 continue
-            report.seconds = time.perf_counter() - began
-            report.add(JobResult(video_id, "done", frames=len(features)))
+            # A video's seconds: since the video before it was written (streamed batches
+            # overlap videos; the first video's include the network's compilation).
+            now = time.perf_counter()
+            report.seconds = now - began
+            report.add(JobResult(video_id, "done", frames=len(features), seconds=now - last))
+            last = now
             bar.set_postfix(img_s=f"{report.frames / max(report.seconds, 1e-9):.1f}")
     finally:
         pieces.close()
