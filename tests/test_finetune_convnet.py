@@ -283,3 +283,117 @@ def test_a_checkpoint_of_another_precision_is_refused(tmp_path):
     (tmp_path / SETTINGS_NAME).write_text(json.dumps(settings))
     with pytest.raises(ValueError, match="precision='mixed_bfloat16'.*--precision"):
         finetune(tiny_model(config), tiny_batches(config, clips), config, tmp_path, progress=False)
+
+
+# === The stage: frame store, precision, data parallelism ===
+
+TINY_STAGE = ["--weights", "none", "--width-multiplier", "0.0625", "--fc-units", "8"]
+TINY_STAGE += ["--crop-size", "32", "--height", "48", "--width", "64"]
+TINY_STAGE += ["--batch-size", "4", "--max-iterations", "2", "--checkpoint-every", "1"]
+
+
+@pytest.fixture(scope="module")
+def split_videos(tmp_path_factory):
+    from tests.synthetic_videos import write_ucf101_like
+
+    root = tmp_path_factory.mktemp("videos")
+    video_root, split_dir = write_ucf101_like(root, clips_per_class=3, num_frames=6)
+    return ["--video-root", str(video_root), "--split-dir", str(split_dir)]
+
+
+def test_the_stage_trains_from_a_frame_store_and_names_missing_videos(split_videos, tmp_path):
+    from training import extract_frames, finetune_convnet
+
+    frame_root = tmp_path / "frames"
+    with pytest.raises(ValueError, match=r"frame store .*frames.*training.extract_frames"):
+        finetune_convnet.main(
+            [*split_videos, *TINY_STAGE, "--frame-root", str(frame_root)]
+            + ["--output-dir", str(tmp_path / "net")]
+        )
+    with pytest.raises(ValueError, match=r"compute_flow --layout frames"):
+        finetune_convnet.main(
+            [*split_videos, *TINY_STAGE, "--frame-root", str(frame_root), "--preset", "temporal"]
+            + ["--output-dir", str(tmp_path / "net")]
+        )
+    assert not (tmp_path / "net" / CHECKPOINT_NAME).exists()  # stopped before training
+    status = extract_frames.main(
+        [*split_videos, "--output", str(frame_root), "--height", "48", "--width", "64"]
+        + ["--workers", "1"]
+    )
+    assert status == 0
+    final = finetune_convnet.main(
+        [*split_videos, *TINY_STAGE, "--frame-root", str(frame_root), "--workers", "1"]
+        + ["--output-dir", str(tmp_path / "net")]
+    )
+    assert final.exists() and len(read_log(tmp_path / "net" / LOG_NAME)) == 2
+    assert json.loads((tmp_path / "net" / SETTINGS_NAME).read_text()) == {
+        "precision": "float32",  # auto on a CPU
+        "preprocessing": "caffe",
+    }
+
+
+def test_mixed_bfloat16_keeps_the_softmax_in_float32():
+    from data.splits import SplitSource
+    from training.finetune_convnet import FinetuneConvnetConfig, build_network, resolve_precision
+
+    assert resolve_precision("auto") == "float32"  # no GPU here
+    config = FinetuneConvnetConfig(
+        source=SplitSource(Path("v"), Path("s")),
+        output_dir=Path("o"),
+        settings=tiny_config(),
+        weights="none",
+        width_multiplier=0.0625,
+        fc_units=8,
+    )
+    network = build_network(config, NUM_CLASSES, "mixed_bfloat16")
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    assert network.get_layer("fc1").compute_dtype == "bfloat16"
+    assert network.get_layer("predictions").compute_dtype == "float32"
+    images = np.zeros((2, 32, 32, 3), dtype=np.float32)
+    assert keras.ops.convert_to_numpy(network(images)).dtype == np.float32
+    assert parse_args(["--video-root", "v", "--split-dir", "s", "--output-dir", "o"]).precision == (
+        "auto"
+    )
+
+
+DATA_PARALLEL_SCRIPT = """
+import sys
+from training import finetune_convnet
+
+original, devices = finetune_convnet.finetune, []
+
+def finetune(network, *args, **kwargs):
+    path = original(network, *args, **kwargs)
+    devices.append(len(network.trainable_variables[0].value.sharding.device_set))
+    return path
+
+finetune_convnet.finetune = finetune
+finetune_convnet.main(sys.argv[1:])
+print("variables on", devices[0], "devices")
+try:
+    finetune_convnet.main(sys.argv[1:] + ["--batch-size", "3", "--output-dir", sys.argv[-1] + "3"])
+except ValueError as error:
+    print("refused:", error)
+"""
+
+
+def test_data_parallel_over_two_jax_devices(split_videos, tmp_path):
+    environment = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", DATA_PARALLEL_SCRIPT, *split_videos, *TINY_STAGE]
+        + ["--workers", "0", "--output-dir", str(tmp_path / "net")],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "data parallel over 2 devices" in result.stdout
+    assert "variables on 2 devices" in result.stdout
+    assert "refused: Expected --batch-size divisible by the 2 devices" in result.stdout
+    assert (tmp_path / "net" / FINAL_NAME).exists()
