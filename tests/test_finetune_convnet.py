@@ -377,6 +377,7 @@ except ValueError as error:
 """
 
 
+@pytest.mark.slow  # some 40 s on a CPU: a JAX process compiling for two devices
 def test_data_parallel_over_two_jax_devices(split_videos, tmp_path):
     environment = {
         **os.environ,

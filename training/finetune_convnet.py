@@ -8,7 +8,8 @@ label; random crops and horizontal flips.
 
 Writes to `--output-dir`: `checkpoint.npz` every `checkpoint_every` iterations
 (weights, optimizer state, dropout seeds, iteration; written atomically, and
-a rerun of the same command resumes from it exactly), `log.csv` (loss and
+a rerun of the same command resumes from it exactly), `settings.json` (precision,
+preprocessing mode), `log.csv` (loss and
 accuracy per iteration) and, at the end, `final.keras`, which
 `training.extract_features --weights` reads.
 
@@ -18,6 +19,26 @@ accuracy per iteration) and, at the end, `final.keras`, which
 `--backbone EfficientNetLite0` (or 1, 2) fine-tunes EfficientNet-Lite instead, from
 ImageNet weights that work offline (`models.efficientnet_lite`), with its own
 preprocessing and `--top-dropout`; VGG16 stays the default.
+
+Feeding the device (none of it changes a hyper-parameter of the paper):
+
+- `--frame-root PATH`: clips are read from a frame store (`data.frame_batches.StoredClip`:
+  only the drawn JPEGs), written by `python -m training.extract_frames` (RGB) and
+  `python -m training.compute_flow --layout frames` (flow; `--flow-root` is then not
+  needed). Without it RGB videos are decoded whole for each draw: fine for small jobs.
+- `--workers N`: processes drawing batches (`data.process_feed.ordered_map`), `2 N`
+  batches ahead of the one training; default `default_workers()`, at most 8; 0 draws
+  in this process. The batches are the same for every N, so resume stays exact.
+- Batches travel as uint8 (a quarter of float32's bytes) and are preprocessed on the
+  device (`models.image_preprocessing.with_preprocessing`); `final.keras` is the bare
+  network of float input, as `training.extract_features` reads it.
+- `--precision auto|float32|mixed_bfloat16`: the Keras dtype policy of the network;
+  auto is mixed_bfloat16 when the backend sees a GPU, float32 otherwise. The softmax
+  computes in float32. Recorded in `settings.json`; a checkpoint of another precision is
+  not resumed.
+- `--data-parallel auto|off`: with JAX and more than one device, each batch is split
+  over the devices (`keras.distribution.DataParallel`); the batch size must divide by
+  their number.
 """
 
 from __future__ import annotations
