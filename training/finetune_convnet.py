@@ -400,6 +400,12 @@ class FinetuneConvnetConfig:
     def __post_init__(self):
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"Expected --workers >= 0. Received: workers={self.workers}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"Expected precision in {PRECISIONS}. Received: {self.precision!r}")
+        if self.data_parallel not in ("auto", "off"):
+            raise ValueError(
+                f"Expected data_parallel 'auto' or 'off'. Received: {self.data_parallel!r}"
+            )
         if not 0.0 <= self.top_dropout < 1.0:
             raise ValueError(
                 f"Expected --top-dropout in [0, 1). Received: top_dropout={self.top_dropout}"
