@@ -247,6 +247,18 @@ def test_batches_of_worker_processes_equal_those_drawn_here(tmp_path):
             np.testing.assert_array_equal(pooled_labels, labels)
 
 
+def test_the_batch_drawing_module_imports_no_keras():
+    # Worker processes import only the module of the function they run.
+    code = (
+        "import sys, data.frame_batches\n"
+        "print(sorted({'keras', 'jax', 'torch', 'tensorflow'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
 def test_frame_dataset_preprocesses_the_uint8_draw():
     config = tiny_config()
     clips = generated_videos("motion")
