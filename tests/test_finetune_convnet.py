@@ -1,26 +1,40 @@
-"""Tests of ConvNet fine-tuning: presets, schedule, loss going down, exact resume, CSV log."""
+"""Tests of ConvNet fine-tuning: presets, schedule, loss going down, exact resume, CSV log,
+batches from worker processes and frame stores, precision, data parallelism."""
 
 import csv
 import dataclasses
+import functools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
+from data.frame_batches import StoredClip, draw_batch
 from data.frame_dataset import FrameDataset
+from data.frame_store import FrameSettings, FrameStore
+from data.process_feed import ordered_map
 from models.two_stream_vgg16 import build_stream_vgg16
+from tests.interrupted_batches import InterruptedBatches
 from training.finetune_convnet import (
     CHECKPOINT_NAME,
     FINAL_NAME,
     LOG_NAME,
+    SETTINGS_NAME,
     SPATIAL_PAPER,
     TEMPORAL_PAPER,
     FinetuneConfig,
     finetune,
     learning_rate_schedule,
     parse_args,
-    training_dataset,
+    training_batches,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 NUM_CLASSES = 3
 
@@ -36,7 +50,7 @@ def generated_videos(stream: str, num_videos: int = 6, num_images: int = 4):
         level[label::NUM_CLASSES] = 128.0 + 100.0  # class-specific channels lit
         noise = rng.normal(0, 20, size=(num_images, 36, 36, channels))
         video = np.clip(level + noise, 0, 255).astype(np.uint8)
-        clips.append(((lambda video=video: video), label))
+        clips.append((functools.partial(np.asarray, video), label))  # pickles
     return clips
 
 
@@ -72,8 +86,20 @@ def tiny_model(config: FinetuneConfig) -> keras.Model:
     )
 
 
-def tiny_dataset(config: FinetuneConfig, clips) -> FrameDataset:
-    return training_dataset(clips, config)
+def tiny_batches(config: FinetuneConfig, clips):
+    return training_batches(clips, config)
+
+
+def stored_videos(root, num_videos: int = 6, num_images: int = 4):
+    """`generated_videos("appearance")` written to a frame store: `StoredClip`s of it."""
+    store, clips = FrameStore(root), []
+    for index, (loader, label) in enumerate(generated_videos("appearance", num_videos, num_images)):
+        video_id = f"C{label}/v{index}"
+        writer = store.frames_writer(video_id, FrameSettings(36, 36))
+        writer.append(loader())
+        writer.finish({})
+        clips.append((StoredClip(root, video_id, "appearance"), label))
+    return clips
 
 
 def read_log(path):
@@ -136,7 +162,7 @@ def test_finetuning_lowers_the_loss_and_logs_every_iteration(tmp_path, stream):
         return -np.log(probabilities[np.arange(48), held_labels]).mean()
 
     loss_before = held_loss()
-    final_path = finetune(model, tiny_dataset(config, clips), config, tmp_path, progress=False)
+    final_path = finetune(model, tiny_batches(config, clips), config, tmp_path, progress=False)
     assert held_loss() < 0.85 * loss_before
 
     rows = read_log(tmp_path / LOG_NAME)
@@ -146,37 +172,36 @@ def test_finetuning_lowers_the_loss_and_logs_every_iteration(tmp_path, stream):
     assert {"accuracy", "images_per_second"} <= set(rows[0])
     assert final_path == tmp_path / FINAL_NAME and final_path.exists()
     assert (tmp_path / CHECKPOINT_NAME).exists()
+    assert json.loads((tmp_path / SETTINGS_NAME).read_text())["precision"] == "float32"
+    saved = keras.saving.load_model(final_path)  # the bare network: float input
+    assert saved.input.dtype == "float32" and saved.name == model.name
 
 
-def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, workers):
+    """workers=0 from decoded clips, workers=2 from a frame store (`--frame-root`)."""
     config = tiny_config(max_iterations=8, checkpoint_every=3)
-    clips = generated_videos("appearance")
+    if workers:
+        clips = stored_videos(tmp_path / "frames")
+    else:
+        clips = generated_videos("appearance")
 
     uninterrupted = tiny_model(config)
-    finetune(uninterrupted, tiny_dataset(config, clips), config, tmp_path / "a", progress=False)
+    finetune(uninterrupted, tiny_batches(config, clips), config, tmp_path / "a", progress=False)
 
-    # Interrupted (Ctrl-C) while loading the batch of iteration 8, after the checkpoint of 6.
-    class InterruptedDataset(FrameDataset):
-        def __getitem__(self, iteration):
-            if iteration == 7:
-                raise KeyboardInterrupt
-            return super().__getitem__(iteration)
-
+    # Interrupted (Ctrl-C) while drawing the batch of iteration 8, after the checkpoint of 6.
+    interrupted = InterruptedBatches(
+        tuple(clips),
+        stream="appearance",
+        batch_size=config.batch_size,
+        crop_size=config.crop_size,
+        frames_per_clip=config.frames_per_clip,
+        seed=config.seed,
+        interrupt_at=7,
+    )
     with pytest.raises(KeyboardInterrupt):
         finetune(
-            tiny_model(config),
-            InterruptedDataset(
-                clips,
-                stream="appearance",
-                batch_size=config.batch_size,
-                num_batches=config.max_iterations,
-                crop_size=config.crop_size,
-                frames_per_clip=config.frames_per_clip,
-                seed=config.seed,
-            ),
-            config,
-            tmp_path / "b",
-            progress=False,
+            tiny_model(config), interrupted, config, tmp_path / "b", workers=workers, progress=False
         )
     rows = read_log(tmp_path / "b" / LOG_NAME)
     assert len(rows) == 7  # iteration 7 was logged but not checkpointed
@@ -192,7 +217,14 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
         weight_decay=config.weight_decay,
         seed=config.seed,
     )
-    finetune(resumed, tiny_dataset(config, clips), config, tmp_path / "b", progress=False)
+    finetune(
+        resumed,
+        tiny_batches(config, clips),
+        config,
+        tmp_path / "b",
+        workers=workers,
+        progress=False,
+    )
 
     for expected, actual in zip(uninterrupted.variables, resumed.variables, strict=True):
         np.testing.assert_array_equal(
@@ -202,10 +234,179 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path):
     assert [row["loss"] for row in log_b] == [row["loss"] for row in log_a]
 
 
+def test_batches_of_worker_processes_equal_those_drawn_here(tmp_path):
+    config = tiny_config(batch_size=8, frames_per_clip=2)
+    for clips in (generated_videos("appearance"), stored_videos(tmp_path)):
+        batches = tiny_batches(config, clips)
+        draw = functools.partial(draw_batch, batches)
+        here = list(ordered_map(draw, range(5), workers=0))
+        pooled = list(ordered_map(draw, range(5), workers=2, ahead=3))
+        for (images, labels), (pooled_images, pooled_labels) in zip(here, pooled, strict=True):
+            assert images.dtype == np.uint8 and images.shape == (8, 32, 32, 3)
+            np.testing.assert_array_equal(pooled_images, images)
+            np.testing.assert_array_equal(pooled_labels, labels)
+
+
+def test_the_batch_drawing_module_imports_no_keras():
+    # Worker processes import only the module of the function they run.
+    code = (
+        "import sys, data.frame_batches\n"
+        "print(sorted({'keras', 'jax', 'torch', 'tensorflow'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_frame_dataset_preprocesses_the_uint8_draw():
+    config = tiny_config()
+    clips = generated_videos("motion")
+    dataset = FrameDataset(
+        clips, stream="motion", batch_size=24, num_batches=3, crop_size=32, frames_per_clip=4
+    )
+    crops, labels = dataset.batches.draw(2)
+    images, dataset_labels = dataset[2]
+    np.testing.assert_array_equal(images, crops.astype(np.float32) - 128.0)
+    np.testing.assert_array_equal(dataset_labels, labels)
+    assert tiny_batches(dataclasses.replace(config, stream="motion"), clips).draw(2)[0].shape == (
+        24,
+        32,
+        32,
+        10,
+    )
+
+
 def test_a_checkpoint_of_another_model_is_refused(tmp_path):
     config = tiny_config(max_iterations=2, checkpoint_every=1)
     clips = generated_videos("appearance")
-    finetune(tiny_model(config), tiny_dataset(config, clips), config, tmp_path, progress=False)
+    finetune(tiny_model(config), tiny_batches(config, clips), config, tmp_path, progress=False)
     other = dataclasses.replace(config, max_iterations=3, dropout_fc6=0.0, dropout_fc7=0.0)
     with pytest.raises(ValueError, match="does not match the model"):
-        finetune(tiny_model(other), tiny_dataset(other, clips), other, tmp_path, progress=False)
+        finetune(tiny_model(other), tiny_batches(other, clips), other, tmp_path, progress=False)
+
+
+def test_a_checkpoint_of_another_precision_is_refused(tmp_path):
+    config = tiny_config(max_iterations=1, checkpoint_every=1)
+    clips = generated_videos("appearance")
+    finetune(tiny_model(config), tiny_batches(config, clips), config, tmp_path, progress=False)
+    settings = json.loads((tmp_path / SETTINGS_NAME).read_text())
+    settings["precision"] = "mixed_bfloat16"  # as a run on a GPU would have written it
+    (tmp_path / SETTINGS_NAME).write_text(json.dumps(settings))
+    with pytest.raises(ValueError, match="precision='mixed_bfloat16'.*--precision"):
+        finetune(tiny_model(config), tiny_batches(config, clips), config, tmp_path, progress=False)
+
+
+# === The stage: frame store, precision, data parallelism ===
+
+TINY_STAGE = ["--weights", "none", "--width-multiplier", "0.0625", "--fc-units", "8"]
+TINY_STAGE += ["--crop-size", "32", "--height", "48", "--width", "64"]
+TINY_STAGE += ["--batch-size", "4", "--max-iterations", "2", "--checkpoint-every", "1"]
+
+
+@pytest.fixture(scope="module")
+def split_videos(tmp_path_factory):
+    from tests.synthetic_videos import write_ucf101_like
+
+    root = tmp_path_factory.mktemp("videos")
+    video_root, split_dir = write_ucf101_like(root, clips_per_class=3, num_frames=6)
+    return ["--video-root", str(video_root), "--split-dir", str(split_dir)]
+
+
+def test_the_stage_trains_from_a_frame_store_and_names_missing_videos(split_videos, tmp_path):
+    from training import extract_frames, finetune_convnet
+
+    frame_root = tmp_path / "frames"
+    with pytest.raises(ValueError, match=r"frame store .*frames.*training.extract_frames"):
+        finetune_convnet.main(
+            [*split_videos, *TINY_STAGE, "--frame-root", str(frame_root)]
+            + ["--output-dir", str(tmp_path / "net")]
+        )
+    with pytest.raises(ValueError, match=r"compute_flow --layout frames"):
+        finetune_convnet.main(
+            [*split_videos, *TINY_STAGE, "--frame-root", str(frame_root), "--preset", "temporal"]
+            + ["--output-dir", str(tmp_path / "net")]
+        )
+    assert not (tmp_path / "net" / CHECKPOINT_NAME).exists()  # stopped before training
+    status = extract_frames.main(
+        [*split_videos, "--output", str(frame_root), "--height", "48", "--width", "64"]
+        + ["--workers", "1"]
+    )
+    assert status == 0
+    final = finetune_convnet.main(
+        [*split_videos, *TINY_STAGE, "--frame-root", str(frame_root), "--workers", "1"]
+        + ["--output-dir", str(tmp_path / "net")]
+    )
+    assert final.exists() and len(read_log(tmp_path / "net" / LOG_NAME)) == 2
+    assert json.loads((tmp_path / "net" / SETTINGS_NAME).read_text()) == {
+        "precision": "float32",  # auto on a CPU
+        "preprocessing": "caffe",
+    }
+
+
+def test_mixed_bfloat16_keeps_the_softmax_in_float32():
+    from data.splits import SplitSource
+    from training.finetune_convnet import FinetuneConvnetConfig, build_network, resolve_precision
+
+    assert resolve_precision("auto") == "float32"  # no GPU here
+    config = FinetuneConvnetConfig(
+        source=SplitSource(Path("v"), Path("s")),
+        output_dir=Path("o"),
+        settings=tiny_config(),
+        weights="none",
+        width_multiplier=0.0625,
+        fc_units=8,
+    )
+    network = build_network(config, NUM_CLASSES, "mixed_bfloat16")
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+    assert network.get_layer("fc1").compute_dtype == "bfloat16"
+    assert network.get_layer("predictions").compute_dtype == "float32"
+    images = np.zeros((2, 32, 32, 3), dtype=np.float32)
+    assert keras.ops.convert_to_numpy(network(images)).dtype == np.float32
+    assert parse_args(["--video-root", "v", "--split-dir", "s", "--output-dir", "o"]).precision == (
+        "auto"
+    )
+
+
+DATA_PARALLEL_SCRIPT = """
+import sys
+from training import finetune_convnet
+
+original, devices = finetune_convnet.finetune, []
+
+def finetune(network, *args, **kwargs):
+    path = original(network, *args, **kwargs)
+    devices.append(len(network.trainable_variables[0].value.sharding.device_set))
+    return path
+
+finetune_convnet.finetune = finetune
+finetune_convnet.main(sys.argv[1:])
+print("variables on", devices[0], "devices")
+try:
+    finetune_convnet.main(sys.argv[1:] + ["--batch-size", "3", "--output-dir", sys.argv[-1] + "3"])
+except ValueError as error:
+    print("refused:", error)
+"""
+
+
+@pytest.mark.slow  # some 40 s on a CPU: a JAX process compiling for two devices
+def test_data_parallel_over_two_jax_devices(split_videos, tmp_path):
+    environment = {
+        **os.environ,
+        "KERAS_BACKEND": "jax",
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", DATA_PARALLEL_SCRIPT, *split_videos, *TINY_STAGE]
+        + ["--workers", "0", "--output-dir", str(tmp_path / "net")],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "data parallel over 2 devices" in result.stdout
+    assert "variables on 2 devices" in result.stdout
+    assert "refused: Expected --batch-size divisible by the 2 devices" in result.stdout
+    assert (tmp_path / "net" / FINAL_NAME).exists()

@@ -8,7 +8,8 @@ label; random crops and horizontal flips.
 
 Writes to `--output-dir`: `checkpoint.npz` every `checkpoint_every` iterations
 (weights, optimizer state, dropout seeds, iteration; written atomically, and
-a rerun of the same command resumes from it exactly), `log.csv` (loss and
+a rerun of the same command resumes from it exactly), `settings.json` (precision,
+preprocessing mode), `log.csv` (loss and
 accuracy per iteration) and, at the end, `final.keras`, which
 `training.extract_features --weights` reads.
 
@@ -18,6 +19,26 @@ accuracy per iteration) and, at the end, `final.keras`, which
 `--backbone EfficientNetLite0` (or 1, 2) fine-tunes EfficientNet-Lite instead, from
 ImageNet weights that work offline (`models.efficientnet_lite`), with its own
 preprocessing and `--top-dropout`; VGG16 stays the default.
+
+Feeding the device (none of it changes a hyper-parameter of the paper):
+
+- `--frame-root PATH`: clips are read from a frame store (`data.frame_batches.StoredClip`:
+  only the drawn JPEGs), written by `python -m training.extract_frames` (RGB) and
+  `python -m training.compute_flow --layout frames` (flow; `--flow-root` is then not
+  needed). Without it RGB videos are decoded whole for each draw: fine for small jobs.
+- `--workers N`: processes drawing batches (`data.process_feed.ordered_map`), `2 N`
+  batches ahead of the one training; default `default_workers()`, at most 8; 0 draws
+  in this process. The batches are the same for every N, so resume stays exact.
+- Batches travel as uint8 (a quarter of float32's bytes) and are preprocessed on the
+  device (`models.image_preprocessing.with_preprocessing`); `final.keras` is the bare
+  network of float input, as `training.extract_features` reads it.
+- `--precision auto|float32|mixed_bfloat16`: the Keras dtype policy of the network;
+  auto is mixed_bfloat16 when the backend sees a GPU, float32 otherwise. The softmax
+  computes in float32. Recorded in `settings.json`; a checkpoint of another precision is
+  not resumed.
+- `--data-parallel auto|off`: with JAX and more than one device, each batch is split
+  over the devices (`keras.distribution.DataParallel`); the batch size must divide by
+  their number.
 """
 
 from __future__ import annotations
@@ -25,10 +46,10 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
+import json
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import keras
@@ -38,10 +59,13 @@ from tqdm import tqdm
 from data.atomic_files import atomic_write, check_output_folder
 from data.config_flags import exit_on_error, parse_config
 from data.flow_store import FlowStore
+from data.frame_batches import FrameBatches, StoredClip, decoded_rgb_frames, draw_batch
 from data.frame_dataset import FrameDataset, Preprocess
+from data.frame_store import FrameStore
+from data.process_feed import default_workers, ordered_map
 from data.splits import SplitSource
-from data.video import read_video
 from models import efficientnet_lite
+from models.image_preprocessing import with_preprocessing
 from models.two_stream_vgg16 import STREAMS, build_stream_vgg16, preprocess_images
 
 
@@ -102,6 +126,7 @@ PRESETS = {"spatial": SPATIAL_PAPER, "temporal": TEMPORAL_PAPER}
 CHECKPOINT_NAME = "checkpoint.npz"
 LOG_NAME = "log.csv"
 FINAL_NAME = "final.keras"
+SETTINGS_NAME = "settings.json"
 LOG_FIELDS = ("iteration", "learning_rate", "loss", "accuracy", "images_per_second")
 
 
@@ -191,24 +216,60 @@ def _open_log(path: Path, resume_iteration: int):
 # === Training loop ===
 
 
+def preprocessing_mode(backbone: str, stream: str) -> str:
+    """The `models.image_preprocessing` mode of `backbone`'s input for `stream`: VGG16's
+    "caffe" RGB and "uint8-128" flow, EfficientNet-Lite's "efficientnet_lite" RGB and
+    "(uint8-128)/128" flow (the same values as `backbone_preprocessing`)."""
+    if backbone in efficientnet_lite.BACKBONES:
+        if stream == "appearance":
+            return efficientnet_lite.PREPROCESS_MODE
+        return efficientnet_lite.FLOW_PREPROCESS
+    return "caffe" if stream == "appearance" else "uint8-128"
+
+
+def _check_settings(path: Path, settings: dict, resuming: bool) -> None:
+    """Refuse to resume a checkpoint written at another precision or preprocessing;
+    then record `settings` beside the checkpoint."""
+    if resuming and path.exists():
+        saved = json.loads(path.read_text())
+        for key, value in settings.items():
+            if key in saved and saved[key] != value:
+                raise ValueError(
+                    f"The checkpoint in {path.parent} was written with {key}={saved[key]!r}; "
+                    f"this run has {key}={value!r}. Rerun with --{key.replace('_', '-')} "
+                    f"{saved[key]} to resume it, or use another --output-dir."
+                )
+    with atomic_write(path) as temporary:
+        Path(temporary).write_text(json.dumps(settings, indent=2) + "\n")
+
+
 def finetune(
-    model: keras.Model,
-    dataset: FrameDataset,
+    network: keras.Model,
+    batches: FrameBatches,
     config: FinetuneConfig,
     output_dir: str | os.PathLike,
     *,
-    prefetch: int = 2,
+    preprocessing: str | None = None,
+    workers: int = 0,
+    ahead: int | None = None,
     progress: bool = True,
 ) -> Path:
-    """Train `model` on `dataset` for `config.max_iterations`, resuming from `output_dir`.
+    """Train `network` on `batches` for `config.max_iterations`, resuming from `output_dir`.
+
+    The batches travel as uint8 (a quarter of float32's bytes) and are preprocessed on
+    the device: the model trained is `with_preprocessing(network, preprocessing)`, which
+    shares `network`'s weights; `final.keras` is `network` itself (float input).
 
     Args:
-        model: A classifier, e.g. `build_stream_vgg16(...)`; compiled here.
-        dataset: Batch `i` is the batch of iteration `i` (`len(dataset)` must
-            cover `config.max_iterations`).
+        network: A classifier of preprocessed float input, e.g. `build_stream_vgg16(...)`.
+        batches: Batch `i` is `batches.draw(i)`, the batch of iteration `i`.
         config: The schedule, momentum and checkpoint interval.
-        output_dir: Where `checkpoint.npz`, `log.csv` and `final.keras` go.
-        prefetch: Batches loaded ahead in background threads (0: none).
+        output_dir: Where `checkpoint.npz`, `settings.json`, `log.csv` and `final.keras` go.
+        preprocessing: A `models.image_preprocessing` mode. Default: VGG16's for the
+            stream (`preprocessing_mode("VGG16", config.stream)`).
+        workers: Processes drawing batches (`data.process_feed.ordered_map`); 0 draws
+            each batch here when it is needed. The batches are the same either way.
+        ahead: Batches drawn ahead of the one training. Default `2 * workers`.
         progress: Show a tqdm bar with images/s.
 
     Returns:
@@ -216,14 +277,14 @@ def finetune(
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    if len(dataset) < config.max_iterations:
-        raise ValueError(
-            f"Expected a dataset of >= max_iterations={config.max_iterations} batches. "
-            f"Received: len(dataset)={len(dataset)}"
-        )
+    preprocessing = preprocessing or preprocessing_mode("VGG16", config.stream)
+    model = with_preprocessing(network, preprocessing)
     compile_for_finetuning(model, config)
     checkpoint_path = output_dir / CHECKPOINT_NAME
-    start = load_checkpoint(checkpoint_path, model) if checkpoint_path.exists() else 0
+    resuming = checkpoint_path.exists()
+    run_settings = {"precision": network.dtype_policy.name, "preprocessing": preprocessing}
+    _check_settings(output_dir / SETTINGS_NAME, run_settings, resuming)
+    start = load_checkpoint(checkpoint_path, model) if resuming else 0
     schedule = learning_rate_schedule(config)
     log_file, log = _open_log(output_dir / LOG_NAME, start)
     bar = tqdm(
@@ -233,39 +294,40 @@ def finetune(
         unit="it",
         disable=not progress,
     )
+    feed = ordered_map(
+        functools.partial(draw_batch, batches),
+        range(start, config.max_iterations),
+        workers=workers,
+        ahead=ahead,
+    )
     try:
-        with ThreadPoolExecutor(max(prefetch, 1)) as pool:
-            pending = {}
-            for iteration in range(start, config.max_iterations):
-                for ahead in range(iteration, min(iteration + prefetch + 1, config.max_iterations)):
-                    if ahead not in pending:
-                        pending[ahead] = pool.submit(dataset.__getitem__, ahead)
-                images, labels = pending.pop(iteration).result()
-                began = time.perf_counter()
-                learning_rate = float(schedule(iteration))
-                metrics = model.train_on_batch(images, labels, return_dict=True)
-                images_per_second = len(images) / (time.perf_counter() - began)
-                row = {
-                    "iteration": iteration + 1,
-                    "learning_rate": f"{learning_rate:.6g}",
-                    "loss": f"{float(metrics['loss']):.6f}",
-                    "accuracy": f"{float(metrics['sparse_categorical_accuracy']):.6f}",
-                    "images_per_second": f"{images_per_second:.1f}",
-                }
-                log.writerow(row)
-                log_file.flush()
-                done = iteration + 1
-                if done % config.checkpoint_every == 0 or done == config.max_iterations:
-                    save_checkpoint(checkpoint_path, model, done)
-                bar.update(1)
-                bar.set_postfix(
-                    loss=row["loss"], lr=row["learning_rate"], img_s=row["images_per_second"]
-                )
+        for iteration, (images, labels) in enumerate(feed, start):  # uint8 images
+            began = time.perf_counter()
+            learning_rate = float(schedule(iteration))
+            metrics = model.train_on_batch(images, labels, return_dict=True)
+            images_per_second = len(images) / (time.perf_counter() - began)
+            row = {
+                "iteration": iteration + 1,
+                "learning_rate": f"{learning_rate:.6g}",
+                "loss": f"{float(metrics['loss']):.6f}",
+                "accuracy": f"{float(metrics['sparse_categorical_accuracy']):.6f}",
+                "images_per_second": f"{images_per_second:.1f}",
+            }
+            log.writerow(row)
+            log_file.flush()
+            done = iteration + 1
+            if done % config.checkpoint_every == 0 or done == config.max_iterations:
+                save_checkpoint(checkpoint_path, model, done)
+            bar.update(1)
+            bar.set_postfix(
+                loss=row["loss"], lr=row["learning_rate"], img_s=row["images_per_second"]
+            )
     finally:
+        feed.close()
         bar.close()
         log_file.close()
     final_path = output_dir / FINAL_NAME
-    model.save(final_path)
+    network.save(final_path)
     return final_path
 
 
@@ -274,6 +336,10 @@ def finetune(
 
 # The backbones fine-tuning builds: the paper's, and EfficientNet-Lite's variants.
 BACKBONES = ("VGG16", *efficientnet_lite.BACKBONES)
+# --precision: "auto" resolves to one of the others (`resolve_precision`).
+PRECISIONS = ("auto", "float32", "mixed_bfloat16")
+# Worker processes drawing batches by default, at most.
+MAX_DEFAULT_WORKERS = 8
 # Fields of FinetuneConvnetConfig that shape VGG16 only, and their defaults.
 VGG16_ONLY_DEFAULTS = {
     "fc_units": 4096,
@@ -316,9 +382,30 @@ class FinetuneConvnetConfig:
     batch_norm: bool = dataclasses.field(
         default=False, metadata={"help": "VGG16-BN: batch norm after each convolution"}
     )
-    workers: int = dataclasses.field(default=4, metadata={"help": "batches prefetched in threads"})
+    frame_root: Path | None = dataclasses.field(
+        default=None,
+        metadata={
+            "help": "frame store (training.extract_frames; flow: compute_flow --layout frames)"
+        },
+    )
+    # Processes drawing batches; None: data.process_feed.default_workers(), at most 8.
+    workers: int | None = dataclasses.field(
+        default=None, metadata={"help": "batch-drawing processes (0: in this process)"}
+    )
+    # "auto": mixed_bfloat16 when the backend sees a GPU, float32 otherwise.
+    precision: str = dataclasses.field(default="auto", metadata={"choices": PRECISIONS})
+    # "auto": keras.distribution.DataParallel when JAX sees more than one device.
+    data_parallel: str = dataclasses.field(default="auto", metadata={"choices": ("auto", "off")})
 
     def __post_init__(self):
+        if self.workers is not None and self.workers < 0:
+            raise ValueError(f"Expected --workers >= 0. Received: workers={self.workers}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"Expected precision in {PRECISIONS}. Received: {self.precision!r}")
+        if self.data_parallel not in ("auto", "off"):
+            raise ValueError(
+                f"Expected data_parallel 'auto' or 'off'. Received: {self.data_parallel!r}"
+            )
         if not 0.0 <= self.top_dropout < 1.0:
             raise ValueError(
                 f"Expected --top-dropout in [0, 1). Received: top_dropout={self.top_dropout}"
@@ -339,10 +426,6 @@ class FinetuneConvnetConfig:
             )
 
 
-def _load_rgb_frames(path: Path, height: int = 256, width: int = 340) -> np.ndarray:
-    return read_video(path, height, width).frames  # (frames, height, width, 3) uint8 RGB
-
-
 def training_dataset(
     clips, config: FinetuneConfig, preprocess: Preprocess = preprocess_images
 ) -> FrameDataset:
@@ -360,9 +443,63 @@ def training_dataset(
     )
 
 
-def build_network(config: FinetuneConvnetConfig, num_classes: int) -> keras.Model:
+def training_batches(clips, config: FinetuneConfig) -> FrameBatches:
+    """The batches of `config` (stream, batch size, crops, seed) over `clips`, as uint8."""
+    return FrameBatches(
+        tuple(clips),
+        stream=config.stream,
+        batch_size=config.batch_size,
+        crop_size=config.crop_size,
+        frames_per_clip=config.frames_per_clip,
+        seed=config.seed,
+    )
+
+
+def gpu_visible() -> bool:
+    """Whether the Keras backend computes on a GPU."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() == "gpu"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_logical_devices("GPU"))
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
+def resolve_precision(precision: str) -> str:
+    """`precision`, with "auto" as "mixed_bfloat16" on a GPU and "float32" otherwise."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"Expected precision in {PRECISIONS}. Received: {precision!r}")
+    if precision == "auto":
+        return "mixed_bfloat16" if gpu_visible() else "float32"
+    return precision
+
+
+def build_network(
+    config: FinetuneConvnetConfig, num_classes: int, precision: str = "float32"
+) -> keras.Model:
     """The classifier to fine-tune: the stage's backbone for its stream, `num_classes`
-    wide, from `config.weights`, with the settings' dropout, weight decay and seed."""
+    wide, from `config.weights`, with the settings' dropout, weight decay and seed, built
+    under the dtype policy `precision`; its softmax (`predictions`) computes in float32."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        network = _build_backbone(config, num_classes)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    if precision != "float32":
+        network.get_layer("predictions").dtype_policy = "float32"  # softmax in float32
+    return network
+
+
+def _build_backbone(config: FinetuneConvnetConfig, num_classes: int) -> keras.Model:
     settings = config.settings
     weights = None if config.weights.lower() == "none" else config.weights
     if config.backbone == "VGG16":
@@ -400,17 +537,28 @@ def backbone_preprocessing(backbone: str) -> Preprocess:
 
 
 def training_clips(
-    split, stream: str, flow_root: Path | None, frame_size: tuple[int, int] = (256, 340)
+    split,
+    stream: str,
+    flow_root: Path | None,
+    frame_size: tuple[int, int] = (256, 340),
+    frame_root: Path | None = None,
 ):
     """`(loader, label)` for every training clip of a `data.splits.Split`.
 
-    RGB frames are decoded at `frame_size` (height, width); flow is read as stored.
+    With `frame_root`, each clip is a `StoredClip` of that frame store (RGB frames or
+    flow stacks, read at random access); otherwise RGB frames are decoded at
+    `frame_size` (height, width) and flow is read from the npz store `flow_root`.
     """
+    if frame_root is not None:
+        return _stored_clips(split, stream, Path(frame_root))
     if stream == "motion" and flow_root is None:
-        raise ValueError("The motion stream needs --flow-root (from data.optical_flow).")
+        raise ValueError(
+            "The motion stream needs --flow-root (from training.compute_flow) or --frame-root "
+            "(from training.compute_flow --layout frames)."
+        )
     if stream == "appearance":
         return [
-            (functools.partial(_load_rgb_frames, clip.path, *frame_size), clip.label)
+            (functools.partial(decoded_rgb_frames, clip.path, *frame_size), clip.label)
             for clip in split.train
         ]
     flow = FlowStore(flow_root)
@@ -426,29 +574,90 @@ def training_clips(
     ]
 
 
+def _stored_clips(split, stream: str, frame_root: Path):
+    store, part = FrameStore(frame_root), "frames" if stream == "appearance" else "flow"
+    missing = [
+        clip.video_id
+        for clip in split.train
+        if store.status(clip.video_id, part) not in ("complete", "external")
+    ]
+    if missing:
+        command = (
+            "python -m training.extract_frames"
+            if stream == "appearance"
+            else "python -m training.compute_flow --layout frames"
+        )
+        raise ValueError(
+            f"{len(missing)} of {len(split.train)} training videos have no complete {part} "
+            f"in the frame store {frame_root} (first: {missing[0]}). Run `{command} "
+            f"--output {frame_root}` for the training list first."
+        )
+    return [(StoredClip(frame_root, clip.video_id, stream), clip.label) for clip in split.train]
+
+
+def _image_size(config: FinetuneConvnetConfig, split, clips) -> tuple[int, int] | None:
+    """(height, width) of the training images, where known without reading them all."""
+    if config.frame_root is not None:
+        return tuple(clips[0][0].read([0]).shape[1:3])
+    if config.settings.stream == "motion":
+        return FlowStore(config.flow_root).recipe(c.video_id for c in split.train).get("flow_size")
+    return (config.height, config.width)
+
+
+def data_parallel_devices(config: FinetuneConvnetConfig) -> int:
+    """The devices fine-tuning spreads each batch over: JAX's when it sees more than one
+    and `--data-parallel auto`, else 1. The batch size must divide by their number."""
+    if config.data_parallel == "off" or keras.backend.backend() != "jax":
+        return 1
+    import jax
+
+    count = jax.device_count()
+    if count > 1 and config.settings.batch_size % count:
+        raise ValueError(
+            f"Expected --batch-size divisible by the {count} devices of data parallelism. "
+            f"Received: batch_size={config.settings.batch_size}. Pick a multiple of {count}, "
+            "or --data-parallel off."
+        )
+    return count
+
+
 def run(config: FinetuneConvnetConfig) -> Path:
     """Fine-tunes the stage's network (resuming from `output_dir`); returns `final.keras`."""
     settings = config.settings
     check_output_folder(config.output_dir, "output folder")
-    if config.workers < 0:
-        raise ValueError(f"Expected --workers >= 0. Received: workers={config.workers}")
     split = config.source.load()
-    clips = training_clips(split, settings.stream, config.flow_root, (config.height, config.width))
-    if settings.stream == "motion":
-        flow_recipe = FlowStore(config.flow_root).recipe(c.video_id for c in split.train)
-        image_size = flow_recipe.get("flow_size")
-    else:
-        image_size = (config.height, config.width)
+    clips = training_clips(
+        split, settings.stream, config.flow_root, (config.height, config.width), config.frame_root
+    )
+    image_size = _image_size(config, split, clips)
     if image_size is not None and settings.crop_size > min(image_size):
         raise ValueError(
             f"Expected --crop-size <= the {settings.stream} images' height and width "
             f"({image_size[0]}x{image_size[1]}). Received: crop_size={settings.crop_size}"
         )
+    precision = resolve_precision(config.precision)
+    workers = (
+        min(default_workers(), MAX_DEFAULT_WORKERS) if config.workers is None else config.workers
+    )
+    devices = data_parallel_devices(config)
     print(f"{len(clips)} training videos, {len(split.class_names)} classes, {settings}")
-    dataset = training_dataset(clips, settings, backbone_preprocessing(config.backbone))
-    keras.utils.set_random_seed(settings.seed)
-    model = build_network(config, len(split.class_names))
-    final_path = finetune(model, dataset, settings, config.output_dir, prefetch=config.workers)
+    print(f"precision {precision}, {workers} batch workers, data parallel over {devices} devices")
+    previous = keras.distribution.distribution()
+    if devices > 1:
+        keras.distribution.set_distribution(keras.distribution.DataParallel())
+    try:
+        keras.utils.set_random_seed(settings.seed)
+        network = build_network(config, len(split.class_names), precision)
+        final_path = finetune(
+            network,
+            training_batches(clips, settings),
+            settings,
+            config.output_dir,
+            preprocessing=preprocessing_mode(config.backbone, settings.stream),
+            workers=workers,
+        )
+    finally:
+        keras.distribution.set_distribution(previous)
     print(f"Wrote {final_path}")
     return final_path
 
