@@ -215,8 +215,7 @@ def compute_flow_argv(
     config: BenchmarkConfig, lists: Path, output: Path, layout: str = "frames"
 ) -> list[str]:
     """`python -m training.compute_flow` with a CPU method, into the frame store (layout
-    "frames", the timed stage) or a flow store (layout "npz": what today's fine-tuning and
-    extraction read)."""
+    "frames", which fine-tuning and extraction read) or a flow store (layout "npz")."""
     return [
         *_source_flags(config, lists),
         "--output", str(output), "--layout", layout, "--method", config.flow_method,
@@ -226,10 +225,11 @@ def compute_flow_argv(
 
 
 def finetune_argv(
-    config: BenchmarkConfig, lists: Path, output_dir: Path, stream: str, flow_root: Path
+    config: BenchmarkConfig, lists: Path, output_dir: Path, stream: str, frame_root: Path
 ) -> list[str]:
-    """`python -m training.finetune_convnet` for `iterations + 1` iterations."""
-    argv = [
+    """`python -m training.finetune_convnet` for `iterations + 1` iterations, fed from the
+    frame store by worker processes (issue 12), at the benchmark's precision."""
+    return [
         *_source_flags(config, lists),
         "--preset", "spatial" if stream == "appearance" else "temporal",
         "--output-dir", str(output_dir),
@@ -238,12 +238,9 @@ def finetune_argv(
         "--crop-size", str(config.input_size),
         "--height", str(config.height), "--width", str(config.width),
         *_network_flags(config),
+        "--frame-root", str(frame_root), "--workers", str(_workers(config)),
+        "--precision", config.precision, "--data-parallel", "auto",
     ]  # fmt: skip
-    # after issue 12 feeding: --frame-root, --workers (worker processes), --precision,
-    # --data-parallel; today RGB is decoded from the videos and flow read from its npz store.
-    if stream == "motion":
-        argv += ["--flow-root", str(flow_root)]
-    return argv
 
 
 def extract_features_argv(
@@ -413,15 +410,20 @@ def finetune_device_rate(stage_config, num_classes: int, repeats: int) -> float:
     stage compiles it, on one batch already on the device."""
     import keras
 
+    from models.image_preprocessing import with_preprocessing
     from training import finetune_convnet
 
     settings = stage_config.settings
     keras.utils.set_random_seed(settings.seed)
-    model = finetune_convnet.build_network(stage_config, num_classes)
+    precision = finetune_convnet.resolve_precision(stage_config.precision)
+    network = finetune_convnet.build_network(stage_config, num_classes, precision)
+    # The model the stage trains: uint8 crops in, preprocessed on the device.
+    mode = finetune_convnet.preprocessing_mode(stage_config.backbone, settings.stream)
+    model = with_preprocessing(network, mode)
     finetune_convnet.compile_for_finetuning(model, settings)
     channels = model.input_shape[-1]
     shape = (settings.batch_size, settings.crop_size, settings.crop_size, channels)
-    images, labels = _device_batch(shape, num_classes)
+    images, labels = _device_batch(shape, num_classes, uint8=True)
     # train_on_batch returns the metrics as NumPy values: each call waits for its step.
     step = lambda: model.train_on_batch(images, labels)  # noqa: E731
     return _device_rate(step, settings.batch_size, repeats)
@@ -494,10 +496,6 @@ class WorkFolders:
         return self.root / "frames"
 
     @property
-    def flow_npz(self) -> Path:  # the flow store today's motion stages read
-        return self.root / "flow_npz"
-
-    @property
     def runs(self) -> Path:  # attention runs
         return self.root / "runs"
 
@@ -551,19 +549,11 @@ def run_flow(config: BenchmarkConfig, work: WorkFolders) -> Measurement:
     return Measurement(pairs, seconds, None, tuple(argv))
 
 
-def prepare_npz_flow(config: BenchmarkConfig, work: WorkFolders) -> None:
-    """Untimed: the flow store today's motion stages read."""
-    from training import compute_flow
-
-    argv = compute_flow_argv(config, work.lists, work.flow_npz, layout="npz")
-    _checked(compute_flow.run(compute_flow.parse_args(argv)), "flow (npz, for motion)")
-
-
 def run_finetune(config: BenchmarkConfig, work: WorkFolders, stream: str) -> Measurement:
     from training import finetune_convnet
 
     output_dir = work.finetune(stream)
-    argv = finetune_argv(config, work.lists, output_dir, stream, work.flow_npz)
+    argv = finetune_argv(config, work.lists, output_dir, stream, work.frames)
     stage_config = finetune_convnet.parse_args(argv)
     with RowClock(output_dir / finetune_convnet.LOG_NAME) as clock:
         finetune_convnet.run(stage_config)
@@ -653,9 +643,6 @@ def run_benchmark(config: BenchmarkConfig, work_root: Path) -> list[dict]:
         work.lists, config.split_dir, *choose_clips(config.split_dir, config.classes, config.clips)
     )
     asked = set(config.stages)
-    if asked & {"finetune_temporal", "extract_motion"}:
-        print("=== prepare (untimed): flow into a flow store, which today's motion stages read")
-        prepare_npz_flow(config, work)
     runners = {
         "decode": lambda: run_decode(config, work),
         "flow": lambda: run_flow(config, work),
