@@ -626,8 +626,11 @@ def stage_record(stage: str, measured: Measurement) -> dict:
     }
 
 
-def run_benchmark(config: BenchmarkConfig, work_root: Path) -> list[dict]:
-    """Runs the asked stages in pipeline order on the chosen clips; one record each."""
+def run_benchmark(
+    config: BenchmarkConfig, work_root: Path, output: Path | None = None
+) -> list[dict]:
+    """Runs the asked stages in pipeline order on the chosen clips; one record each,
+    appended to `output` (JSON lines) as soon as it is measured."""
     import keras
 
     unknown = set(config.stages) - set(STAGES)
@@ -673,6 +676,10 @@ def run_benchmark(config: BenchmarkConfig, work_root: Path) -> list[dict]:
         if stage in asked:
             print(f"=== {stage}", flush=True)
             records.append({**stage_record(stage, runners[stage]()), **common})
+            if output is not None:  # as it goes: a run stopped later keeps what it measured
+                output.parent.mkdir(parents=True, exist_ok=True)
+                with output.open("a") as file:
+                    file.write(json.dumps(records[-1]) + "\n")
     return records
 
 
@@ -764,11 +771,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchmarkConfig, argp
 def main(argv: Sequence[str] | None = None) -> list[dict]:
     config, arguments = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="pipeline_benchmark_") as temporary:
-        records = run_benchmark(config, arguments.work_dir or Path(temporary))
-    if arguments.output is not None:
-        arguments.output.parent.mkdir(parents=True, exist_ok=True)
-        with arguments.output.open("a") as file:
-            file.writelines(json.dumps(record) + "\n" for record in records)
+        records = run_benchmark(config, arguments.work_dir or Path(temporary), arguments.output)
     table = format_markdown(records)
     print(table)
     if arguments.markdown is not None:
