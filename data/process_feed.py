@@ -24,10 +24,12 @@ and yields the results in the items' order, a bounded number ahead of the consum
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import multiprocessing
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -154,12 +156,35 @@ def ordered_map(
     yield from _pooled(function, iter(items), workers, ahead)
 
 
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """While workers start: a spawned or forkserver child imports the parent's main
+    module (`python -m training.extract_features` would import Keras and its backend in
+    every worker) unless the main module names neither a spec nor a file."""
+    main = sys.modules.get("__main__")
+    saved = {name: getattr(main, name) for name in ("__spec__", "__file__") if hasattr(main, name)}
+    try:
+        if main is not None:
+            main.__spec__ = None
+            if "__file__" in saved:
+                del main.__file__
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(main, name, value)
+
+
+def _submit(pool: ProcessPoolExecutor, function, item):
+    with _main_module_hidden():  # a submit may start a worker
+        return pool.submit(_call, function, item)
+
+
 def _pooled(function, items: Iterator, workers: int, ahead: int) -> Iterator[Any]:
     pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start_worker)
     pending: collections.deque = collections.deque()  # (item, future), in order
     try:
         for item in items:
-            pending.append((item, pool.submit(_call, function, item)))
+            pending.append((item, _submit(pool, function, item)))
             if len(pending) >= ahead:
                 break
         while pending:
@@ -172,7 +197,7 @@ def _pooled(function, items: Iterator, workers: int, ahead: int) -> Iterator[Any
                     "(killed, or out of memory: use fewer workers or a smaller ahead)."
                 ) from error
             for next_item in items:  # keep `ahead` in flight
-                pending.append((next_item, pool.submit(_call, function, next_item)))
+                pending.append((next_item, _submit(pool, function, next_item)))
                 break
             yield _from_shared(result)
     finally:

@@ -2,6 +2,7 @@
 
 import functools
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -63,3 +64,39 @@ def test_bad_arguments():
         list(ordered_map(_fails_on_three, range(2), workers=-1))
     with pytest.raises(ValueError, match="ahead >= 1"):
         list(ordered_map(_fails_on_three, range(2), workers=1, ahead=0))
+
+
+def test_workers_do_not_import_the_main_module(tmp_path):
+    # A stage run as `python -m ...` imports Keras; its workers must not (forkserver and
+    # spawn children import the parent's main module unless it is hidden from them).
+    import subprocess
+    import sys
+
+    script = tmp_path / "main_importing_keras.py"
+    script.write_text(
+        "import sys\n"
+        "import keras  # noqa: F401\n"
+        "from data.process_feed import ordered_map\n"
+        "from tests.test_process_feed import _modules_loaded\n"
+        "print(list(ordered_map(_modules_loaded, ['keras', 'main_importing_keras'], workers=1)))\n"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[False, False]"
+
+
+def _modules_loaded(name: str) -> bool:
+    import sys
+
+    return name in sys.modules or any(
+        getattr(module, "__file__", None) and name in str(module.__file__)
+        for module in list(sys.modules.values())
+    )
