@@ -203,21 +203,20 @@ def test_an_interrupted_run_resumes_to_the_same_features(frame_dataset, tmp_path
     reference = tmp_path / "reference"
     assert _extract(frame_dataset, reference, "appearance", *frames) == 0
 
-    # Interrupted after its second video is written (as a kill would), then run again.
+    # Interrupted (Ctrl-C) after its second video is extracted, then run again: the
+    # writes already handed to the writing threads finish, nothing else is written.
     interrupted = tmp_path / "interrupted"
-    original = FeatureStore.write
-    written = []
+    original = extract_features.extract_streamed_features
 
-    def write_then_stop(self, video_id, features, metadata):
-        path = original(self, video_id, features, metadata)
-        written.append(video_id)
-        if len(written) == 2:
-            raise KeyboardInterrupt
-        return path
+    def two_then_stop(*args, **kwargs):
+        for count, item in enumerate(original(*args, **kwargs), start=1):
+            yield item
+            if count == 2:
+                raise KeyboardInterrupt
 
-    monkeypatch.setattr(FeatureStore, "write", write_then_stop)
+    monkeypatch.setattr(extract_features, "extract_streamed_features", two_then_stop)
     assert _extract(frame_dataset, interrupted, "appearance", *frames) not in (0, 1)
-    monkeypatch.setattr(FeatureStore, "write", original)
+    monkeypatch.setattr(extract_features, "extract_streamed_features", original)
     assert len(FeatureStore(interrupted).video_ids()) == 2
     report = extract_features.run(
         extract_features.parse_args(

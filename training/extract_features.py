@@ -34,11 +34,13 @@ or machines.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import functools
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,6 +78,8 @@ from models.feature_extraction import (
 )
 
 DATA_PARALLEL = ("auto", "off")
+# Threads that write features while the network runs.
+WRITE_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -229,33 +233,50 @@ def extract_videos(
     tasks = plan_tasks(source, ((clip.video_id, getattr(clip, "path", None)) for clip in todo))
     pieces = ordered_map(functools.partial(read_crops, source), tasks, workers=workers)
     bar = tqdm(total=len(todo), desc=f"extract {recipe.stream}", unit="video", disable=not progress)
-    try:
-        for video_id, features, error in extract_streamed_features(extractor, pieces, batch_size):
-            bar.update(1)
-            if error is None:
-                try:
-                    # Image i is frame i (appearance) or the stack of flows i..i+4 (motion).
-                    frame_indices = list(range(len(features)))
-                    store.write(
-                        video_id,
-                        features,
-                        {**metadata, "num_images": len(features), "frame_indices": frame_indices},
-                    )
-                except Exception as write_error:  # noqa: BLE001 - recorded, the job goes on
-                    error = f"{type(write_error).__name__}: {write_error}"
-            if error is not None:
-                report.add(JobResult(video_id, "failed", error))
+    # Writing a video's features (deflated, atomic) takes about as long as extracting it:
+    # WRITE_THREADS threads write while the network goes on (zlib releases the GIL).
+    writes: collections.deque = collections.deque()  # (video_id, frames, seconds, future)
+
+    def settle(limit: int) -> None:  # records the oldest writes until `limit` are pending
+        while len(writes) > limit:
+            video_id, frames, seconds, future = writes.popleft()
+            try:
+                future.result()
+            except Exception as write_error:  # noqa: BLE001 - recorded, the job goes on
+                report.add(
+                    JobResult(video_id, "failed", f"{type(write_error).__name__}: {write_error}")
+                )
                 continue
-            # A video's seconds: since the video before it was written (streamed batches
-            # overlap videos; the first video's include the network's compilation).
-            now = time.perf_counter()
-            report.seconds = now - began
-            report.add(JobResult(video_id, "done", frames=len(features), seconds=now - last))
-            last = now
-            bar.set_postfix(img_s=f"{report.frames / max(report.seconds, 1e-9):.1f}")
-    finally:
-        pieces.close()
-        bar.close()
+            report.add(JobResult(video_id, "done", frames=frames, seconds=seconds))
+            bar.update(1)
+            bar.set_postfix(img_s=f"{report.frames / max(time.perf_counter() - began, 1e-9):.1f}")
+
+    with ThreadPoolExecutor(WRITE_THREADS) as writer:
+        try:
+            for video_id, features, error in extract_streamed_features(
+                extractor, pieces, batch_size
+            ):
+                if error is not None:
+                    report.add(JobResult(video_id, "failed", error))
+                    bar.update(1)
+                    continue
+                # A video's seconds: since the video before it was extracted (streamed
+                # batches overlap videos; the first video's include the compilation).
+                now = time.perf_counter()
+                # Image i is frame i (appearance) or the stack of flows i..i+4 (motion).
+                video_metadata = {
+                    **metadata,
+                    "num_images": len(features),
+                    "frame_indices": list(range(len(features))),
+                }
+                future = writer.submit(store.write, video_id, features, video_metadata)
+                writes.append((video_id, len(features), now - last, future))
+                last = now
+                settle(2 * WRITE_THREADS)
+        finally:
+            pieces.close()
+            settle(0)  # every submitted write finishes (or fails) before returning
+            bar.close()
     report.seconds = time.perf_counter() - began
     return report
 
