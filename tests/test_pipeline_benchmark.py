@@ -17,6 +17,7 @@ from evaluation.pipeline_benchmark import (
     STAGES,
     PaperRecipe,
     choose_clips,
+    projected_epochs,
     projected_items,
     total_hours,
 )
@@ -80,7 +81,10 @@ def test_tiny_run_reports_every_stage(tmp_path, capsys):
         assert record["backend"] and record["device"] and record["settings"]["clips"] == 3
         for dataset in DATASET_SIZES:
             hours = record[f"projected_hours_{dataset}"]
-            expected = projected_items(record["stage"], dataset) / record["items_per_s"] / 3600
+            overhead = projected_epochs(record["stage"]) * (record["epoch_overhead_s"] or 0.0)
+            expected = (
+                projected_items(record["stage"], dataset) / record["items_per_s"] + overhead
+            ) / 3600
             assert hours == pytest.approx(expected) and hours > 0
         device = record["device_only_items_per_s"]
         if record["stage"] in ("decode", "flow"):  # CPU stages: no network
