@@ -210,6 +210,9 @@ class FeatureRecipe:
             values["height"], values["width"] = (int(side) for side in metadata["frame_size"])
         if values.get("stream") == "motion":
             values.pop("preprocess", None)
+        # Recorded precisions are resolved ("auto" is never stored); metadata without one
+        # is of float32 features, the only precision before it was recorded.
+        values.setdefault("precision", "float32")
         return cls(**values)
 
 

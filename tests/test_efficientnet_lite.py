@@ -40,6 +40,7 @@ from models.feature_extraction import (
     build_extractor,
     extract_video_features,
     prepare_images,
+    resolve_precision,
 )
 from models.torch_checkpoint import read_torch_checkpoint
 from models.two_stream_vgg16 import cross_modality_kernel, feature_extractor
@@ -337,8 +338,9 @@ def test_the_recipe_fills_efficientnet_defaults_and_round_trips():
     assert (motion.feature_layer, motion.preprocess) == ("avg_pool", "(uint8-128)/128")
     vgg = FeatureRecipe()
     assert (vgg.feature_layer, vgg.preprocess) == ("fc1", "caffe")  # VGG16 unchanged
-    for recipe in (appearance, motion):
-        assert FeatureRecipe.from_metadata(recipe.metadata()) == recipe
+    for recipe in (appearance, motion):  # recorded with "auto" resolved (float32 here)
+        resolved = dataclasses.replace(recipe, precision=resolve_precision(recipe.precision))
+        assert FeatureRecipe.from_metadata(recipe.metadata()) == resolved
     with pytest.raises(ValueError, match="VGG16 only"):
         build_extractor(FeatureRecipe(backbone="EfficientNetLite0", batch_norm=True))
 
