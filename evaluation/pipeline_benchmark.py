@@ -417,12 +417,13 @@ def finetune_device_rate(stage_config, num_classes: int, repeats: int) -> float:
     stage compiles it, on one batch already on the device."""
     import keras
 
+    from models.devices import resolve_precision
     from models.image_preprocessing import with_preprocessing
     from training import finetune_convnet
 
     settings = stage_config.settings
     keras.utils.set_random_seed(settings.seed)
-    precision = finetune_convnet.resolve_precision(stage_config.precision)
+    precision = resolve_precision(stage_config.precision)
     network = finetune_convnet.build_network(stage_config, num_classes, precision)
     # The model the stage trains: uint8 crops in, preprocessed on the device.
     mode = finetune_convnet.preprocessing_mode(stage_config.backbone, settings.stream)
@@ -439,12 +440,8 @@ def finetune_device_rate(stage_config, num_classes: int, repeats: int) -> float:
 def extract_device_rate(stage_config, repeats: int) -> float:
     """Images/s of `predict_on_batch` of the extraction stage's network on one batch
     already on the device (the call `models.feature_extraction` makes per batch)."""
-    from models.feature_extraction import (
-        build_extractor,
-        identify_weights,
-        resolve_precision,
-        uint8_extractor,
-    )
+    from models.devices import resolve_precision
+    from models.feature_extraction import build_extractor, identify_weights, uint8_extractor
 
     recipe = identify_weights(stage_config.recipe)
     recipe = dataclasses.replace(recipe, precision=resolve_precision(recipe.precision))

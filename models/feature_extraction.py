@@ -48,6 +48,7 @@ import numpy as np
 
 from data.crops import center_crop
 from models import efficientnet_lite
+from models.devices import PRECISIONS, resolve_precision
 from models.image_preprocessing import with_preprocessing
 from models.two_stream_vgg16 import (
     FEATURE_LAYER,
@@ -80,9 +81,8 @@ BACKBONE_DEFAULTS = {
         for backbone in efficientnet_lite.BACKBONES
     },
 }
-# "auto": mixed_bfloat16 where the backend sees a GPU, else float32 (`resolve_precision`);
-# a recorded recipe always names the precision it ran in.
-PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+# PRECISIONS (models.devices): "auto" is mixed_bfloat16 where the backend sees a GPU, else
+# float32 (`resolve_precision`); a recorded recipe always names the precision it ran in.
 # Where the images came from. Stored JPEG frames differ from decoded ones (about 1.4
 # grey levels), and JPEG flow from the .npz flow store's, so it is part of the recipe.
 IMAGE_SOURCES = {"appearance": ("video", "frames"), "motion": ("flow_store", "frames")}
@@ -214,30 +214,6 @@ class FeatureRecipe:
         # is of float32 features, the only precision before it was recorded.
         values.setdefault("precision", "float32")
         return cls(**values)
-
-
-def gpu_available() -> bool:
-    """Whether the Keras backend sees a GPU."""
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        return any(device.platform == "gpu" for device in jax.devices())
-    if backend == "torch":
-        import torch
-
-        return torch.cuda.is_available()
-    import tensorflow as tf
-
-    return bool(tf.config.list_logical_devices("GPU"))
-
-
-def resolve_precision(precision: str) -> str:
-    """`precision`, with "auto" made mixed_bfloat16 on a GPU and float32 elsewhere
-    (on a GPU bf16 runs several times faster; on a CPU it is slower and less exact)."""
-    if precision != "auto":
-        return precision
-    return "mixed_bfloat16" if gpu_available() else "float32"
 
 
 # === Networks ===

@@ -65,6 +65,7 @@ from data.frame_store import FrameStore
 from data.process_feed import default_workers, ordered_map
 from data.splits import SUBSETS, SplitSource
 from data.video import VideoReader
+from models.devices import data_parallel_distribution, resolve_precision
 from models.feature_extraction import (
     FeatureRecipe,
     build_extractor,
@@ -73,7 +74,6 @@ from models.feature_extraction import (
     extract_chunked_features,
     extract_streamed_features,
     identify_weights,
-    resolve_precision,
     uint8_extractor,
 )
 
@@ -353,27 +353,6 @@ def frame_store_recipe(config: ExtractFeaturesConfig, video_ids: Sequence[str]) 
         "flow_method": (marker or {}).get("method"),
         "flow_size": (height, width),
     }
-
-
-def data_parallel_distribution(mode: str, batch_size: int):
-    """`keras.distribution.DataParallel` over every device when `mode` is "auto" and the
-    JAX backend sees several (other backends: None, one device); None otherwise.
-
-    Raises:
-        ValueError: `batch_size` does not divide by the device count.
-    """
-    if mode == "off" or keras.backend.backend() != "jax":
-        return None
-    devices = keras.distribution.list_devices()
-    if len(devices) < 2:
-        return None
-    if batch_size % len(devices):
-        raise ValueError(
-            f"Expected --batch-size divisible by the {len(devices)} devices of data-parallel "
-            f"extraction. Received: batch_size={batch_size}. Give a multiple of "
-            f"{len(devices)}, or --data-parallel off."
-        )
-    return keras.distribution.DataParallel(devices=devices)
 
 
 def run(config: ExtractFeaturesConfig) -> JobReport:

@@ -65,6 +65,7 @@ from data.frame_store import FrameStore
 from data.process_feed import default_workers, ordered_map
 from data.splits import SplitSource
 from models import efficientnet_lite
+from models.devices import data_parallel_distribution, resolve_precision
 from models.image_preprocessing import with_preprocessing
 from models.two_stream_vgg16 import STREAMS, build_stream_vgg16, preprocess_images
 
@@ -455,33 +456,6 @@ def training_batches(clips, config: FinetuneConfig) -> FrameBatches:
     )
 
 
-def gpu_visible() -> bool:
-    """Whether the Keras backend computes on a GPU."""
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        return jax.default_backend() == "gpu"
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return bool(tf.config.list_logical_devices("GPU"))
-    if backend == "torch":
-        import torch
-
-        return torch.cuda.is_available()
-    return False
-
-
-def resolve_precision(precision: str) -> str:
-    """`precision`, with "auto" as "mixed_bfloat16" on a GPU and "float32" otherwise."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"Expected precision in {PRECISIONS}. Received: {precision!r}")
-    if precision == "auto":
-        return "mixed_bfloat16" if gpu_visible() else "float32"
-    return precision
-
-
 def build_network(
     config: FinetuneConvnetConfig, num_classes: int, precision: str = "float32"
 ) -> keras.Model:
@@ -604,23 +578,6 @@ def _image_size(config: FinetuneConvnetConfig, split, clips) -> tuple[int, int] 
     return (config.height, config.width)
 
 
-def data_parallel_devices(config: FinetuneConvnetConfig) -> int:
-    """The devices fine-tuning spreads each batch over: JAX's when it sees more than one
-    and `--data-parallel auto`, else 1. The batch size must divide by their number."""
-    if config.data_parallel == "off" or keras.backend.backend() != "jax":
-        return 1
-    import jax
-
-    count = jax.device_count()
-    if count > 1 and config.settings.batch_size % count:
-        raise ValueError(
-            f"Expected --batch-size divisible by the {count} devices of data parallelism. "
-            f"Received: batch_size={config.settings.batch_size}. Pick a multiple of {count}, "
-            "or --data-parallel off."
-        )
-    return count
-
-
 def run(config: FinetuneConvnetConfig) -> Path:
     """Fine-tunes the stage's network (resuming from `output_dir`); returns `final.keras`."""
     settings = config.settings
@@ -639,12 +596,13 @@ def run(config: FinetuneConvnetConfig) -> Path:
     workers = (
         min(default_workers(), MAX_DEFAULT_WORKERS) if config.workers is None else config.workers
     )
-    devices = data_parallel_devices(config)
+    distribution = data_parallel_distribution(config.data_parallel, settings.batch_size)
+    devices = 1 if distribution is None else len(distribution.device_mesh.devices.flat)
     print(f"{len(clips)} training videos, {len(split.class_names)} classes, {settings}")
     print(f"precision {precision}, {workers} batch workers, data parallel over {devices} devices")
     previous = keras.distribution.distribution()
-    if devices > 1:
-        keras.distribution.set_distribution(keras.distribution.DataParallel())
+    if distribution is not None:
+        keras.distribution.set_distribution(distribution)
     try:
         keras.utils.set_random_seed(settings.seed)
         network = build_network(config, len(split.class_names), precision)

@@ -1,0 +1,63 @@
+"""What the Keras backend computes on: a GPU or not, "auto" precision, data parallelism.
+
+The stages that run networks (fine-tuning, extraction) share these three decisions:
+
+    resolve_precision("auto")                      # "mixed_bfloat16" on a GPU, else "float32"
+    data_parallel_distribution("auto", batch_size)  # DataParallel over JAX's devices, or None
+"""
+
+from __future__ import annotations
+
+import keras
+
+# Precisions a stage may be given; "auto" resolves to one of the others.
+PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+
+
+def gpu_visible() -> bool:
+    """Whether the Keras backend computes on a GPU."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() == "gpu"
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_logical_devices("GPU"))
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.is_available()
+    return False
+
+
+def resolve_precision(precision: str) -> str:
+    """`precision`, with "auto" made "mixed_bfloat16" on a GPU and "float32" elsewhere
+    (on a GPU bf16 runs several times faster; on a CPU it is slower and less exact)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"Expected precision in {PRECISIONS}. Received: {precision!r}")
+    if precision != "auto":
+        return precision
+    return "mixed_bfloat16" if gpu_visible() else "float32"
+
+
+def data_parallel_distribution(mode: str, batch_size: int):
+    """`keras.distribution.DataParallel` over every device when `mode` is "auto" and the
+    JAX backend sees several; None otherwise (one device; other backends).
+
+    Raises:
+        ValueError: `batch_size` does not divide by the device count.
+    """
+    if mode == "off" or keras.backend.backend() != "jax":
+        return None
+    devices = keras.distribution.list_devices()
+    if len(devices) < 2:
+        return None
+    if batch_size % len(devices):
+        raise ValueError(
+            f"Expected --batch-size divisible by the {len(devices)} devices of data "
+            f"parallelism. Received: batch_size={batch_size}. Give a multiple of "
+            f"{len(devices)}, or --data-parallel off."
+        )
+    return keras.distribution.DataParallel(devices=devices)
