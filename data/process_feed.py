@@ -27,7 +27,6 @@ import collections
 import contextlib
 import dataclasses
 import multiprocessing
-import os
 import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -37,6 +36,8 @@ from multiprocessing import resource_tracker, shared_memory
 from typing import Any
 
 import numpy as np
+
+from data import batch_jobs
 
 # Arrays at least this large travel through shared memory.
 SHARED_MEMORY_BYTES = 1 << 20
@@ -51,41 +52,48 @@ class _SharedArray:
     dtype: str
 
 
+def _map_arrays(convert: Callable[[Any], Any], value: Any) -> Any:
+    """`value` with `convert` applied to each leaf inside its tuples, lists and dicts."""
+    if isinstance(value, tuple):
+        return tuple(_map_arrays(convert, item) for item in value)
+    if isinstance(value, list):
+        return [_map_arrays(convert, item) for item in value]
+    if isinstance(value, dict):
+        return {key: _map_arrays(convert, item) for key, item in value.items()}
+    return convert(value)
+
+
+def _share(value: Any) -> Any:
+    if not (isinstance(value, np.ndarray) and value.nbytes >= SHARED_MEMORY_BYTES):
+        return value
+    block = shared_memory.SharedMemory(create=True, size=value.nbytes)
+    np.ndarray(value.shape, value.dtype, buffer=block.buf)[...] = value
+    # The consumer frees it; the worker's tracker must not (nor warn at exit).
+    resource_tracker.unregister(block._name, "shared_memory")
+    shared = _SharedArray(block.name, value.shape, value.dtype.str)
+    block.close()
+    return shared
+
+
+def _unshare(value: Any) -> Any:
+    if not isinstance(value, _SharedArray):
+        return value
+    block = shared_memory.SharedMemory(name=value.name)
+    try:
+        return np.array(np.ndarray(value.shape, np.dtype(value.dtype), buffer=block.buf))
+    finally:
+        block.close()
+        block.unlink()
+
+
 def _to_shared(value: Any) -> Any:
     """`value` with its large arrays (also inside tuples, lists, dicts) moved to shared memory."""
-    if isinstance(value, np.ndarray) and value.nbytes >= SHARED_MEMORY_BYTES:
-        block = shared_memory.SharedMemory(create=True, size=value.nbytes)
-        np.ndarray(value.shape, value.dtype, buffer=block.buf)[...] = value
-        # The consumer frees it; the worker's tracker must not (nor warn at exit).
-        resource_tracker.unregister(block._name, "shared_memory")
-        shared = _SharedArray(block.name, value.shape, value.dtype.str)
-        block.close()
-        return shared
-    if isinstance(value, tuple):
-        return tuple(_to_shared(item) for item in value)
-    if isinstance(value, list):
-        return [_to_shared(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _to_shared(item) for key, item in value.items()}
-    return value
+    return _map_arrays(_share, value)
 
 
 def _from_shared(value: Any) -> Any:
     """The inverse of `_to_shared` in the consumer: copies each array out and frees it."""
-    if isinstance(value, _SharedArray):
-        block = shared_memory.SharedMemory(name=value.name)
-        try:
-            return np.array(np.ndarray(value.shape, np.dtype(value.dtype), buffer=block.buf))
-        finally:
-            block.close()
-            block.unlink()
-    if isinstance(value, tuple):
-        return tuple(_from_shared(item) for item in value)
-    if isinstance(value, list):
-        return [_from_shared(item) for item in value]
-    if isinstance(value, dict):
-        return {key: _from_shared(item) for key, item in value.items()}
-    return value
+    return _map_arrays(_unshare, value)
 
 
 def _discard_shared(value: Any) -> None:
@@ -211,8 +219,4 @@ def _pooled(function, items: Iterator, workers: int, ahead: int) -> Iterator[Any
 
 def default_workers() -> int:
     """The machine's cores available to this process, less one for the consumer."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        cores = os.cpu_count() or 1
-    return max(cores - 1, 1)
+    return max(batch_jobs.default_workers() - 1, 1)
