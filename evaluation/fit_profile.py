@@ -137,9 +137,11 @@ def summarize_events(events: list[tuple[str, float, float]], steps: int) -> dict
     by_kind: dict[str, float] = {}
     by_name: dict[str, list[float]] = {}
     for name, _, duration in events:
-        by_kind[kind_of(name)] = by_kind.get(kind_of(name), 0.0) + duration
+        kind = kind_of(name)
+        by_kind[kind] = by_kind.get(kind, 0.0) + duration
         by_name.setdefault(name, []).append(duration)
     total = float(durations.sum())
+    busy = _busy_us(events)
     top = sorted(by_name.items(), key=lambda item: -sum(item[1]))[:15]
     return {
         "steps": steps,
@@ -147,8 +149,8 @@ def summarize_events(events: list[tuple[str, float, float]], steps: int) -> dict
         "events_per_step": len(events) / steps,
         "span_ms_per_step": span / 1e3 / steps,
         "device_ms_per_step": total / 1e3 / steps,
-        "busy_ms_per_step": _busy_us(events) / 1e3 / steps,
-        "busy_share": _busy_us(events) / span if span else 1.0,
+        "busy_ms_per_step": busy / 1e3 / steps,
+        "busy_share": busy / span if span else 1.0,
         "median_event_us": float(np.median(durations)),
         "events_under_10us_share": float(np.mean(durations < 10.0)),
         "by_kind_ms_per_step": {
