@@ -22,9 +22,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 DATASETS = ("ucf101", "hmdb51")
 SPLITS = (1, 2, 3)
 SUBSETS = ("train", "test", "all")
+# How validation videos leave a training list (`hold_out_validation`).
+HOLD_OUTS = ("group", "video")
 # UCF101 file stems are v_<Class>_gGG_cCC: clips of one group share actors and scenes.
 _UCF101_GROUP = re.compile(r"_g(?P<group>\d+)_c\d+$")
 
@@ -102,6 +106,49 @@ def video_group(video_id: str) -> int | None:
     for a name without one (HMDB51's clips)."""
     match = _UCF101_GROUP.search(video_id)
     return int(match.group("group")) if match else None
+
+
+def hold_out_validation(
+    clips: Sequence, fraction: float, seed: int = 0, by: str = "group"
+) -> tuple[list, list]:
+    """Splits training clips into (train, validation); `seed` chooses what is held out.
+
+    - `by="group"`: whole UCF101 groups, the same group numbers in every class, as the
+      official test lists are made: `round(fraction * groups)` of the training list's
+      groups (at least 1 when `fraction > 0`, never all). Clips of a group share actors
+      and scenes, so a validation video of a training group is a near-copy of training
+      videos, and the validation accuracy overstates the test accuracy. Clips without a
+      group in their name (HMDB51) are held out by video, as below.
+    - `by="video"`: per class, `round(fraction * n)` of its `n` videos (at least 1 when
+      `fraction > 0` and it has 2 or more).
+    """
+    if by not in HOLD_OUTS:
+        raise ValueError(f"Expected by in {HOLD_OUTS}. Received: by={by!r}")
+    rng = np.random.default_rng(seed)
+    groups = {clip.video_id: video_group(clip.video_id) for clip in clips}
+    grouped = [clip for clip in clips if by == "group" and groups[clip.video_id] is not None]
+    held_out = set()
+    if grouped:
+        numbers = sorted({groups[clip.video_id] for clip in grouped})
+        count = int(round(fraction * len(numbers)))
+        if fraction > 0 and len(numbers) >= 2:
+            count = min(max(count, 1), len(numbers) - 1)
+        chosen = {numbers[index] for index in rng.permutation(len(numbers))[:count]}
+        held_out = {clip.video_id for clip in grouped if groups[clip.video_id] in chosen}
+    by_label: dict[int, list] = {}
+    for clip in clips:
+        if not (grouped and groups[clip.video_id] is not None):
+            by_label.setdefault(clip.label, []).append(clip)
+    for label in sorted(by_label):
+        members = by_label[label]
+        count = int(round(fraction * len(members)))
+        if fraction > 0 and len(members) >= 2:
+            count = min(max(count, 1), len(members) - 1)
+        for index in rng.permutation(len(members))[:count]:
+            held_out.add(members[index].video_id)
+    train = [clip for clip in clips if clip.video_id not in held_out]
+    validation = [clip for clip in clips if clip.video_id in held_out]
+    return train, validation
 
 
 def _lines(path: Path) -> list[str]:

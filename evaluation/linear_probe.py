@@ -34,9 +34,8 @@ import pandas as pd
 from data.atomic_files import atomic_write
 from data.config_flags import exit_on_error, parse_config
 from data.feature_store import FeatureStore
-from data.splits import SPLITS, SplitSource
+from data.splits import SPLITS, SplitSource, hold_out_validation
 from evaluation.scoring import TWO_STREAM_WEIGHTS
-from training.train_attention import hold_out_validation
 
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 ITERATIONS = 1000

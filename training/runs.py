@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from data.atomic_files import LockHeldError, PidLock
-from data.splits import DATASETS, SPLITS
+from data.splits import DATASETS, HOLD_OUTS, SPLITS
 from models.feature_extraction import FeatureRecipe
 from models.recognizer import DEFAULT_DROPOUT, DEFAULT_WEIGHT_DECAY
 from models.two_stream_vgg16 import STREAMS
@@ -42,8 +42,6 @@ MODELS = ("attention", "baseline")
 # Frame features as stored ("none", the paper's) or standardised with the training
 # part's per-dimension mean and variance (an extension).
 FEATURE_SCALINGS = ("none", "standardize")
-# How validation videos leave the training list (train_attention.hold_out_validation).
-HOLD_OUTS = ("group", "video")
 
 
 @dataclass(frozen=True)
