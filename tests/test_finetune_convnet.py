@@ -341,6 +341,7 @@ def test_the_stage_trains_from_a_frame_store_and_names_missing_videos(split_vide
     assert json.loads((tmp_path / "net" / SETTINGS_NAME).read_text()) == {
         "precision": "float32",  # auto on a CPU
         "preprocessing": "caffe",
+        "held_out_videos": [],
     }
 
 

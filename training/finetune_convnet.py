@@ -39,6 +39,14 @@ Feeding the device (none of it changes a hyper-parameter of the paper):
 - `--data-parallel auto|off`: with JAX and more than one device, each batch is split
   over the devices (`keras.distribution.DataParallel`); the batch size must divide by
   their number.
+
+Model selection downstream (an extension; the paper fine-tunes on the whole training list):
+`--hold-out-fraction F` (with `--hold-out-by`, `--hold-out-seed`) leaves out of fine-tuning
+the validation part that `training.train_attention --validation-fraction F
+--validation-by B --seed S` holds out of the same training list
+(`data.splits.hold_out_validation`). Without it, features of the fine-tuned net are
+fitted to the validation videos too, and the attention model's validation accuracy
+overstates its test accuracy. Recorded in `settings.json`; default 0.
 """
 
 from __future__ import annotations
@@ -63,7 +71,7 @@ from data.frame_batches import FrameBatches, StoredClip, decoded_rgb_frames, dra
 from data.frame_dataset import FrameDataset, Preprocess
 from data.frame_store import FrameStore
 from data.process_feed import default_workers, ordered_map
-from data.splits import SplitSource
+from data.splits import HOLD_OUTS, SplitSource, hold_out_validation
 from models import efficientnet_lite
 from models.devices import data_parallel_distribution, resolve_precision
 from models.image_preprocessing import with_preprocessing
@@ -234,6 +242,13 @@ def _check_settings(path: Path, settings: dict, resuming: bool) -> None:
     if resuming and path.exists():
         saved = json.loads(path.read_text())
         for key, value in settings.items():
+            if key in saved and saved[key] != value and key == "held_out_videos":
+                raise ValueError(
+                    f"The checkpoint in {path.parent} was fine-tuned with "
+                    f"{len(saved[key])} held-out videos; this run holds out {len(value)} "
+                    "others. Rerun with the --hold-out-* flags that wrote it to resume it, or "
+                    "use another --output-dir."
+                )
             if key in saved and saved[key] != value:
                 raise ValueError(
                     f"The checkpoint in {path.parent} was written with {key}={saved[key]!r}; "
@@ -254,6 +269,7 @@ def finetune(
     workers: int = 0,
     ahead: int | None = None,
     progress: bool = True,
+    record: dict | None = None,
 ) -> Path:
     """Train `network` on `batches` for `config.max_iterations`, resuming from `output_dir`.
 
@@ -272,6 +288,8 @@ def finetune(
             each batch here when it is needed. The batches are the same either way.
         ahead: Batches drawn ahead of the one training. Default `2 * workers`.
         progress: Show a tqdm bar with images/s.
+        record: More settings of the run for `settings.json` (e.g. its training
+            videos); like the precision, a checkpoint written with others is not resumed.
 
     Returns:
         The path of `final.keras`.
@@ -283,7 +301,11 @@ def finetune(
     compile_for_finetuning(model, config)
     checkpoint_path = output_dir / CHECKPOINT_NAME
     resuming = checkpoint_path.exists()
-    run_settings = {"precision": network.dtype_policy.name, "preprocessing": preprocessing}
+    run_settings = {
+        "precision": network.dtype_policy.name,
+        "preprocessing": preprocessing,
+        **(record or {}),
+    }
     _check_settings(output_dir / SETTINGS_NAME, run_settings, resuming)
     start = load_checkpoint(checkpoint_path, model) if resuming else 0
     schedule = learning_rate_schedule(config)
@@ -397,8 +419,24 @@ class FinetuneConvnetConfig:
     precision: str = dataclasses.field(default="auto", metadata={"choices": PRECISIONS})
     # "auto": keras.distribution.DataParallel when JAX sees more than one device.
     data_parallel: str = dataclasses.field(default="auto", metadata={"choices": ("auto", "off")})
+    # Extension: leave train_attention's validation part out of fine-tuning (see above).
+    hold_out_fraction: float = dataclasses.field(
+        default=0.0,
+        metadata={"help": "share of the training list left out, as train_attention's validation"},
+    )
+    hold_out_by: str = dataclasses.field(default="group", metadata={"choices": HOLD_OUTS})
+    hold_out_seed: int = dataclasses.field(
+        default=0, metadata={"help": "train_attention's --seed of that validation part"}
+    )
 
     def __post_init__(self):
+        if not 0.0 <= self.hold_out_fraction < 1.0:
+            raise ValueError(
+                "Expected --hold-out-fraction in [0, 1). Received: "
+                f"hold_out_fraction={self.hold_out_fraction}"
+            )
+        if self.hold_out_by not in HOLD_OUTS:
+            raise ValueError(f"Expected hold_out_by in {HOLD_OUTS}. Received: {self.hold_out_by!r}")
         if self.workers is not None and self.workers < 0:
             raise ValueError(f"Expected --workers >= 0. Received: workers={self.workers}")
         if self.precision not in PRECISIONS:
@@ -583,6 +621,12 @@ def run(config: FinetuneConvnetConfig) -> Path:
     settings = config.settings
     check_output_folder(config.output_dir, "output folder")
     split = config.source.load()
+    held_out = []
+    if config.hold_out_fraction > 0:
+        kept, held_out = hold_out_validation(
+            split.train, config.hold_out_fraction, config.hold_out_seed, config.hold_out_by
+        )
+        split = dataclasses.replace(split, train=tuple(kept))
     clips = training_clips(
         split, settings.stream, config.flow_root, (config.height, config.width), config.frame_root
     )
@@ -598,7 +642,10 @@ def run(config: FinetuneConvnetConfig) -> Path:
     )
     distribution = data_parallel_distribution(config.data_parallel, settings.batch_size)
     devices = 1 if distribution is None else len(distribution.device_mesh.devices.flat)
-    print(f"{len(clips)} training videos, {len(split.class_names)} classes, {settings}")
+    print(
+        f"{len(clips)} training videos ({len(held_out)} held out), "
+        f"{len(split.class_names)} classes, {settings}"
+    )
     print(f"precision {precision}, {workers} batch workers, data parallel over {devices} devices")
     previous = keras.distribution.distribution()
     if distribution is not None:
@@ -613,6 +660,7 @@ def run(config: FinetuneConvnetConfig) -> Path:
             config.output_dir,
             preprocessing=preprocessing_mode(config.backbone, settings.stream),
             workers=workers,
+            record={"held_out_videos": sorted(clip.video_id for clip in held_out)},
         )
     finally:
         keras.distribution.set_distribution(previous)
