@@ -11,7 +11,7 @@
 # [JOBS] (trainings and scorings at a time), SPLITS [1 2 3], RUN_PROBE [1], PATIENCE [5].
 set -euo pipefail
 # shellcheck source=common.sh
-source "$(dirname "$0")/common.sh"
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 MOTION_JOBS=${MOTION_JOBS:-$JOBS}
 RUN_PROBE=${RUN_PROBE:-1}
