@@ -25,6 +25,20 @@ def _fails_on_three(item: int) -> int:
     return item
 
 
+_pickled = []
+
+
+class _CountsItsPickles:
+    """Doubles an item; records in the consumer each time it is pickled."""
+
+    def __call__(self, item: int) -> int:
+        return 2 * item
+
+    def __reduce__(self):
+        _pickled.append(os.getpid())
+        return (_CountsItsPickles, ())
+
+
 def test_results_come_in_order_from_other_processes():
     results = list(ordered_map(_labelled, range(7), workers=2, ahead=3))
     assert len(results) == 7
@@ -50,6 +64,15 @@ def test_partial_functions_and_no_shared_memory_left():
     assert [int(array[0]) for array in first] == [0, 1, 2]
     if os.path.isdir("/dev/shm"):
         assert set(os.listdir("/dev/shm")) - before == set()
+
+
+def test_the_function_is_sent_once_a_worker_not_once_an_item():
+    # A fine-tuning's function holds the whole clip list: pickling it per batch cost more
+    # than drawing the batch.
+    _pickled.clear()
+    results = list(ordered_map(_CountsItsPickles(), range(12), workers=2, ahead=4))
+    assert results == [2 * item for item in range(12)]
+    assert 1 <= len(_pickled) <= 2 and set(_pickled) == {os.getpid()}
 
 
 def test_a_worker_exception_is_raised_at_its_item():
