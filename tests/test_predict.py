@@ -122,7 +122,7 @@ def test_attention_cli_draws_a_video_and_the_key_frame_mass(runs, tmp_path, caps
 
 
 def test_frame_weights_of_many_videos_at_once_are_those_of_each_video(runs):
-    from evaluation.attention import run_frame_weights, video_attention
+    from evaluation.attention import build_attention_readout, run_frame_weights, video_attention
 
     _, run_dirs = runs
     trained = Run(run_dirs["motion"])
@@ -130,12 +130,17 @@ def test_frame_weights_of_many_videos_at_once_are_those_of_each_video(runs):
     videos = [video_id for video_id, _ in record.test_videos + record.train_videos]
     model = trained.load_model()
     store = FeatureStore(record.feature_store)
+    # Each video alone, once (one readout model for all: one trace, not one per video).
+    readout = build_attention_readout(model)
+    alone = {
+        video_id: video_attention(model, store.read(video_id)[0], readout=readout)["frame_weights"]
+        for video_id in videos
+    }
     for max_samples in (1, 3, 512):  # 2 samples a video: chunks end inside and between videos
         weights = run_frame_weights(trained, videos, model=model, max_samples=max_samples)
         assert list(weights) == videos
         for video_id in videos:
-            alone = video_attention(model, store.read(video_id)[0])["frame_weights"]
-            np.testing.assert_allclose(weights[video_id], alone, atol=1e-6)
+            np.testing.assert_allclose(weights[video_id], alone[video_id], atol=1e-6)
 
 
 def whole_video_features(frames, recipe, flow_method):

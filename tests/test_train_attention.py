@@ -4,6 +4,7 @@ trainer per run folder."""
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -135,10 +136,13 @@ def test_run_folder_holds_config_model_history_and_scores(dataset, tmp_path):
     assert again == metrics and len(pd.read_csv(run_dir / "history.csv")) == 3
 
 
-def test_interrupted_run_resumes_from_last_epoch(dataset, tmp_path):
+@pytest.fixture(scope="module")
+def interrupted_run(dataset, tmp_path_factory):
+    """A run of 3 epochs (with a validation part) killed after its epoch 1, trained once
+    for this file: each resume test resumes a copy of the folder (`resumable_copy`)."""
     root, split = dataset
     config = TrainConfig(epochs=3, validation_fraction=0.25, **TINY_MODEL)
-    run_dir = tmp_path / "run"
+    run_dir = tmp_path_factory.mktemp("interrupted") / "run"
     with pytest.raises(KeyboardInterrupt):
         train(
             config,
@@ -148,6 +152,17 @@ def test_interrupted_run_resumes_from_last_epoch(dataset, tmp_path):
             extra_callbacks=[StopAfterEpoch(1)],
             verbose=0,
         )
+    return config, run_dir
+
+
+def resumable_copy(interrupted_run, tmp_path):
+    config, run_dir = interrupted_run
+    return config, Path(shutil.copytree(run_dir, tmp_path / "run"))
+
+
+def test_interrupted_run_resumes_from_last_epoch(dataset, interrupted_run, tmp_path):
+    root, split = dataset
+    config, run_dir = resumable_copy(interrupted_run, tmp_path)
     assert (run_dir / "backup").is_dir() and not (run_dir / "metrics.json").exists()
     assert list(pd.read_csv(run_dir / "history.csv")["epoch"]) == [0, 1]
     score_run(train(config, split=split, store_root=root / "store", run_dir=run_dir, verbose=0))
@@ -180,13 +195,10 @@ def test_cli_trains_with_preset_and_flags(dataset, tmp_path):
     assert 0.0 <= metrics["accuracy"] <= 1.0
 
 
-def test_a_resume_keeps_the_best_epoch(dataset, tmp_path):
+def test_a_resume_keeps_the_best_epoch(dataset, interrupted_run, tmp_path):
     root, split = dataset
-    config = TrainConfig(epochs=3, validation_fraction=0.25, **TINY_MODEL)
-    run_dir = tmp_path / "run"
+    config, run_dir = resumable_copy(interrupted_run, tmp_path)  # killed after epoch 1
     common = dict(split=split, store_root=root / "store", run_dir=run_dir, verbose=0)
-    with pytest.raises(KeyboardInterrupt):
-        train(config, extra_callbacks=[StopAfterEpoch(1)], **common)
     # Say the epochs so far were perfect: no later epoch can beat them, so the model
     # they saved must stay (before, the first epoch after a resume always replaced it).
     history = pd.read_csv(run_dir / "history.csv")
