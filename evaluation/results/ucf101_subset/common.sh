@@ -39,3 +39,17 @@ stage() {  # stage NAME COMMAND...: runs it and records its wall time
 in_parallel() {  # in_parallel FILE [N]: runs each line of FILE as a command, N [JOBS] at a time
     xargs -P "${2:-$JOBS}" -I{} -d '\n' bash -c '{}' <"$1"
 }
+
+attention_figures_of() {  # attention_figures_of RUNS OUTPUT: Fig. 1 style figures of RUNS
+    # (a split's folder: appearance/ and motion/ attention runs) for the first test video of
+    # each class in split 1's list, into OUTPUT/<class>_attention.png / .pdf
+    local runs=$1 output=$2 class video
+    mkdir -p "$output"
+    for class in ${CLASSES//,/ }; do
+        video=$(grep -m1 "^$class/" "$DATA/ucfTrainTestlist/testlist01.txt" | tr -d '\r')
+        $PYTHON -m evaluation.attention --run "$runs/appearance/attention" \
+            --motion-run "$runs/motion/attention" --video "$DATA/UCF-101/$video" \
+            --video-id "${video%.avi}" --output "$output/${class}_attention" &
+    done
+    wait
+}

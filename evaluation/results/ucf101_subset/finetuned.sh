@@ -256,16 +256,8 @@ tables() {
 }
 
 figures() {  # the first test video of each class in split 1's list, the chosen runs
-    local runs class video
-    runs="$FT/runs/chosen/$(cat "$FT/chosen_recipe")/ucf101/split1"
-    mkdir -p "$RESULTS/finetuned_figures"
-    for class in ${CLASSES//,/ }; do
-        video=$(grep -m1 "^$class/" "$DATA/ucfTrainTestlist/testlist01.txt" | tr -d '\r')
-        $PYTHON -m evaluation.attention --run "$runs/appearance/attention" \
-            --motion-run "$runs/motion/attention" --video "$DATA/UCF-101/$video" \
-            --video-id "${video%.avi}" --output "$RESULTS/finetuned_figures/${class}_attention" &
-    done
-    wait
+    attention_figures_of "$FT/runs/chosen/$(cat "$FT/chosen_recipe")/ucf101/split1" \
+        "$RESULTS/finetuned_figures"
 }
 
 mkdir -p "$FT/logs"

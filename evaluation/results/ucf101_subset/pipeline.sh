@@ -108,14 +108,7 @@ score_and_tabulate() {  # score_and_tabulate RECIPE
 }
 
 attention_figures() {  # the first test video of each class in split 1's list
-    local runs="$WORK/recipes/$1/ucf101/split1" class video
-    for class in ${CLASSES//,/ }; do
-        video=$(grep -m1 "^$class/" "$DATA/ucfTrainTestlist/testlist01.txt" | tr -d '\r')
-        $PYTHON -m evaluation.attention --run "$runs/appearance/attention" \
-            --motion-run "$runs/motion/attention" --video "$DATA/UCF-101/$video" \
-            --video-id "${video%.avi}" --output "$RESULTS/figures/${class}_attention" &
-    done
-    wait
+    attention_figures_of "$WORK/recipes/$1/ucf101/split1" "$RESULTS/figures"
 }
 
 appearance_and_flow() {  # independent: the GPU extracts while the cores compute flow
