@@ -236,24 +236,24 @@ def preprocessing_mode(backbone: str, stream: str) -> str:
     return "caffe" if stream == "appearance" else "uint8-128"
 
 
+def _describe_setting(key: str, saved, value) -> tuple[str, str, str]:
+    """(the checkpoint's setting, this run's, the flags that resume it), for an error."""
+    if key == "held_out_videos":  # a list, set by the --hold-out-* flags
+        return f"{len(saved)} held-out videos", f"{len(value)} others", "the --hold-out-* flags"
+    return f"{key}={saved!r}", f"{key}={value!r}", f"--{key.replace('_', '-')} {saved}"
+
+
 def _check_settings(path: Path, settings: dict, resuming: bool) -> None:
     """Refuse to resume a checkpoint written at another precision or preprocessing;
     then record `settings` beside the checkpoint."""
     if resuming and path.exists():
         saved = json.loads(path.read_text())
         for key, value in settings.items():
-            if key in saved and saved[key] != value and key == "held_out_videos":
-                raise ValueError(
-                    f"The checkpoint in {path.parent} was fine-tuned with "
-                    f"{len(saved[key])} held-out videos; this run holds out {len(value)} "
-                    "others. Rerun with the --hold-out-* flags that wrote it to resume it, or "
-                    "use another --output-dir."
-                )
             if key in saved and saved[key] != value:
+                was, now, flags = _describe_setting(key, saved[key], value)
                 raise ValueError(
-                    f"The checkpoint in {path.parent} was written with {key}={saved[key]!r}; "
-                    f"this run has {key}={value!r}. Rerun with --{key.replace('_', '-')} "
-                    f"{saved[key]} to resume it, or use another --output-dir."
+                    f"The checkpoint in {path.parent} was written with {was}; this run has "
+                    f"{now}. Rerun with {flags} to resume it, or use another --output-dir."
                 )
     with atomic_write(path) as temporary:
         Path(temporary).write_text(json.dumps(settings, indent=2) + "\n")
