@@ -102,8 +102,7 @@ def run(config: demo.DemoConfig) -> pd.DataFrame:
     """Stages 1-3 of the demo, then every seed's runs, read on their validation parts."""
     summary = demo.generate(config)
     demo.flow(config, summary)
-    for stream in STREAMS:
-        demo.extract(config, summary, stream)
+    demo.extract_streams(config, summary)
     key_frames = read_key_frames(summary.key_frames_csv)
     models = ModelCache()
     columns = ["quantity", "stream", "model"]

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation import demo_validation
+from data.batch_jobs import default_workers
+from evaluation import demo, demo_validation
 from evaluation.demo import DemoConfig, main, summarize
 
 
@@ -91,3 +92,26 @@ def test_config_refuses_no_seeds_repeated_seeds_and_no_jobs():
     for bad in ({"seeds": ()}, {"seeds": (0, 0)}, {"jobs": 0}):
         with pytest.raises(ValueError, match="Expected"):
             DemoConfig(**bad)
+
+
+def test_stream_processes_get_their_share_of_the_cores_as_tensorflow_threads():
+    # Each stream job's process starts with limit_threads(threads_per_job): one thread
+    # per pool on a 2-core machine with 2 jobs, where the default pools made training
+    # 1.5x slower (docs/synthetic_and_demo.md).
+    import os
+    import subprocess
+    import sys
+
+    assert demo.threads_per_job(DemoConfig(jobs=2)) == max(1, default_workers() // 2)
+    assert demo.threads_per_job(DemoConfig(jobs=5)) == max(1, default_workers() // 2)
+    assert demo.threads_per_job(DemoConfig(jobs=1)) == default_workers()
+    code = (
+        "from evaluation.demo import limit_threads; limit_threads(1); import tensorflow as tf; "
+        "print(tf.config.threading.get_intra_op_parallelism_threads(), "
+        "tf.config.threading.get_inter_op_parallelism_threads())"
+    )
+    environment = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    printed = subprocess.run(
+        [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert printed == ["1", "1"]
