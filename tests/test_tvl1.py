@@ -83,6 +83,22 @@ def test_median_filter_equals_opencv():
     np.testing.assert_allclose(ours, cv2.medianBlur(image, 5), atol=1e-6)
 
 
+def test_median_network_selects_the_median_of_any_odd_count():
+    rng = np.random.default_rng(3)
+    for count in (1, 3, 9, 25, 49):
+        network = tvl1.median_network(count)
+        for values in [*rng.normal(size=(50, count)), rng.integers(0, 3, size=count)]:
+            wires = list(values)
+            for a, b, _, _ in network:
+                wires[a], wires[b] = min(wires[a], wires[b]), max(wires[a], wires[b])
+            assert wires[count // 2] == np.median(values)
+    image = rng.integers(0, 4, size=(2, 9, 10)).astype("float32")  # many ties
+    ours = ops.convert_to_numpy(tvl1.median_filter(ops.convert_to_tensor(image), 7))
+    padded = np.pad(image, ((0, 0), (3, 3), (3, 3)), mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (7, 7), axis=(1, 2))
+    np.testing.assert_array_equal(ours, np.median(windows, axis=(-2, -1)))
+
+
 def test_cubic_warp_equals_opencv_remap_inside_the_frame():
     rng = np.random.default_rng(2)
     image = rng.uniform(0, 255, size=(12, 14)).astype("float32")
