@@ -90,9 +90,15 @@ class SampleDataset(keras.utils.PyDataset):
         shuffle: Shuffle samples at construction and after every epoch (default `False`).
         seed: Seed of the shuffle.
         cache_bytes: Memory for cached features (default 2 GiB).
+        dtype: The features' dtype in a batch (default float32); None: the store's.
+            A model with float32 inputs casts them on its device, to the same values,
+            so float16 stores then cross to the device in half the bytes and skip
+            NumPy's float16 -> float32 conversion (11.5 of the 15.5 ms it took to
+            assemble a batch of 32 x 30 x 4096 on a 2-core CPU). `train_attention`
+            trains and validates on None.
         **kwargs: `workers`, `use_multiprocessing`, `max_queue_size` of `PyDataset`.
 
-    `__getitem__` returns `({"features": (batch, num_frames, dim) float32,
+    `__getitem__` returns `({"features": (batch, num_frames, dim) float32 (or `dtype`),
     "frame_mask": (batch, num_frames) bool}, labels (batch,) int32)`.
 
     Attributes:
@@ -111,6 +117,7 @@ class SampleDataset(keras.utils.PyDataset):
         shuffle: bool = False,
         seed: int | None = None,
         cache_bytes: int = 2 * 1024**3,
+        dtype: str | None = "float32",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -121,7 +128,7 @@ class SampleDataset(keras.utils.PyDataset):
             raise ValueError("Expected at least one (video_id, label). Received: items=[]")
         self.store, self.batch_size = store, batch_size
         self.num_frames, self.stride = num_frames, stride
-        self.shuffle, self.cache_bytes = shuffle, cache_bytes
+        self.shuffle, self.cache_bytes, self.dtype = shuffle, cache_bytes, dtype
         self.video_ids = [video_id for video_id, _ in items]
         self.labels = np.asarray([label for _, label in items], dtype=np.int32)
         video_index, starts, dims = [], [], {}
@@ -180,8 +187,9 @@ class SampleDataset(keras.utils.PyDataset):
             )
             windows.append(window)
             masks.append(mask)
+        features = np.stack(windows)  # (batch, num_frames, dim), the store's dtype
         inputs = {
-            "features": np.stack(windows).astype(np.float32),  # (batch, num_frames, dim)
+            "features": features if self.dtype is None else features.astype(self.dtype),
             "frame_mask": np.stack(masks),  # (batch, num_frames) bool
         }
         return inputs, self.labels[self.sample_video_index[chosen]]  # (batch,) int32

@@ -172,3 +172,16 @@ def test_a_small_cache_evicts_and_reads_again(tmp_path):
         dataset.on_epoch_end()
     assert store.reads > len(items)  # evicted videos are read again
     assert dataset._cached_bytes <= 2 * one_video
+
+
+def test_batches_in_the_stores_dtype_hold_the_same_values(tmp_path):
+    # dtype=None (what train_attention feeds): float16 from a float16 store, which the
+    # model casts to float32 on its device; the values are those of the float32 batches.
+    store, items = _filled_store(tmp_path)  # float16, the store's default
+    as_stored = SampleDataset(store, items, batch_size=4, shuffle=True, seed=0, dtype=None)
+    as_float32 = SampleDataset(store, items, batch_size=4, shuffle=True, seed=0)
+    for index in range(len(as_stored)):
+        (stored, mask), (wide, wide_mask) = (d[index][0].values() for d in (as_stored, as_float32))
+        assert stored.dtype == np.float16 and wide.dtype == np.float32
+        np.testing.assert_array_equal(stored.astype(np.float32), wide)
+        np.testing.assert_array_equal(mask, wide_mask)

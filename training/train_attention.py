@@ -393,6 +393,7 @@ def _train_locked(
             stride=config.stride,
             shuffle=shuffle,
             seed=config.seed,
+            dtype=None,  # the store's: cast to float32 on the device, half the bytes there
         )
 
     statistics = {}
