@@ -140,9 +140,14 @@ def _source(summary) -> SplitSource:
     return SplitSource(summary.video_root, summary.split_dir)
 
 
+def stream_processes(config: DemoConfig) -> int:
+    """Processes the streams are extracted and trained in: `jobs`, at most one a stream."""
+    return min(config.jobs, len(STREAMS))
+
+
 def threads_per_job(config: DemoConfig) -> int:
     """The cores this process may use, shared by the stream processes (at least 1)."""
-    return max(1, default_workers() // min(config.jobs, len(STREAMS)))
+    return max(1, default_workers() // stream_processes(config))
 
 
 def limit_threads(threads: int) -> None:
@@ -474,13 +479,13 @@ def run(config: DemoConfig) -> dict:
     flow(config, summary)
     _stage(
         f"3/6 frozen ImageNet {config.backbone} features, both streams side by side "
-        f"({min(config.jobs, len(STREAMS))} processes)",
+        f"({stream_processes(config)} processes)",
         began,
     )
     extract_streams(config, summary)
     _stage(
         f"4/6 train and score baseline and attention, seeds {config.seeds}, both streams "
-        f"side by side ({min(config.jobs, len(STREAMS))} processes)",
+        f"side by side ({stream_processes(config)} processes)",
         began,
     )
     train_streams(config, summary)
