@@ -1,7 +1,7 @@
 """A folder of optical flow, one `<video_id>.npz` per video: the flow layout's one owner.
 
     store = FlowStore("runs/flow_tvl1")
-    store.status("Punch/v_Punch_g01_c01", FlowSettings())  # "missing", "complete", ...
+    store.status("Punch/v_Punch_g01_c01", FlowSettings("tvl1"))  # "missing", "complete", ...
     stacks = store.read_stacks("Punch/v_Punch_g01_c01")    # (frames - 5, 256, 340, 10) uint8
     for stacks in store.iter_stacks("Punch/v_Punch_g01_c01"):  # any length, chunk by chunk
         ...                                                     # (<= 32, 256, 340, 10)
@@ -26,6 +26,7 @@ from data.optical_flow import (
     CHUNK_FLOWS,
     FLOW_BOUND,
     FLOW_METHODS,
+    STACK_LENGTH,
     flow_stacks,
     iter_flow_stacks,
     load_flow,
@@ -40,14 +41,20 @@ FLOW_STATUSES = ("missing", "complete", "corrupt", "mismatch")
 # variables from zero on every level (docs/data_pipeline.md); files written before it
 # carry no revision.
 SOLVER_REVISIONS = {"tvl1_keras": 2}
+# "auto" (training.compute_flow's default) is resolved before anything is computed or
+# stored: tvl1_keras where the Keras backend sees a GPU and its self-check there passes,
+# OpenCV's tvl1 elsewhere (`resolve`).
+METHOD_CHOICES = ("auto", *FLOW_METHODS)
 
 
 @dataclass(frozen=True)
 class FlowSettings:
     """How flow is computed; stored in each file's metadata and checked on re-runs."""
 
-    # "tvl1" (the paper's lineage), "farneback" or "dis".
-    method: str = field(default="tvl1", metadata={"choices": FLOW_METHODS})
+    # "tvl1" (OpenCV's DualTVL1, the paper's lineage), "tvl1_keras" (the same method in
+    # keras.ops, batched on the device: data.tvl1), "farneback", "dis"; or "auto", made
+    # tvl1_keras on a GPU and tvl1 elsewhere by `resolve` before use.
+    method: str = field(default="auto", metadata={"choices": METHOD_CHOICES})
     # Frames are resized to height x width before flow.
     height: int = FRAME_HEIGHT
     width: int = FRAME_WIDTH
@@ -59,13 +66,50 @@ class FlowSettings:
     solver_revision: int | None = field(init=False, default=None, metadata={"flag": False})
 
     def __post_init__(self):
-        if self.method not in FLOW_METHODS:
-            raise ValueError(f"Expected method in {FLOW_METHODS}. Received: method={self.method!r}")
+        if self.method not in METHOD_CHOICES:
+            raise ValueError(
+                f"Expected method in {METHOD_CHOICES}. Received: method={self.method!r}"
+            )
         object.__setattr__(self, "solver_revision", SOLVER_REVISIONS.get(self.method))
         if self.height < 8 or self.width < 8:
             raise ValueError(
                 f"Expected height, width >= 8. Received: height={self.height}, width={self.width}"
             )
+
+    def resolve(self, on_gpu: bool) -> FlowSettings:
+        """These settings with "auto" made a method: "tvl1_keras" when `on_gpu` (the
+        caller has checked the device), else "tvl1"; other methods unchanged."""
+        if self.method != "auto":
+            return self
+        method = "tvl1_keras" if on_gpu else "tvl1"
+        return FlowSettings(method, self.height, self.width, self.bound)
+
+
+def flow_metadata(video_id: str, video_path: str, reader, settings: FlowSettings) -> dict:
+    """The metadata stored with a video's flow once its `data.video.VideoReader` has read
+    it all: the settings, the video's id, file, frame count, fps and size. A video too
+    short for one flow stack raises `ValueError`."""
+    if reader.num_frames < STACK_LENGTH + 1:
+        raise ValueError(
+            f"{video_path}: too short for one flow stack: {reader.num_frames} "
+            f"frame(s), a stack needs {STACK_LENGTH + 1}. Drop this video from the split."
+        )
+    return {
+        **asdict(settings),
+        "video_id": video_id,
+        "source_file": Path(video_path).name,
+        "num_frames": reader.num_frames,
+        "fps": reader.fps,
+        "source_size": list(reader.source_size),
+    }
+
+
+def _check_resolved(settings: FlowSettings) -> None:
+    if settings.method == "auto":
+        raise ValueError(
+            'Expected flow settings of one method, not "auto": '
+            "FlowSettings.resolve(on_gpu) chooses it."
+        )
 
 
 class FlowStore:
@@ -81,6 +125,7 @@ class FlowStore:
     def status(self, video_id: str, settings: FlowSettings) -> str:
         """ "missing", "complete", "corrupt" (unreadable: recompute) or "mismatch" (other
         settings: never overwritten)."""
+        _check_resolved(settings)
         path = self.path_for(video_id)
         if not path.exists():
             return "missing"
@@ -94,6 +139,8 @@ class FlowStore:
     def write(self, video_id: str, flow_uint8: np.ndarray | SpooledArray, metadata: dict) -> Path:
         """Stores one video's flow with its metadata, atomically. `flow_uint8` is an array
         or a `SpooledArray` (see `spool`): the same file either way."""
+        if metadata.get("method") == "auto":
+            raise ValueError('Expected a flow method, not "auto": resolve the settings first.')
         return save_flow(self.path_for(video_id), flow_uint8, metadata)
 
     def spool(self, video_id: str) -> SpooledArray:

@@ -548,12 +548,49 @@ def run_decode(config: BenchmarkConfig, work: WorkFolders) -> Measurement:
 
 
 def run_flow(config: BenchmarkConfig, work: WorkFolders) -> Measurement:
+    """The flow stage. For `tvl1_keras` the solver is compiled first, outside the timing
+    (once per run of the stage, whatever the dataset's size), and its device-only rate is
+    that of one batch of real frames already on the device (`flow_device_rate`)."""
     from training import compute_flow
 
     argv = compute_flow_argv(config, work.lists, work.frames)
-    report, seconds = _timed(compute_flow.run, compute_flow.parse_args(argv))
+    stage_config, _ = compute_flow.resolve_settings(compute_flow.parse_args(argv))
+    device = None
+    if stage_config.settings.method == "tvl1_keras":
+        device = flow_device_rate(stage_config, work.frames, config.device_repeats)
+    report, seconds = _timed(compute_flow.run, stage_config)
     pairs = _checked(report, "flow").frames - report.done  # frames - 1 a video
-    return Measurement(pairs, seconds, None, tuple(argv))
+    return Measurement(pairs, seconds, device, tuple(argv))
+
+
+def flow_device_rate(stage_config, frames_root: Path, repeats: int) -> float:
+    """Pairs/s of `data.tvl1` on one batch of the stage's shape already on the device:
+    consecutive frames of the frame store's first videos (the decode stage's), else the
+    solver's self-check pair (a smooth texture and the same shifted)."""
+    import cv2
+    import keras
+
+    from data.tvl1 import TVL1Settings, _compiled, self_check
+
+    settings, count = stage_config.settings, stage_config.batch_pairs
+    self_check(count, settings.height, settings.width)  # compiles the stage's shape
+    first, second = [], []
+    for folder in sorted(path.parent for path in Path(frames_root).rglob("img_00001.jpg")):
+        images = sorted(folder.glob("img_*.jpg"))
+        gray = [cv2.imread(str(image), cv2.IMREAD_GRAYSCALE) for image in images]
+        first += gray[:-1]
+        second += gray[1:]
+        if len(first) >= count:
+            break
+    if len(first) < count or first[0].shape != (settings.height, settings.width):
+        raise ValueError(f"Expected the decode stage's frames under {frames_root}.")
+    first = keras.ops.convert_to_tensor(np.stack(first[:count]).astype(np.float32))
+    second = keras.ops.convert_to_tensor(np.stack(second[:count]).astype(np.float32))
+    solver = _compiled(TVL1Settings())
+    solver(first, second)  # the first call on these arrays
+    return _device_rate(
+        lambda: keras.ops.convert_to_numpy(solver(first, second)[:, :1, :1]), count, repeats
+    )
 
 
 def run_finetune(config: BenchmarkConfig, work: WorkFolders, stream: str) -> Measurement:

@@ -6,6 +6,13 @@
         --split 1 --classes BabyCrawling,Punch,PushUps --subset all \
         --output runs/flow_tvl1 --method tvl1 --workers 2 --shard 0/1
 
+`--method auto` (the default) is `tvl1_keras` (this project's TV-L1 in keras.ops) where the
+Keras backend sees a GPU and the solver's self-check on a known flow passes there
+(`data.tvl1.self_check`, at the batch's shape), and OpenCV's `tvl1` elsewhere; the method
+used is printed and stored with every file. OpenCV's methods run one video per worker
+process; `tvl1_keras` runs in this process, `--batch-pairs` pairs of consecutive frames at
+a time across videos, with `--workers` decoding threads (`training.batched_flow`).
+
 Output: `<output>/<video_id>.npz` holding `flow` `(frames - 1, 256, 340, 2)` uint8
 (bound 20) and JSON metadata; with `--layout frames`, the same quantised flow as
 `<output>/<video_id>/flow_x_00001.jpg`, `flow_y_00001.jpg` ... (grayscale JPEG,
@@ -24,7 +31,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -41,13 +48,16 @@ from data.batch_jobs import (
     write_failure_log,
 )
 from data.config_flags import exit_on_error, parse_config
-from data.flow_store import FlowSettings, FlowStore
+from data.flow_store import FlowSettings, FlowStore, flow_metadata
 from data.frame_store import DEFAULT_FLOW_JPEG_QUALITY, FrameStore, check_jpeg_quality
-from data.optical_flow import STACK_LENGTH, iter_flow
+from data.optical_flow import iter_flow
 from data.splits import SUBSETS, SplitSource
 from data.video import VideoError, VideoReader
+from training.batched_flow import run_batched
 
 LAYOUTS = ("npz", "frames")
+# tvl1_keras: decoding and writing threads at most (more leave the device no faster).
+MAX_DECODERS, MAX_WRITERS = 8, 8
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,7 @@ class ComputeFlowConfig:
 
     source: SplitSource
     output: Path = field(metadata={"help": "flow store root"})
-    settings: FlowSettings = FlowSettings()
+    settings: FlowSettings = FlowSettings()  # method "auto": see the module's docstring
     subset: str = field(default="all", metadata={"choices": SUBSETS})
     workers: int = field(default_factory=default_workers, metadata={"help": "processes"})
     shard: str | None = field(default=None, metadata={"help": "'i/n', 0-based: this does 1/n"})
@@ -67,6 +77,10 @@ class ComputeFlowConfig:
     jpeg_quality: int = field(
         default=DEFAULT_FLOW_JPEG_QUALITY, metadata={"help": "--layout frames only"}
     )
+    # tvl1_keras: frame pairs per batch on the device (one compiled shape; the last batch
+    # is padded). None: 256 on a GPU (515 pairs/s at 256 x 340 on one H200, against 95 in
+    # batches of 32), 32 elsewhere.
+    batch_pairs: int | None = field(default=None, metadata={"help": "tvl1_keras only"})
 
     def __post_init__(self):
         parse_shard(self.shard)
@@ -75,6 +89,8 @@ class ComputeFlowConfig:
         if self.layout not in LAYOUTS:
             raise ValueError(f"Expected layout in {LAYOUTS}. Received: layout={self.layout!r}")
         check_jpeg_quality(self.jpeg_quality)
+        if self.batch_pairs is not None and self.batch_pairs < 1:
+            raise ValueError(f"Expected --batch-pairs >= 1. Received: {self.batch_pairs}")
 
     def frame_store_settings(self) -> dict:
         """The settings a frame store's `flow.json` records: the flow's and the quality."""
@@ -84,24 +100,6 @@ class ComputeFlowConfig:
 def _single_thread_opencv() -> None:
     """Parallelism comes from processes; one OpenCV thread each keeps results reproducible."""
     cv2.setNumThreads(1)
-
-
-def _checked_metadata(video_id: str, video_path: str, reader, settings: FlowSettings) -> dict:
-    """The metadata stored with a video's flow, once its pass is over; a video too short
-    for one flow stack raises `ValueError`."""
-    if reader.num_frames < STACK_LENGTH + 1:
-        raise ValueError(
-            f"{video_path}: too short for one flow stack: {reader.num_frames} "
-            f"frame(s), a stack needs {STACK_LENGTH + 1}. Drop this video from the split."
-        )
-    return {
-        **asdict(settings),
-        "video_id": video_id,
-        "source_file": Path(video_path).name,
-        "num_frames": reader.num_frames,
-        "fps": reader.fps,
-        "source_size": list(reader.source_size),
-    }
 
 
 def flow_one_video(video_id: str, video_path: str, output: str, settings: FlowSettings):
@@ -122,7 +120,7 @@ def flow_one_video(video_id: str, video_path: str, output: str, settings: FlowSe
             except ValueError:
                 if reader.num_frames is None:  # not "fewer than 2 frames": the video failed
                     raise
-            metadata = _checked_metadata(video_id, video_path, reader, settings)
+            metadata = flow_metadata(video_id, video_path, reader, settings)
             try:
                 store.write(video_id, flow, metadata)
             except OSError as error:
@@ -153,7 +151,7 @@ def flow_one_video_to_frames(
             except ValueError:
                 if reader.num_frames is None:  # not "fewer than 2 frames": the video failed
                     raise
-            writer.finish(_checked_metadata(video_id, video_path, reader, settings))
+            writer.finish(flow_metadata(video_id, video_path, reader, settings))
         except (ValueError, cv2.error, OSError):
             writer.discard()
             raise
@@ -176,10 +174,45 @@ def _status(config: ComputeFlowConfig, video_id: str) -> tuple[str, Path]:
     return store.status(video_id, config.settings), store.path_for(video_id)
 
 
+GPU_BATCH_PAIRS, CPU_BATCH_PAIRS = 256, 32
+
+
+def resolve_settings(config: ComputeFlowConfig) -> tuple[ComputeFlowConfig, str]:
+    """`config` with method "auto" made one (see the module's docstring) and
+    `batch_pairs` set, and a line saying what was chosen and why (empty if nothing was)."""
+    settings, note = config.settings, ""
+    on_gpu = None
+    if settings.method in ("auto", "tvl1_keras") and (
+        settings.method == "auto" or config.batch_pairs is None
+    ):
+        from models.devices import gpu_visible
+
+        on_gpu = gpu_visible()
+    batch_pairs = config.batch_pairs or (GPU_BATCH_PAIRS if on_gpu else CPU_BATCH_PAIRS)
+    if settings.method == "auto":
+        if not on_gpu:
+            note = "method auto: tvl1 (OpenCV DualTVL1; the Keras backend sees no GPU)"
+            settings = settings.resolve(on_gpu=False)
+        else:
+            from data.tvl1 import SELF_CHECK_MAX_EPE, self_check
+
+            error, passed = self_check(batch_pairs, settings.height, settings.width)
+            settings = settings.resolve(on_gpu=passed)
+            note = (
+                f"method auto: {settings.method} (a GPU; tvl1_keras's self-check on a known "
+                f"flow: {error:.3f} px end-point error, bound {SELF_CHECK_MAX_EPE}"
+                + (")" if passed else ": failed, so OpenCV's tvl1 is used)")
+            )
+    return replace(config, settings=settings, batch_pairs=batch_pairs), note
+
+
 def run(config: ComputeFlowConfig) -> JobReport:
     """Computes the flow of every video not yet complete in the store; returns the report
     (failures, listed in `<output>/failures[-shard-i-of-n].jsonl`, include a file of
     other settings, never overwritten, and listed videos missing on disk)."""
+    config, note = resolve_settings(config)
+    if note:
+        print(note)
     settings = config.settings
     shard_index, shard_count = parse_shard(config.shard)
     check_output_folder(config.output, "flow store" if config.layout == "npz" else "frame store")
@@ -220,13 +253,22 @@ def run(config: ComputeFlowConfig) -> JobReport:
         + (f"{external} external (kept as they are), " if external else "")
         + f"{len(tasks)} to compute ({settings.method}, {settings.height}x{settings.width})"
     )
-    report = run_jobs(
-        flow_one_video if config.layout == "npz" else flow_one_video_to_frames,
-        tasks,
-        config.workers,
-        description=f"flow {settings.method}",
-        initializer=_single_thread_opencv,
-    )
+    if settings.method == "tvl1_keras":  # one process, batches across videos
+        report = run_batched(
+            tasks,
+            config.layout,
+            config.batch_pairs,
+            decoders=min(config.workers, MAX_DECODERS),
+            writers=min(config.workers, MAX_WRITERS),
+        )
+    else:
+        report = run_jobs(
+            flow_one_video if config.layout == "npz" else flow_one_video_to_frames,
+            tasks,
+            config.workers,
+            description=f"flow {settings.method}",
+            initializer=_single_thread_opencv,
+        )
     report.skipped += skipped + external
     report.failures = failures + report.failures
     log_path = Path(config.output) / log_name
