@@ -167,10 +167,6 @@ def test_auto_is_opencv_without_a_gpu_and_tvl1_keras_on_one_that_passes_the_chec
     monkeypatch.setattr(data.tvl1, "self_check", lambda *args, **kwargs: (3.2, False))
     resolved, note = resolve_settings(config)
     assert resolved.settings.method == "tvl1" and "failed" in note
-    # The default batch follows the device: 256 pairs on a GPU, 32 elsewhere.
-    assert resolve_settings(replace(config, batch_pairs=None))[0].batch_pairs == 256
-    monkeypatch.setattr(models.devices, "gpu_visible", lambda: False)
-    assert resolve_settings(replace(config, batch_pairs=None))[0].batch_pairs == 32
 
 
 def test_self_check_passes_the_solver_and_fails_a_wrong_one(monkeypatch):

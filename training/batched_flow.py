@@ -1,9 +1,9 @@
 """The flow stage for `tvl1_keras`: the frame pairs of many videos in one batch on the device.
 
 `training.compute_flow` runs OpenCV's methods one video per worker process. `tvl1_keras`
-(`data.tvl1`) computes on the Keras backend's device, which a batch of one video's pairs
-leaves mostly idle (on one H200: 95 pairs/s in batches of 32, 515 in batches of 256). Here
-one process keeps the device busy:
+(`data.tvl1`) computes on the Keras backend's device, which one process per video, giving
+it one video's pairs at a time, left mostly idle (95 pairs/s on one H200, in batches of 32;
+263 here with the same batches). Here one process keeps the device busy:
 
 - decoding threads read the videos ahead, chunk by chunk, to grayscale (OpenCV releases
   the interpreter lock while it decodes);
@@ -378,6 +378,8 @@ def run_batched(
             thread.start()
             decoding[0] += 1
 
+    threads_before = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # parallelism comes from the threads here, not from OpenCV's pool
     try:
         for video in videos:
             start_decoding(video.index + decoders)  # this video and the next ones
@@ -399,6 +401,8 @@ def run_batched(
         stop.set()
         bar.close()
         raise
+    finally:
+        cv2.setNumThreads(threads_before)
     writer_pool.close()
     bar.close()
     report.seconds = time.perf_counter() - start

@@ -78,9 +78,10 @@ class ComputeFlowConfig:
         default=DEFAULT_FLOW_JPEG_QUALITY, metadata={"help": "--layout frames only"}
     )
     # tvl1_keras: frame pairs per batch on the device (one compiled shape; the last batch
-    # is padded). None: 256 on a GPU (515 pairs/s at 256 x 340 on one H200, against 95 in
-    # batches of 32), 32 elsewhere.
-    batch_pairs: int | None = field(default=None, metadata={"help": "tvl1_keras only"})
+    # is padded). A batch runs until its slowest pair has converged, so on real videos
+    # small batches win: on one H200, 96 clips at 256 x 340, 263 pairs/s end to end in
+    # batches of 32, 229 of 64, 208 of 128, 171-186 of 256 (docs/data_pipeline.md).
+    batch_pairs: int = field(default=32, metadata={"help": "tvl1_keras only"})
 
     def __post_init__(self):
         parse_shard(self.shard)
@@ -89,7 +90,7 @@ class ComputeFlowConfig:
         if self.layout not in LAYOUTS:
             raise ValueError(f"Expected layout in {LAYOUTS}. Received: layout={self.layout!r}")
         check_jpeg_quality(self.jpeg_quality)
-        if self.batch_pairs is not None and self.batch_pairs < 1:
+        if self.batch_pairs < 1:
             raise ValueError(f"Expected --batch-pairs >= 1. Received: {self.batch_pairs}")
 
     def frame_store_settings(self) -> dict:
@@ -174,36 +175,27 @@ def _status(config: ComputeFlowConfig, video_id: str) -> tuple[str, Path]:
     return store.status(video_id, config.settings), store.path_for(video_id)
 
 
-GPU_BATCH_PAIRS, CPU_BATCH_PAIRS = 256, 32
-
-
 def resolve_settings(config: ComputeFlowConfig) -> tuple[ComputeFlowConfig, str]:
-    """`config` with method "auto" made one (see the module's docstring) and
-    `batch_pairs` set, and a line saying what was chosen and why (empty if nothing was)."""
+    """`config` with method "auto" made one (see the module's docstring), and a line
+    saying what was chosen and why (empty if nothing was)."""
     settings, note = config.settings, ""
-    on_gpu = None
-    if settings.method in ("auto", "tvl1_keras") and (
-        settings.method == "auto" or config.batch_pairs is None
-    ):
+    if settings.method == "auto":
         from models.devices import gpu_visible
 
-        on_gpu = gpu_visible()
-    batch_pairs = config.batch_pairs or (GPU_BATCH_PAIRS if on_gpu else CPU_BATCH_PAIRS)
-    if settings.method == "auto":
-        if not on_gpu:
+        if not gpu_visible():
             note = "method auto: tvl1 (OpenCV DualTVL1; the Keras backend sees no GPU)"
             settings = settings.resolve(on_gpu=False)
         else:
             from data.tvl1 import SELF_CHECK_MAX_EPE, self_check
 
-            error, passed = self_check(batch_pairs, settings.height, settings.width)
+            error, passed = self_check(config.batch_pairs, settings.height, settings.width)
             settings = settings.resolve(on_gpu=passed)
             note = (
                 f"method auto: {settings.method} (a GPU; tvl1_keras's self-check on a known "
                 f"flow: {error:.3f} px end-point error, bound {SELF_CHECK_MAX_EPE}"
                 + (")" if passed else ": failed, so OpenCV's tvl1 is used)")
             )
-    return replace(config, settings=settings, batch_pairs=batch_pairs), note
+    return replace(config, settings=settings), note
 
 
 def run(config: ComputeFlowConfig) -> JobReport:
