@@ -4,6 +4,8 @@ The stages that run networks (fine-tuning, extraction) share these three decisio
 
     resolve_precision("auto")                      # "mixed_bfloat16" on a GPU, else "float32"
     data_parallel_distribution("auto", batch_size)  # DataParallel over JAX's devices, or None
+
+and `use_compilation_cache(folder)`, which keeps compiled programs on disk for later runs.
 """
 
 from __future__ import annotations
@@ -61,3 +63,22 @@ def data_parallel_distribution(mode: str, batch_size: int):
             f"{len(devices)}, or --data-parallel off."
         )
     return keras.distribution.DataParallel(devices=devices)
+
+
+def use_compilation_cache(folder, min_compile_seconds: float = 1.0) -> bool:
+    """Keeps the XLA programs this process compiles in `folder` (JAX's persistent
+    compilation cache) and loads them from there in later processes: a later training of
+    the same shapes and settings loads its train step instead of compiling it. Programs
+    that compiled faster than `min_compile_seconds` are not kept. Call it before the
+    first compilation. JAX backend only: returns whether the cache is on (False on
+    TensorFlow and PyTorch, which compile as before)."""
+    if keras.backend.backend() != "jax":
+        return False
+    import pathlib
+
+    import jax
+
+    pathlib.Path(folder).mkdir(parents=True, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", float(min_compile_seconds))
+    return True

@@ -34,6 +34,7 @@ from data.config_flags import exit_on_error, parse_config
 from data.feature_store import FeatureStore, FeatureStoreError
 from data.samples import SampleDataset
 from data.splits import SplitSource, hold_out_validation
+from models.devices import use_compilation_cache
 from models.feature_extraction import FeatureRecipe
 from models.recognizer import build_attention_model
 from training.runs import PRESETS, Run, RunRecord, TrainConfig
@@ -53,6 +54,12 @@ class TrainAttentionConfig:
     # TensorFlow graphs, which trace and run faster for small models on a CPU
     # (docs/synthetic_and_demo.md). The same model either way, up to rounding.
     jit_compile: bool = field(default=True, metadata={"help": "XLA-compile the steps"})
+    # JAX only (models.devices.use_compilation_cache): compiled steps are kept in this
+    # folder and loaded by later runs of the same shapes (the 12 runs of a split's Table 1
+    # share two architectures). None: every process compiles its own.
+    compile_cache: Path | None = field(
+        default=None, metadata={"help": "JAX: keep compiled steps here for later runs"}
+    )
 
     @property
     def source(self) -> SplitSource:
@@ -443,6 +450,8 @@ def run(
     split = config.source.load()
     run_folder = Run.for_config(config.runs, config.train)
     train_config = config.train
+    if config.compile_cache is not None and not use_compilation_cache(config.compile_cache):
+        print(f"--compile-cache is JAX's: {keras.backend.backend()} compiles as before.")
     print(
         f"{train_config.stream} {train_config.model}, {train_config.dataset} split "
         f"{train_config.split} -> {run_folder.root}"
