@@ -186,3 +186,22 @@ def test_unresolved_settings_are_never_compared_or_stored(tmp_path):
         FlowSettings("tvl2")
     assert FlowSettings("auto").resolve(on_gpu=False).method == "tvl1"
     assert FlowSettings("dis").resolve(on_gpu=True).method == "dis"
+
+
+def test_the_flow_stage_imports_no_keras_so_opencv_workers_start_light():
+    """compute_flow's worker processes (spawned) import its module: Keras and its backend
+    would cost each of them seconds and hundreds of MB."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, training.compute_flow; print(sorted(m for m in "
+            "('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))",
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

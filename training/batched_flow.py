@@ -31,14 +31,12 @@ from dataclasses import asdict, dataclass, field
 
 import cv2
 import numpy as np
-from keras import ops
 from tqdm import tqdm
 
 from data.batch_jobs import JobReport, JobResult
 from data.flow_store import FlowSettings, FlowStore, flow_metadata
 from data.frame_store import FrameStore
 from data.optical_flow import quantize_flow
-from data.tvl1 import tvl1_flow_dispatch
 from data.video import VideoError, VideoReader
 
 # Writes waiting per writer thread before the main thread waits: bounds the batches held.
@@ -273,6 +271,8 @@ class _Batches:
                 padding = self.batch_pairs - self.count
                 first = np.concatenate([first, np.repeat(first[-1:], padding, 0)])
                 second = np.concatenate([second, np.repeat(second[-1:], padding, 0)])
+            from data.tvl1 import tvl1_flow_dispatch  # Keras: here, not in OpenCV's workers
+
             result = tvl1_flow_dispatch(first, second)  # (batch_pairs, H, W, 2), running
         launched = (result, self.segments)
         self.first, self.second, self.segments, self.count = [], [], [], 0
@@ -287,6 +287,8 @@ class _Batches:
         self.in_flight = None
         flow, error = None, None
         if result is not None:
+            from keras import ops
+
             try:
                 flow = np.asarray(ops.convert_to_numpy(result), dtype=np.float32)
             except Exception as failure:  # noqa: BLE001 - the batch's videos fail
