@@ -16,8 +16,9 @@ and yields the results in the items' order, a bounded number ahead of the consum
   fine-tuning's `functools.partial(draw_batch, batches)` holds the whole clip list
   (9,537 UCF101 videos: 0.54 MB, 141 ms to pickle and 82 ms to unpickle on this
   project's CPU), which the consumer would otherwise pickle for every batch.
-- Arrays of 1 MiB or more come back through shared memory (one copy, no pickling of
-  the pixels); the rest by pickling.
+- Arrays of 1 MiB or more come back through shared memory (written once by the worker,
+  read in place by the consumer: no pickling or copying of the pixels); the rest by
+  pickling.
 - `workers=0` computes each result here when it is asked for: the same results, in
   the same order, for tests and small jobs.
 - An exception in a worker is raised here, with the worker's traceback as its cause,
@@ -33,6 +34,7 @@ import dataclasses
 import multiprocessing
 import signal
 import sys
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -80,14 +82,16 @@ def _share(value: Any) -> Any:
 
 
 def _unshare(value: Any) -> Any:
+    """The array in shared memory, without a copy: its name is removed at once (so nothing
+    is left behind whatever happens next), its memory stays mapped until the array (and
+    every view of it) is freed."""
     if not isinstance(value, _SharedArray):
         return value
     block = shared_memory.SharedMemory(name=value.name)
-    try:
-        return np.array(np.ndarray(value.shape, np.dtype(value.dtype), buffer=block.buf))
-    finally:
-        block.close()
-        block.unlink()
+    block.unlink()
+    array = np.ndarray(value.shape, np.dtype(value.dtype), buffer=block.buf)
+    weakref.finalize(array, block.close)
+    return array
 
 
 def _to_shared(value: Any) -> Any:
@@ -96,7 +100,8 @@ def _to_shared(value: Any) -> Any:
 
 
 def _from_shared(value: Any) -> Any:
-    """The inverse of `_to_shared` in the consumer: copies each array out and frees it."""
+    """The inverse of `_to_shared` in the consumer: each array read in place, its shared
+    memory freed with the array."""
     return _map_arrays(_unshare, value)
 
 

@@ -66,6 +66,29 @@ def test_partial_functions_and_no_shared_memory_left():
         assert set(os.listdir("/dev/shm")) - before == set()
 
 
+def _shared_mappings() -> int:
+    """Shared-memory blocks mapped into this process (Python names them psm_...)."""
+    return sum("/psm_" in line for line in Path("/proc/self/maps").read_text().splitlines())
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads Linux's /proc")
+def test_results_are_read_in_place_and_their_memory_goes_with_them():
+    import gc
+
+    before = _shared_mappings()
+    arrays = list(ordered_map(functools.partial(_array_of, 2 << 20), range(4), workers=1))
+    assert [int(array[-1]) for array in arrays] == [0, 1, 2, 3]
+    assert _shared_mappings() - before == 4  # no copy: each is its shared block
+    view = arrays[1][:10]
+    del arrays
+    gc.collect()
+    assert _shared_mappings() - before == 1  # a view keeps its block, and only that one
+    assert int(view[0]) == 1
+    del view
+    gc.collect()
+    assert _shared_mappings() == before
+
+
 def test_the_function_is_sent_once_a_worker_not_once_an_item():
     # A fine-tuning's function holds the whole clip list: pickling it per batch cost more
     # than drawing the batch.
