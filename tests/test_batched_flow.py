@@ -4,10 +4,8 @@ completes; `--method auto` and the solver's self-check."""
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 from data.flow_store import FlowSettings, FlowStore
 from data.optical_flow import load_flow
 from data.video import write_video
+from tests.shell_jobs import ctrl_c_once_written
 from tests.synthetic_videos import write_ucf101_like
 from training.compute_flow import flow_one_video, flow_one_video_to_frames, main, parse_args
 
@@ -115,28 +114,10 @@ def test_ctrl_c_stops_within_seconds_and_a_rerun_completes_the_same_files(tmp_pa
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
     extra = ("--batch-pairs", "4", "--workers", "2")
     assert main(_args(video_root, split_dir, reference, *extra)) == 0
-    command = [
-        sys.executable, "-m", "training.compute_flow",
-        *_args(video_root, split_dir, resumed, *extra),
-    ]  # fmt: skip
-    environment = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(
-        command,
-        cwd=REPO,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, as a shell job
-    )
-    deadline = time.monotonic() + 120
-    while not list(resumed.rglob("*.npz")) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    sent = time.monotonic()
-    os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C
-    _, err = process.communicate(timeout=30)
-    assert process.returncode == 130, err
-    assert time.monotonic() - sent < 5.0
+    argv = ["training.compute_flow", *_args(video_root, split_dir, resumed, *extra)]
+    returncode, err, seconds = ctrl_c_once_written(argv, resumed, wait_seconds=120)
+    assert returncode == 130, err
+    assert seconds < 5.0
     written = sorted(resumed.rglob("*.npz"))
     assert 1 <= len(written) < 8, "the interrupt should land mid-run"
     for path in written:  # each complete

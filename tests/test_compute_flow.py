@@ -14,6 +14,7 @@ import pytest
 
 from data.optical_flow import compute_flow, load_flow, save_flow
 from data.video import VideoReader, read_video, write_video
+from tests.shell_jobs import ctrl_c_once_written
 from tests.synthetic_videos import write_ucf101_like
 from training.compute_flow import main
 
@@ -187,24 +188,10 @@ def test_ctrl_c_with_workers_exits_130_within_seconds_and_writes_nothing_after(t
         tmp_path / "data", ("Alpha", "Beta"), clips_per_class=4, num_frames=12
     )  # about 1 s of flow per clip and worker
     output = tmp_path / "flow"
-    command = [sys.executable, "-m", "training.compute_flow", *_args(video_root, split_dir, output)]
-    process = subprocess.Popen(
-        [*command[:-2], "--workers", "2"],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group, as a shell job
-    )
-    deadline = time.monotonic() + 60
-    while not list(output.rglob("*.npz")) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    sent = time.monotonic()
-    os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C: parent and workers
-    _, err = process.communicate(timeout=30)
-    assert process.returncode == 130
-    assert time.monotonic() - sent < 5.0
+    argv = ["training.compute_flow", *_args(video_root, split_dir, output)[:-2], "--workers", "2"]
+    returncode, err, seconds = ctrl_c_once_written(argv, output)
+    assert returncode == 130
+    assert seconds < 5.0
     assert "interrupted" in err
     written = sorted(output.rglob("*.npz"))
     time.sleep(2.0)
