@@ -135,7 +135,7 @@ def iter_flow(frame_chunks: Iterable[np.ndarray], method: str = "tvl1") -> Itera
 
 def _iter_flow_batched(frame_chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
     """`iter_flow` for `data.tvl1`: the pairs of a chunk in batches of `TVL1_KERAS_PAIRS`."""
-    from data.tvl1 import tvl1_flow
+    from data.tvl1 import padded_to, tvl1_flow
 
     previous, num_frames = None, 0
     for chunk in frame_chunks:
@@ -152,9 +152,7 @@ def _iter_flow_batched(frame_chunks: Iterable[np.ndarray]) -> Iterator[np.ndarra
             pairs = slice(start, start + TVL1_KERAS_PAIRS)
             a, b = first[pairs], second[pairs]
             count = len(a)
-            if count < TVL1_KERAS_PAIRS:  # padded with its last pair, dropped after
-                a = np.concatenate([a, np.repeat(a[-1:], TVL1_KERAS_PAIRS - count, 0)])
-                b = np.concatenate([b, np.repeat(b[-1:], TVL1_KERAS_PAIRS - count, 0)])
+            a, b = padded_to(a, TVL1_KERAS_PAIRS), padded_to(b, TVL1_KERAS_PAIRS)
             flows.append(quantize_flow(tvl1_flow(a, b)[:count]))
         yield np.concatenate(flows)  # (m, H, W, 2)
     if num_frames < 2:

@@ -380,6 +380,14 @@ def _checked_pairs(previous, current) -> tuple[np.ndarray, np.ndarray, bool]:
     return previous, current, single
 
 
+def padded_to(frames: np.ndarray, size: int) -> np.ndarray:
+    """`frames` `(n, H, W)` with its last frame repeated up to `size` rows: a short batch
+    keeps the one compiled shape (pairs are independent; the padding's flow is dropped)."""
+    if len(frames) >= size:
+        return frames
+    return np.concatenate([frames, np.repeat(frames[-1:], size - len(frames), 0)])
+
+
 def tvl1_flow_dispatch(previous, current, settings: TVL1Settings = TVL1Settings()):
     """Starts `tvl1_flow` of `(pairs, height, width)` frames on the device and returns its
     result as a backend tensor at once where the backend runs asynchronously (JAX): the

@@ -266,13 +266,10 @@ class _Batches:
         """Starts the current batch (padded to `batch_pairs`), then hands on the one before."""
         result = None
         if self.count:
-            first, second = np.concatenate(self.first), np.concatenate(self.second)
-            if self.count < self.batch_pairs:  # padded with its last pair, dropped after
-                padding = self.batch_pairs - self.count
-                first = np.concatenate([first, np.repeat(first[-1:], padding, 0)])
-                second = np.concatenate([second, np.repeat(second[-1:], padding, 0)])
-            from data.tvl1 import tvl1_flow_dispatch  # Keras: here, not in OpenCV's workers
+            from data.tvl1 import padded_to, tvl1_flow_dispatch  # Keras: not in OpenCV's workers
 
+            first = padded_to(np.concatenate(self.first), self.batch_pairs)
+            second = padded_to(np.concatenate(self.second), self.batch_pairs)
             result = tvl1_flow_dispatch(first, second)  # (batch_pairs, H, W, 2), running
         launched = (result, self.segments)
         self.first, self.second, self.segments, self.count = [], [], [], 0
