@@ -202,13 +202,14 @@ def run(config: ComputeFlowConfig) -> JobReport:
     """Computes the flow of every video not yet complete in the store; returns the report
     (failures, listed in `<output>/failures[-shard-i-of-n].jsonl`, include a file of
     other settings, never overwritten, and listed videos missing on disk)."""
+    shard_index, shard_count = parse_shard(config.shard)
+    check_output_folder(config.output, "flow store" if config.layout == "npz" else "frame store")
+    split = config.source.load(on_missing="skip")
+    # After the checks of the inputs: on a GPU, "auto" compiles the solver for its check.
     config, note = resolve_settings(config)
     if note:
         print(note)
     settings = config.settings
-    shard_index, shard_count = parse_shard(config.shard)
-    check_output_folder(config.output, "flow store" if config.layout == "npz" else "frame store")
-    split = config.source.load(on_missing="skip")
     clips = shard_items(split.subset(config.subset)[: config.limit], config.shard)
     # A frame store holds the frames' log too (failures-frames.jsonl): this one is the flow's.
     log_stem = "failures" if config.layout == "npz" else "failures-flow"
