@@ -249,69 +249,89 @@ def pyramid_sizes(height: int, width: int, settings: TVL1Settings) -> list[tuple
 # === The solver ===
 
 
-def _solve_level(i0, i1, u1, u2, settings: TVL1Settings):
-    """All warps at one pyramid level, from the flow (u1, u2) and zero dual variables."""
-    i1x, i1y = central_gradient(i1)
+def _inner_step(state, warped, settings: TVL1Settings):
+    """One iteration (thresholding, u, dual p) for the pairs whose last change of u was
+    above epsilon; the others keep their state. `state`: (u1, u2, p11, p12, p21, p22,
+    error), `warped`: (I1 warped, its x and y gradients, |grad I1|^2, rho's constant)."""
     l_t = settings.lambda_ * settings.theta
     taut = settings.tau / settings.theta
+    u1, u2, p11, p12, p21, p22, error = state
+    i1w, i1wx, i1wy, grad, rho_c = warped
+    active = (error > settings.epsilon**2)[:, None, None]
+    rho = rho_c + i1wx * u1 + i1wy * u2
+    large = grad > 1e-10
+    safe_grad = ops.where(large, grad, 1.0)
+    step = ops.where(large, -rho / safe_grad, 0.0)  # the middle case of the threshold
+    step = ops.where(rho < -l_t * grad, l_t, step)
+    step = ops.where(rho > l_t * grad, -l_t, step)
+    v1, v2 = u1 + step * i1wx, u2 + step * i1wy
+    new_u1 = v1 + settings.theta * divergence(p11, p12)
+    new_u2 = v2 + settings.theta * divergence(p21, p22)
+    new_error = ops.mean(ops.square(new_u1 - u1) + ops.square(new_u2 - u2), axis=(1, 2))
+    u1x, u1y = forward_gradient(new_u1)
+    u2x, u2y = forward_gradient(new_u2)
+    ng1 = 1.0 + taut * ops.sqrt(u1x * u1x + u1y * u1y)
+    ng2 = 1.0 + taut * ops.sqrt(u2x * u2x + u2y * u2y)
+    updated = (
+        new_u1, new_u2, (p11 + taut * u1x) / ng1, (p12 + taut * u1y) / ng1,
+        (p21 + taut * u2x) / ng2, (p22 + taut * u2y) / ng2,
+    )  # fmt: skip
+    kept = tuple(ops.where(active, new, old) for new, old in zip(updated, state[:6], strict=True))
+    return (*kept, ops.where(active[:, 0, 0], new_error, error))
+
+
+def _warped(i0, i1, i1x, i1y, u1, u2, settings: TVL1Settings):
+    """I1 and its gradients warped by the flow (u1, u2), and the data term's parts."""
+    warp_images = warp_bicubic if settings.interpolation == "cubic" else warp_bilinear
+    i1w, i1wx, i1wy = warp_images([i1, i1x, i1y], u1, u2)
+    grad = i1wx * i1wx + i1wy * i1wy
+    rho_c = i1w - i1wx * u1 - i1wy * u2 - i0
+    return (i1w, i1wx, i1wy, grad, rho_c)
+
+
+def _median_where(mask, u, settings: TVL1Settings):
+    if settings.median_filtering <= 1:
+        return u
+    return ops.where(mask[:, None, None], median_filter(u, settings.median_filtering), u)
+
+
+def _median_both_where(mask, u1, u2, settings: TVL1Settings):
+    """`_median_where` of u1 and u2 through one filter (the two stacked): one copy of the
+    selection network in the compiled program instead of two, the same values."""
+    if settings.median_filtering <= 1:
+        return u1, u2
+    both = _median_where(ops.concatenate([mask, mask]), ops.concatenate([u1, u2]), settings)
+    return both[: u1.shape[0]], both[u1.shape[0] :]
+
+
+def _solve_level(i0, i1, u1, u2, settings: TVL1Settings):
+    """All warps at one pyramid level, from the flow (u1, u2) and zero dual variables:
+    the whole batch iterates while any pair does (the reference for
+    `_solve_level_compacted`)."""
+    i1x, i1y = central_gradient(i1)
     threshold = settings.epsilon**2
     batch = i0.shape[0]
 
-    def inner(state, warped):
-        u1, u2, p11, p12, p21, p22, error = state
-        i1w, i1wx, i1wy, grad, rho_c = warped
-        active = (error > threshold)[:, None, None]
-        rho = rho_c + i1wx * u1 + i1wy * u2
-        large = grad > 1e-10
-        safe_grad = ops.where(large, grad, 1.0)
-        step = ops.where(large, -rho / safe_grad, 0.0)  # the middle case of the threshold
-        step = ops.where(rho < -l_t * grad, l_t, step)
-        step = ops.where(rho > l_t * grad, -l_t, step)
-        v1, v2 = u1 + step * i1wx, u2 + step * i1wy
-        new_u1 = v1 + settings.theta * divergence(p11, p12)
-        new_u2 = v2 + settings.theta * divergence(p21, p22)
-        new_error = ops.mean(ops.square(new_u1 - u1) + ops.square(new_u2 - u2), axis=(1, 2))
-        u1x, u1y = forward_gradient(new_u1)
-        u2x, u2y = forward_gradient(new_u2)
-        ng1 = 1.0 + taut * ops.sqrt(u1x * u1x + u1y * u1y)
-        ng2 = 1.0 + taut * ops.sqrt(u2x * u2x + u2y * u2y)
-        updated = (
-            new_u1, new_u2, (p11 + taut * u1x) / ng1, (p12 + taut * u1y) / ng1,
-            (p21 + taut * u2x) / ng2, (p22 + taut * u2y) / ng2,
-        )  # fmt: skip
-        kept = tuple(
-            ops.where(active, new, old) for new, old in zip(updated, state[:6], strict=True)
-        )
-        return (*kept, ops.where(active[:, 0, 0], new_error, error))
-
     def warp(_, state):
-        u1, u2, p11, p12, p21, p22 = state
-        warp_images = warp_bicubic if settings.interpolation == "cubic" else warp_bilinear
-        i1w, i1wx, i1wy = warp_images([i1, i1x, i1y], u1, u2)
-        grad = i1wx * i1wx + i1wy * i1wy
-        rho_c = i1w - i1wx * u1 - i1wy * u2 - i0
-        warped = (i1w, i1wx, i1wy, grad, rho_c)
+        warped = _warped(i0, i1, i1x, i1y, state[0], state[1], settings)
 
         def outer(_, state):
-            active = (state[-1] > threshold)[:, None, None]  # pairs iterating this round
+            active = state[-1] > threshold  # pairs iterating this round
             _, state = ops.while_loop(
                 lambda i, s: ops.logical_and(
                     i < settings.inner_iterations, ops.any(s[-1] > threshold)
                 ),
-                lambda i, s: (i + 1, inner(s, warped)),
+                lambda i, s: (i + 1, _inner_step(s, warped, settings)),
                 (0, state),
             )  # every pair stops on its own; the loop ends when all have
-            u1, u2, *rest = state
-            if settings.median_filtering > 1:  # after the round, so the result is filtered
-                u1 = ops.where(active, median_filter(u1, settings.median_filtering), u1)
-                u2 = ops.where(active, median_filter(u2, settings.median_filtering), u2)
-            return (u1, u2, *rest)
+            u1, u2, *rest = state  # the median after the round: the result is filtered
+            return (_median_where(active, u1, settings), _median_where(active, u2, settings), *rest)
 
         start_error = ops.full((batch,), np.inf, dtype="float32")
         _, state = ops.while_loop(
             lambda i, s: ops.logical_and(i < settings.outer_iterations, ops.any(s[-1] > threshold)),
             lambda i, s: (i + 1, outer(i, s)),
-            (0, (u1, u2, p11, p12, p21, p22, start_error)),
+            (0, (*state, start_error)),
         )
         return state[:6]
 
@@ -320,8 +340,98 @@ def _solve_level(i0, i1, u1, u2, settings: TVL1Settings):
     return state[0], state[1]
 
 
-def _tvl1(i0, i1, settings: TVL1Settings):
-    """(batch, H, W) float32 intensities in [0, 255] -> (batch, H, W, 2) flow."""
+def compaction_sizes(batch: int, smallest: int) -> list[int]:
+    """The batch sizes a warp of `_solve_level_compacted` runs at: `batch`, then halved
+    (rounded up) while the half is at least `smallest`."""
+    sizes = [batch]
+    while smallest > 0 and (sizes[-1] + 1) // 2 >= smallest and sizes[-1] > 1:
+        sizes.append((sizes[-1] + 1) // 2)
+    return sizes
+
+
+def _solve_level_compacted(i0, i1, u1, u2, settings: TVL1Settings, smallest: int):
+    """`_solve_level` computed on fewer pairs as they stop: in each warp, once at most
+    half of the pairs still iterate, those are gathered into a batch half the size
+    (`compaction_sizes`), down to `smallest`. Each pair goes through the same arithmetic
+    as in `_solve_level` (an iteration or a median never mixes pairs), so the flow is the
+    same; only the pairs that have stopped are no longer computed.
+
+    Every pair that iterates has done the same number of iterations since the warp began
+    (a pair that stops is done for the warp), so the rounds of `inner_iterations` end at
+    the same step for all: each round's median is applied there, and to a pair that
+    stopped within a round and left the batch before it ended, at the end of the warp."""
+    i1x, i1y = central_gradient(i1)
+    threshold = settings.epsilon**2
+    batch = i0.shape[0]
+    sizes = compaction_sizes(batch, smallest)
+
+    def warp(_, full_state):
+        warped = _warped(i0, i1, i1x, i1y, full_state[0], full_state[1], settings)
+        start_error = ops.full((batch,), np.inf, dtype="float32")
+        state = (*full_state, start_error)
+        pending = ops.ones((batch,), dtype="bool")  # in this round: the median at its end
+        index = ops.arange(batch, dtype="int32")  # the batch position of each slot
+        results = list(full_state)
+        owed = ops.zeros((batch,), dtype="bool")  # left before their round's median
+        step, rounds = ops.convert_to_tensor(0), ops.convert_to_tensor(0)
+        for leave_at in [*sizes[1:], 0]:  # each phase runs until at most leave_at iterate
+
+            def iterating(step, rounds, state, pending, leave_at=leave_at):
+                active = ops.sum(ops.cast(state[-1] > threshold, "int32"))
+                return ops.logical_and(
+                    rounds < settings.outer_iterations,
+                    ops.logical_and(active > 0, active > leave_at),
+                )
+
+            def one_step(step, rounds, state, pending, warped=warped):
+                state = _inner_step(state, warped, settings)
+                step = step + 1
+                active = state[-1] > threshold
+                round_over = ops.logical_or(
+                    step >= settings.inner_iterations, ops.logical_not(ops.any(active))
+                )
+
+                def end_round(state, pending):
+                    u1, u2, *rest = state
+                    return (*_median_both_where(pending, u1, u2, settings), *rest), active
+
+                state, pending = ops.cond(
+                    round_over, lambda: end_round(state, pending), lambda: (state, pending)
+                )
+                step = ops.where(round_over, 0, step)
+                rounds = ops.where(round_over, rounds + 1, rounds)
+                return step, rounds, state, pending
+
+            step, rounds, state, pending = ops.while_loop(
+                iterating, one_step, (step, rounds, state, pending)
+            )
+            active = state[-1] > threshold
+            leaving = ops.logical_and(pending, ops.logical_not(active))
+            pending = ops.logical_and(pending, active)
+            slots = index[:, None]
+            results = [
+                ops.scatter_update(r, slots, s) for r, s in zip(results, state[:6], strict=True)
+            ]
+            owed = ops.logical_or(owed, ops.scatter_update(ops.zeros_like(owed), slots, leaving))
+            if leave_at:  # the pairs still iterating first, then others to fill the batch
+                keep = ops.argsort(ops.cast(ops.logical_not(active), "int32"))[:leave_at]
+                state = tuple(ops.take(s, keep, axis=0) for s in state)
+                warped = tuple(ops.take(w, keep, axis=0) for w in warped)
+                pending = ops.take(pending, keep, axis=0)
+                index = ops.take(index, keep, axis=0)
+        # the median of the round in which they stopped, for the pairs that left the batch
+        # before that round ended (their flow did not change since)
+        u1, u2 = _median_both_where(owed, results[0], results[1], settings)
+        return (u1, u2, *results[2:])
+
+    zeros = ops.zeros_like(u1)
+    state = ops.fori_loop(0, settings.warps, warp, (u1, u2, zeros, zeros, zeros, zeros))
+    return state[0], state[1]
+
+
+def _tvl1(i0, i1, settings: TVL1Settings, compact_to: int = 0):
+    """(batch, H, W) float32 intensities in [0, 255] -> (batch, H, W, 2) flow; with
+    `compact_to` > 0, by `_solve_level_compacted` down to batches of that size."""
     batch, height, width = i0.shape
     sizes = pyramid_sizes(height, width, settings)
     levels0, levels1 = [i0], [i1]
@@ -332,7 +442,12 @@ def _tvl1(i0, i1, settings: TVL1Settings):
     zeros = ops.zeros((batch, h, w), dtype="float32")
     u1, u2 = zeros, zeros
     for level in range(len(sizes) - 1, -1, -1):
-        u1, u2 = _solve_level(levels0[level], levels1[level], u1, u2, settings)
+        if compact_to > 0:
+            u1, u2 = _solve_level_compacted(
+                levels0[level], levels1[level], u1, u2, settings, compact_to
+            )
+        else:
+            u1, u2 = _solve_level(levels0[level], levels1[level], u1, u2, settings)
         if level > 0:  # to the next finer level: flow in its pixels
             h, w = sizes[level - 1]
             u1 = resize(u1, h, w) * (w / sizes[level][1])
@@ -343,14 +458,14 @@ def _tvl1(i0, i1, settings: TVL1Settings):
 _COMPILED = {}
 
 
-def _compiled(settings: TVL1Settings):
+def _compiled(settings: TVL1Settings, compact_to: int = 0):
     """`_tvl1` for `settings`, compiled by the backend where it can be (XLA on JAX and
     TensorFlow; PyTorch runs it as is)."""
-    key = (keras.backend.backend(), settings)
+    key = (keras.backend.backend(), settings, compact_to)
     if key not in _COMPILED:
 
         def function(i0, i1):
-            return _tvl1(i0, i1, settings)
+            return _tvl1(i0, i1, settings, compact_to)
 
         backend = keras.backend.backend()
         if backend == "jax":
@@ -388,31 +503,40 @@ def padded_to(frames: np.ndarray, size: int) -> np.ndarray:
     return np.concatenate([frames, np.repeat(frames[-1:], size - len(frames), 0)])
 
 
-def tvl1_flow_dispatch(previous, current, settings: TVL1Settings = TVL1Settings()):
+def tvl1_flow_dispatch(
+    previous, current, settings: TVL1Settings = TVL1Settings(), compact_to: int = 0
+):
     """Starts `tvl1_flow` of `(pairs, height, width)` frames on the device and returns its
     result as a backend tensor at once where the backend runs asynchronously (JAX): the
     host can prepare the next batch meanwhile. `ops.convert_to_numpy` waits for it."""
     previous, current, _ = _checked_pairs(previous, current)
-    return _compiled(settings)(
+    return _compiled(settings, compact_to)(
         ops.convert_to_tensor(previous.astype(np.float32)),
         ops.convert_to_tensor(current.astype(np.float32)),
     )  # (pairs, H, W, 2)
 
 
-def tvl1_flow(previous, current, settings: TVL1Settings = TVL1Settings()) -> np.ndarray:
+def tvl1_flow(
+    previous, current, settings: TVL1Settings = TVL1Settings(), compact_to: int = 0
+) -> np.ndarray:
     """TV-L1 flow from `previous[k]` to `current[k]` for every pair k.
 
     Args:
         previous, current: `(pairs, height, width)` grayscale frames, uint8 or float in
             [0, 255] (one pair may also be given as `(height, width)`).
         settings: `TVL1Settings` (OpenCV's defaults).
+        compact_to: 0 (default): the whole batch iterates while any of its pairs does.
+            A batch size k > 0: the pairs still iterating are gathered into batches of
+            half the size as the others stop, down to k (`_solve_level_compacted`); the
+            same flow for each pair, less work when pairs converge at different speeds,
+            a longer compilation (one copy of the loop per batch size).
 
     Returns:
         `(pairs, height, width, 2)` float32 NumPy, the (x, y) displacement in pixels of
         each pixel of `previous` (or `(height, width, 2)` for one pair).
     """
     previous, current, single = _checked_pairs(previous, current)
-    flow = tvl1_flow_dispatch(previous, current, settings)
+    flow = tvl1_flow_dispatch(previous, current, settings, compact_to)
     flow = np.asarray(ops.convert_to_numpy(flow), dtype=np.float32)
     return flow[0] if single else flow
 
@@ -426,7 +550,9 @@ SELF_CHECK_SHIFT = (1.25, -0.75)
 SELF_CHECK_MAX_EPE = 0.25
 
 
-def self_check(pairs: int, height: int, width: int, settings: TVL1Settings = TVL1Settings()):
+def self_check(
+    pairs: int, height: int, width: int, settings: TVL1Settings = TVL1Settings(), compact_to=0
+):
     """The end-point error of `tvl1_flow` on a known flow at the given batch shape (so the
     compiled function is the one a batch of real frames uses): a smooth random texture
     and the same texture shifted by `SELF_CHECK_SHIFT`, away from a 10 % border.
@@ -446,7 +572,10 @@ def self_check(pairs: int, height: int, width: int, settings: TVL1Settings = TVL
     )
     first = np.repeat(texture[None], pairs, axis=0)
     second = np.repeat(moved[None], pairs, axis=0)
-    flow = tvl1_flow(first, second, settings)  # (pairs, H, W, 2)
+    if compact_to:
+        flow = tvl1_flow(first, second, settings, compact_to=compact_to)
+    else:  # the plain call, as a caller that replaces the solver (tests) expects
+        flow = tvl1_flow(first, second, settings)  # (pairs, H, W, 2)
     border_y, border_x = max(1, height // 10), max(1, width // 10)
     inner = flow[:, border_y:-border_y, border_x:-border_x]
     error = float(np.sqrt((inner[..., 0] - dx) ** 2 + (inner[..., 1] - dy) ** 2).mean())

@@ -155,3 +155,28 @@ def test_iter_flow_batches_the_pairs_of_each_chunk_and_crosses_chunk_borders(mon
     joined = optical_flow.dequantize_flow(np.concatenate(flows))
     np.testing.assert_allclose(joined[:, 0, 0, 0], values[:-1] / 10, atol=0.1)
     np.testing.assert_allclose(joined[:, 0, 0, 1], values[1:] / 10, atol=0.1)
+
+
+def test_compaction_sizes_halve_down_to_the_smallest():
+    assert tvl1.compaction_sizes(256, 16) == [256, 128, 64, 32, 16]
+    assert tvl1.compaction_sizes(5, 2) == [5, 3, 2]
+    assert tvl1.compaction_sizes(32, 0) == [32]
+    assert tvl1.compaction_sizes(4, 8) == [4]
+
+
+def test_compacted_solver_gives_each_pair_the_reference_flow():
+    """Pairs that converge at very different speeds (identical frames stop at once, known
+    shifts and real motion later), in rounds short enough that pairs stop within a round
+    and leave the batch before its median: the compacted solver (batches 6 -> 3 -> 2)
+    gives every pair the flow of the reference, which iterates the whole batch."""
+    if not CLIP.is_dir():
+        pytest.skip(f"{CLIP} not found (the real clips live in ../shared/data)")
+    frames = [cv2.resize(f, (40, 32), interpolation=cv2.INTER_AREA) for f in gray_frames(4)]
+    shifted = [pair[0] for pair in known_flow_set(frames[0]).values()]
+    first = np.stack([frames[0], frames[1], frames[0], frames[2], frames[0], frames[0]])
+    second = np.stack([frames[0], frames[2], shifted[0], frames[3], shifted[1], shifted[2]])
+    settings = TVL1Settings(scales=2, warps=2, inner_iterations=8, outer_iterations=3, epsilon=0.03)
+    reference = tvl1_flow(first, second, settings)
+    compacted = tvl1_flow(first, second, settings, compact_to=2)
+    assert np.abs(reference).max() > 0.1  # the pairs do move
+    np.testing.assert_array_equal(compacted, reference)

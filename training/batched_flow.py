@@ -237,8 +237,15 @@ class _Batches:
     """Fills batches of pairs, starts each on the device, hands the flow of the one before
     to the writers."""
 
-    def __init__(self, batch_pairs: int, writers: _Writers, on_pairs: Callable[[int], None]):
+    def __init__(
+        self,
+        batch_pairs: int,
+        writers: _Writers,
+        on_pairs: Callable[[int], None],
+        compact_to: int = 0,
+    ):
         self.batch_pairs, self.writers, self.on_pairs = batch_pairs, writers, on_pairs
+        self.compact_to = compact_to
         self.first: list[np.ndarray] = []  # (n, H, W) uint8 each
         self.second: list[np.ndarray] = []
         self.segments: list[_Segment] = []
@@ -270,7 +277,7 @@ class _Batches:
 
             first = padded_to(np.concatenate(self.first), self.batch_pairs)
             second = padded_to(np.concatenate(self.second), self.batch_pairs)
-            result = tvl1_flow_dispatch(first, second)  # (batch_pairs, H, W, 2), running
+            result = tvl1_flow_dispatch(first, second, compact_to=self.compact_to)  # running
         launched = (result, self.segments)
         self.first, self.second, self.segments, self.count = [], [], [], 0
         self.hand_on()
@@ -329,9 +336,12 @@ def run_batched(
     decoders: int,
     writers: int,
     description: str = "flow tvl1_keras",
+    compact_to: int = 0,
 ):
     """Computes the flow of `tasks` (compute_flow's: `(video_id, path, output, settings[,
-    jpeg_quality])`) in batches of `batch_pairs` pairs across videos; returns a `JobReport`.
+    jpeg_quality])`) in batches of `batch_pairs` pairs across videos, compacted down to
+    `compact_to` pairs as pairs converge (`data.tvl1.tvl1_flow`; 0: never); returns a
+    `JobReport`.
 
     Ctrl-C stops the threads within a second and raises `KeyboardInterrupt` again
     (complete files are kept; a video being written is left unfinished, as a kill
@@ -367,7 +377,7 @@ def run_batched(
     videos = [_Video(index, video_id, path) for index, (video_id, path, *_rest) in enumerate(tasks)]
     output = tasks[0][2]
     writer_pool = _Writers(writers, layout, output, sink_settings, record)
-    batches = _Batches(batch_pairs, writer_pool, count_pairs)
+    batches = _Batches(batch_pairs, writer_pool, count_pairs, compact_to)
     decoding = [0]  # videos handed to decoding threads so far
 
     def start_decoding(up_to: int) -> None:

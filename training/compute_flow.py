@@ -82,6 +82,10 @@ class ComputeFlowConfig:
     # small batches win: on one H200, 96 clips at 256 x 340, 263 pairs/s end to end in
     # batches of 32, 229 of 64, 208 of 128, 171-186 of 256 (docs/data_pipeline.md).
     batch_pairs: int = field(default=32, metadata={"help": "tvl1_keras only"})
+    # tvl1_keras: as pairs converge, the ones still iterating are gathered into batches of
+    # half the size, down to this many pairs (0: never). The same flow; less work on pairs
+    # that converge at different speeds; compiles one copy of the loop per batch size.
+    compact_to: int = field(default=0, metadata={"help": "tvl1_keras only"})
 
     def __post_init__(self):
         parse_shard(self.shard)
@@ -92,6 +96,8 @@ class ComputeFlowConfig:
         check_jpeg_quality(self.jpeg_quality)
         if self.batch_pairs < 1:
             raise ValueError(f"Expected --batch-pairs >= 1. Received: {self.batch_pairs}")
+        if self.compact_to < 0:
+            raise ValueError(f"Expected --compact-to >= 0. Received: {self.compact_to}")
 
     def frame_store_settings(self) -> dict:
         """The settings a frame store's `flow.json` records: the flow's and the quality."""
@@ -188,7 +194,9 @@ def resolve_settings(config: ComputeFlowConfig) -> tuple[ComputeFlowConfig, str]
         else:
             from data.tvl1 import SELF_CHECK_MAX_EPE, self_check
 
-            error, passed = self_check(config.batch_pairs, settings.height, settings.width)
+            error, passed = self_check(
+                config.batch_pairs, settings.height, settings.width, compact_to=config.compact_to
+            )
             settings = settings.resolve(on_gpu=passed)
             note = (
                 f"method auto: {settings.method} (a GPU; tvl1_keras's self-check on a known "
@@ -253,6 +261,7 @@ def run(config: ComputeFlowConfig) -> JobReport:
             config.batch_pairs,
             decoders=min(config.workers, MAX_DECODERS),
             writers=min(config.workers, MAX_WRITERS),
+            compact_to=config.compact_to,
         )
     else:
         report = run_jobs(
