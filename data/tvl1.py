@@ -50,6 +50,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from data.optical_flow import FLOW_BOUND, dequantize_flow
+
 
 @dataclass(frozen=True)
 class TVL1Settings:
@@ -458,14 +460,23 @@ def _tvl1(i0, i1, settings: TVL1Settings, compact_to: int = 0):
 _COMPILED = {}
 
 
-def _compiled(settings: TVL1Settings, compact_to: int = 0):
-    """`_tvl1` for `settings`, compiled by the backend where it can be (XLA on JAX and
-    TensorFlow; PyTorch runs it as is)."""
-    key = (keras.backend.backend(), settings, compact_to)
+def _quantized(flow, bound: float):
+    """`data.optical_flow.quantize_flow` in `keras.ops` (the same float32 arithmetic and
+    rounding half to even), so that uint8 flow, 8x fewer bytes, leaves the device."""
+    clipped = ops.clip(flow, -bound, bound)
+    return ops.cast(ops.round(255.0 * (clipped + bound) / (2.0 * bound)), "uint8")
+
+
+def _compiled(settings: TVL1Settings, compact_to: int = 0, quantize: bool = False):
+    """`_tvl1` for `settings` (frames of any real dtype, cast to float32 on the device;
+    with `quantize`, the flow as `quantize_flow`'s uint8), compiled by the backend where it
+    can be (XLA on JAX and TensorFlow; PyTorch runs it as is)."""
+    key = (keras.backend.backend(), settings, compact_to, quantize)
     if key not in _COMPILED:
 
         def function(i0, i1):
-            return _tvl1(i0, i1, settings, compact_to)
+            flow = _tvl1(ops.cast(i0, "float32"), ops.cast(i1, "float32"), settings, compact_to)
+            return _quantized(flow, FLOW_BOUND) if quantize else flow
 
         backend = keras.backend.backend()
         if backend == "jax":
@@ -504,15 +515,22 @@ def padded_to(frames: np.ndarray, size: int) -> np.ndarray:
 
 
 def tvl1_flow_dispatch(
-    previous, current, settings: TVL1Settings = TVL1Settings(), compact_to: int = 0
+    previous,
+    current,
+    settings: TVL1Settings = TVL1Settings(),
+    compact_to: int = 0,
+    quantize: bool = False,
 ):
     """Starts `tvl1_flow` of `(pairs, height, width)` frames on the device and returns its
     result as a backend tensor at once where the backend runs asynchronously (JAX): the
-    host can prepare the next batch meanwhile. `ops.convert_to_numpy` waits for it."""
+    host can prepare the next batch meanwhile. `ops.convert_to_numpy` waits for it.
+    uint8 frames travel to the device as uint8 (4x fewer bytes than float32); with
+    `quantize`, the result is `quantize_flow` of the flow, computed on the device: uint8."""
     previous, current, _ = _checked_pairs(previous, current)
-    return _compiled(settings, compact_to)(
-        ops.convert_to_tensor(previous.astype(np.float32)),
-        ops.convert_to_tensor(current.astype(np.float32)),
+    dtype = np.uint8 if previous.dtype == np.uint8 and current.dtype == np.uint8 else np.float32
+    return _compiled(settings, compact_to, quantize)(
+        ops.convert_to_tensor(previous.astype(dtype, copy=False)),
+        ops.convert_to_tensor(current.astype(dtype, copy=False)),
     )  # (pairs, H, W, 2)
 
 
@@ -541,6 +559,16 @@ def tvl1_flow(
     return flow[0] if single else flow
 
 
+def stage_flow(
+    previous, current, settings: TVL1Settings = TVL1Settings(), compact_to: int = 0
+) -> np.ndarray:
+    """The flow as the batched flow stage computes it: `(pairs, height, width)` frames
+    (uint8: they travel as such) to `quantize_flow`'s `(pairs, height, width, 2)` uint8,
+    quantised on the device."""
+    flow = tvl1_flow_dispatch(previous, current, settings, compact_to, quantize=True)
+    return np.asarray(ops.convert_to_numpy(flow), dtype=np.uint8)
+
+
 # === A check on the machine at hand ===
 
 # The known displacement of `self_check` (pixels, x and y) and its error bound: OpenCV's
@@ -553,9 +581,10 @@ SELF_CHECK_MAX_EPE = 0.25
 def self_check(
     pairs: int, height: int, width: int, settings: TVL1Settings = TVL1Settings(), compact_to=0
 ):
-    """The end-point error of `tvl1_flow` on a known flow at the given batch shape (so the
+    """The end-point error of `stage_flow` on a known flow at the given batch shape (so the
     compiled function is the one a batch of real frames uses): a smooth random texture
-    and the same texture shifted by `SELF_CHECK_SHIFT`, away from a 10 % border.
+    and the same texture shifted by `SELF_CHECK_SHIFT`, both as uint8 frames, the flow
+    dequantised (its rounding adds about 0.09 px), away from a 10 % border.
     Returns `(error_px, passed)`; `passed` is `error_px <= SELF_CHECK_MAX_EPE`."""
     rng = np.random.default_rng(0)
     noise = rng.uniform(0, 255, size=(height, width)).astype(np.float32)
@@ -570,12 +599,10 @@ def self_check(
     moved = cv2.remap(
         texture, grid_x - dx, grid_y - dy, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
     )
-    first = np.repeat(texture[None], pairs, axis=0)
-    second = np.repeat(moved[None], pairs, axis=0)
-    if compact_to:
-        flow = tvl1_flow(first, second, settings, compact_to=compact_to)
-    else:  # the plain call, as a caller that replaces the solver (tests) expects
-        flow = tvl1_flow(first, second, settings)  # (pairs, H, W, 2)
+    frames = [np.clip(np.rint(image), 0, 255).astype(np.uint8) for image in (texture, moved)]
+    first = np.repeat(frames[0][None], pairs, axis=0)
+    second = np.repeat(frames[1][None], pairs, axis=0)
+    flow = dequantize_flow(stage_flow(first, second, settings, compact_to))  # (pairs, H, W, 2)
     border_y, border_x = max(1, height // 10), max(1, width // 10)
     inner = flow[:, border_y:-border_y, border_x:-border_x]
     error = float(np.sqrt((inner[..., 0] - dx) ** 2 + (inner[..., 1] - dy) ** 2).mean())

@@ -154,8 +154,9 @@ def test_self_check_passes_the_solver_and_fails_a_wrong_one(monkeypatch):
     import data.tvl1
 
     error, passed = data.tvl1.self_check(4, 48, 64)  # the shape of the tests above
-    assert passed and error < 0.05
-    monkeypatch.setattr(data.tvl1, "tvl1_flow", lambda a, b, settings: np.zeros((*a.shape, 2)))
+    assert passed and error < 0.15  # the solver's error and the quantisation's (0.09 px)
+    zero_flow = np.full((4, 48, 64, 2), 128, np.uint8)  # 0.08 px: about no motion
+    monkeypatch.setattr(data.tvl1, "stage_flow", lambda *args: zero_flow)
     error, passed = data.tvl1.self_check(4, 48, 64)
     assert not passed and error > 1.0
 

@@ -180,3 +180,23 @@ def test_compacted_solver_gives_each_pair_the_reference_flow():
     compacted = tvl1_flow(first, second, settings, compact_to=2)
     assert np.abs(reference).max() > 0.1  # the pairs do move
     np.testing.assert_array_equal(compacted, reference)
+
+
+def test_stage_flow_is_the_host_quantised_flow_of_the_same_frames():
+    """The batched stage's variant (uint8 frames to the device, the flow quantised there)
+    gives exactly `quantize_flow` of `tvl1_flow`'s float flow, with and without compaction."""
+    if not CLIP.is_dir():
+        pytest.skip(f"{CLIP} not found (the real clips live in ../shared/data)")
+    frames = [cv2.resize(f, (40, 32), interpolation=cv2.INTER_AREA) for f in gray_frames(4)]
+    shifted = [
+        np.clip(pair[0], 0, 255).astype(np.uint8) for pair in known_flow_set(frames[0]).values()
+    ]
+    first = np.stack([frames[0], frames[1], frames[2], frames[0]])
+    second = np.stack([shifted[0], frames[2], frames[3], shifted[2]])
+    settings = TVL1Settings(scales=2, warps=2, inner_iterations=8, outer_iterations=3, epsilon=0.03)
+    expected = quantize_flow(tvl1_flow(first, second, settings))
+    assert len(np.unique(expected)) > 20  # many levels: the rounding is exercised
+    for compact_to in (0, 2):
+        got = tvl1.stage_flow(first, second, settings, compact_to)
+        assert got.dtype == np.uint8
+        np.testing.assert_array_equal(got, expected)

@@ -198,7 +198,8 @@ class _Writers:
             return
         if kind == "flow":
             try:
-                sink.append(quantize_flow(payload))  # (n, H, W, 2) uint8
+                # the device's uint8 flow (quantised there), or float flow to quantise
+                sink.append(payload if payload.dtype == np.uint8 else quantize_flow(payload))
             except OSError as error:
                 self._fail(video, f"{sink.where}: cannot write ({error}).")
             return
@@ -277,7 +278,9 @@ class _Batches:
 
             first = padded_to(np.concatenate(self.first), self.batch_pairs)
             second = padded_to(np.concatenate(self.second), self.batch_pairs)
-            result = tvl1_flow_dispatch(first, second, compact_to=self.compact_to)  # running
+            result = tvl1_flow_dispatch(  # running; uint8 frames in, uint8 flow out
+                first, second, compact_to=self.compact_to, quantize=True
+            )
         launched = (result, self.segments)
         self.first, self.second, self.segments, self.count = [], [], [], 0
         self.hand_on()
@@ -294,7 +297,7 @@ class _Batches:
             from keras import ops
 
             try:
-                flow = np.asarray(ops.convert_to_numpy(result), dtype=np.float32)
+                flow = np.asarray(ops.convert_to_numpy(result))  # (batch, H, W, 2) uint8
             except Exception as failure:  # noqa: BLE001 - the batch's videos fail
                 error = f"flow on the device failed: {type(failure).__name__}: {failure}"
         for segment in segments:
