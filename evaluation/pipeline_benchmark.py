@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import resource
 import tempfile
@@ -162,6 +163,8 @@ class BenchmarkConfig:
     # Extraction (and, after issue 12, fine-tuning): "auto" is bf16 on a GPU, else float32.
     precision: str = "auto"
     flow_method: str = "dis"
+    flow_batch_pairs: int = 0  # tvl1_keras: pairs a batch (0: compute_flow's default)
+    flow_compact_to: int = -1  # tvl1_keras: compaction (-1: compute_flow's default)
     workers: int | None = None  # decoding and flow processes; None: one per core
     device_repeats: int = 10  # timed device-only batches (after 2 warm-up batches)
 
@@ -228,7 +231,9 @@ def compute_flow_argv(
         "--output", str(output), "--layout", layout, "--method", config.flow_method,
         "--height", str(config.height), "--width", str(config.width),
         "--workers", str(_workers(config)),
-    ]  # fmt: skip
+    ] + (["--batch-pairs", str(config.flow_batch_pairs)] if config.flow_batch_pairs else []) + (
+        ["--compact-to", str(config.flow_compact_to)] if config.flow_compact_to >= 0 else []
+    )  # fmt: skip
 
 
 def finetune_argv(
@@ -564,10 +569,12 @@ def run_flow(config: BenchmarkConfig, work: WorkFolders) -> Measurement:
 
 
 def flow_device_rate(stage_config, frames_root: Path, repeats: int) -> float:
-    """Pairs/s of `data.tvl1` alone on batches of the stage's shape already on the device:
-    `repeats` batches, each of consecutive frames of one video, from videos spread over
-    the frame store (the decode stage's). A batch runs until its slowest pair converges,
-    so the rate depends on the frames: these are the stage's own."""
+    """Pairs/s of `data.tvl1` alone (the stage's batch size, compaction, uint8 frames in and
+    quantised flow out: `data.tvl1.stage_flow`) on batches
+    already on the device: `repeats` batches of the stage's own pairs, taken as the stage
+    takes them (consecutive pairs in list order, across videos) at places spread over the
+    frame store (the decode stage's). A batch runs until its slowest pair converges, so
+    the rate depends on the frames: these are the stage's own."""
     import cv2
     import keras
 
@@ -575,22 +582,34 @@ def flow_device_rate(stage_config, frames_root: Path, repeats: int) -> float:
 
     settings, count = stage_config.settings, stage_config.batch_pairs
     folders = sorted(path.parent for path in Path(frames_root).rglob("img_00001.jpg"))
-    picks = np.linspace(0, len(folders) - 1, min(repeats, len(folders))).round().astype(int)
-    batches = []
-    for folder in (folders[pick] for pick in picks):
-        images = sorted(folder.glob("img_*.jpg"))[: count + 1]
-        gray = np.stack([cv2.imread(str(image), cv2.IMREAD_GRAYSCALE) for image in images])
-        if len(gray) < count + 1 or gray.shape[1:] != (settings.height, settings.width):
-            continue  # shorter than a batch
-        batches.append(
-            (
-                keras.ops.convert_to_tensor(gray[:-1].astype(np.float32)),
-                keras.ops.convert_to_tensor(gray[1:].astype(np.float32)),
-            )
+    pairs = [  # (frame, next frame) of every video, in list order
+        (first, second)
+        for folder in folders
+        for first, second in itertools.pairwise(sorted(folder.glob("img_*.jpg")))
+    ]
+    if len(pairs) < count:
+        raise ValueError(
+            f"Expected at least {count} frame pairs (the stage's batch) under {frames_root}; "
+            f"found {len(pairs)}. Use more clips or a smaller flow batch."
         )
-    if not batches:
-        raise ValueError(f"Expected the decode stage's frames under {frames_root}.")
-    solver = _compiled(TVL1Settings())
+    starts = np.linspace(0, len(pairs) - count, max(1, repeats)).round().astype(int)
+
+    def gray(path: Path) -> np.ndarray:
+        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        if image is None or image.shape != (settings.height, settings.width):
+            raise ValueError(f"Expected a {settings.height}x{settings.width} frame: {path}")
+        return image  # uint8, as the stage sends them
+
+    batches = [
+        tuple(
+            keras.ops.convert_to_tensor(
+                np.stack([gray(pair[side]) for pair in pairs[at : at + count]])
+            )
+            for side in (0, 1)
+        )
+        for at in starts
+    ]
+    solver = _compiled(TVL1Settings(), stage_config.compact_to, quantize=True)  # the stage's
     keras.ops.convert_to_numpy(solver(*batches[0])[:, :1, :1])  # compiles, untimed
     seconds = 0.0
     for first, second in batches:

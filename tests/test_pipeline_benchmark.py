@@ -102,3 +102,26 @@ def test_tiny_run_reports_every_stage(tmp_path, capsys):
     assert table.count("\n| ") == len(STAGES) + 2  # the header, the stages, the total
     totals = total_hours(records)
     assert f"| total (without flow) | | | | | | | {totals['ucf101']:,.1f} |" in table
+
+
+@needs_clips
+def test_tiny_gpu_flow_stage_passes_its_batch_and_compaction(tmp_path):
+    """The flow stage with this project's TV-L1: the stage's batch size and compaction
+    reach compute_flow, and its device-only rate is measured with them."""
+    output = tmp_path / "bench.jsonl"
+    pipeline_benchmark.main(
+        [
+            "--tiny", "--stages", "decode,flow", "--flow-method", "tvl1_keras",
+            "--flow-batch-pairs", "8", "--flow-compact-to", "4", "--device-repeats", "2",
+            "--video-root", str(SUBSET / "UCF-101"),
+            "--split-dir", str(SUBSET / "ucfTrainTestlist"),
+            "--output", str(output), "--work-dir", str(tmp_path / "work"),
+        ]
+    )  # fmt: skip
+    flow = [json.loads(line) for line in output.read_text().splitlines()][-1]
+    assert flow["stage"] == "flow"
+    words = flow["argv"]
+    assert words[words.index("--batch-pairs") + 1] == "8"
+    assert words[words.index("--compact-to") + 1] == "4"
+    assert flow["device_only_items_per_s"] > 0
+    assert flow["ratio"] == pytest.approx(flow["items_per_s"] / flow["device_only_items_per_s"])
