@@ -39,8 +39,9 @@ FLOW_STATUSES = ("missing", "complete", "corrupt", "mismatch")
 # Revisions of the solvers written in this project, raised whenever a change alters their
 # flow. tvl1_keras 2: the median filter after each round of inner iterations and the dual
 # variables from zero on every level (docs/data_pipeline.md); files written before it
-# carry no revision.
-SOLVER_REVISIONS = {"tvl1_keras": 2}
+# carry no revision. 3: the batched stage quantises the flow on the device (on one H200,
+# 1.6 values in a million one level from the host's quantisation of the same flow).
+SOLVER_REVISIONS = {"tvl1_keras": 3}
 # "auto" (training.compute_flow's default) is resolved before anything is computed or
 # stored: tvl1_keras where the Keras backend sees a GPU and its self-check there passes,
 # OpenCV's tvl1 elsewhere (`resolve`).

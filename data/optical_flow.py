@@ -135,7 +135,7 @@ def iter_flow(frame_chunks: Iterable[np.ndarray], method: str = "tvl1") -> Itera
 
 def _iter_flow_batched(frame_chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
     """`iter_flow` for `data.tvl1`: the pairs of a chunk in batches of `TVL1_KERAS_PAIRS`."""
-    from data.tvl1 import padded_to, tvl1_flow
+    from data.tvl1 import padded_to, stage_flow
 
     previous, num_frames = None, 0
     for chunk in frame_chunks:
@@ -153,7 +153,7 @@ def _iter_flow_batched(frame_chunks: Iterable[np.ndarray]) -> Iterator[np.ndarra
             a, b = first[pairs], second[pairs]
             count = len(a)
             a, b = padded_to(a, TVL1_KERAS_PAIRS), padded_to(b, TVL1_KERAS_PAIRS)
-            flows.append(quantize_flow(tvl1_flow(a, b)[:count]))
+            flows.append(stage_flow(a, b)[:count])  # quantised on the device, as in the stage
         yield np.concatenate(flows)  # (m, H, W, 2)
     if num_frames < 2:
         raise ValueError(f"Flow needs at least 2 frames. Received: {num_frames} frame(s).")

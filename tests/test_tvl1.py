@@ -142,9 +142,9 @@ def test_iter_flow_batches_the_pairs_of_each_chunk_and_crosses_chunk_borders(mon
 
     def fake_flow(first, second):  # flow (x, y) = (first frame's value, second's) / 10
         calls.append(first.shape[0])
-        return np.stack([first, second], -1).astype(np.float32) / 10
+        return quantize_flow(np.stack([first, second], -1).astype(np.float32) / 10)
 
-    monkeypatch.setattr(tvl1, "tvl1_flow", fake_flow)
+    monkeypatch.setattr(tvl1, "stage_flow", fake_flow)
     monkeypatch.setattr(optical_flow, "TVL1_KERAS_PAIRS", 4)
     values = np.arange(1, 12, dtype=np.uint8) * 10  # 11 frames, each of one gray value
     frames = np.repeat(values[:, None, None, None], 3, axis=-1) * np.ones((1, 8, 9, 3), np.uint8)

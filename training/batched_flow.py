@@ -3,15 +3,17 @@
 `training.compute_flow` runs OpenCV's methods one video per worker process. `tvl1_keras`
 (`data.tvl1`) computes on the Keras backend's device, which one process per video, giving
 it one video's pairs at a time, left mostly idle (95 pairs/s on one H200, in batches of 32;
-263 here with the same batches). Here one process keeps the device busy:
+263 here with the same batches, 392 with the defaults, 128 pairs compacted to 16). Here
+one process keeps the device busy:
 
 - decoding threads read the videos ahead, chunk by chunk, to grayscale (OpenCV releases
   the interpreter lock while it decodes);
 - the main thread fills batches of `batch_pairs` consecutive-frame pairs, videos in
   order (a batch may end one video and begin the next; the last one is padded with its
-  last pair), and starts each batch on the device before it fetches the flow of the one
-  before, so that the host prepares batch k + 1 while the device computes batch k;
-- writer threads quantise each video's flow and write it, in order, to the video's
+  last pair), sends it as uint8 and starts it on the device before it fetches the flow
+  of the one before, so that the host prepares batch k + 1 while the device computes
+  batch k; the flow comes back quantised on the device (`data.tvl1.stage_flow`), uint8;
+- writer threads write each video's quantised flow, in order, to the video's
   `.npz` spool or its flow_x/flow_y JPEGs; all of one video's writes go to one thread.
 
 The files are those `compute_flow`'s per-video path writes: the same metadata, the same

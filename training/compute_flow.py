@@ -11,7 +11,8 @@ Keras backend sees a GPU and the solver's self-check on a known flow passes ther
 (`data.tvl1.self_check`, at the batch's shape), and OpenCV's `tvl1` elsewhere; the method
 used is printed and stored with every file. OpenCV's methods run one video per worker
 process; `tvl1_keras` runs in this process, `--batch-pairs` pairs of consecutive frames at
-a time across videos, with `--workers` decoding threads (`training.batched_flow`).
+a time across videos, compacted down to `--compact-to` pairs as pairs converge (the same
+flow), with `--workers` decoding threads (`training.batched_flow`).
 
 Output: `<output>/<video_id>.npz` holding `flow` `(frames - 1, 256, 340, 2)` uint8
 (bound 20) and JSON metadata; with `--layout frames`, the same quantised flow as
@@ -78,14 +79,13 @@ class ComputeFlowConfig:
         default=DEFAULT_FLOW_JPEG_QUALITY, metadata={"help": "--layout frames only"}
     )
     # tvl1_keras: frame pairs per batch on the device (one compiled shape; the last batch
-    # is padded). A batch runs until its slowest pair has converged, so on real videos
-    # small batches win: on one H200, 96 clips at 256 x 340, 263 pairs/s end to end in
-    # batches of 32, 229 of 64, 208 of 128, 171-186 of 256 (docs/data_pipeline.md).
-    batch_pairs: int = field(default=32, metadata={"help": "tvl1_keras only"})
-    # tvl1_keras: as pairs converge, the ones still iterating are gathered into batches of
-    # half the size, down to this many pairs (0: never). The same flow; less work on pairs
-    # that converge at different speeds; compiles one copy of the loop per batch size.
-    compact_to: int = field(default=0, metadata={"help": "tvl1_keras only"})
+    # is padded), and compaction: as pairs converge, the ones still iterating are gathered
+    # into batches of half the size, down to `compact_to` pairs (0: never; the same flow,
+    # less work, a longer compilation). On one H200, 96 clips at 256 x 340, end to end:
+    # 392 pairs/s with the defaults (128, 16), 398 with 256 and 16, 249 with 32 and none
+    # (docs/data_pipeline.md); 256 pairs take about 1.5x the device memory of 128.
+    batch_pairs: int = field(default=128, metadata={"help": "tvl1_keras only"})
+    compact_to: int = field(default=16, metadata={"help": "tvl1_keras only"})
 
     def __post_init__(self):
         parse_shard(self.shard)
