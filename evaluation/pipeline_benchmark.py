@@ -526,6 +526,9 @@ class Measurement:
     # Attention training: seconds an epoch spends outside its batches (checkpoints, logs),
     # which the projection adds for every epoch of Table 1.
     epoch_overhead_s: float | None = None
+    # The flow stage with tvl1_keras: OpenCV's DualTVL1 (the reference) on a sample of the
+    # same pairs, one single-thread process a core, pairs/s.
+    opencv_tvl1_rate: float | None = None
 
 
 def _checked(report, stage: str):
@@ -560,12 +563,43 @@ def run_flow(config: BenchmarkConfig, work: WorkFolders) -> Measurement:
 
     argv = compute_flow_argv(config, work.lists, work.frames)
     stage_config, _ = compute_flow.resolve_settings(compute_flow.parse_args(argv))
-    device = None
+    device = opencv = None
     if stage_config.settings.method == "tvl1_keras":
         device = flow_device_rate(stage_config, work.frames, config.device_repeats)
+        opencv = opencv_tvl1_rate(stage_config, work.frames, _workers(config))
     report, seconds = _timed(compute_flow.run, stage_config)
     pairs = _checked(report, "flow").frames - report.done  # frames - 1 a video
-    return Measurement(pairs, seconds, device, tuple(argv))
+    return Measurement(pairs, seconds, device, tuple(argv), opencv_tvl1_rate=opencv)
+
+
+def _stage_pairs(frames_root: Path) -> list[tuple[Path, Path]]:
+    """(frame, next frame) image paths of every video of the frame store, in list order:
+    the pairs the flow stage computes, in its order."""
+    folders = sorted(path.parent for path in Path(frames_root).rglob("img_00001.jpg"))
+    return [
+        pair for folder in folders for pair in itertools.pairwise(sorted(folder.glob("img_*.jpg")))
+    ]
+
+
+def _gray(path: Path, settings) -> np.ndarray:
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if image is None or image.shape != (settings.height, settings.width):
+        raise ValueError(f"Expected a {settings.height}x{settings.width} frame: {path}")
+    return image  # uint8, as the stage sends them
+
+
+def opencv_tvl1_rate(stage_config, frames_root: Path, workers: int) -> float:
+    """Pairs/s of OpenCV's DualTVL1 (`evaluation.flow_benchmark.time_speed`: `workers`
+    single-thread processes) on 4 pairs a worker spread over the stage's pairs."""
+    from evaluation.flow_benchmark import time_speed
+
+    pairs = _stage_pairs(frames_root)
+    picks = np.linspace(0, len(pairs) - 1, min(len(pairs), 4 * workers)).round().astype(int)
+    first = [_gray(pairs[pick][0], stage_config.settings) for pick in picks]
+    second = [_gray(pairs[pick][1], stage_config.settings) for pick in picks]
+    return time_speed("tvl1", first, second, workers, batch=len(first))["pairs_per_s"]
 
 
 def flow_device_rate(stage_config, frames_root: Path, repeats: int) -> float:
@@ -575,18 +609,12 @@ def flow_device_rate(stage_config, frames_root: Path, repeats: int) -> float:
     takes them (consecutive pairs in list order, across videos) at places spread over the
     frame store (the decode stage's). A batch runs until its slowest pair converges, so
     the rate depends on the frames: these are the stage's own."""
-    import cv2
     import keras
 
     from data.tvl1 import TVL1Settings, _compiled
 
     settings, count = stage_config.settings, stage_config.batch_pairs
-    folders = sorted(path.parent for path in Path(frames_root).rglob("img_00001.jpg"))
-    pairs = [  # (frame, next frame) of every video, in list order
-        (first, second)
-        for folder in folders
-        for first, second in itertools.pairwise(sorted(folder.glob("img_*.jpg")))
-    ]
+    pairs = _stage_pairs(frames_root)
     if len(pairs) < count:
         raise ValueError(
             f"Expected at least {count} frame pairs (the stage's batch) under {frames_root}; "
@@ -594,16 +622,10 @@ def flow_device_rate(stage_config, frames_root: Path, repeats: int) -> float:
         )
     starts = np.linspace(0, len(pairs) - count, max(1, repeats)).round().astype(int)
 
-    def gray(path: Path) -> np.ndarray:
-        image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-        if image is None or image.shape != (settings.height, settings.width):
-            raise ValueError(f"Expected a {settings.height}x{settings.width} frame: {path}")
-        return image  # uint8, as the stage sends them
-
     batches = [
         tuple(
             keras.ops.convert_to_tensor(
-                np.stack([gray(pair[side]) for pair in pairs[at : at + count]])
+                np.stack([_gray(pair[side], settings) for pair in pairs[at : at + count]])
             )
             for side in (0, 1)
         )
@@ -734,6 +756,7 @@ def stage_record(stage: str, measured: Measurement) -> dict:
         "peak_host_bytes": peak_host_bytes(),
         "peak_device_bytes": peak_device_bytes(),
         "epoch_overhead_s": measured.epoch_overhead_s,
+        "opencv_tvl1_items_per_s": measured.opencv_tvl1_rate,
         **{
             f"projected_hours_{dataset}": (
                 projected_items(stage, dataset) / rate
@@ -844,6 +867,15 @@ def format_markdown(records: Sequence[dict]) -> str:
         f"| total (without flow) | | | | | | | {_number(totals['ucf101'])} | "
         f"{_number(totals['hmdb51'])} |"
     )
+    for record in records:
+        opencv = record.get("opencv_tvl1_items_per_s")
+        if opencv:
+            device = record["device_only_items_per_s"] or 0.0
+            lines.append(
+                f"\nOpenCV DualTVL1 on a sample of the same pairs, one process a core: "
+                f"{_number(opencv)} pairs/s; the stage {record['items_per_s'] / opencv:,.1f}x "
+                f"that, the solver alone {device / opencv:,.1f}x."
+            )
     return "\n".join(lines) + "\n"
 
 

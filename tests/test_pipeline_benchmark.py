@@ -17,6 +17,7 @@ from evaluation.pipeline_benchmark import (
     STAGES,
     PaperRecipe,
     choose_clips,
+    format_markdown,
     projected_epochs,
     projected_items,
     total_hours,
@@ -118,10 +119,13 @@ def test_tiny_gpu_flow_stage_passes_its_batch_and_compaction(tmp_path):
             "--output", str(output), "--work-dir", str(tmp_path / "work"),
         ]
     )  # fmt: skip
-    flow = [json.loads(line) for line in output.read_text().splitlines()][-1]
+    records = [json.loads(line) for line in output.read_text().splitlines()]
+    flow = records[-1]
     assert flow["stage"] == "flow"
     words = flow["argv"]
     assert words[words.index("--batch-pairs") + 1] == "8"
     assert words[words.index("--compact-to") + 1] == "4"
     assert flow["device_only_items_per_s"] > 0
     assert flow["ratio"] == pytest.approx(flow["items_per_s"] / flow["device_only_items_per_s"])
+    assert flow["opencv_tvl1_items_per_s"] > 0  # the reference on the same pairs, same run
+    assert "OpenCV DualTVL1 on a sample of the same pairs" in format_markdown(records)
