@@ -590,11 +590,17 @@ def _gray(path: Path, settings) -> np.ndarray:
     return image  # uint8, as the stage sends them
 
 
-def opencv_tvl1_rate(stage_config, frames_root: Path, workers: int) -> float:
+def opencv_tvl1_rate(stage_config, frames_root: Path, workers: int) -> float | None:
     """Pairs/s of OpenCV's DualTVL1 (`evaluation.flow_benchmark.time_speed`: `workers`
-    single-thread processes) on 4 pairs a worker spread over the stage's pairs."""
+    single-thread processes) on 4 pairs a worker spread over the stage's pairs; None
+    where OpenCV lacks its contrib modules (which hold DualTVL1)."""
+    import cv2
+
     from evaluation.flow_benchmark import time_speed
 
+    if not hasattr(cv2, "optflow"):  # OpenCV without its contrib modules: no DualTVL1
+        print("OpenCV DualTVL1 not timed: this OpenCV has no cv2.optflow (contrib modules).")
+        return None
     pairs = _stage_pairs(frames_root)
     picks = np.linspace(0, len(pairs) - 1, min(len(pairs), 4 * workers)).round().astype(int)
     first = [_gray(pairs[pick][0], stage_config.settings) for pick in picks]
