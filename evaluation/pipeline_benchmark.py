@@ -565,8 +565,9 @@ def run_flow(config: BenchmarkConfig, work: WorkFolders) -> Measurement:
     stage_config, _ = compute_flow.resolve_settings(compute_flow.parse_args(argv))
     device = opencv = None
     if stage_config.settings.method == "tvl1_keras":
-        device = flow_device_rate(stage_config, work.frames, config.device_repeats)
-        opencv = opencv_tvl1_rate(stage_config, work.frames, _workers(config))
+        pairs = _stage_pairs(work.frames)  # walked once, for both references
+        device = flow_device_rate(stage_config, pairs, work.frames, config.device_repeats)
+        opencv = opencv_tvl1_rate(stage_config, pairs, _workers(config))
     report, seconds = _timed(compute_flow.run, stage_config)
     pairs = _checked(report, "flow").frames - report.done  # frames - 1 a video
     return Measurement(pairs, seconds, device, tuple(argv), opencv_tvl1_rate=opencv)
@@ -590,9 +591,10 @@ def _gray(path: Path, settings) -> np.ndarray:
     return image  # uint8, as the stage sends them
 
 
-def opencv_tvl1_rate(stage_config, frames_root: Path, workers: int) -> float | None:
+def opencv_tvl1_rate(stage_config, pairs: list[tuple[Path, Path]], workers: int) -> float | None:
     """Pairs/s of OpenCV's DualTVL1 (`evaluation.flow_benchmark.time_speed`: `workers`
-    single-thread processes) on 4 pairs a worker spread over the stage's pairs; None
+    single-thread processes) on 4 pairs a worker spread over the stage's `pairs`
+    (`_stage_pairs`); None
     where OpenCV lacks its contrib modules (which hold DualTVL1)."""
     import cv2
 
@@ -601,26 +603,26 @@ def opencv_tvl1_rate(stage_config, frames_root: Path, workers: int) -> float | N
     if not hasattr(cv2, "optflow"):  # OpenCV without its contrib modules: no DualTVL1
         print("OpenCV DualTVL1 not timed: this OpenCV has no cv2.optflow (contrib modules).")
         return None
-    pairs = _stage_pairs(frames_root)
     picks = np.linspace(0, len(pairs) - 1, min(len(pairs), 4 * workers)).round().astype(int)
     first = [_gray(pairs[pick][0], stage_config.settings) for pick in picks]
     second = [_gray(pairs[pick][1], stage_config.settings) for pick in picks]
     return time_speed("tvl1", first, second, workers, batch=len(first))["pairs_per_s"]
 
 
-def flow_device_rate(stage_config, frames_root: Path, repeats: int) -> float:
+def flow_device_rate(
+    stage_config, pairs: list[tuple[Path, Path]], frames_root: Path, repeats: int
+) -> float:
     """Pairs/s of `data.tvl1` alone (the stage's batch size, compaction, uint8 frames in and
     quantised flow out: `data.tvl1.stage_flow`) on batches
     already on the device: `repeats` batches of the stage's own pairs, taken as the stage
     takes them (consecutive pairs in list order, across videos) at places spread over the
-    frame store (the decode stage's). A batch runs until its slowest pair converges, so
-    the rate depends on the frames: these are the stage's own."""
+    frame store (`pairs`, from `_stage_pairs(frames_root)`). A batch runs until its
+    slowest pair converges, so the rate depends on the frames: these are the stage's own."""
     import keras
 
     from data.tvl1 import TVL1Settings, _compiled
 
     settings, count = stage_config.settings, stage_config.batch_pairs
-    pairs = _stage_pairs(frames_root)
     if len(pairs) < count:
         raise ValueError(
             f"Expected at least {count} frame pairs (the stage's batch) under {frames_root}; "

@@ -38,7 +38,6 @@ from tqdm import tqdm
 from data.batch_jobs import JobReport, JobResult
 from data.flow_store import FlowSettings, FlowStore, flow_metadata
 from data.frame_store import FrameStore
-from data.optical_flow import quantize_flow
 from data.video import VideoError, VideoReader
 
 # Writes waiting per writer thread before the main thread waits: bounds the batches held.
@@ -200,8 +199,7 @@ class _Writers:
             return
         if kind == "flow":
             try:
-                # the device's uint8 flow (quantised there), or float flow to quantise
-                sink.append(payload if payload.dtype == np.uint8 else quantize_flow(payload))
+                sink.append(payload)  # uint8 flow, quantised on the device (stage_flow)
             except OSError as error:
                 self._fail(video, f"{sink.where}: cannot write ({error}).")
             return
