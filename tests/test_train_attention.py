@@ -17,6 +17,7 @@ import pytest
 
 from data.config_flags import exit_on_error
 from data.feature_store import FeatureStore
+from data.samples import sample_starts
 from data.splits import Clip, video_group
 from evaluation.scoring import VideoScores, score_run
 from models.recognizer import NORMALIZATION_LAYER
@@ -426,3 +427,37 @@ def test_a_cached_model_trains_as_a_new_model_of_its_seed(dataset, tmp_path, fea
         from_cache.scores, VideoScores.load(reused.scores_path).scores, rtol=1e-5, atol=1e-7
     )
     assert isinstance(ModelCache().best(reused), keras.Model)  # not its cache's: loaded
+
+
+class EpochSteps(keras.callbacks.Callback):
+    """Records the training steps of an epoch, as `model.fit` counts them."""
+
+    def on_train_begin(self, logs=None):
+        self.steps = self.params["steps"]
+
+
+def test_train_stride_overlaps_the_training_samples_only(dataset, tmp_path):
+    root, split = dataset
+    store = FeatureStore(root / "store")
+    config = TrainConfig(epochs=1, train_stride=2, validation_fraction=0.25, **TINY_MODEL)
+    counter = EpochSteps()
+    run = train(
+        config,
+        split=split,
+        store_root=root / "store",
+        run_dir=tmp_path / "run",
+        extra_callbacks=[counter],
+        verbose=0,
+    )
+    record = run.load_config()
+    assert record.train.train_stride == 2
+
+    def samples(videos, stride):
+        frames = [store.read_metadata(video)["num_frames"] for video, _ in videos]
+        return sum(len(sample_starts(n, config.num_frames, stride)) for n in frames)
+
+    overlapping = samples(record.train_videos, 2)
+    assert overlapping > samples(record.train_videos, config.stride)
+    assert counter.steps == -(-overlapping // config.batch_size)
+    with pytest.raises(ValueError, match="train_stride"):
+        TrainConfig(train_stride=0)

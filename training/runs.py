@@ -60,6 +60,10 @@ class TrainConfig:
     num_steps: int = 30  # recurrent steps (paper: 30)
     num_frames: int = 30  # frames per sample (paper: 30)
     stride: int = 30  # frames between sample starts (paper silent: no overlap)
+    # Frames between the training samples' starts; None: `stride`. An extension: a
+    # smaller value trains on overlapping windows (temporal augmentation); validation
+    # and test keep `stride`.
+    train_stride: int | None = None
     dropout: float = DEFAULT_DROPOUT  # paper silent: Zaremba et al.'s 0.5
     weight_decay: float = DEFAULT_WEIGHT_DECAY  # gamma of eq. 8 (paper silent)
     epochs: int = 30  # paper silent; the best epoch on validation is kept
@@ -91,6 +95,7 @@ class TrainConfig:
             "patience": self.patience >= 0,
             "learning_rate": self.learning_rate > 0,
             "feature_scaling": self.feature_scaling in FEATURE_SCALINGS,
+            "train_stride": self.train_stride is None or self.train_stride >= 1,
         }
         for name, ok in checks.items():
             if not ok:

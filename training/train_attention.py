@@ -391,13 +391,13 @@ def _train_locked(
     check_features(store, [*train_clips, *validation_clips, *split.test])
     folder.write_record(record)
 
-    def dataset(clips, shuffle):
+    def dataset(clips, shuffle, stride=config.stride):
         return SampleDataset(
             store,
             [(clip.video_id, clip.label) for clip in clips],
             batch_size=config.batch_size,
             num_frames=config.num_frames,
-            stride=config.stride,
+            stride=stride,
             shuffle=shuffle,
             seed=config.seed,
             dtype=None,  # the store's: cast to float32 on the device, half the bytes there
@@ -407,7 +407,7 @@ def _train_locked(
     if config.feature_scaling == "standardize":
         mean, variance = feature_statistics(store, train_clips)
         statistics = {"feature_mean": mean, "feature_variance": variance}
-    train_data = dataset(train_clips, shuffle=True)
+    train_data = dataset(train_clips, shuffle=True, stride=config.train_stride or config.stride)
     validation_data = dataset(validation_clips, shuffle=False) if validation_clips else None
     if models is None:
         keras.utils.set_random_seed(config.seed)
