@@ -14,7 +14,10 @@
 #
 # Variables (defaults in brackets), besides common.sh's: FT_JOBS [3] (fine-tunings and
 # extractions at a time), FT_WORKERS [5] (batch-reading processes of each), FT_BATCH
-# [128], SPATIAL_ITERATIONS [500], TEMPORAL_ITERATIONS [900], EXTRA_FINETUNE_FLAGS [].
+# [128], SPATIAL_ITERATIONS [500], TEMPORAL_ITERATIONS [900], EXTRA_FINETUNE_FLAGS [],
+# APPEARANCE_FEATURES and MOTION_FEATURES [unset: chosen on validation; set both to
+# "finetuned" or "frozen" to use a choice made before, and only the nets and features
+# it needs are made].
 set -euo pipefail
 RESULTS=${RESULTS:-evaluation/results/ucf101_subset}
 TIMES=${TIMES:-$RESULTS/finetuned_stage_times.tsv}
@@ -38,16 +41,43 @@ EXTRA_FINETUNE_FLAGS=${EXTRA_FINETUNE_FLAGS:-}  # e.g. "--crop-size 64" for a sm
 HOLD_OUT=(--hold-out-fraction 0.2 --hold-out-by group --hold-out-seed 0)
 FT=$WORK/finetuned
 FRAMES=$WORK/frames
-# Recipes tried on the chosen features (pipeline.sh's); the paper's wins a tie.
+# Recipes tried on the chosen features (pipeline.sh's, then two against the attention
+# LSTM's overfitting: overlapping training samples, and fewer cells); the paper's wins a tie.
 declare -A RECIPES=(
     [paper]=""
     [standardize]="--feature-scaling standardize"
     [standardize_dropout07]="--feature-scaling standardize --dropout 0.7"
+    [train_stride10]="--train-stride 10"
+    [units128]="--units 128"
 )
 STEPS=${STEPS-frames_and_flow finetune features train_paper choose_features train_recipes \
 choose_recipe probes tables figures}
 FEATURE_SETS=${FEATURE_SETS:-finetuned frozen}  # of the steps features, train_paper, tables
-PROBES=${PROBES:-finetuned frozen chosen}  # of the step probes
+APPEARANCE_FEATURES=${APPEARANCE_FEATURES:-}
+MOTION_FEATURES=${MOTION_FEATURES:-}
+FIXED=""  # set: the features of each stream were chosen before
+if [ -n "$APPEARANCE_FEATURES$MOTION_FEATURES" ]; then
+    for value in "$APPEARANCE_FEATURES" "$MOTION_FEATURES"; do
+        if [ "$value" != finetuned ] && [ "$value" != frozen ]; then
+            echo "error: set both APPEARANCE_FEATURES and MOTION_FEATURES to finetuned or" \
+                "frozen (got '$APPEARANCE_FEATURES' and '$MOTION_FEATURES'), or neither." >&2
+            exit 2
+        fi
+    done
+    FIXED=1
+fi
+PROBES=${PROBES:-$([ -n "$FIXED" ] && echo chosen || echo finetuned frozen chosen)}
+
+sets_of() {  # sets_of STREAM: the feature sets that STREAM's runs use
+    case "$1" in
+        appearance) echo "${APPEARANCE_FEATURES:-$FEATURE_SETS}" ;;
+        *) echo "${MOTION_FEATURES:-$FEATURE_SETS}" ;;
+    esac
+}
+
+uses() {  # uses STREAM SET: whether STREAM's runs use the feature set SET
+    [[ " $(sets_of "$1") " == *" $2 "* ]]
+}
 
 frames_and_flow() {  # the frame store: RGB JPEGs, then DIS flow as flow_x / flow_y JPEGs
     $PYTHON -m training.extract_frames "${SOURCE[@]}" --split 1 --subset all \
@@ -59,6 +89,7 @@ frames_and_flow() {  # the frame store: RGB JPEGs, then DIS flow as flow_x / flo
 finetune_commands() {  # one line a net: spatial and temporal of every split
     local split net iterations step
     for net in temporal spatial; do  # the longer ones first
+        uses "$([ "$net" = spatial ] && echo appearance || echo motion)" finetuned || continue
         for split in $SPLITS; do
             if [ "$net" = spatial ]; then
                 iterations=$SPATIAL_ITERATIONS step=$((SPATIAL_ITERATIONS * 2 / 5))
@@ -81,10 +112,10 @@ finetune() {
 }
 
 features() {  # every video through each split's fine-tuned nets, and the frozen net
-    local split stream net splits=$SPLITS
-    [[ " $FEATURE_SETS " == *" finetuned "* ]] || splits=""
-    for split in $splits; do
+    local split stream net
+    for split in $SPLITS; do
         for stream in motion appearance; do
+            uses "$stream" finetuned || continue
             net=$([ "$stream" = appearance ] && echo spatial || echo temporal)
             echo "$PYTHON -m training.extract_features ${SOURCE[*]} --split $split --subset all \
 --stream $stream --backbone EfficientNetLite0 --weights $FT/convnets/split$split/$net/final.keras \
@@ -93,7 +124,7 @@ features() {  # every video through each split's fine-tuned nets, and the frozen
         done
     done >"$FT/extract.txt"
     for stream in motion appearance; do  # frozen: one store serves every split
-        [[ " $FEATURE_SETS " == *" frozen "* ]] || continue
+        uses "$stream" frozen || continue
         echo "$PYTHON -m training.extract_features ${SOURCE[*]} --split 1 --subset all \
 --stream $stream --backbone EfficientNetLite0 --weights imagenet --frame-root $FRAMES \
 --batch-size 256 --workers $FT_WORKERS $EXTRA_FEATURE_FLAGS \
@@ -124,9 +155,13 @@ $PYTHON -m evaluation.scoring --run $runs/ucf101/split$split/$stream/$model >>$l
 }
 
 train_paper() {  # the paper recipe on the fine-tuned and on the frozen features
-    local features
+    local features stream streams
     for features in $FEATURE_SETS; do
-        train_commands "$features" "$features" paper appearance motion
+        streams=()
+        for stream in appearance motion; do
+            if uses "$stream" "$features"; then streams+=("$stream"); fi
+        done
+        [ ${#streams[@]} -eq 0 ] || train_commands "$features" "$features" paper "${streams[@]}"
     done >"$FT/train_paper.txt"
     in_parallel "$FT/train_paper.txt" "$TRAIN_JOBS"
 }
@@ -170,9 +205,18 @@ EOF
 }
 
 choose_features() {  # per stream, the fine-tuned or the frozen features, by validation
-    validation_means "$FT" "$FT/runs/finetuned/paper" "$FT/runs/frozen/paper" \
-        | tee "$RESULTS/finetuned_choose_features.md"
     local split stream chosen=$FT/runs/chosen/paper
+    if [ -n "$FIXED" ]; then  # chosen before: their paper runs are the only ones
+        echo "$APPEARANCE_FEATURES" >"$FT/chosen_appearance"
+        echo "$MOTION_FEATURES" >"$FT/chosen_motion"
+        for stream in appearance motion; do
+            echo "$FT/runs/$(cat "$FT/chosen_$stream")/paper" >"$FT/best_$stream"
+        done
+        echo "features chosen before: appearance $APPEARANCE_FEATURES, motion $MOTION_FEATURES"
+    else
+        validation_means "$FT" "$FT/runs/finetuned/paper" "$FT/runs/frozen/paper" \
+            | tee "$RESULTS/finetuned_choose_features.md"
+    fi
     for stream in appearance motion; do  # "finetuned" or "frozen"
         basename "$(dirname "$(cat "$FT/best_$stream")")" >"$FT/chosen_$stream"
         for split in $SPLITS; do  # their paper runs, under one root for Table 1
@@ -245,6 +289,7 @@ probes() {
 tables() {
     local features recipe
     for features in $FEATURE_SETS; do
+        [ -z "$FIXED" ] || break  # each set's runs cover one stream only
         $PYTHON -m evaluation.tables --runs "$FT/runs/$features/paper" \
             --output "$RESULTS/table1_${features}_paper"
     done
