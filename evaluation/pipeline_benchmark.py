@@ -594,8 +594,7 @@ def _gray(path: Path, settings) -> np.ndarray:
 def opencv_tvl1_rate(stage_config, pairs: list[tuple[Path, Path]], workers: int) -> float | None:
     """Pairs/s of OpenCV's DualTVL1 (`evaluation.flow_benchmark.time_speed`: `workers`
     single-thread processes) on 4 pairs a worker spread over the stage's `pairs`
-    (`_stage_pairs`); None
-    where OpenCV lacks its contrib modules (which hold DualTVL1)."""
+    (`_stage_pairs`); None where OpenCV lacks its contrib modules (which hold DualTVL1)."""
     import cv2
 
     from evaluation.flow_benchmark import time_speed

@@ -207,10 +207,8 @@ EOF
 choose_features() {  # per stream, the fine-tuned or the frozen features, by validation
     local split stream chosen=$FT/runs/chosen/paper
     if [ -n "$FIXED" ]; then  # chosen before: their paper runs are the only ones
-        echo "$APPEARANCE_FEATURES" >"$FT/chosen_appearance"
-        echo "$MOTION_FEATURES" >"$FT/chosen_motion"
         for stream in appearance motion; do
-            echo "$FT/runs/$(cat "$FT/chosen_$stream")/paper" >"$FT/best_$stream"
+            echo "$FT/runs/$(sets_of "$stream")/paper" >"$FT/best_$stream"
         done
         echo "features chosen before: appearance $APPEARANCE_FEATURES, motion $MOTION_FEATURES"
     else
