@@ -327,7 +327,7 @@ def _solve_level(i0, i1, u1, u2, settings: TVL1Settings):
                 (0, state),
             )  # every pair stops on its own; the loop ends when all have
             u1, u2, *rest = state  # the median after the round: the result is filtered
-            return (_median_where(active, u1, settings), _median_where(active, u2, settings), *rest)
+            return (*_median_both_where(active, u1, u2, settings), *rest)
 
         start_error = ops.full((batch,), np.inf, dtype="float32")
         _, state = ops.while_loop(
