@@ -529,6 +529,9 @@ class Measurement:
     # The flow stage with tvl1_keras: OpenCV's DualTVL1 (the reference) on a sample of the
     # same pairs, one single-thread process a core, pairs/s.
     opencv_tvl1_rate: float | None = None
+    # Extraction: the same clips' images read and cropped by the same worker processes,
+    # no network, items/s (what the machine's cores feed).
+    feed_rate: float | None = None
 
 
 def _checked(report, stage: str):
@@ -673,7 +676,40 @@ def run_extract(config: BenchmarkConfig, work: WorkFolders, stream: str) -> Meas
     items = sum(result.frames for result in timed)
     seconds = sum(result.seconds for result in timed)
     device = extract_device_rate(stage_config, config.device_repeats)
-    return Measurement(items, seconds, device, tuple(argv))
+    feed = extract_feed_rate(stage_config)
+    return Measurement(items, seconds, device, tuple(argv), feed_rate=feed)
+
+
+def extract_feed_rate(stage_config) -> float:
+    """Images/s of the extraction stage's feed alone: its clips' images read and cropped
+    (`data.extraction_feed.read_crops`) by the same number of worker processes, in the
+    same order, with no network; the first video is left out, as in the stage's rate
+    (here it holds the workers' start). Raises on a video that cannot be read."""
+    import functools
+
+    from data.extraction_feed import plan_tasks, read_crops
+    from data.process_feed import ordered_map
+    from training.extract_features import image_fields, image_source
+
+    clips = list(stage_config.source.load(on_missing="skip").subset(stage_config.subset))
+    fields = image_fields(stage_config, [clip.video_id for clip in clips])
+    source = image_source(stage_config, dataclasses.replace(stage_config.recipe, **fields))
+    tasks = plan_tasks(source, ((clip.video_id, getattr(clip, "path", None)) for clip in clips))
+    pieces = ordered_map(functools.partial(read_crops, source), tasks, workers=stage_config.workers)
+    images, began = 0, None
+    try:
+        for piece in pieces:
+            if piece["error"] is not None:
+                raise RuntimeError(f"extraction feed: {piece['video_id']}: {piece['error']}")
+            if began is not None:
+                images += len(piece["images"])
+            elif piece["last"]:  # the first video read: the clock starts
+                began = time.perf_counter()
+    finally:
+        pieces.close()
+    if began is None or images == 0:
+        raise RuntimeError("extraction feed: fewer than 2 videos to time")
+    return images / (time.perf_counter() - began)
 
 
 def run_attention(config: BenchmarkConfig, work: WorkFolders) -> Measurement:
@@ -764,6 +800,8 @@ def stage_record(stage: str, measured: Measurement) -> dict:
         "peak_device_bytes": peak_device_bytes(),
         "epoch_overhead_s": measured.epoch_overhead_s,
         "opencv_tvl1_items_per_s": measured.opencv_tvl1_rate,
+        "feed_only_items_per_s": measured.feed_rate,
+        "ratio_to_feed": rate / measured.feed_rate if measured.feed_rate else None,
         **{
             f"projected_hours_{dataset}": (
                 projected_items(stage, dataset) / rate
@@ -882,6 +920,14 @@ def format_markdown(records: Sequence[dict]) -> str:
                 f"\nOpenCV DualTVL1 on a sample of the same pairs, one process a core: "
                 f"{_number(opencv)} pairs/s; the stage {record['items_per_s'] / opencv:,.1f}x "
                 f"that, the solver alone {device / opencv:,.1f}x."
+            )
+    for record in records:
+        feed = record.get("feed_only_items_per_s")
+        if feed:
+            lines.append(
+                f"\n{record['stage']}: the feed alone (the same workers reading and cropping, "
+                f"no network) {_number(feed)} {record['unit']}/s; the stage "
+                f"{record['items_per_s'] / feed:.2f} of that."
             )
     return "\n".join(lines) + "\n"
 

@@ -93,6 +93,12 @@ def test_tiny_run_reports_every_stage(tmp_path, capsys):
         else:
             assert device > 0
             assert record["ratio"] == pytest.approx(record["items_per_s"] / device)
+        feed = record["feed_only_items_per_s"]
+        if record["stage"].startswith("extract_"):  # the same workers' reading alone
+            assert feed > 0
+            assert record["ratio_to_feed"] == pytest.approx(record["items_per_s"] / feed)
+        else:
+            assert feed is None and record["ratio_to_feed"] is None
     # Every frame of the 3 clips was decoded and extracted; a flow pair per frame but one.
     by_stage = {record["stage"]: record for record in records}
     frames = by_stage["decode"]["items"]
@@ -103,6 +109,7 @@ def test_tiny_run_reports_every_stage(tmp_path, capsys):
     assert table.count("\n| ") == len(STAGES) + 2  # the header, the stages, the total
     totals = total_hours(records)
     assert f"| total (without flow) | | | | | | | {totals['ucf101']:,.1f} |" in table
+    assert table.count("the feed alone (the same workers") == 2  # both extraction stages
 
 
 @needs_clips

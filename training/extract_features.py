@@ -355,6 +355,16 @@ def frame_store_recipe(config: ExtractFeaturesConfig, video_ids: Sequence[str]) 
     }
 
 
+def image_fields(config: ExtractFeaturesConfig, video_ids: Sequence[str]) -> dict:
+    """The recipe fields that the config's images set (`frame_store_recipe` for a frame
+    store, the flow store's recipe for motion from it; none for videos)."""
+    if config.frame_root is not None:
+        return frame_store_recipe(config, video_ids)
+    if config.recipe.stream == "motion":
+        return dict(FlowStore(config.flow_root).recipe(video_ids))
+    return {}
+
+
 def run(config: ExtractFeaturesConfig) -> JobReport:
     """Extracts the features of the config's videos into its store; returns the report
     (its failures include listed videos missing on disk, and go to a failure log)."""
@@ -364,13 +374,7 @@ def run(config: ExtractFeaturesConfig) -> JobReport:
     clips = shard_items(split.subset(config.subset), config.shard)
     recipe = identify_weights(config.recipe)
     recipe = dataclasses.replace(recipe, precision=resolve_precision(recipe.precision))
-    if config.frame_root is not None:
-        recipe = dataclasses.replace(
-            recipe, **frame_store_recipe(config, [clip.video_id for clip in clips])
-        )
-    elif recipe.stream == "motion":
-        flow_recipe = FlowStore(config.flow_root).recipe(clip.video_id for clip in clips)
-        recipe = dataclasses.replace(recipe, **flow_recipe)
+    recipe = dataclasses.replace(recipe, **image_fields(config, [clip.video_id for clip in clips]))
     image_size = recipe.flow_size if recipe.stream == "motion" else (recipe.height, recipe.width)
     if image_size is not None and recipe.input_size > min(image_size):
         raise ValueError(
