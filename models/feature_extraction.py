@@ -37,10 +37,12 @@ backbone's (`BACKBONE_DEFAULTS`): VGG16 `fc1` and "caffe", EfficientNet-Lite
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import os
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import keras
@@ -518,7 +520,9 @@ def extract_streamed_features(
     shape, one compiled graph, and no padding at the end of every video. The features of
     one image do not depend on the other rows of its batch, so a video's features are
     those of `extract_video_features` over its images alone (tested bit for bit on the
-    CPU).
+    CPU). Without a `keras.distribution`, each batch is predicted in a thread while the
+    next is read and assembled (one batch ahead), so the device's copies and arithmetic
+    overlap the host's work; the features are the same.
 
     Args:
         extractor: A model of the pieces' images (e.g. `uint8_extractor`).
@@ -538,6 +542,13 @@ def extract_streamed_features(
     failed: set[str] = set()
     rows: list[tuple[str, np.ndarray]] = []  # (video_id, images) waiting for a batch
     num_rows = 0
+    # Batches being predicted, oldest first: (taken rows, future of the features). Without
+    # a keras.distribution one batch is predicted in a thread while the next is read and
+    # assembled here (the device copies and computes with the GIL released); under a
+    # distribution (thread-local in Keras) each batch is predicted here, in turn.
+    in_flight: collections.deque = collections.deque()
+    overlap = keras.distribution.distribution() is None
+    predictor = ThreadPoolExecutor(1) if overlap else None
 
     def run_batch(final: bool):
         nonlocal rows, num_rows
@@ -555,21 +566,30 @@ def extract_streamed_features(
         batch = np.concatenate([images for _, images in taken])  # (<= batch, H, W, channels)
         if final and len(batch) < batch_size:
             batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - len(batch), 0)])
-        try:
-            features = _predict_batch(extractor, batch)  # (batch_size, dim)
-        except Exception as error:  # noqa: BLE001 - each video of the batch fails
-            message = f"{type(error).__name__}: {error}"
-            for video_id in dict.fromkeys(video_id for video_id, _ in taken):
-                yield from fail(video_id, message)
-            return
-        start = 0
-        for video_id, images in taken:
-            video = pending.get(video_id)
-            if video is not None:
-                video.features.append(features[start : start + len(images)])
-                video.num_features += len(images)
-            start += len(images)
-        yield from finished()
+        if predictor is None:
+            in_flight.append((taken, _predict_batch(extractor, batch)))
+        else:
+            in_flight.append((taken, predictor.submit(_predict_batch, extractor, batch)))
+        yield from settle(limit=1 if overlap else 0)
+
+    def settle(limit: int):  # the oldest batches' features, until `limit` are in flight
+        while len(in_flight) > limit:
+            taken, result = in_flight.popleft()
+            try:
+                features = result.result() if predictor is not None else result
+            except Exception as error:  # noqa: BLE001 - each video of the batch fails
+                message = f"{type(error).__name__}: {error}"
+                for video_id in dict.fromkeys(video_id for video_id, _ in taken):
+                    yield from fail(video_id, message)
+                continue
+            start = 0
+            for video_id, images in taken:
+                video = pending.get(video_id)
+                if video is not None:
+                    video.features.append(features[start : start + len(images)])
+                    video.num_features += len(images)
+                start += len(images)
+            yield from finished()
 
     def fail(video_id: str, message: str):
         nonlocal rows, num_rows
@@ -587,26 +607,31 @@ def extract_streamed_features(
                 del pending[video_id]
                 yield video_id, np.concatenate(video.features), None
 
-    for piece in pieces:
-        video_id = piece["video_id"]
-        if video_id in failed:
-            continue
-        if piece.get("error"):
-            yield from fail(video_id, piece["error"])
-            continue
-        images = np.asarray(piece["images"])  # (n, H, W, channels)
-        video = pending.setdefault(video_id, _PendingVideo(video_id))
-        video.num_images += len(images)
-        video.last_received = bool(piece["last"])
-        if len(images):
-            rows.append((video_id, images))
-            num_rows += len(images)
-        if video.last_received and video.num_images == 0:
-            yield from fail(video_id, "ValueError: no images")
-            continue
-        while num_rows >= batch_size:
-            yield from run_batch(final=False)
-    while num_rows > 0:
-        yield from run_batch(final=True)
-    for video_id in list(pending):  # pieces ended before a video's last one
-        yield from fail(video_id, "ValueError: its last images never came")
+    try:
+        for piece in pieces:
+            video_id = piece["video_id"]
+            if video_id in failed:
+                continue
+            if piece.get("error"):
+                yield from fail(video_id, piece["error"])
+                continue
+            images = np.asarray(piece["images"])  # (n, H, W, channels)
+            video = pending.setdefault(video_id, _PendingVideo(video_id))
+            video.num_images += len(images)
+            video.last_received = bool(piece["last"])
+            if len(images):
+                rows.append((video_id, images))
+                num_rows += len(images)
+            if video.last_received and video.num_images == 0:
+                yield from fail(video_id, "ValueError: no images")
+                continue
+            while num_rows >= batch_size:
+                yield from run_batch(final=False)
+        while num_rows > 0:
+            yield from run_batch(final=True)
+        yield from settle(limit=0)
+        for video_id in list(pending):  # pieces ended before a video's last one
+            yield from fail(video_id, "ValueError: its last images never came")
+    finally:
+        if predictor is not None:
+            predictor.shutdown(wait=True, cancel_futures=True)

@@ -101,6 +101,34 @@ def test_a_failed_piece_fails_its_video_only():
         np.testing.assert_array_equal(results[video_id][0], expected)
 
 
+def test_a_failed_batch_fails_its_videos_only_while_the_next_is_assembled():
+    """Batches are predicted one ahead in a thread: a batch that raises fails the videos
+    with rows in it, later batches go on, and every video comes out in order."""
+    import threading
+
+    recipe = FeatureRecipe(stream="appearance", **TINY)
+    network = build_extractor(recipe)
+    extractor = uint8_extractor(network, recipe)
+    videos = {f"A/v{index}": generated_images(3, 4, seed=index) for index in range(4)}
+    original, threads = extractor.predict_on_batch, []
+
+    def predict(batch):  # batch 2 of 4 (v1's rows) raises
+        threads.append(threading.get_ident())
+        if len(threads) == 2:
+            raise RuntimeError("device lost")
+        return original(batch)
+
+    extractor.predict_on_batch = predict
+    results = list(extract_streamed_features(extractor, pieces_of(videos, 2), 4))
+    assert [video_id for video_id, _, _ in results] == ["A/v0", "A/v1", "A/v2", "A/v3"]
+    assert results[1][1:] == (None, "RuntimeError: device lost")
+    for video_id, features, error in results[::2] + results[3:]:
+        expected = extract_video_features(network, prepare_images(videos[video_id], recipe), 4)
+        assert error is None
+        np.testing.assert_array_equal(features, expected)
+    assert threading.get_ident() not in threads  # predicted beside the feeding loop
+
+
 def test_auto_precision_is_float32_on_a_cpu_and_recorded_resolved():
     assert FeatureRecipe().precision == "auto"
     assert resolve_precision("auto") == "float32"  # this machine has no GPU
