@@ -682,20 +682,15 @@ def run_extract(config: BenchmarkConfig, work: WorkFolders, stream: str) -> Meas
 
 def extract_feed_rate(stage_config) -> float:
     """Images/s of the extraction stage's feed alone: its clips' images read and cropped
-    (`data.extraction_feed.read_crops`) by the same number of worker processes, in the
-    same order, with no network; the first video is left out, as in the stage's rate
+    by the stage's own feed (`training.extract_features.read_pieces`, the same number of
+    worker processes), with no network; the first video is left out, as in the stage's rate
     (here it holds the workers' start). Raises on a video that cannot be read."""
-    import functools
-
-    from data.extraction_feed import plan_tasks, read_crops
-    from data.process_feed import ordered_map
-    from training.extract_features import image_fields, image_source
+    from training.extract_features import image_fields, image_source, read_pieces
 
     clips = list(stage_config.source.load(on_missing="skip").subset(stage_config.subset))
     fields = image_fields(stage_config, [clip.video_id for clip in clips])
     source = image_source(stage_config, dataclasses.replace(stage_config.recipe, **fields))
-    tasks = plan_tasks(source, ((clip.video_id, getattr(clip, "path", None)) for clip in clips))
-    pieces = ordered_map(functools.partial(read_crops, source), tasks, workers=stage_config.workers)
+    pieces = read_pieces(source, clips, stage_config.workers)
     images, began = 0, None
     try:
         for piece in pieces:

@@ -547,8 +547,7 @@ def extract_streamed_features(
     # assembled here (the device copies and computes with the GIL released); under a
     # distribution (thread-local in Keras) each batch is predicted here, in turn.
     in_flight: collections.deque = collections.deque()
-    overlap = keras.distribution.distribution() is None
-    predictor = ThreadPoolExecutor(1) if overlap else None
+    predictor = ThreadPoolExecutor(1) if keras.distribution.distribution() is None else None
 
     def run_batch(final: bool):
         nonlocal rows, num_rows
@@ -570,7 +569,7 @@ def extract_streamed_features(
             in_flight.append((taken, _predict_batch(extractor, batch)))
         else:
             in_flight.append((taken, predictor.submit(_predict_batch, extractor, batch)))
-        yield from settle(limit=1 if overlap else 0)
+        yield from settle(limit=0 if predictor is None else 1)
 
     def settle(limit: int):  # the oldest batches' features, until `limit` are in flight
         while len(in_flight) > limit:

@@ -39,7 +39,7 @@ import contextlib
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,6 +185,14 @@ def extract_clips(
     return report
 
 
+def read_pieces(source: ImageSource, clips: Sequence, workers: int) -> Iterator[dict]:
+    """The clips' images as `data.extraction_feed.read_crops` pieces, in order, read and
+    centrally cropped in `workers` processes (`data.process_feed.ordered_map`): the feed
+    of `extract_videos`. Close it when done."""
+    tasks = plan_tasks(source, ((clip.video_id, getattr(clip, "path", None)) for clip in clips))
+    return ordered_map(functools.partial(read_crops, source), tasks, workers=workers)
+
+
 def extract_videos(
     extractor: keras.Model,
     clips: Sequence,
@@ -230,8 +238,7 @@ def extract_videos(
         else:
             todo.append(clip)
     began = last = time.perf_counter()
-    tasks = plan_tasks(source, ((clip.video_id, getattr(clip, "path", None)) for clip in todo))
-    pieces = ordered_map(functools.partial(read_crops, source), tasks, workers=workers)
+    pieces = read_pieces(source, todo, workers)
     bar = tqdm(total=len(todo), desc=f"extract {recipe.stream}", unit="video", disable=not progress)
     # Writing a video's features (deflated, atomic) takes about as long as extracting it:
     # WRITE_THREADS threads write while the network goes on (zlib releases the GIL).
@@ -361,7 +368,7 @@ def image_fields(config: ExtractFeaturesConfig, video_ids: Sequence[str]) -> dic
     if config.frame_root is not None:
         return frame_store_recipe(config, video_ids)
     if config.recipe.stream == "motion":
-        return dict(FlowStore(config.flow_root).recipe(video_ids))
+        return FlowStore(config.flow_root).recipe(video_ids)
     return {}
 
 
