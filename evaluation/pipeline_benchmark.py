@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import itertools
 import json
 import resource
@@ -167,6 +168,10 @@ class BenchmarkConfig:
     flow_compact_to: int = -1  # tvl1_keras: compaction (-1: compute_flow's default)
     workers: int | None = None  # decoding and flow processes; None: one per core
     device_repeats: int = 10  # timed device-only batches (after 2 warm-up batches)
+    # Host threads' stacks sampled every this many ms while a stage runs (decode, flow,
+    # fine-tuning, extraction, attention; not the device-only or feed-only references):
+    # `evaluation.host_profile`. 0: not sampled.
+    profile_ms: float = 0.0
 
 
 TINY = dict(
@@ -532,6 +537,8 @@ class Measurement:
     # Extraction: the same clips' images read and cropped by the same worker processes,
     # no network, items/s (what the machine's cores feed).
     feed_rate: float | None = None
+    # `evaluation.host_profile.StackSampler.summary()` of the stage's run (--profile-ms).
+    host_profile: dict | None = None
 
 
 def _checked(report, stage: str):
@@ -550,12 +557,28 @@ def _timed(function: Callable, *arguments):
     return result, time.perf_counter() - began
 
 
+def _sampled(config: BenchmarkConfig, function: Callable, *arguments):
+    """`function(*arguments)` and its host profile: a `StackSampler`'s summary when
+    `config.profile_ms`, else None."""
+    if not config.profile_ms:
+        return function(*arguments), None
+    from evaluation.host_profile import StackSampler
+
+    with StackSampler(config.profile_ms / 1000) as sampler:
+        result = function(*arguments)
+    return result, sampler.summary()
+
+
 def run_decode(config: BenchmarkConfig, work: WorkFolders) -> Measurement:
     from training import extract_frames
 
     argv = extract_frames_argv(config, work.lists, work.frames)
-    report, seconds = _timed(extract_frames.run, extract_frames.parse_args(argv))
-    return Measurement(_checked(report, "decode").frames, seconds, None, tuple(argv))
+    (report, seconds), profile = _sampled(
+        config, _timed, extract_frames.run, extract_frames.parse_args(argv)
+    )
+    return Measurement(
+        _checked(report, "decode").frames, seconds, None, tuple(argv), host_profile=profile
+    )
 
 
 def run_flow(config: BenchmarkConfig, work: WorkFolders) -> Measurement:
@@ -571,9 +594,11 @@ def run_flow(config: BenchmarkConfig, work: WorkFolders) -> Measurement:
         pairs = _stage_pairs(work.frames)  # walked once, for both references
         device = flow_device_rate(stage_config, pairs, work.frames, config.device_repeats)
         opencv = opencv_tvl1_rate(stage_config, pairs, _workers(config))
-    report, seconds = _timed(compute_flow.run, stage_config)
+    (report, seconds), profile = _sampled(config, _timed, compute_flow.run, stage_config)
     pairs = _checked(report, "flow").frames - report.done  # frames - 1 a video
-    return Measurement(pairs, seconds, device, tuple(argv), opencv_tvl1_rate=opencv)
+    return Measurement(
+        pairs, seconds, device, tuple(argv), opencv_tvl1_rate=opencv, host_profile=profile
+    )
 
 
 def _stage_pairs(frames_root: Path) -> list[tuple[Path, Path]]:
@@ -658,10 +683,12 @@ def run_finetune(config: BenchmarkConfig, work: WorkFolders, stream: str) -> Mea
     argv = finetune_argv(config, work.lists, output_dir, stream, work.frames)
     stage_config = finetune_convnet.parse_args(argv)
     with RowClock(output_dir / finetune_convnet.LOG_NAME) as clock:
-        finetune_convnet.run(stage_config)
+        _, profile = _sampled(config, finetune_convnet.run, stage_config)
     items = config.iterations * config.batch_size  # the rows after the first
     device = finetune_device_rate(stage_config, len(config.classes), config.device_repeats)
-    return Measurement(items, clock.seconds_after_first(), device, tuple(argv))
+    return Measurement(
+        items, clock.seconds_after_first(), device, tuple(argv), host_profile=profile
+    )
 
 
 def run_extract(config: BenchmarkConfig, work: WorkFolders, stream: str) -> Measurement:
@@ -671,13 +698,14 @@ def run_extract(config: BenchmarkConfig, work: WorkFolders, stream: str) -> Meas
     store = work.features(stream)
     argv = extract_features_argv(config, work.lists, store, stream, work.frames)
     stage_config = extract_features.parse_args(argv)
-    report = _checked(extract_features.run(stage_config), f"extract {stream}")
+    report, profile = _sampled(config, extract_features.run, stage_config)
+    _checked(report, f"extract {stream}")
     timed = report.completed[1:] or report.completed
     items = sum(result.frames for result in timed)
     seconds = sum(result.seconds for result in timed)
     device = extract_device_rate(stage_config, config.device_repeats)
     feed = extract_feed_rate(stage_config)
-    return Measurement(items, seconds, device, tuple(argv), feed_rate=feed)
+    return Measurement(items, seconds, device, tuple(argv), feed_rate=feed, host_profile=profile)
 
 
 def extract_feed_rate(stage_config) -> float:
@@ -728,13 +756,17 @@ def run_attention(config: BenchmarkConfig, work: WorkFolders) -> Measurement:
         stride=train.stride,
     )
     clock = _batch_clock()
-    train_attention.train(
-        train,
-        split=split,
-        store_root=stage_config.store,
-        run_dir=Run.for_config(stage_config.runs, train).root,
-        extra_callbacks=[clock],
-        verbose=0,
+    _, profile = _sampled(
+        config,
+        functools.partial(
+            train_attention.train,
+            train,
+            split=split,
+            store_root=stage_config.store,
+            run_dir=Run.for_config(stage_config.runs, train).root,
+            extra_callbacks=[clock],
+            verbose=0,
+        ),
     )
     # Epochs after the first (it compiles): their batches after the first one, whose
     # time holds the epoch's start; an epoch's overhead is the rest of its wall time.
@@ -749,9 +781,14 @@ def run_attention(config: BenchmarkConfig, work: WorkFolders) -> Measurement:
     if seconds <= 0:  # one batch an epoch (tiny runs): whole epochs, overhead included
         items = samples.num_samples * len(epochs)
         seconds = sum(ended - began for _, began, ended in epochs)
-        return Measurement(items, seconds, device, tuple(argv))
+        return Measurement(items, seconds, device, tuple(argv), host_profile=profile)
     return Measurement(
-        items, seconds, device, tuple(argv), epoch_overhead_s=max(overhead / len(epochs), 0.0)
+        items,
+        seconds,
+        device,
+        tuple(argv),
+        epoch_overhead_s=max(overhead / len(epochs), 0.0),
+        host_profile=profile,
     )
 
 
@@ -797,6 +834,7 @@ def stage_record(stage: str, measured: Measurement) -> dict:
         "opencv_tvl1_items_per_s": measured.opencv_tvl1_rate,
         "feed_only_items_per_s": measured.feed_rate,
         "ratio_to_feed": rate / measured.feed_rate if measured.feed_rate else None,
+        "host_profile": measured.host_profile,
         **{
             f"projected_hours_{dataset}": (
                 projected_items(stage, dataset) / rate
@@ -924,6 +962,17 @@ def format_markdown(records: Sequence[dict]) -> str:
                 f"no network) {_number(feed)} {record['unit']}/s; the stage "
                 f"{record['items_per_s'] / feed:.2f} of that."
             )
+    for record in records:
+        profile = record.get("host_profile")
+        if profile:
+            from evaluation.host_profile import format_summary
+
+            lines.append(
+                f"\n{record['stage']}: where the host threads were, sampled every "
+                f"{profile['interval_s'] * 1000:g} ms over {profile['seconds']:.1f} s "
+                f"(about {profile['compiling_s']:.1f} s of compiling left out):\n"
+            )
+            lines.append(format_summary(profile))
     return "\n".join(lines) + "\n"
 
 

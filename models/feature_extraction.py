@@ -547,7 +547,8 @@ def extract_streamed_features(
     # assembled here (the device copies and computes with the GIL released); under a
     # distribution (thread-local in Keras) each batch is predicted here, in turn.
     in_flight: collections.deque = collections.deque()
-    predictor = ThreadPoolExecutor(1) if keras.distribution.distribution() is None else None
+    threaded = keras.distribution.distribution() is None
+    predictor = ThreadPoolExecutor(1, "predict") if threaded else None
 
     def run_batch(final: bool):
         nonlocal rows, num_rows

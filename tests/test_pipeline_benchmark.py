@@ -69,11 +69,19 @@ def test_tiny_run_reports_every_stage(tmp_path, capsys):
             "--video-root", str(SUBSET / "UCF-101"),
             "--split-dir", str(SUBSET / "ucfTrainTestlist"),
             "--output", str(output), "--markdown", str(markdown),
-            "--work-dir", str(tmp_path / "work"),
+            "--work-dir", str(tmp_path / "work"), "--profile-ms", "2",
         ]
     )  # fmt: skip
     records = [json.loads(line) for line in output.read_text().splitlines()]
     assert [record["stage"] for record in records] == list(STAGES)
+    for record in records:  # each stage's host threads, sampled while it ran
+        profile = record["host_profile"]
+        assert profile["interval_s"] == 0.002 and profile["seconds"] > 0
+        main = profile["threads"]["MainThread"]
+        assert main["samples"] > 0 and sum(place["share"] for place in main["top"]) <= 1 + 1e-9
+    extraction = records[STAGES.index("extract_appearance")]["host_profile"]["threads"]
+    assert extraction["predict"]["threads"] == 1  # the batch predicted in its own thread
+    assert any("feature_extraction.py" in place["where"] for place in extraction["predict"]["top"])
     for record in records:
         assert record["items"] > 0 and record["seconds"] > 0
         assert record["items_per_s"] == pytest.approx(record["items"] / record["seconds"])
@@ -110,6 +118,7 @@ def test_tiny_run_reports_every_stage(tmp_path, capsys):
     totals = total_hours(records)
     assert f"| total (without flow) | | | | | | | {totals['ucf101']:,.1f} |" in table
     assert table.count("the feed alone (the same workers") == 2  # both extraction stages
+    assert table.count("where the host threads were, sampled every 2 ms") == len(STAGES)
 
 
 @needs_clips

@@ -258,7 +258,7 @@ def extract_videos(
             bar.update(1)
             bar.set_postfix(img_s=f"{report.frames / max(time.perf_counter() - began, 1e-9):.1f}")
 
-    with ThreadPoolExecutor(WRITE_THREADS) as writer:
+    with ThreadPoolExecutor(WRITE_THREADS, "write-features") as writer:
         try:
             for video_id, features, error in extract_streamed_features(
                 extractor, pieces, batch_size
