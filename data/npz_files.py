@@ -112,6 +112,7 @@ def write_npz(
     arrays: dict[str, np.ndarray],
     metadata: dict | None = None,
     compress: bool = True,
+    compress_level: int | None = None,
 ) -> Path:
     """Writes `arrays` (and `metadata` as JSON) to `path` atomically.
 
@@ -121,6 +122,8 @@ def write_npz(
             be `"metadata"`.
         metadata: JSON-serialisable dict stored as the `metadata` entry, or `None`.
         compress: Deflate the entries (default `True`).
+        compress_level: zlib's level, 1 (fastest) to 9; `None` (default) is zlib's own,
+            6. The same arrays and level always give the same bytes.
 
     Returns:
         The final path.
@@ -128,6 +131,10 @@ def write_npz(
     path = Path(path)
     if "metadata" in arrays:
         raise ValueError("Array name 'metadata' is reserved. Received: arrays with 'metadata'")
+    if compress_level is not None and not 1 <= compress_level <= 9:
+        raise ValueError(
+            f"Expected compress_level in 1..9 or None. Received: compress_level={compress_level}"
+        )
     remove_stale_temp_files(path)
     compression = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     entries = dict(arrays)
@@ -149,6 +156,7 @@ def write_npz(
             header = _npy_header(shape, dtype)
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_FIXED_ZIP_TIME)
             info.compress_type = compression
+            info._compresslevel = compress_level  # zipfile's field (3.13: a property)
             # The full size, known before writing, makes zipfile choose Zip64 as
             # `writestr` of the whole entry would: the same bytes, whatever the blocks.
             info.file_size = len(header) + int(np.prod(shape)) * dtype.itemsize

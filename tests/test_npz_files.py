@@ -73,3 +73,24 @@ def test_read_chunks_and_their_checks(tmp_path):
         list(read_npz_chunks(damaged, "flow", 10))
     with pytest.raises(ValueError, match="chunk_items"):
         list(read_npz_chunks(path, "flow", 0))
+
+
+def test_a_compress_level_gives_its_own_reproducible_bytes(tmp_path):
+    relu = np.maximum(np.random.default_rng(2).normal(size=(64, 256)), 0).astype(np.float16)
+    paths = {
+        level: write_npz(tmp_path / f"{level}.npz", {"features": relu}, compress_level=level)
+        for level in (1, 9, None)
+    }
+    again = write_npz(tmp_path / "again.npz", {"features": relu}, compress_level=1)
+    assert again.read_bytes() == paths[1].read_bytes()
+    assert paths[1].read_bytes() != paths[9].read_bytes()
+    assert (
+        paths[None].read_bytes() == write_npz(tmp_path / "d.npz", {"features": relu}).read_bytes()
+    )
+    for path in paths.values():  # every level reads back the same array
+        np.testing.assert_array_equal(read_npz(path)[0]["features"], relu)
+    sizes = {level: path.stat().st_size for level, path in paths.items()}
+    assert sizes[1] > sizes[9]  # the fastest level packs less tightly
+    with pytest.raises(ValueError, match="compress_level in 1..9"):
+        write_npz(tmp_path / "bad.npz", {"features": relu}, compress_level=0)
+    assert not (tmp_path / "bad.npz").exists()
