@@ -42,7 +42,7 @@ import dataclasses
 import hashlib
 import os
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import keras
@@ -499,6 +499,19 @@ def _predict_batch(extractor: keras.Model, batch: np.ndarray) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(output), dtype=np.float32)
 
 
+def _assemble(parts: list[np.ndarray], padding: int) -> np.ndarray:
+    """One batch of `parts` `(n, H, W, channels)`, its last row repeated `padding` times."""
+    batch = np.concatenate(parts)  # (rows, H, W, channels)
+    if padding:
+        batch = np.concatenate([batch, np.repeat(batch[-1:], padding, 0)])
+    return batch
+
+
+def _predict_assembled(extractor: keras.Model, assembled: Future) -> np.ndarray:
+    """`_predict_batch` of the batch `assembled` gives (a future of `_assemble`)."""
+    return _predict_batch(extractor, assembled.result())
+
+
 @dataclass
 class _PendingVideo:
     """A video whose features are being gathered, batch by batch."""
@@ -520,9 +533,9 @@ def extract_streamed_features(
     shape, one compiled graph, and no padding at the end of every video. The features of
     one image do not depend on the other rows of its batch, so a video's features are
     those of `extract_video_features` over its images alone (tested bit for bit on the
-    CPU). Without a `keras.distribution`, each batch is predicted in a thread while the
-    next is read and assembled (one batch ahead), so the device's copies and arithmetic
-    overlap the host's work; the features are the same.
+    CPU). Without a `keras.distribution`, each batch is assembled (its rows copied
+    into one array) in a thread and predicted in another while the next is read, so the
+    copies, the device's work and the reading overlap; the features are the same.
 
     Args:
         extractor: A model of the pieces' images (e.g. `uint8_extractor`).
@@ -542,12 +555,14 @@ def extract_streamed_features(
     failed: set[str] = set()
     rows: list[tuple[str, np.ndarray]] = []  # (video_id, images) waiting for a batch
     num_rows = 0
-    # Batches being predicted, oldest first: (taken rows, future of the features). Without
-    # a keras.distribution one batch is predicted in a thread while the next is read and
-    # assembled here (the device copies and computes with the GIL released); under a
-    # distribution (thread-local in Keras) each batch is predicted here, in turn.
+    # Batches in flight, oldest first: ((video_id, rows) taken, future of the features).
+    # Without a keras.distribution a batch is assembled in one thread (numpy copies with
+    # the GIL released; the pieces' shared memory is freed there) and predicted in
+    # another, two batches in flight, while the next is read here; under a distribution
+    # (thread-local in Keras) each batch is assembled and predicted here, in turn.
     in_flight: collections.deque = collections.deque()
     threaded = keras.distribution.distribution() is None
+    assembler = ThreadPoolExecutor(1, "assemble") if threaded else None
     predictor = ThreadPoolExecutor(1, "predict") if threaded else None
 
     def run_batch(final: bool):
@@ -563,14 +578,17 @@ def extract_streamed_features(
             else:
                 remaining.append((video_id, images))
         rows, num_rows = remaining, num_rows - taken_rows
-        batch = np.concatenate([images for _, images in taken])  # (<= batch, H, W, channels)
-        if final and len(batch) < batch_size:
-            batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - len(batch), 0)])
+        # Only the counts stay here: the pieces go to the assembler, which frees them.
+        counts = [(video_id, len(images)) for video_id, images in taken]
+        parts, padding = [images for _, images in taken], batch_size - taken_rows if final else 0
+        del taken
         if predictor is None:
-            in_flight.append((taken, _predict_batch(extractor, batch)))
+            in_flight.append((counts, _predict_batch(extractor, _assemble(parts, padding))))
         else:
-            in_flight.append((taken, predictor.submit(_predict_batch, extractor, batch)))
-        yield from settle(limit=0 if predictor is None else 1)
+            assembled = assembler.submit(_assemble, parts, padding)
+            in_flight.append((counts, predictor.submit(_predict_assembled, extractor, assembled)))
+        del parts
+        yield from settle(limit=0 if predictor is None else 2)
 
     def settle(limit: int):  # the oldest batches' features, until `limit` are in flight
         while len(in_flight) > limit:
@@ -583,12 +601,12 @@ def extract_streamed_features(
                     yield from fail(video_id, message)
                 continue
             start = 0
-            for video_id, images in taken:
+            for video_id, count in taken:
                 video = pending.get(video_id)
                 if video is not None:
-                    video.features.append(features[start : start + len(images)])
-                    video.num_features += len(images)
-                start += len(images)
+                    video.features.append(features[start : start + count])
+                    video.num_features += count
+                start += count
             yield from finished()
 
     def fail(video_id: str, message: str):
@@ -633,5 +651,6 @@ def extract_streamed_features(
         for video_id in list(pending):  # pieces ended before a video's last one
             yield from fail(video_id, "ValueError: its last images never came")
     finally:
-        if predictor is not None:
+        if predictor is not None:  # a waiting prediction of a cancelled assembly raises
+            assembler.shutdown(wait=True, cancel_futures=True)
             predictor.shutdown(wait=True, cancel_futures=True)

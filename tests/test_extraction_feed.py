@@ -129,6 +129,44 @@ def test_a_failed_batch_fails_its_videos_only_while_the_next_is_assembled():
     assert threading.get_ident() not in threads  # predicted beside the feeding loop
 
 
+def test_batches_are_assembled_beside_the_feeding_loop_and_a_failed_one_fails_its_videos(
+    monkeypatch,
+):
+    """Each batch's rows are copied into one array in a thread of their own (not the
+    loop reading the pieces, nor the predicting one); a batch whose assembly raises
+    fails the videos with rows in it and the others come out whole."""
+    import threading
+
+    from models import feature_extraction
+
+    recipe = FeatureRecipe(stream="appearance", **TINY)
+    network = build_extractor(recipe)
+    extractor = uint8_extractor(network, recipe)
+    videos = {f"A/v{index}": generated_images(3, 4, seed=index) for index in range(4)}
+    original, assembling, predicting = feature_extraction._assemble, [], []
+
+    def assemble(parts, padding):  # batch 3 of 4 (v2's rows) cannot be assembled
+        assembling.append(threading.get_ident())
+        if len(assembling) == 3:
+            raise MemoryError("no room for the batch")
+        return original(parts, padding)
+
+    predict = extractor.predict_on_batch
+    extractor.predict_on_batch = lambda batch: (
+        predicting.append(threading.get_ident()) or (predict(batch))
+    )
+    monkeypatch.setattr(feature_extraction, "_assemble", assemble)
+    results = list(extract_streamed_features(extractor, pieces_of(videos, 2), 4))
+    assert [video_id for video_id, _, _ in results] == ["A/v0", "A/v1", "A/v2", "A/v3"]
+    assert results[2][1:] == (None, "MemoryError: no room for the batch")
+    for video_id, features, error in (results[0], results[1], results[3]):
+        expected = extract_video_features(network, prepare_images(videos[video_id], recipe), 4)
+        assert error is None
+        np.testing.assert_array_equal(features, expected)
+    assert len(set(assembling)) == 1 and len(predicting) == 3
+    assert threading.get_ident() not in assembling and not set(assembling) & set(predicting)
+
+
 def test_auto_precision_is_float32_on_a_cpu_and_recorded_resolved():
     assert FeatureRecipe().precision == "auto"
     assert resolve_precision("auto") == "float32"  # this machine has no GPU
