@@ -361,8 +361,6 @@ def finetune(
 BACKBONES = ("VGG16", *efficientnet_lite.BACKBONES)
 # --precision: "auto" resolves to one of the others (`resolve_precision`).
 PRECISIONS = ("auto", "float32", "mixed_bfloat16")
-# Worker processes drawing batches by default, at most.
-MAX_DEFAULT_WORKERS = 8
 # Fields of FinetuneConvnetConfig that shape VGG16 only, and their defaults.
 VGG16_ONLY_DEFAULTS = {
     "fc_units": 4096,
@@ -616,10 +614,10 @@ def _image_size(config: FinetuneConvnetConfig, split, clips) -> tuple[int, int] 
     return (config.height, config.width)
 
 
-def run(config: FinetuneConvnetConfig) -> Path:
-    """Fine-tunes the stage's network (resuming from `output_dir`); returns `final.keras`."""
-    settings = config.settings
-    check_output_folder(config.output_dir, "output folder")
+def stage_clips(config: FinetuneConvnetConfig) -> tuple:
+    """`(split, held_out, clips)`: the split with its held-out validation videos taken
+    out of the training list, those videos, and the training clips that batches draw
+    from (`training_clips`)."""
     split = config.source.load()
     held_out = []
     if config.hold_out_fraction > 0:
@@ -628,8 +626,23 @@ def run(config: FinetuneConvnetConfig) -> Path:
         )
         split = dataclasses.replace(split, train=tuple(kept))
     clips = training_clips(
-        split, settings.stream, config.flow_root, (config.height, config.width), config.frame_root
-    )
+        split, config.settings.stream, config.flow_root, (config.height, config.width),
+        config.frame_root,
+    )  # fmt: skip
+    return split, held_out, clips
+
+
+def batch_workers(config: FinetuneConvnetConfig) -> int:
+    """Processes drawing batches: `--workers`, else one a core less one (the training
+    process's; until 2026-12-04 at most 8, docs/two_stream_convnets.md says why not)."""
+    return default_workers() if config.workers is None else config.workers
+
+
+def run(config: FinetuneConvnetConfig) -> Path:
+    """Fine-tunes the stage's network (resuming from `output_dir`); returns `final.keras`."""
+    settings = config.settings
+    check_output_folder(config.output_dir, "output folder")
+    split, held_out, clips = stage_clips(config)
     image_size = _image_size(config, split, clips)
     if image_size is not None and settings.crop_size > min(image_size):
         raise ValueError(
@@ -637,9 +650,7 @@ def run(config: FinetuneConvnetConfig) -> Path:
             f"({image_size[0]}x{image_size[1]}). Received: crop_size={settings.crop_size}"
         )
     precision = resolve_precision(config.precision)
-    workers = (
-        min(default_workers(), MAX_DEFAULT_WORKERS) if config.workers is None else config.workers
-    )
+    workers = batch_workers(config)
     distribution = data_parallel_distribution(config.data_parallel, settings.batch_size)
     devices = 1 if distribution is None else len(distribution.device_mesh.devices.flat)
     print(
