@@ -534,8 +534,8 @@ class Measurement:
     # The flow stage with tvl1_keras: OpenCV's DualTVL1 (the reference) on a sample of the
     # same pairs, one single-thread process a core, pairs/s.
     opencv_tvl1_rate: float | None = None
-    # Extraction: the same clips' images read and cropped by the same worker processes,
-    # no network, items/s (what the machine's cores feed).
+    # Fine-tuning and extraction: the same clips' images read (and cropped) by the same
+    # worker processes, no network, items/s (what the machine's cores feed).
     feed_rate: float | None = None
     # `evaluation.host_profile.StackSampler.summary()` of the stage's run (--profile-ms).
     host_profile: dict | None = None
@@ -686,9 +686,44 @@ def run_finetune(config: BenchmarkConfig, work: WorkFolders, stream: str) -> Mea
         _, profile = _sampled(config, finetune_convnet.run, stage_config)
     items = config.iterations * config.batch_size  # the rows after the first
     device = finetune_device_rate(stage_config, len(config.classes), config.device_repeats)
+    feed = finetune_feed_rate(stage_config, config.iterations)
     return Measurement(
-        items, clock.seconds_after_first(), device, tuple(argv), host_profile=profile
+        items,
+        clock.seconds_after_first(),
+        device,
+        tuple(argv),
+        feed_rate=feed,
+        host_profile=profile,
     )
+
+
+def finetune_feed_rate(stage_config, iterations: int) -> float:
+    """Images/s of the fine-tuning stage's feed alone: `iterations + 1` of its batches
+    drawn by its own worker processes (`data.frame_batches.draw_batch` in
+    `data.process_feed.ordered_map`, the stage's number of workers and batches ahead)
+    and received here, with no network; the first batch (the workers' start) is left
+    out, as in the stage's rate."""
+    from data.frame_batches import draw_batch
+    from data.process_feed import ordered_map
+    from training.finetune_convnet import batch_workers, stage_clips, training_batches
+
+    _, _, clips = stage_clips(stage_config)
+    batches = training_batches(clips, stage_config.settings)
+    feed = ordered_map(
+        functools.partial(draw_batch, batches),
+        range(iterations + 1),
+        workers=batch_workers(stage_config),
+    )
+    images, began = 0, None
+    try:
+        for batch, _ in feed:
+            if began is None:
+                began = time.perf_counter()
+            else:
+                images += len(batch)
+    finally:
+        feed.close()
+    return images / (time.perf_counter() - began)
 
 
 def run_extract(config: BenchmarkConfig, work: WorkFolders, stream: str) -> Measurement:

@@ -102,7 +102,7 @@ def test_tiny_run_reports_every_stage(tmp_path, capsys):
             assert device > 0
             assert record["ratio"] == pytest.approx(record["items_per_s"] / device)
         feed = record["feed_only_items_per_s"]
-        if record["stage"].startswith("extract_"):  # the same workers' reading alone
+        if record["stage"].startswith(("extract_", "finetune_")):  # the same workers alone
             assert feed > 0
             assert record["ratio_to_feed"] == pytest.approx(record["items_per_s"] / feed)
         else:
@@ -117,7 +117,7 @@ def test_tiny_run_reports_every_stage(tmp_path, capsys):
     assert table.count("\n| ") == len(STAGES) + 2  # the header, the stages, the total
     totals = total_hours(records)
     assert f"| total (without flow) | | | | | | | {totals['ucf101']:,.1f} |" in table
-    assert table.count("the feed alone (the same workers") == 2  # both extraction stages
+    assert table.count("the feed alone (the same workers") == 4  # fine-tuning, extraction
     assert table.count("where the host threads were, sampled every 2 ms") == len(STAGES)
 
 
