@@ -86,6 +86,19 @@ def test_flow_stacks_interleave_x_and_y():
     np.testing.assert_array_equal(flow_stacks(flow, starts=[2])[0], stacks[2])
 
 
+def test_flow_stacks_of_any_layout_equal_a_plain_interleave():
+    flow = np.random.default_rng(0).integers(0, 256, (9, 12, 14, 2), dtype=np.uint8)
+    cropped = flow[:, 2:10, 3:11]  # a view, as centrally cropped flow is
+    reference = np.stack(
+        [
+            np.concatenate([cropped[start + k] for k in range(STACK_LENGTH)], -1)
+            for start in range(5)
+        ]
+    )  # (5, 8, 8, 10): x1, y1, ..., x5, y5 channel by channel
+    np.testing.assert_array_equal(flow_stacks(cropped), reference)
+    assert flow_stacks(cropped).dtype == np.uint8 and flow_stacks(cropped).flags.c_contiguous
+
+
 def test_flow_stacks_reject_short_videos_and_bad_starts():
     with pytest.raises(ValueError, match="too short for one flow stack"):
         flow_stacks(np.zeros((4, 8, 8, 2), np.uint8))
