@@ -26,7 +26,10 @@ def random_crop_and_flip(
     """A random `crop_size` square of each image, mirrored with probability 1/2.
 
     Args:
-        images: uint8 `(num_images, height, width, channels)`.
+        images: uint8 `(num_images, height, width, channels)`, or a sequence of
+            `(height, width, channels)` images of one shape: they need not be stacked
+            first (a fine-tuning batch of 256 flow stacks is 223 MB before its crops,
+            51 MB after).
         crop_size: Side of the crop, at most the image's height and width.
         rng: The generator that draws the offsets and flips.
         flow: Whether the images are flow stacks (`flip_flow_stack` on flips).
@@ -34,7 +37,16 @@ def random_crop_and_flip(
     Returns:
         uint8 `(num_images, crop_size, crop_size, channels)`.
     """
-    num_images, height, width, _ = images.shape
+    if isinstance(images, np.ndarray):
+        num_images, height, width, _ = images.shape
+    else:
+        shapes = {np.shape(image) for image in images}
+        if len(shapes) != 1 or len(next(iter(shapes))) != 3:
+            raise ValueError(
+                "Expected images of one shape (height, width, channels). Received shapes: "
+                f"{sorted(shapes)}"
+            )
+        num_images, (height, width, _) = len(images), next(iter(shapes))
     if crop_size > min(height, width):
         raise ValueError(
             f"Expected crop_size <= image height and width ({height}x{width}). "

@@ -148,12 +148,11 @@ class FrameBatches:
                     f"Clip {clip_index} gave images of shape {clip_images.shape}; the "
                     f"{self.stream} stream needs (num_images, height, width, {self.channels})."
                 )
-            images.append(clip_images)
+            images.extend(clip_images)  # (height, width, channels) each, not copied
             labels.extend([label] * self.frames_per_clip)
-        images = np.concatenate(images)  # (batch, height, width, channels) uint8
         crops = random_crop_and_flip(
             images, self.crop_size, rng, flow=self.stream == "motion"
-        )  # (batch, crop, crop, channels) uint8
+        )  # (batch, crop, crop, channels) uint8, cropped without stacking the images first
         return crops, np.asarray(labels, dtype=np.int32)
 
 

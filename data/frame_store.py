@@ -45,7 +45,7 @@ import cv2
 import numpy as np
 
 from data.atomic_files import atomic_write, remove_stale_temp_files_in
-from data.optical_flow import STACK_LENGTH, flow_stacks
+from data.optical_flow import STACK_LENGTH
 from data.video import FRAME_HEIGHT, FRAME_WIDTH
 
 # JPEG quality of the frames (OpenCV's scale, 0-100). 90 keeps the mean error of a
@@ -221,8 +221,17 @@ class StoredVideo:
         """The motion input of flows `start .. start + 4`: `(H, W, 10)` uint8, channels
         x1, y1, ..., x5, y5 (`data.optical_flow.flow_stacks`'s order)."""
         start = self._check(start, self.num_stacks, "flow stack")
-        flows = np.stack([self.read_flow(start + offset) for offset in range(STACK_LENGTH)])
-        return flow_stacks(flows, starts=[0])[0]  # (H, W, 10)
+        planes = [  # x1, y1, x2, y2, ..., x5, y5: (H, W) each
+            _read_image(self.folder / image_name(prefix, start + offset), cv2.IMREAD_GRAYSCALE)
+            for offset in range(STACK_LENGTH)
+            for prefix in FLOW.prefixes
+        ]
+        if len({plane.shape for plane in planes}) > 1:
+            raise FrameStoreError(
+                f"{self.folder}: flow images {start + 1}..{start + STACK_LENGTH} differ in "
+                "size. Compute this video's flow again."
+            )
+        return cv2.merge(planes)  # (H, W, 10), interleaved by OpenCV (0.18 ms at 256x340)
 
     def read_flow_stacks(self, starts: Sequence[int] | None = None) -> np.ndarray:
         """Stacks `starts` (default: all), `(n, H, W, 10)` uint8."""

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from data import frame_store
 from data.frame_dataset import (
     FrameDataset,
     StoredClip,
@@ -10,7 +11,7 @@ from data.frame_dataset import (
     flip_flow_stack,
     random_crop_and_flip,
 )
-from data.frame_store import FrameSettings, FrameStore, StoredVideo
+from data.frame_store import FrameSettings, FrameStore
 from models.two_stream_vgg16 import preprocess_flow, preprocess_rgb
 
 
@@ -146,13 +147,24 @@ def test_a_stored_clip_reads_only_the_drawn_images_and_gives_the_same_batch(
             clips, stream=stream, batch_size=4, num_batches=3, crop_size=8, frames_per_clip=2
         )[2]
 
-    reads = []
-    method = "read_frame" if stream == "appearance" else "read_flow"
-    original = getattr(StoredVideo, method)
-    monkeypatch.setattr(StoredVideo, method, lambda self, i: reads.append(i) or original(self, i))
+    reads = []  # image files read
+    original = frame_store._read_image
+    monkeypatch.setattr(
+        frame_store, "_read_image", lambda path, flags: reads.append(path) or original(path, flags)
+    )
     images, labels = batch(stored)
-    assert len(reads) == 4 * (1 if stream == "appearance" else 5)  # the batch's images only
+    # The batch's images only: a frame's JPEG, or a stack's 5 x and 5 y JPEGs.
+    assert len(reads) == 4 * (1 if stream == "appearance" else 10)
     assert images.shape == (4, 8, 8, channels)
     expected_images, expected_labels = batch(whole)  # the same draws from every image
     np.testing.assert_array_equal(images, expected_images)
     np.testing.assert_array_equal(labels, expected_labels)
+
+
+def test_crops_of_a_list_of_images_equal_those_of_their_stack():
+    images = np.random.default_rng(3).integers(0, 256, (5, 12, 14, 10), dtype=np.uint8)
+    stacked = random_crop_and_flip(images, 8, np.random.default_rng(1), flow=True)
+    listed = random_crop_and_flip(list(images), 8, np.random.default_rng(1), flow=True)
+    np.testing.assert_array_equal(listed, stacked)
+    with pytest.raises(ValueError, match="images of one shape"):
+        random_crop_and_flip([images[0], images[1, :10]], 8, np.random.default_rng(1))

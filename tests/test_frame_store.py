@@ -131,6 +131,8 @@ def test_flow_stacks_are_stored_in_the_projects_channel_order(tmp_path):
     expected = [20 + 10 * t if c % 2 == 0 else 200 - 10 * t for t in range(2, 7) for c in (0, 1)]
     assert np.abs(stack.mean(axis=(0, 1)) - expected).max() <= 1
     assert np.abs(video.read_flow_stacks().astype(int) - flow_stacks(flow)).max() <= 1
+    read_flows = np.stack([video.read_flow(index) for index in range(8)])
+    np.testing.assert_array_equal(video.read_flow_stacks(), flow_stacks(read_flows))
     with pytest.raises(IndexError, match="flow stack 4 out of range"):
         video.read_flow_stack(4)
 
