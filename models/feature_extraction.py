@@ -499,6 +499,12 @@ def _predict_batch(extractor: keras.Model, batch: np.ndarray) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(output), dtype=np.float32)
 
 
+# Threads copying a batch's rows into one array while another batch is predicted: one
+# did 24 batches of 64 MB (128 flow stacks) a second on an H200 machine, busy 97 % of
+# the time, below what the network and the feed did (`pipeline_benchmark --profile-ms`).
+ASSEMBLE_THREADS = 2
+
+
 def _assemble(parts: list[np.ndarray], padding: int) -> np.ndarray:
     """One batch of `parts` `(n, H, W, channels)`, its last row repeated `padding` times."""
     batch = np.concatenate(parts)  # (rows, H, W, channels)
@@ -534,7 +540,7 @@ def extract_streamed_features(
     one image do not depend on the other rows of its batch, so a video's features are
     those of `extract_video_features` over its images alone (tested bit for bit on the
     CPU). Without a `keras.distribution`, each batch is assembled (its rows copied
-    into one array) in a thread and predicted in another while the next is read, so the
+    into one array) in worker threads and predicted in another while the next is read, so the
     copies, the device's work and the reading overlap; the features are the same.
 
     Args:
@@ -556,13 +562,14 @@ def extract_streamed_features(
     rows: list[tuple[str, np.ndarray]] = []  # (video_id, images) waiting for a batch
     num_rows = 0
     # Batches in flight, oldest first: ((video_id, rows) taken, future of the features).
-    # Without a keras.distribution a batch is assembled in one thread (numpy copies with
-    # the GIL released; the pieces' shared memory is freed there) and predicted in
-    # another, two batches in flight, while the next is read here; under a distribution
-    # (thread-local in Keras) each batch is assembled and predicted here, in turn.
+    # Without a keras.distribution batches are assembled in ASSEMBLE_THREADS threads
+    # (numpy copies with the GIL released; the pieces' shared memory is freed there) and
+    # predicted in order in another, ASSEMBLE_THREADS + 1 in flight, while the next are
+    # read here; under a distribution (thread-local in Keras) each batch is assembled
+    # and predicted here, in turn.
     in_flight: collections.deque = collections.deque()
     threaded = keras.distribution.distribution() is None
-    assembler = ThreadPoolExecutor(1, "assemble") if threaded else None
+    assembler = ThreadPoolExecutor(ASSEMBLE_THREADS, "assemble") if threaded else None
     predictor = ThreadPoolExecutor(1, "predict") if threaded else None
 
     def run_batch(final: bool):
@@ -588,7 +595,7 @@ def extract_streamed_features(
             assembled = assembler.submit(_assemble, parts, padding)
             in_flight.append((counts, predictor.submit(_predict_assembled, extractor, assembled)))
         del parts
-        yield from settle(limit=0 if predictor is None else 2)
+        yield from settle(limit=0 if predictor is None else ASSEMBLE_THREADS + 1)
 
     def settle(limit: int):  # the oldest batches' features, until `limit` are in flight
         while len(in_flight) > limit:
