@@ -14,7 +14,13 @@ classes of `--classes`, written as official-format lists into a temporary work f
 the videos are read where they are). Per stage it reports:
 
 - `items_per_s`: end to end, as the stage runs (decoding, feeding, the network, writing);
-  fine-tuning and attention training leave out their first iteration or epoch (compile);
+  fine-tuning leaves out its first iteration (compile) and the batches its workers drew
+  meanwhile (`finetune_warmup`: before 2026-12-04 these were timed, so a run of 20
+  iterations never waited for its feed), attention training its first epoch;
+- `feed_only_items_per_s` (fine-tuning, extraction): the stage's own worker processes
+  drawing or reading its images with no network, timed the same way;
+- `host_profile` (with `--profile-ms`): where the host threads were while the stage ran
+  (`evaluation.host_profile`);
 - `device_only_items_per_s`: the same network, built the same way, on a batch already on
   the device (no feeding): `train_on_batch` for fine-tuning, `predict_on_batch` for
   extraction, `evaluation.fit_benchmark.run_keras_case` for attention training;
@@ -155,7 +161,8 @@ class BenchmarkConfig:
     weights: str = "none"
     width_multiplier: float = 1.0  # VGG16 only
     fc_units: int = 4096  # VGG16 only
-    iterations: int = 20  # timed fine-tuning iterations (one more compiles first)
+    # Timed fine-tuning iterations, after one that compiles and `finetune_warmup` more.
+    iterations: int = 20
     batch_size: int = 256  # fine-tuning
     extract_batch_size: int = 128
     attention_preset: str = "paper"
@@ -241,16 +248,24 @@ def compute_flow_argv(
     )  # fmt: skip
 
 
+def finetune_warmup(config: BenchmarkConfig) -> int:
+    """Fine-tuning iterations left out after the first (it compiles): the batches its
+    workers draw ahead (`2 x workers`, the stage's default), made while it compiled, so
+    that the timed ones are drawn at the feed's own pace."""
+    return 2 * _workers(config)
+
+
 def finetune_argv(
     config: BenchmarkConfig, lists: Path, output_dir: Path, stream: str, frame_root: Path
 ) -> list[str]:
-    """`python -m training.finetune_convnet` for `iterations + 1` iterations, fed from the
-    frame store by worker processes (issue 12), at the benchmark's precision."""
+    """`python -m training.finetune_convnet` for `1 + finetune_warmup + iterations`
+    iterations, fed from the frame store by worker processes (issue 12), at the
+    benchmark's precision."""
     return [
         *_source_flags(config, lists),
         "--preset", "spatial" if stream == "appearance" else "temporal",
         "--output-dir", str(output_dir),
-        "--max-iterations", str(config.iterations + 1),
+        "--max-iterations", str(1 + finetune_warmup(config) + config.iterations),
         "--batch-size", str(config.batch_size),
         "--crop-size", str(config.input_size),
         "--height", str(config.height), "--width", str(config.width),
@@ -385,11 +400,13 @@ class RowClock:
         rows, now = self._rows(), time.perf_counter()
         self.times += [now] * (rows - len(self.times))
 
-    def seconds_after_first(self) -> float:
-        """Wall time from the first row to the last: all rows but the first one's."""
-        if len(self.times) < 2:
-            raise ValueError(f"Expected >= 2 rows in {self.path}. Received: {len(self.times)}")
-        return self.times[-1] - self.times[0]
+    def seconds_after(self, rows: int) -> float:
+        """Wall time from row `rows` (1-based) to the last: that of all rows after it."""
+        if len(self.times) < rows + 1:
+            raise ValueError(
+                f"Expected >= {rows + 1} rows in {self.path}. Received: {len(self.times)}"
+            )
+        return self.times[-1] - self.times[rows - 1]
 
 
 def peak_host_bytes() -> int:
@@ -684,12 +701,12 @@ def run_finetune(config: BenchmarkConfig, work: WorkFolders, stream: str) -> Mea
     stage_config = finetune_convnet.parse_args(argv)
     with RowClock(output_dir / finetune_convnet.LOG_NAME) as clock:
         _, profile = _sampled(config, finetune_convnet.run, stage_config)
-    items = config.iterations * config.batch_size  # the rows after the first
+    items = config.iterations * config.batch_size  # the rows after the first and warm-up
     device = finetune_device_rate(stage_config, len(config.classes), config.device_repeats)
-    feed = finetune_feed_rate(stage_config, config.iterations)
+    feed = finetune_feed_rate(stage_config, finetune_warmup(config), config.iterations)
     return Measurement(
         items,
-        clock.seconds_after_first(),
+        clock.seconds_after(1 + finetune_warmup(config)),
         device,
         tuple(argv),
         feed_rate=feed,
@@ -697,12 +714,12 @@ def run_finetune(config: BenchmarkConfig, work: WorkFolders, stream: str) -> Mea
     )
 
 
-def finetune_feed_rate(stage_config, iterations: int) -> float:
-    """Images/s of the fine-tuning stage's feed alone: `iterations + 1` of its batches
-    drawn by its own worker processes (`data.frame_batches.draw_batch` in
+def finetune_feed_rate(stage_config, warmup: int, iterations: int) -> float:
+    """Images/s of the fine-tuning stage's feed alone: `1 + warmup + iterations` of its
+    batches drawn by its own worker processes (`data.frame_batches.draw_batch` in
     `data.process_feed.ordered_map`, the stage's number of workers and batches ahead)
-    and received here, with no network; the first batch (the workers' start) is left
-    out, as in the stage's rate."""
+    and received here, with no network; the last `iterations` are timed, as in the
+    stage's rate."""
     from data.frame_batches import draw_batch
     from data.process_feed import ordered_map
     from training.finetune_convnet import batch_workers, stage_clips, training_batches
@@ -711,15 +728,15 @@ def finetune_feed_rate(stage_config, iterations: int) -> float:
     batches = training_batches(clips, stage_config.settings)
     feed = ordered_map(
         functools.partial(draw_batch, batches),
-        range(iterations + 1),
+        range(1 + warmup + iterations),
         workers=batch_workers(stage_config),
     )
     images, began = 0, None
     try:
-        for batch, _ in feed:
-            if began is None:
+        for index, (batch, _) in enumerate(feed):
+            if index == warmup:  # batch 1 + warmup received: the clock starts
                 began = time.perf_counter()
-            else:
+            elif began is not None:
                 images += len(batch)
     finally:
         feed.close()
