@@ -5,7 +5,8 @@ The stages that run networks (fine-tuning, extraction) share these three decisio
     resolve_precision("auto")                      # "mixed_bfloat16" on a GPU, else "float32"
     data_parallel_distribution("auto", batch_size)  # DataParallel over JAX's devices, or None
 
-and `use_compilation_cache(folder)`, which keeps compiled programs on disk for later runs.
+and `use_compilation_cache(folder)`, which keeps compiled programs on disk for later runs;
+`to_device(array)` copies a host batch to the device ahead of the step that uses it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,14 @@ import keras
 
 # Precisions a stage may be given; "auto" resolves to one of the others.
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+
+
+def to_device(array):
+    """`array` as a backend tensor on the default device, its copy finished (JAX: the
+    host-to-device transfer, waited for here rather than in the call that uses it)."""
+    tensor = keras.ops.convert_to_tensor(array)
+    ready = getattr(tensor, "block_until_ready", None)
+    return ready() if callable(ready) else tensor
 
 
 def gpu_visible() -> bool:

@@ -50,7 +50,7 @@ import numpy as np
 
 from data.crops import center_crop
 from models import efficientnet_lite
-from models.devices import PRECISIONS, resolve_precision
+from models.devices import PRECISIONS, resolve_precision, to_device
 from models.image_preprocessing import with_preprocessing
 from models.two_stream_vgg16 import (
     FEATURE_LAYER,
@@ -499,9 +499,11 @@ def _predict_batch(extractor: keras.Model, batch: np.ndarray) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(output), dtype=np.float32)
 
 
-# Threads copying a batch's rows into one array while another batch is predicted: one
-# did 24 batches of 64 MB (128 flow stacks) a second on an H200 machine, busy 97 % of
-# the time, below what the network and the feed did (`pipeline_benchmark --profile-ms`).
+# Threads copying a batch's rows into one array, and that to the device, while another
+# batch is predicted. One thread, copying on the host only, did 24 batches of 64 MB
+# (128 flow stacks) a second on an H200 machine, busy 97 % of the time, below what the
+# network and the feed did (`pipeline_benchmark --profile-ms`); with the transfer left
+# in the predicting thread, that thread was busy 96 % of the time.
 ASSEMBLE_THREADS = 2
 
 
@@ -511,6 +513,11 @@ def _assemble(parts: list[np.ndarray], padding: int) -> np.ndarray:
     if padding:
         batch = np.concatenate([batch, np.repeat(batch[-1:], padding, 0)])
     return batch
+
+
+def _assemble_on_device(parts: list[np.ndarray], padding: int):
+    """`_assemble`'s batch, copied to the device (`to_device`)."""
+    return to_device(_assemble(parts, padding))
 
 
 def _predict_assembled(extractor: keras.Model, assembled: Future) -> np.ndarray:
@@ -540,7 +547,8 @@ def extract_streamed_features(
     one image do not depend on the other rows of its batch, so a video's features are
     those of `extract_video_features` over its images alone (tested bit for bit on the
     CPU). Without a `keras.distribution`, each batch is assembled (its rows copied
-    into one array) in worker threads and predicted in another while the next is read, so the
+    into one array, and that to the device) in worker threads and predicted in another
+    while the next is read, so the
     copies, the device's work and the reading overlap; the features are the same.
 
     Args:
@@ -562,11 +570,11 @@ def extract_streamed_features(
     rows: list[tuple[str, np.ndarray]] = []  # (video_id, images) waiting for a batch
     num_rows = 0
     # Batches in flight, oldest first: ((video_id, rows) taken, future of the features).
-    # Without a keras.distribution batches are assembled in ASSEMBLE_THREADS threads
-    # (numpy copies with the GIL released; the pieces' shared memory is freed there) and
-    # predicted in order in another, ASSEMBLE_THREADS + 1 in flight, while the next are
-    # read here; under a distribution (thread-local in Keras) each batch is assembled
-    # and predicted here, in turn.
+    # Without a keras.distribution batches are assembled and copied to the device in
+    # ASSEMBLE_THREADS threads (numpy's copies and the transfer release the GIL; the
+    # pieces' shared memory is freed there) and predicted in order in another,
+    # ASSEMBLE_THREADS + 1 in flight, while the next are read here; under a
+    # distribution (thread-local in Keras) each batch is assembled and predicted here.
     in_flight: collections.deque = collections.deque()
     threaded = keras.distribution.distribution() is None
     assembler = ThreadPoolExecutor(ASSEMBLE_THREADS, "assemble") if threaded else None
@@ -592,7 +600,7 @@ def extract_streamed_features(
         if predictor is None:
             in_flight.append((counts, _predict_batch(extractor, _assemble(parts, padding))))
         else:
-            assembled = assembler.submit(_assemble, parts, padding)
+            assembled = assembler.submit(_assemble_on_device, parts, padding)
             in_flight.append((counts, predictor.submit(_predict_assembled, extractor, assembled)))
         del parts
         yield from settle(limit=0 if predictor is None else ASSEMBLE_THREADS + 1)

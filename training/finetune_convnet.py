@@ -57,7 +57,8 @@ import functools
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import keras
@@ -73,7 +74,7 @@ from data.frame_store import FrameStore
 from data.process_feed import default_workers, ordered_map
 from data.splits import HOLD_OUTS, SplitSource, hold_out_validation
 from models import efficientnet_lite
-from models.devices import data_parallel_distribution, resolve_precision
+from models.devices import data_parallel_distribution, resolve_precision, to_device
 from models.image_preprocessing import with_preprocessing
 from models.two_stream_vgg16 import STREAMS, build_stream_vgg16, preprocess_images
 
@@ -259,6 +260,28 @@ def _check_settings(path: Path, settings: dict, resuming: bool) -> None:
         Path(temporary).write_text(json.dumps(settings, indent=2) + "\n")
 
 
+def _next_on_device(batches: Iterator[tuple[np.ndarray, np.ndarray]]) -> tuple | None:
+    """The next of `batches` with its arrays copied to the device; None after the last."""
+    batch = next(batches, None)
+    if batch is None:
+        return None
+    images, labels = batch
+    return to_device(images), to_device(labels)
+
+
+def device_ahead(batches: Iterator[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple]:
+    """`batches` as backend tensors: while a batch is used, the next one is taken from
+    `batches` and copied to the device (`to_device`) in a thread, so the host-to-device
+    transfer (128 MB a temporal batch of 256 uint8 stacks) overlaps the training step
+    instead of preceding it. An error in taking batch `i + 1` (or an interruption) is
+    raised once batch `i` has been used, as without this."""
+    with ThreadPoolExecutor(1, "to-device") as copier:
+        upcoming = copier.submit(_next_on_device, batches)
+        while (batch := upcoming.result()) is not None:
+            upcoming = copier.submit(_next_on_device, batches)
+            yield batch
+
+
 def finetune(
     network: keras.Model,
     batches: FrameBatches,
@@ -323,8 +346,11 @@ def finetune(
         workers=workers,
         ahead=ahead,
     )
+    # Without a keras.distribution each batch is copied to the device in a thread while
+    # the one before it trains; under one (thread-local in Keras) train_on_batch copies it.
+    arrived = device_ahead(feed) if keras.distribution.distribution() is None else feed
     try:
-        for iteration, (images, labels) in enumerate(feed, start):  # uint8 images
+        for iteration, (images, labels) in enumerate(arrived, start):  # uint8 images
             began = time.perf_counter()
             learning_rate = float(schedule(iteration))
             metrics = model.train_on_batch(images, labels, return_dict=True)
@@ -346,6 +372,7 @@ def finetune(
                 loss=row["loss"], lr=row["learning_rate"], img_s=row["images_per_second"]
             )
     finally:
+        arrived.close()
         feed.close()
         bar.close()
         log_file.close()
