@@ -503,8 +503,9 @@ def _predict_batch(extractor: keras.Model, batch: np.ndarray) -> np.ndarray:
 # batch is predicted. One thread, copying on the host only, did 24 batches of 64 MB
 # (128 flow stacks) a second on an H200 machine, busy 97 % of the time, below what the
 # network and the feed did (`pipeline_benchmark --profile-ms`); with the transfer left
-# in the predicting thread, that thread was busy 96 % of the time.
-ASSEMBLE_THREADS = 2
+# in the predicting thread, that thread was busy 96 % of the time; two threads doing
+# both were busy 95 % of the time at 40 such batches a second.
+ASSEMBLE_THREADS = 4
 
 
 def _assemble(parts: list[np.ndarray], padding: int) -> np.ndarray:

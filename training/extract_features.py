@@ -78,8 +78,9 @@ from models.feature_extraction import (
 )
 
 DATA_PARALLEL = ("auto", "off")
-# Threads that write features while the network runs.
-WRITE_THREADS = 4
+# Threads that write features while the network runs: 4 were busy 95 % of the time at
+# 9,251 VGG16 images/s (float16, deflated) on an H200 machine, and held extraction there.
+WRITE_THREADS = 8
 
 
 @dataclass(frozen=True)
