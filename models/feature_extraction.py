@@ -39,9 +39,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import hashlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -521,9 +522,38 @@ def _assemble_on_device(parts: list[np.ndarray], padding: int):
     return to_device(_assemble(parts, padding))
 
 
-def _predict_assembled(extractor: keras.Model, assembled: Future) -> np.ndarray:
-    """`_predict_batch` of the batch `assembled` gives (a future of `_assemble`)."""
-    return _predict_batch(extractor, assembled.result())
+class _DispatchedPredictor:
+    """`extractor`'s inference as one jitted function of its variables and a batch
+    (JAX backend), returned without waiting for the device: batch `i + 1` is queued on
+    the device while batch `i` computes, where `predict_on_batch` waits for each result
+    and then writes every variable back (its state sync), leaving the GPU idle between
+    batches (profiled: 65 % of the predicting thread's time waiting, 15 % in that sync
+    at 9,275 VGG16 images/s on an H200 machine). The same layers and dtype policies."""
+
+    def __init__(self, extractor: keras.Model):
+        import jax
+
+        self.trainable = [variable.value for variable in extractor.trainable_variables]
+        self.non_trainable = [variable.value for variable in extractor.non_trainable_variables]
+
+        def infer(trainable, non_trainable, batch):
+            outputs, _ = extractor.stateless_call(trainable, non_trainable, batch, training=False)
+            return outputs  # (batch, dim)
+
+        self.function = jax.jit(infer)
+
+    def __call__(self, batch):
+        return self.function(self.trainable, self.non_trainable, batch)
+
+
+def _predict_assembled(predict: Callable, assembled: Future):
+    """`predict` of the batch `assembled` gives (a future of `_assemble_on_device`)."""
+    return predict(assembled.result())
+
+
+def _as_features(output) -> np.ndarray:
+    """A batch's output on the host, float32 (waits for the device where it computes)."""
+    return np.asarray(keras.ops.convert_to_numpy(output), dtype=np.float32)
 
 
 @dataclass
@@ -580,6 +610,10 @@ def extract_streamed_features(
     threaded = keras.distribution.distribution() is None
     assembler = ThreadPoolExecutor(ASSEMBLE_THREADS, "assemble") if threaded else None
     predictor = ThreadPoolExecutor(1, "predict") if threaded else None
+    if threaded and keras.backend.backend() == "jax":
+        predict = _DispatchedPredictor(extractor)  # results fetched in `settle`
+    else:
+        predict = functools.partial(_predict_batch, extractor)
 
     def run_batch(final: bool):
         nonlocal rows, num_rows
@@ -602,7 +636,7 @@ def extract_streamed_features(
             in_flight.append((counts, _predict_batch(extractor, _assemble(parts, padding))))
         else:
             assembled = assembler.submit(_assemble_on_device, parts, padding)
-            in_flight.append((counts, predictor.submit(_predict_assembled, extractor, assembled)))
+            in_flight.append((counts, predictor.submit(_predict_assembled, predict, assembled)))
         del parts
         yield from settle(limit=0 if predictor is None else ASSEMBLE_THREADS + 1)
 
@@ -610,7 +644,7 @@ def extract_streamed_features(
         while len(in_flight) > limit:
             taken, result = in_flight.popleft()
             try:
-                features = result.result() if predictor is not None else result
+                features = _as_features(result.result() if predictor is not None else result)
             except Exception as error:  # noqa: BLE001 - each video of the batch fails
                 message = f"{type(error).__name__}: {error}"
                 for video_id in dict.fromkeys(video_id for video_id, _ in taken):

@@ -53,6 +53,7 @@ def pieces_of(videos: dict, piece_size: int, input_size: int = 32):
                    "last": last, "error": None}  # fmt: skip
 
 
+@pytest.mark.multibackend  # on JAX, batches are dispatched without waiting for each
 @pytest.mark.parametrize(
     ("stream", "preprocess"),
     [("appearance", "caffe"), ("appearance", "efficientnet_lite"), ("motion", None)],
@@ -81,7 +82,19 @@ def test_uint8_crops_across_videos_equal_host_preprocessed_per_video_features(st
             np.testing.assert_array_equal(features, expected[video_id])
 
 
-def test_a_failed_piece_fails_its_video_only():
+def _record_predictions(monkeypatch, record):
+    """Wraps each batch's prediction (on every backend): `record(batch, predict)`."""
+    from models import feature_extraction
+
+    original = feature_extraction._predict_assembled
+    monkeypatch.setattr(
+        feature_extraction,
+        "_predict_assembled",
+        lambda predict, assembled: record(assembled.result(), lambda: original(predict, assembled)),
+    )
+
+
+def test_a_failed_piece_fails_its_video_only(monkeypatch):
     recipe = FeatureRecipe(stream="appearance", **TINY)
     network = build_extractor(recipe)
     extractor = uint8_extractor(network, recipe)
@@ -89,8 +102,7 @@ def test_a_failed_piece_fails_its_video_only():
     pieces = list(pieces_of(videos, 3))  # v0: 3 + 2, v1: 3 + 2, v2: 3 + 2
     pieces[3] = {"video_id": "A/v1", "images": None, "last": True, "error": "OSError: bad"}
     calls = []
-    original = extractor.predict_on_batch
-    extractor.predict_on_batch = lambda batch: calls.append(len(batch)) or original(batch)
+    _record_predictions(monkeypatch, lambda batch, predict: calls.append(len(batch)) or predict())
     results = {
         video_id: (f, e) for video_id, f, e in extract_streamed_features(extractor, pieces, 4)
     }
@@ -101,7 +113,7 @@ def test_a_failed_piece_fails_its_video_only():
         np.testing.assert_array_equal(results[video_id][0], expected)
 
 
-def test_a_failed_batch_fails_its_videos_only_while_the_next_is_assembled():
+def test_a_failed_batch_fails_its_videos_only_while_the_next_is_assembled(monkeypatch):
     """Batches are predicted one ahead in a thread: a batch that raises fails the videos
     with rows in it, later batches go on, and every video comes out in order."""
     import threading
@@ -110,15 +122,15 @@ def test_a_failed_batch_fails_its_videos_only_while_the_next_is_assembled():
     network = build_extractor(recipe)
     extractor = uint8_extractor(network, recipe)
     videos = {f"A/v{index}": generated_images(3, 4, seed=index) for index in range(4)}
-    original, threads = extractor.predict_on_batch, []
+    threads = []
 
-    def predict(batch):  # batch 2 of 4 (v1's rows) raises
+    def predict(batch, original):  # batch 2 of 4 (v1's rows) raises
         threads.append(threading.get_ident())
         if len(threads) == 2:
             raise RuntimeError("device lost")
-        return original(batch)
+        return original()
 
-    extractor.predict_on_batch = predict
+    _record_predictions(monkeypatch, predict)
     results = list(extract_streamed_features(extractor, pieces_of(videos, 2), 4))
     assert [video_id for video_id, _, _ in results] == ["A/v0", "A/v1", "A/v2", "A/v3"]
     assert results[1][1:] == (None, "RuntimeError: device lost")
@@ -151,9 +163,8 @@ def test_batches_are_assembled_beside_the_feeding_loop_and_a_failed_one_fails_it
             raise MemoryError("no room for the batch")
         return original(parts, padding)
 
-    predict = extractor.predict_on_batch
-    extractor.predict_on_batch = lambda batch: (
-        predicting.append(threading.get_ident()) or (predict(batch))
+    _record_predictions(
+        monkeypatch, lambda batch, predict: predicting.append(threading.get_ident()) or predict()
     )
     monkeypatch.setattr(feature_extraction, "_assemble", assemble)
     results = list(extract_streamed_features(extractor, pieces_of(videos, 2), 4))
