@@ -27,7 +27,7 @@ Feeding the device (none of it changes a hyper-parameter of the paper):
   `python -m training.compute_flow --layout frames` (flow; `--flow-root` is then not
   needed). Without it RGB videos are decoded whole for each draw: fine for small jobs.
 - `--workers N`: processes drawing batches (`data.process_feed.ordered_map`), `2 N`
-  batches ahead of the one training; default `default_workers()`, at most 8; 0 draws
+  batches ahead of the one training; default `default_workers()` (cores less one); 0 draws
   in this process. The batches are the same for every N, so resume stays exact.
 - Batches travel as uint8 (a quarter of float32's bytes) and are preprocessed on the
   device (`models.image_preprocessing.with_preprocessing`); `final.keras` is the bare
@@ -436,7 +436,7 @@ class FinetuneConvnetConfig:
             "help": "frame store (training.extract_frames; flow: compute_flow --layout frames)"
         },
     )
-    # Processes drawing batches; None: data.process_feed.default_workers(), at most 8.
+    # Processes drawing batches; None: data.process_feed.default_workers() (cores less one).
     workers: int | None = dataclasses.field(
         default=None, metadata={"help": "batch-drawing processes (0: in this process)"}
     )
@@ -661,7 +661,7 @@ def stage_clips(config: FinetuneConvnetConfig) -> tuple:
 
 def batch_workers(config: FinetuneConvnetConfig) -> int:
     """Processes drawing batches: `--workers`, else one a core less one (the training
-    process's; until 2026-12-04 at most 8, docs/two_stream_convnets.md says why not)."""
+    process's; until 2026-12-04 at most 8)."""
     return default_workers() if config.workers is None else config.workers
 
 
