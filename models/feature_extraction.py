@@ -51,7 +51,7 @@ import numpy as np
 
 from data.crops import center_crop
 from models import efficientnet_lite
-from models.devices import PRECISIONS, resolve_precision, to_device
+from models.devices import PRECISIONS, gpu_visible, resolve_precision, to_device
 from models.image_preprocessing import with_preprocessing
 from models.two_stream_vgg16 import (
     FEATURE_LAYER,
@@ -505,7 +505,10 @@ def _predict_batch(extractor: keras.Model, batch: np.ndarray) -> np.ndarray:
 # (128 flow stacks) a second on an H200 machine, busy 97 % of the time, below what the
 # network and the feed did (`pipeline_benchmark --profile-ms`); with the transfer left
 # in the predicting thread, that thread was busy 96 % of the time; two threads doing
-# both were busy 95 % of the time at 40 such batches a second.
+# both were busy 95 % of the time at 40 such batches a second. On a GPU: 4 threads,
+# 5 batches in flight. Without one the device copy is host memory too, and each batch
+# in flight holds two copies: 1 thread and 1 batch in flight, as the memory benchmark
+# bounds it (`tests/test_memory_benchmark.py`: 100 MiB more for a 500-frame video).
 ASSEMBLE_THREADS = 4
 
 
@@ -602,13 +605,18 @@ def extract_streamed_features(
     num_rows = 0
     # Batches in flight, oldest first: ((video_id, rows) taken, future of the features).
     # Without a keras.distribution batches are assembled and copied to the device in
-    # ASSEMBLE_THREADS threads (numpy's copies and the transfer release the GIL; the
-    # pieces' shared memory is freed there) and predicted in order in another,
-    # ASSEMBLE_THREADS + 1 in flight, while the next are read here; under a
-    # distribution (thread-local in Keras) each batch is assembled and predicted here.
+    # ASSEMBLE_THREADS threads on a GPU (numpy's copies and the transfer release the GIL;
+    # the pieces' shared memory is freed there) and predicted in order in another,
+    # ASSEMBLE_THREADS + 1 in flight (1 and 1 without a GPU), while the next are read
+    # here; under a distribution (thread-local in Keras) each is assembled and predicted
+    # here.
     in_flight: collections.deque = collections.deque()
     threaded = keras.distribution.distribution() is None
-    assembler = ThreadPoolExecutor(ASSEMBLE_THREADS, "assemble") if threaded else None
+    on_gpu = gpu_visible()
+    assemble_threads, in_flight_limit = (
+        (ASSEMBLE_THREADS, ASSEMBLE_THREADS + 1) if on_gpu else (1, 1)
+    )
+    assembler = ThreadPoolExecutor(assemble_threads, "assemble") if threaded else None
     predictor = ThreadPoolExecutor(1, "predict") if threaded else None
     if threaded and keras.backend.backend() == "jax":
         predict = _DispatchedPredictor(extractor)  # results fetched in `settle`
@@ -638,7 +646,7 @@ def extract_streamed_features(
             assembled = assembler.submit(_assemble_on_device, parts, padding)
             in_flight.append((counts, predictor.submit(_predict_assembled, predict, assembled)))
         del parts
-        yield from settle(limit=0 if predictor is None else ASSEMBLE_THREADS + 1)
+        yield from settle(limit=0 if predictor is None else in_flight_limit)
 
     def settle(limit: int):  # the oldest batches' features, until `limit` are in flight
         while len(in_flight) > limit:
