@@ -582,8 +582,9 @@ def extract_streamed_features(
     those of `extract_video_features` over its images alone (tested bit for bit on the
     CPU). Without a `keras.distribution`, each batch is assembled (its rows copied
     into one array, and that to the device) in worker threads and predicted in another
-    while the next is read, so the
-    copies, the device's work and the reading overlap; the features are the same.
+    while the next is read, so the copies, the device's work and the reading overlap;
+    on JAX a batch is dispatched without waiting for the one before it. The features
+    are the same.
 
     Args:
         extractor: A model of the pieces' images (e.g. `uint8_extractor`).
