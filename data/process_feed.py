@@ -158,7 +158,8 @@ def ordered_map(
         items: Any iterable; read lazily, `ahead` items before their results are used.
         workers: Worker processes; 0 computes each result in this process on demand.
         ahead: Items in flight at most (submitted, not yet yielded). Default
-            `2 * workers`; at least 1. Bounds the memory of results waiting.
+            `default_ahead(workers)`, two a worker; at least 1. Bounds the memory of
+            results waiting.
 
     Yields:
         `function(item)` for each item, in the order of `items`.
@@ -169,7 +170,7 @@ def ordered_map(
     """
     if workers < 0:
         raise ValueError(f"Expected workers >= 0. Received: workers={workers}")
-    ahead = 2 * workers if ahead is None else ahead
+    ahead = default_ahead(workers) if ahead is None else ahead
     if ahead < 1 and workers:
         raise ValueError(f"Expected ahead >= 1. Received: ahead={ahead}")
     if workers == 0:
@@ -232,6 +233,11 @@ def _pooled(function, items: Iterator, workers: int, ahead: int) -> Iterator[Any
         for _, future in pending:  # results computed but never read: free their memory
             if future.done() and not future.cancelled() and future.exception() is None:
                 _discard_shared(future.result())
+
+
+def default_ahead(workers: int) -> int:
+    """Items in flight by default for `workers` processes: two each."""
+    return 2 * workers
 
 
 def default_workers() -> int:

@@ -250,9 +250,11 @@ def compute_flow_argv(
 
 def finetune_warmup(config: BenchmarkConfig) -> int:
     """Fine-tuning iterations left out after the first (it compiles): the batches its
-    workers draw ahead (`2 x workers`, the stage's default), made while it compiled, so
-    that the timed ones are drawn at the feed's own pace."""
-    return 2 * _workers(config)
+    workers draw ahead (`data.process_feed.default_ahead`, the stage's default), made
+    while it compiled, so that the timed ones are drawn at the feed's own pace."""
+    from data.process_feed import default_ahead
+
+    return default_ahead(_workers(config))
 
 
 def finetune_argv(
