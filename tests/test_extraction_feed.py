@@ -113,6 +113,18 @@ def test_a_failed_piece_fails_its_video_only(monkeypatch):
         np.testing.assert_array_equal(results[video_id][0], expected)
 
 
+def assert_only_one_failed(results, failed, message, network, recipe, videos):
+    """`results` of `videos` in order: video `failed` with `message`, every other one
+    with the features of its images extracted alone."""
+    assert [video_id for video_id, _, _ in results] == list(videos)
+    assert results[failed][1:] == (None, message)
+    for index, (video_id, features, error) in enumerate(results):
+        if index != failed:
+            expected = extract_video_features(network, prepare_images(videos[video_id], recipe), 4)
+            assert error is None
+            np.testing.assert_array_equal(features, expected)
+
+
 def test_a_failed_batch_fails_its_videos_only_while_the_next_is_assembled(monkeypatch):
     """Batches are predicted one ahead in a thread: a batch that raises fails the videos
     with rows in it, later batches go on, and every video comes out in order."""
@@ -132,12 +144,7 @@ def test_a_failed_batch_fails_its_videos_only_while_the_next_is_assembled(monkey
 
     _record_predictions(monkeypatch, predict)
     results = list(extract_streamed_features(extractor, pieces_of(videos, 2), 4))
-    assert [video_id for video_id, _, _ in results] == ["A/v0", "A/v1", "A/v2", "A/v3"]
-    assert results[1][1:] == (None, "RuntimeError: device lost")
-    for video_id, features, error in (results[0], results[2], results[3]):
-        expected = extract_video_features(network, prepare_images(videos[video_id], recipe), 4)
-        assert error is None
-        np.testing.assert_array_equal(features, expected)
+    assert_only_one_failed(results, 1, "RuntimeError: device lost", network, recipe, videos)
     assert threading.get_ident() not in threads  # predicted beside the feeding loop
 
 
@@ -168,12 +175,9 @@ def test_batches_are_assembled_beside_the_feeding_loop_and_a_failed_one_fails_it
     )
     monkeypatch.setattr(feature_extraction, "_assemble", assemble)
     results = list(extract_streamed_features(extractor, pieces_of(videos, 2), 4))
-    assert [video_id for video_id, _, _ in results] == ["A/v0", "A/v1", "A/v2", "A/v3"]
-    assert results[2][1:] == (None, "MemoryError: no room for the batch")
-    for video_id, features, error in (results[0], results[1], results[3]):
-        expected = extract_video_features(network, prepare_images(videos[video_id], recipe), 4)
-        assert error is None
-        np.testing.assert_array_equal(features, expected)
+    assert_only_one_failed(
+        results, 2, "MemoryError: no room for the batch", network, recipe, videos
+    )
     assert len(set(assembling)) <= feature_extraction.ASSEMBLE_THREADS and len(predicting) == 3
     assert threading.get_ident() not in assembling and not set(assembling) & set(predicting)
 
