@@ -197,3 +197,53 @@ class SampleDataset(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         if self.shuffle:
             self.sample_order = self._rng.permutation(self.num_samples)
+
+
+class MixupDataset(keras.utils.PyDataset):
+    """Mixup (Zhang et al. 2018) of another dataset's training batches: an extension.
+
+    Each sample of a batch is mixed with another sample of the same batch (a seeded
+    permutation): features `lam * a + (1 - lam) * b` frame by frame, the frame masks
+    joined (a frame is real where either sample's is), and the label the class
+    distribution `lam * onehot(a) + (1 - lam) * onehot(b)`, with `lam ~ Beta(alpha,
+    alpha)` drawn per sample. Labels come as `(batch, 1, num_classes)` float32, which
+    `models.recognizer.StepwiseCrossEntropy` repeats at every step. The paper trains on
+    the samples as they are; `alpha` 0 passes them through with one-hot labels.
+
+    Args:
+        base: A dataset of `({"features", "frame_mask"}, labels (batch,))` batches, e.g.
+            a shuffled `SampleDataset`; its `on_epoch_end` is called on each epoch's end.
+        num_classes: The number of classes.
+        alpha: Of the Beta distribution (>= 0); 0 turns mixing off.
+        seed: Seed of the pairings and of `lam`.
+    """
+
+    def __init__(self, base, num_classes: int, alpha: float, seed: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        if alpha < 0:
+            raise ValueError(f"Expected alpha >= 0. Received: alpha={alpha}")
+        if num_classes < 2:
+            raise ValueError(f"Expected num_classes >= 2. Received: num_classes={num_classes}")
+        self.base, self.num_classes, self.alpha = base, num_classes, float(alpha)
+        self._rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int):
+        inputs, labels = self.base[index]
+        features, mask = inputs["features"], inputs["frame_mask"]
+        targets = np.eye(self.num_classes, dtype=np.float32)[labels]  # (batch, classes)
+        if self.alpha > 0:
+            weights = self._rng.beta(self.alpha, self.alpha, size=len(labels)).astype(np.float32)
+            partner = self._rng.permutation(len(labels))
+            mixed = weights[:, None, None] * features.astype(np.float32) + (
+                1 - weights[:, None, None]
+            ) * features[partner].astype(np.float32)
+            features = mixed.astype(features.dtype)  # the batch's dtype, as the base gave it
+            mask = mask | mask[partner]
+            targets = weights[:, None] * targets + (1 - weights[:, None]) * targets[partner]
+        return {"features": features, "frame_mask": mask}, targets[:, None, :]
+
+    def on_epoch_end(self) -> None:
+        self.base.on_epoch_end()

@@ -38,7 +38,9 @@ class StepwiseCrossEntropy(keras.losses.Loss):
     """Cross-entropy summed over the steps, the video label at every step (eq. 8).
 
     `y_true`: integer labels `(batch,)` (repeated at every step) or
-    `(batch, steps)`. `y_pred`: probabilities `(batch, steps, classes)`.
+    `(batch, steps)`; or class distributions `(batch, 1, classes)` (repeated at every
+    step) or `(batch, steps, classes)`, the soft labels of mixup (`data.samples.
+    MixupDataset`, an extension). `y_pred`: probabilities `(batch, steps, classes)`.
     Returns one value per sample; the default reduction averages the batch.
     The weight-decay term of eq. 8 comes from the layers' `L2` regularizers.
     """
@@ -47,6 +49,10 @@ class StepwiseCrossEntropy(keras.losses.Loss):
         super().__init__(name=name, **kwargs)
 
     def call(self, y_true, y_pred):
+        if len(y_true.shape) == 3:  # class distributions, (batch, 1 or steps, classes)
+            log_probabilities = ops.log(ops.clip(y_pred, keras.config.epsilon(), 1.0))
+            step_losses = -ops.sum(ops.cast(y_true, y_pred.dtype) * log_probabilities, axis=-1)
+            return ops.sum(step_losses, axis=-1)  # (batch,)
         batch_size, num_steps = ops.shape(y_pred)[0], ops.shape(y_pred)[1]
         labels = ops.reshape(ops.cast(y_true, "int32"), (batch_size, -1))
         labels = ops.broadcast_to(labels, (batch_size, num_steps))  # (batch, steps)
@@ -71,7 +77,10 @@ class LastStepsAccuracy(keras.metrics.MeanMetricWrapper):
 
     def _accuracy(self, y_true, y_pred):
         batch_size = ops.shape(y_pred)[0]
-        labels = ops.reshape(ops.cast(y_true, "int32"), (batch_size, -1))[:, 0]
+        if len(y_true.shape) == 3:  # class distributions: their most likely class
+            labels = ops.cast(ops.argmax(y_true[:, 0, :], axis=-1), "int32")
+        else:
+            labels = ops.reshape(ops.cast(y_true, "int32"), (batch_size, -1))[:, 0]
         predicted = ops.argmax(last_steps_scores(y_pred, self.num_last_steps), axis=-1)
         return ops.cast(ops.equal(ops.cast(predicted, "int32"), labels), "float32")
 

@@ -75,6 +75,30 @@ def test_stepwise_cross_entropy_sums_steps_and_averages_batch():
     np.testing.assert_allclose(float(loss(per_step_labels, probabilities)), expected, rtol=1e-5)
 
 
+def test_stepwise_cross_entropy_of_class_distributions_mixes_the_labels_losses():
+    rng = np.random.default_rng(2)
+    probabilities = rng.dirichlet(np.ones(CLASSES), size=(4, STEPS)).astype("float32")
+    first, second = np.array([0, 2, 1, 2]), np.array([1, 1, 0, 0])
+    weights = np.array([1.0, 0.3, 0.5, 0.9], "float32")
+    eye = np.eye(CLASSES, dtype="float32")
+    targets = weights[:, None] * eye[first] + (1 - weights[:, None]) * eye[second]
+    loss = StepwiseCrossEntropy()
+    per_sample = [
+        -np.log(probabilities[np.arange(4), :, labels]).sum(axis=1) for labels in (first, second)
+    ]
+    expected = (weights * per_sample[0] + (1 - weights) * per_sample[1]).mean()
+    np.testing.assert_allclose(float(loss(targets[:, None], probabilities)), expected, rtol=1e-5)
+    one_hot = eye[first][:, None]  # one-hot distributions: the integer labels' loss
+    np.testing.assert_allclose(
+        float(loss(one_hot, probabilities)), float(loss(first, probabilities)), rtol=1e-5
+    )
+    metric = LastStepsAccuracy()
+    metric.update_state(targets[:, None], probabilities)
+    expected_accuracy = LastStepsAccuracy()
+    expected_accuracy.update_state(np.argmax(targets, axis=-1), probabilities)
+    assert float(metric.result()) == pytest.approx(float(expected_accuracy.result()))
+
+
 def test_last_steps_accuracy_uses_mean_of_last_ten_steps():
     probabilities = np.zeros((2, 30, CLASSES), "float32")
     probabilities[:, :20, 0] = 1.0  # early steps vote for class 0

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from data.feature_store import FeatureStore
-from data.samples import SampleDataset, make_samples, sample_starts
+from data.samples import MixupDataset, SampleDataset, make_samples, sample_starts
 
 
 def _ramp(frames, dim=3):
@@ -185,3 +185,57 @@ def test_batches_in_the_stores_dtype_hold_the_same_values(tmp_path):
         assert stored.dtype == np.float16 and wide.dtype == np.float32
         np.testing.assert_array_equal(stored.astype(np.float32), wide)
         np.testing.assert_array_equal(mask, wide_mask)
+
+
+class _Batch:
+    """One fixed batch, as a dataset: sample i is frames of value 10 * i, class i."""
+
+    def __init__(self, batch=6, frames=4, dim=3):
+        self.features = np.repeat(10.0 * np.arange(batch, dtype=np.float32), frames * dim)
+        self.features = self.features.reshape(batch, frames, dim)
+        self.mask = np.ones((batch, frames), dtype=bool)
+        self.mask[0, 2:] = False  # a padded sample
+        self.labels = np.arange(batch, dtype=np.int32)
+        self.epochs_ended = 0
+
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        return {"features": self.features, "frame_mask": self.mask}, self.labels
+
+    def on_epoch_end(self):
+        self.epochs_ended += 1
+
+
+def test_mixup_mixes_features_masks_and_labels_with_one_weight_per_sample():
+    base = _Batch()
+    inputs, targets = MixupDataset(base, num_classes=6, alpha=0.4, seed=3)[0]
+    assert targets.shape == (6, 1, 6) and targets.dtype == np.float32
+    np.testing.assert_allclose(targets.sum(axis=-1), 1.0, rtol=1e-6)
+    mixed_any = False
+    for i in range(6):
+        weights = targets[i, 0]
+        partners = [j for j in range(6) if j != i and weights[j] > 0]
+        assert len(partners) <= 1
+        j = partners[0] if partners else i
+        weight = weights[i]  # class i is sample i's own: lam (or 1 if paired with itself)
+        expected = weight * base.features[i] + (1 - weight) * base.features[j]
+        np.testing.assert_allclose(inputs["features"][i], expected, rtol=1e-5)
+        np.testing.assert_array_equal(inputs["frame_mask"][i], base.mask[i] | base.mask[j])
+        mixed_any |= 0.0 < weight < 1.0
+    assert mixed_any
+    again = MixupDataset(_Batch(), num_classes=6, alpha=0.4, seed=3)[0]
+    np.testing.assert_array_equal(again[1], targets)  # seeded
+
+
+def test_mixup_off_passes_samples_through_with_one_hot_labels():
+    base = _Batch()
+    dataset = MixupDataset(base, num_classes=6, alpha=0.0)
+    inputs, targets = dataset[0]
+    np.testing.assert_array_equal(inputs["features"], base.features)
+    np.testing.assert_array_equal(targets[:, 0], np.eye(6, dtype=np.float32))
+    dataset.on_epoch_end()
+    assert base.epochs_ended == 1 and len(dataset) == 1
+    with pytest.raises(ValueError, match="alpha=-1"):
+        MixupDataset(base, num_classes=6, alpha=-1)

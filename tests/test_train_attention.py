@@ -461,3 +461,28 @@ def test_train_stride_overlaps_the_training_samples_only(dataset, tmp_path):
     assert counter.steps == -(-overlapping // config.batch_size)
     with pytest.raises(ValueError, match="train_stride"):
         TrainConfig(train_stride=0)
+
+
+def test_mixup_trains_on_mixed_samples_and_validates_on_plain_ones(dataset, tmp_path):
+    root, split = dataset
+    config = TrainConfig(epochs=1, mixup=0.4, validation_fraction=0.25, **TINY_MODEL)
+    seen = {}  # the first batch of what model.fit is given to train and to validate on
+    original_fit = keras.Model.fit
+
+    def fit(model, data, **kwargs):
+        seen["train"] = data[0]
+        seen["validation"] = kwargs["validation_data"][0]
+        return original_fit(model, data, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(keras.Model, "fit", fit)
+        run = train(
+            config, split=split, store_root=root / "store", run_dir=tmp_path / "run", verbose=0
+        )
+    assert run.load_config().train.mixup == 0.4 and run.is_trained()
+    train_targets, validation_labels = seen["train"][1], seen["validation"][1]
+    assert train_targets.ndim == 3 and train_targets.shape[1] == 1  # class distributions
+    assert ((train_targets > 0) & (train_targets < 1)).any()  # some samples are mixed
+    assert validation_labels.ndim == 1  # the validation part is scored as it is
+    with pytest.raises(ValueError, match="mixup"):
+        TrainConfig(mixup=-0.1)

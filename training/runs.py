@@ -70,6 +70,9 @@ class TrainConfig:
     # Stop after this many epochs without a better validation score (0: never).
     patience: int = 0
     learning_rate: float = 1.0  # of Adadelta (paper: Adadelta; Zeiler's 1.0)
+    # Alpha of mixup on the training samples (data.samples.MixupDataset; Zhang et al.
+    # 2018). An extension: 0, the paper's, trains on the samples as they are.
+    mixup: float = 0.0
     # "standardize": frame features minus the training part's mean, over its std.
     feature_scaling: str = field(default="none", metadata={"choices": FEATURE_SCALINGS})
     batch_size: int = 32  # samples per batch (paper silent)
@@ -96,6 +99,7 @@ class TrainConfig:
             "learning_rate": self.learning_rate > 0,
             "feature_scaling": self.feature_scaling in FEATURE_SCALINGS,
             "train_stride": self.train_stride is None or self.train_stride >= 1,
+            "mixup": self.mixup >= 0,
         }
         for name, ok in checks.items():
             if not ok:

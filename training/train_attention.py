@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from data.config_flags import exit_on_error, parse_config
 from data.feature_store import FeatureStore, FeatureStoreError
-from data.samples import SampleDataset
+from data.samples import MixupDataset, SampleDataset
 from data.splits import SplitSource, hold_out_validation
 from models.devices import use_compilation_cache
 from models.feature_extraction import FeatureRecipe
@@ -408,6 +408,9 @@ def _train_locked(
         mean, variance = feature_statistics(store, train_clips)
         statistics = {"feature_mean": mean, "feature_variance": variance}
     train_data = dataset(train_clips, shuffle=True, stride=config.train_stride or config.stride)
+    fit_data = train_data
+    if config.mixup > 0:
+        fit_data = MixupDataset(train_data, len(split.class_names), config.mixup, seed=config.seed)
     validation_data = dataset(validation_clips, shuffle=False) if validation_clips else None
     if models is None:
         keras.utils.set_random_seed(config.seed)
@@ -430,7 +433,7 @@ def _train_locked(
         **statistics,
     )
     model.fit(
-        train_data,
+        fit_data,
         validation_data=validation_data,
         epochs=config.epochs,
         callbacks=[
