@@ -222,8 +222,10 @@ def _run_in_processes(worker, tasks, workers, initializer, record, stop_seconds)
                     pool.append(_start_worker(context, worker, initializer))
                     member = pool[-1]
                 _give_next_task(member, pending)
-    finally:
+    except BaseException:
         _stop_workers(pool, stop_seconds)
+        raise
+    _stop_workers(pool, stop_seconds, idle=True)
 
 
 def _start_worker(context, worker, initializer) -> _WorkerProcess:
@@ -269,12 +271,19 @@ def _exit_reason(process: BaseProcess) -> str:
     return f"exit status {code}"
 
 
-def _stop_workers(pool: list[_WorkerProcess], stop_seconds: float) -> None:
+def _stop_workers(pool: list[_WorkerProcess], stop_seconds: float, idle: bool = False) -> None:
     """Ends every worker: SIGTERM (a write in progress removes its temporary file),
     then SIGKILL for one still running after `stop_seconds`, or at once on a second
-    Ctrl-C while waiting."""
+    Ctrl-C while waiting. `idle`: the workers have no task (the batch is done), so each
+    is first given `stop_seconds` to exit by itself on its closed pipe, its exit handlers
+    run in full (SIGTERM in one of them would print a traceback)."""
     for member in pool:
         member.connection.close()
+    if idle:
+        deadline = time.monotonic() + stop_seconds
+        for member in pool:
+            member.process.join(max(0.0, deadline - time.monotonic()))
+    for member in pool:
         if member.process.is_alive():
             member.process.terminate()
     try:
@@ -302,8 +311,9 @@ def _worker_loop(connection: Connection, worker, initializer, parent_pid: int) -
     while True:
         try:
             task = connection.recv()
-        except EOFError:
-            return  # the parent closed the pipe: no more work
+        except EOFError:  # the parent closed the pipe: no more work, nothing being written,
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # so a late SIGTERM just ends us
+            return
         try:
             result = worker(*task)
         except Exception as error:  # noqa: BLE001 - recorded, the batch goes on

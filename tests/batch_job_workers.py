@@ -7,6 +7,7 @@ writes one file; `main` runs them in a pool of 2 workers, as a stage's CLI would
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -49,5 +50,33 @@ def main(argv: list[str]) -> int:
         )
     except KeyboardInterrupt:
         return 130
+    print(report.summary())
+    return 1 if report.failures else 0
+
+
+def slow_exit(output: str) -> None:
+    """An initializer whose process takes a while to exit, as one that imported JAX does
+    (its atexit clean-up), and that notes a SIGTERM in `<output>/sigterm/<pid>` before
+    handling it as the pool's worker does."""
+    import atexit
+
+    atexit.register(time.sleep, 0.5)
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def note(signum, frame):
+        (Path(output) / "sigterm").mkdir(parents=True, exist_ok=True)
+        (Path(output) / "sigterm" / str(os.getpid())).touch()
+        previous(signum, frame)
+
+    signal.signal(signal.SIGTERM, note)
+
+
+def main_slow_exit(argv: list[str]) -> int:
+    """OUTPUT COUNT: COUNT quick tasks in 2 workers that take 0.5 s to exit."""
+    output, count = argv[0], int(argv[1])
+    tasks = [(f"task{index:03d}", output, 0.01) for index in range(count)]
+    report = run_jobs(
+        write_after_pause, tasks, workers=2, initializer=functools.partial(slow_exit, output)
+    )
     print(report.summary())
     return 1 if report.failures else 0

@@ -131,3 +131,22 @@ def test_a_dead_worker_costs_only_its_own_task_and_is_named(tmp_path):
     assert "worker process died while computing task003" in report.failures[0].message
     assert report.done == 11
     assert _written(tmp_path) == {f"task{index:03d}.txt" for index in range(12)} - {"task003.txt"}
+
+
+def test_workers_done_with_their_tasks_exit_quietly(tmp_path):
+    """At the end the pool lets its idle workers exit by themselves: one still in its
+    exit handlers (JAX registers one) is not cut short by SIGTERM, whose SystemExit would
+    print a traceback there."""
+    driver = DRIVER.replace("import main", "import main_slow_exit as main")
+    finished = subprocess.run(
+        [sys.executable, "-c", driver, str(tmp_path / "out"), "4"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert finished.returncode == 0, finished.stderr
+    assert len(_written(tmp_path / "out")) == 4
+    assert not (tmp_path / "out" / "sigterm").exists()  # each exited by itself
+    assert "Traceback" not in finished.stderr and "SystemExit" not in finished.stderr
