@@ -94,6 +94,7 @@ class DemoConfig:
     batch_size: int = 32
     learning_rate: float = 1.0  # of Adadelta
     feature_scaling: str = field(default="none", metadata={"choices": FEATURE_SCALINGS})
+    mixup: float = 0.0  # alpha of mixup on the training samples (an extension; 0: off)
     # XLA: off, plain TensorFlow graphs trace and run faster for these small models.
     jit_compile: bool = False
     # Processes extracting and training the streams side by side (at most one per
@@ -250,6 +251,7 @@ def train_settings(config: DemoConfig, stream: str, model: str, seed: int) -> Tr
         batch_size=config.batch_size,
         learning_rate=config.learning_rate,
         feature_scaling=config.feature_scaling,
+        mixup=config.mixup,
         seed=seed,
     )
 
