@@ -50,9 +50,8 @@ class StepwiseCrossEntropy(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         if len(y_true.shape) == 3:  # class distributions, (batch, 1 or steps, classes)
-            log_probabilities = ops.log(ops.clip(y_pred, keras.config.epsilon(), 1.0))
-            step_losses = -ops.sum(ops.cast(y_true, y_pred.dtype) * log_probabilities, axis=-1)
-            return ops.sum(step_losses, axis=-1)  # (batch,)
+            targets = ops.broadcast_to(ops.cast(y_true, y_pred.dtype), ops.shape(y_pred))
+            return ops.sum(ops.categorical_crossentropy(targets, y_pred), axis=-1)  # (batch,)
         batch_size, num_steps = ops.shape(y_pred)[0], ops.shape(y_pred)[1]
         labels = ops.reshape(ops.cast(y_true, "int32"), (batch_size, -1))
         labels = ops.broadcast_to(labels, (batch_size, num_steps))  # (batch, steps)
