@@ -1,7 +1,7 @@
 """Crops and flips of uint8 frames and flow stacks, in NumPy only.
 
 Kept free of Keras so that the worker processes that feed fine-tuning and extraction
-(`data.process_feed`) import nothing heavier than NumPy and OpenCV.
+(`runtime.process_feed`) import nothing heavier than NumPy and OpenCV.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The images of feature extraction, read and cropped in worker processes, uint8.
 
 `training.extract_features` cuts its videos into `ReadTask`s and maps `read_crops`
-over them with `data.process_feed.ordered_map`, so that decoding (or JPEG reading) and
+over them with `runtime.process_feed.ordered_map`, so that decoding (or JPEG reading) and
 central cropping run in worker processes while the network runs on the previous
 batches. Each result holds uint8 crops `(n, input_size, input_size, channels)`: a
 quarter of float32's bytes, preprocessed on the device

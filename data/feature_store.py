@@ -10,7 +10,7 @@ identity, frame indices, ... plus `num_frames`, `feature_dim`, `dtype` added by 
 store). Writes go to a temporary file renamed into place, so a killed extractor never
 leaves a partial file under a final name; `is_complete` lets a re-run skip finished
 videos; `read` verifies shape, dtype and finiteness. Shard a dataset over several
-processes or machines with `data.batch_jobs.shard_items(items, "i/n")`.
+processes or machines with `runtime.jobs.shard_items(items, "i/n")`.
 """
 
 from __future__ import annotations
@@ -21,15 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from data.atomic_files import is_temp_file
 from data.npz_files import read_npz, read_npz_metadata, write_npz
+from runtime.atomic_files import is_temp_file
 
 STORE_DTYPES = ("float16", "float32")
 # zlib level of the feature files. Level 1 deflates ReLU features (float16, about half
 # zeros) 4.7x faster than zlib's default 6 (61 against 13 MB/s on one core of this
 # project's CPU) into files 5 % larger (0.62 against 0.59 of the raw bytes); reading
 # is as fast. At 6, four writer threads held extraction to 3,164 images/s on one H200
-# (`evaluation.pipeline_benchmark --profile-ms`, docs/speed.md).
+# (`benchmarks.pipeline_benchmark --profile-ms`, docs/speed.md).
 COMPRESS_LEVEL = 1
 
 

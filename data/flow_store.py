@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from data.flow_quantization import FLOW_BOUND
 from data.npz_files import SpooledArray, read_npz_metadata
 from data.optical_flow import (
     CHUNK_FLOWS,
-    FLOW_BOUND,
     FLOW_METHODS,
     STACK_LENGTH,
     flow_stacks,

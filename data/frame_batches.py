@@ -3,7 +3,7 @@
 `FrameBatches(clips, ...).draw(iteration)` gives batch `iteration` as uint8 crops and
 int32 labels, a pure function of `(seed, iteration)`. `data.frame_dataset.FrameDataset`
 preprocesses the same draw on the host; `training.finetune_convnet` calls `draw` in
-worker processes (`data.process_feed.ordered_map`), which is why this module imports no
+worker processes (`runtime.process_feed.ordered_map`), which is why this module imports no
 Keras, and why a `FrameBatches` pickles when its clips' loaders do (`functools.partial`
 of module-level functions, `StoredClip`).
 """

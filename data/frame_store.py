@@ -21,7 +21,7 @@ A marker is written by the writer of its part (`training.extract_frames` for the
 frames, `training.compute_flow --layout frames` for the flow): first with state
 "writing", before any image, then, after the last image, with state "complete", the
 settings (size, JPEG quality; flow method and bound), the counts, the bytes and the
-source file. Every file is written atomically (`data.atomic_files`), so a folder whose
+source file. Every file is written atomically (`runtime.atomic_files`), so a folder whose
 writer was killed is "partial" (marker "writing") and is written again; a part is
 never taken as complete before its last image is on disk.
 
@@ -44,9 +44,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data.atomic_files import atomic_write, remove_stale_temp_files_in
 from data.optical_flow import STACK_LENGTH
 from data.video import FRAME_HEIGHT, FRAME_WIDTH
+from runtime.atomic_files import atomic_write, remove_stale_temp_files_in
 
 # JPEG quality of the frames (OpenCV's scale, 0-100). 90 keeps the mean error of a
 # 256x340 UCF101 frame near 1 grey level at 17 KB (docs/data_pipeline.md, measured);

@@ -1,6 +1,6 @@
 """Atomic, reproducible `.npz` files: the on-disk format of every pipeline stage.
 
-A file is written with `data.atomic_files.atomic_write` (a hidden temporary file in the
+A file is written with `runtime.atomic_files.atomic_write` (a hidden temporary file in the
 same folder, moved onto its final name with `os.replace`), so a reader (or a re-run
 after a crash or SIGKILL) sees either the complete old file, the complete new file, or
 nothing. Zip entries carry a fixed timestamp, so the same arrays always give the same
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.atomic_files import atomic_write, remove_stale_temp_files
+from runtime.atomic_files import atomic_write, remove_stale_temp_files
 
 # Zip timestamps normally record the wall clock; a fixed one keeps files reproducible.
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)

@@ -28,10 +28,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from data.flow_quantization import quantize_flow
 from data.npz_files import SpooledArray, read_npz, read_npz_chunks, write_npz
 from data.video import VideoError, to_rgb
 
-FLOW_BOUND = 20.0  # flow values are clipped to [-FLOW_BOUND, FLOW_BOUND] pixels
 STACK_LENGTH = 5  # flow fields per motion input (10 channels)
 CHUNK_FLOWS = 32  # flow fields read at a time: 32 x 256 x 340 x 2 bytes = 5.6 MB
 FLOW_METHODS = ("tvl1", "farneback", "dis", "tvl1_keras")
@@ -157,17 +157,6 @@ def _iter_flow_batched(frame_chunks: Iterable[np.ndarray]) -> Iterator[np.ndarra
         yield np.concatenate(flows)  # (m, H, W, 2)
     if num_frames < 2:
         raise ValueError(f"Flow needs at least 2 frames. Received: {num_frames} frame(s).")
-
-
-def quantize_flow(flow_float: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
-    """Clips flow to [-bound, bound] and maps it to uint8: `round(255 * (v + b) / (2 b))`."""
-    clipped = np.clip(np.asarray(flow_float, dtype=np.float32), -bound, bound)
-    return np.rint(255.0 * (clipped + bound) / (2.0 * bound)).astype(np.uint8)
-
-
-def dequantize_flow(flow_uint8: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
-    """Inverse of `quantize_flow` (up to the rounding step of 40/255 px): float32 pixels."""
-    return np.asarray(flow_uint8, dtype=np.float32) * (2.0 * bound / 255.0) - bound
 
 
 def compute_flow(frames_rgb: np.ndarray, method: str = "tvl1") -> np.ndarray:

@@ -28,9 +28,9 @@ Example:
     key_frames = read_key_frames(summary.key_frames_csv)  # data.key_frames
     key_frames["WaveArms/v_WaveArms_g01_c01"]  # {frame indices of the action}
 
-CLI:
+CLI (`training.make_synthetic`):
 
-    python -m data.synthetic --output runs/synthetic --num-classes 4 --clips-per-class 16
+    python -m training.make_synthetic --output runs/synthetic --num-classes 4 --clips-per-class 16
 
 Everything is deterministic by `seed`: the same config gives byte-identical files.
 """
@@ -42,16 +42,15 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from data.atomic_files import atomic_write, remove_stale_temp_files
-from data.config_flags import exit_on_error, parse_config
 from data.synthetic_drawing import ACTION_CLASSES, DISTRACTOR_KINDS, action_shot, distractor_shot
 from data.video import write_video
+from runtime.atomic_files import atomic_write, remove_stale_temp_files
 
 MANIFEST_NAME = "synthetic_config.json"
 KEY_FRAMES_NAME = "key_frames.csv"
@@ -374,45 +373,3 @@ def generate_dataset(
         generated,
         skipped,
     )
-
-
-# === CLI ===
-
-
-@dataclass(frozen=True)
-class GenerateSyntheticConfig:
-    """The CLI's stage: which dataset (`SyntheticConfig`, from a preset) goes where."""
-
-    output: Path = field(metadata={"help": "dataset folder (created)"})
-    settings: SyntheticConfig = PRESETS["demo"]
-    overwrite: bool = field(default=False, metadata={"help": "replace a dataset of another config"})
-    no_progress: bool = False
-
-
-def run(config: GenerateSyntheticConfig) -> SyntheticSummary:
-    """Writes the dataset (see `generate_dataset`) and prints what was done."""
-    summary = generate_dataset(
-        config.output, config.settings, config.overwrite, not config.no_progress
-    )
-    print(
-        f"{summary.root}: {summary.num_train} train + {summary.num_test} test clips of "
-        f"{len(summary.class_names)} classes ({', '.join(summary.class_names)}); "
-        f"{summary.generated} written, {summary.skipped} already there. "
-        f"Key frames: {summary.key_frames_csv}"
-    )
-    return summary
-
-
-def parse_args(argv=None) -> GenerateSyntheticConfig:
-    return parse_config(
-        GenerateSyntheticConfig, argv, prog="python -m data.synthetic", doc=__doc__, presets=PRESETS
-    )
-
-
-def main(argv=None) -> int:
-    run(parse_args(argv))
-    return 0
-
-
-if __name__ == "__main__":
-    exit_on_error(main)

@@ -50,7 +50,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from data.optical_flow import FLOW_BOUND, dequantize_flow
+from data.flow_quantization import FLOW_BOUND, dequantize_flow
 
 
 @dataclass(frozen=True)
@@ -461,7 +461,7 @@ _COMPILED = {}
 
 
 def _quantized(flow, bound: float):
-    """`data.optical_flow.quantize_flow` in `keras.ops` (the same float32 arithmetic and
+    """`data.flow_quantization.quantize_flow` in `keras.ops` (the same float32 arithmetic and
     rounding half to even), so that uint8 flow, 8x fewer bytes, leaves the device."""
     clipped = ops.clip(flow, -bound, bound)
     return ops.cast(ops.round(255.0 * (clipped + bound) / (2.0 * bound)), "uint8")

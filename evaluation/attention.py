@@ -29,7 +29,6 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from data.config_flags import exit_on_error, parse_config
 from data.feature_store import FeatureStore
 from data.key_frames import read_key_frames
 from data.samples import make_samples, sample_starts
@@ -37,6 +36,7 @@ from data.video import read_video
 from evaluation.scoring import sample_scores
 from figures.attention import plot_attention, plot_key_frame_mass
 from models.recognizer import NUM_SCORED_STEPS, build_attention_readout, last_steps_scores
+from runtime.config_flags import exit_on_error, parse_config
 from training.runs import Run
 
 # === Attention per frame ===

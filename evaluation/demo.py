@@ -36,9 +36,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.atomic_files import atomic_write
-from data.batch_jobs import JobResult, default_workers, run_jobs
-from data.config_flags import exit_on_error, parse_config
 from data.flow_store import FlowSettings
 from data.key_frames import read_key_frames
 from data.splits import SplitSource
@@ -51,6 +48,10 @@ from evaluation.tables import to_markdown
 from figures.attention import plot_attention, plot_key_frame_mass
 from models.feature_extraction import FeatureRecipe
 from models.two_stream_vgg16 import STREAMS
+from runtime.atomic_files import atomic_write
+from runtime.batch_jobs import run_jobs
+from runtime.config_flags import exit_on_error, parse_config
+from runtime.jobs import JobResult, default_workers
 from training import compute_flow, extract_features, train_attention
 from training.runs import FEATURE_SCALINGS, MODELS, Run, TrainConfig
 from training.train_attention import ModelCache

@@ -21,7 +21,6 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from data.config_flags import exit_on_error, parse_config
 from data.feature_store import FeatureStore
 from data.key_frames import read_key_frames
 from data.samples import SampleDataset
@@ -29,6 +28,7 @@ from evaluation import attention, demo
 from evaluation.scoring import accuracy, fuse_scores, predict_video_scores
 from evaluation.tables import to_markdown
 from models.two_stream_vgg16 import STREAMS
+from runtime.config_flags import exit_on_error, parse_config
 from training import train_attention
 from training.runs import MODELS, Run
 from training.train_attention import ModelCache

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 
-from data.config_flags import exit_on_error, parse_config
 from data.optical_flow import iter_flow, iter_flow_stacks
 from data.video import VideoReader
 from evaluation.attention import video_attention
@@ -34,6 +33,7 @@ from models.feature_extraction import (
     extract_chunked_features,
     file_sha256,
 )
+from runtime.config_flags import exit_on_error, parse_config
 from training.runs import Run
 
 

@@ -29,11 +29,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from data.config_flags import exit_on_error, parse_config
 from data.feature_store import FeatureStore
 from data.samples import SampleDataset
 from models.feature_extraction import FeatureRecipe
 from models.recognizer import NUM_SCORED_STEPS, last_steps_scores
+from runtime.config_flags import exit_on_error, parse_config
 from training.runs import Run
 
 # Section 3.2: 1/3 appearance + 2/3 motion.

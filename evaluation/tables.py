@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from data.config_flags import exit_on_error, parse_config
 from evaluation.scoring import (
     TWO_STREAM_WEIGHTS,
     VideoScores,
@@ -32,6 +31,7 @@ from evaluation.scoring import (
     load_scores,
     mean_over_splits,
 )
+from runtime.config_flags import exit_on_error, parse_config
 from training.runs import Run
 
 DATASETS = {"ucf101": "UCF101", "hmdb51": "HMDB51"}

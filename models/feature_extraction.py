@@ -51,7 +51,6 @@ import numpy as np
 
 from data.crops import center_crop
 from models import efficientnet_lite
-from models.devices import PRECISIONS, gpu_visible, resolve_precision, to_device
 from models.image_preprocessing import with_preprocessing
 from models.two_stream_vgg16 import (
     FEATURE_LAYER,
@@ -62,6 +61,7 @@ from models.two_stream_vgg16 import (
     preprocess_flow,
     stream_input_shape,
 )
+from runtime.devices import PRECISIONS, gpu_visible, resolve_precision, to_device
 
 DEFAULT_BACKBONE = "VGG16"
 # RGB preprocessing: the modes of keras.applications.imagenet_utils.preprocess_input,
@@ -84,7 +84,7 @@ BACKBONE_DEFAULTS = {
         for backbone in efficientnet_lite.BACKBONES
     },
 }
-# PRECISIONS (models.devices): "auto" is mixed_bfloat16 where the backend sees a GPU, else
+# PRECISIONS (runtime.devices): "auto" is mixed_bfloat16 where the backend sees a GPU, else
 # float32 (`resolve_precision`); a recorded recipe always names the precision it ran in.
 # Where the images came from. Stored JPEG frames differ from decoded ones (about 1.4
 # grey levels), and JPEG flow from the .npz flow store's, so it is part of the recipe.

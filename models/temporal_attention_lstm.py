@@ -70,7 +70,7 @@ class TemporalAttentionLSTM(keras.layers.Layer):
         precompute_input_projection: Boolean. `True` (default) computes
             `W V` once per call and mixes its rows at each step; `False` runs
             layer 1's `LSTMCell` on `x_t` at each step. Same result; `False`
-            exists for comparison (see `evaluation/benchmark.py`).
+            exists for comparison (see `benchmarks/model_benchmark.py`).
         unroll: `None` (default), `False` or `True`. `False` runs the steps as
             one compiled loop (`keras.ops.scan`: `lax.scan` on JAX), so the
             graph holds one step and its compile time does not grow with

@@ -13,8 +13,9 @@ import signal
 import time
 from pathlib import Path
 
-from data.atomic_files import atomic_write
-from data.batch_jobs import JobResult, run_jobs
+from runtime.atomic_files import atomic_write
+from runtime.batch_jobs import run_jobs
+from runtime.jobs import JobResult
 
 
 def write_after_pause(

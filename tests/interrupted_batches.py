@@ -1,5 +1,5 @@
 """Batches that stop a run as Ctrl-C would, when one iteration is drawn: Keras-free, so
-that the worker processes of `data.process_feed` can import it."""
+that the worker processes of `runtime.process_feed` can import it."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from data.batch_jobs import run_jobs
+from runtime.batch_jobs import run_jobs
 from tests.batch_job_workers import write_after_pause
 
 REPO = Path(__file__).resolve().parents[1]

@@ -133,15 +133,15 @@ def test_auto_is_opencv_without_a_gpu_and_tvl1_keras_on_one_that_passes_the_chec
     dataset, tmp_path, monkeypatch
 ):
     import data.tvl1
-    import models.devices
+    import runtime.devices
     from training.compute_flow import resolve_settings
 
     config = replace(parse_args(_args(*dataset, tmp_path / "flow")), batch_pairs=4)
     config = replace(config, settings=FlowSettings("auto", 48, 64))
-    monkeypatch.setattr(models.devices, "gpu_visible", lambda: False)
+    monkeypatch.setattr(runtime.devices, "gpu_visible", lambda: False)
     resolved, note = resolve_settings(config)
     assert resolved.settings.method == "tvl1" and "no GPU" in note
-    monkeypatch.setattr(models.devices, "gpu_visible", lambda: True)
+    monkeypatch.setattr(runtime.devices, "gpu_visible", lambda: True)
     resolved, note = resolve_settings(config)
     assert resolved.settings.method == "tvl1_keras", note
     assert resolved.settings.solver_revision is not None and "px end-point error" in note

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from data.config_flags import add_config_arguments, config_from_arguments
+from runtime.config_flags import add_config_arguments, config_from_arguments
 
 
 @dataclass(frozen=True)

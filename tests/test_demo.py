@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.batch_jobs import default_workers
 from evaluation import demo, demo_validation
 from evaluation.demo import DemoConfig, main, summarize
+from runtime.jobs import default_workers
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""models.devices.use_compilation_cache: a second process loads the train step that the first
+"""runtime.devices.use_compilation_cache: a second process loads the train step that the first
 compiled, and trains the same model; other backends say the cache is off."""
 
 import json
@@ -10,7 +10,7 @@ from pathlib import Path
 import keras
 import pytest
 
-from models.devices import use_compilation_cache
+from runtime.devices import use_compilation_cache
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,7 +20,7 @@ SCRIPT = """
 import json, logging, sys
 import numpy as np
 import jax
-from models.devices import use_compilation_cache
+from runtime.devices import use_compilation_cache
 records = []
 class Keep(logging.Handler):
     def emit(self, record):

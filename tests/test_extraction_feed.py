@@ -16,7 +16,6 @@ import pytest
 from data.extraction_feed import ImageSource, ReadTask, plan_tasks, read_crops
 from data.feature_store import FeatureStore
 from data.frame_store import FrameStore
-from data.process_feed import ordered_map
 from models.feature_extraction import (
     FeatureRecipe,
     build_extractor,
@@ -26,6 +25,7 @@ from models.feature_extraction import (
     resolve_precision,
     uint8_extractor,
 )
+from runtime.process_feed import ordered_map
 from tests.synthetic_videos import write_ucf101_like
 from training import compute_flow, extract_features, extract_frames
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 import data.npz_files
-from data.batch_jobs import parse_shard, shard_items
 from data.feature_store import FeatureStore, FeatureStoreError
 from data.npz_files import write_npz
+from runtime.jobs import parse_shard, shard_items
 
 METADATA = {"backbone": "vgg16", "stream": "rgb", "weights": "imagenet", "layer": "fc1"}
 

@@ -17,8 +17,8 @@ import pytest
 from data.frame_batches import StoredClip, draw_batch
 from data.frame_dataset import FrameDataset
 from data.frame_store import FrameSettings, FrameStore
-from data.process_feed import ordered_map
 from models.two_stream_vgg16 import build_stream_vgg16
+from runtime.process_feed import ordered_map
 from tests.interrupted_batches import InterruptedBatches
 from training.finetune_convnet import (
     CHECKPOINT_NAME,

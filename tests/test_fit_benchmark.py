@@ -1,4 +1,4 @@
-"""evaluation.fit_benchmark at tiny sizes: every case runs, the PyTorch reference computes
+"""benchmarks.fit_benchmark at tiny sizes: every case runs, the PyTorch reference computes
 the layer's equations, and the ratios come from the measured rates."""
 
 import json
@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from evaluation import fit_benchmark
-from evaluation.fit_benchmark import FitCase
+from benchmarks.fit_benchmark import FitCase
+from benchmarks import fit_benchmark
 from models.recognizer import build_attention_model
 
 torch = pytest.importorskip("torch")

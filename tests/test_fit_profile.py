@@ -1,10 +1,10 @@
-"""evaluation.fit_profile: the GPU trace summary, on a made-up trace and on a real CPU trace."""
+"""benchmarks.fit_profile: the GPU trace summary, on a made-up trace and on a real CPU trace."""
 
 from pathlib import Path
 
 import pytest
 
-from evaluation.fit_profile import format_markdown, kind_of, summarize, summarize_events
+from benchmarks.fit_profile import format_markdown, kind_of, summarize, summarize_events
 
 
 def _write_xspace(path: Path, streams: dict[str, list[tuple[str, float, float]]]) -> None:
@@ -69,7 +69,7 @@ def test_a_real_trace_on_the_cpu(tmp_path):
 
     if keras.backend.backend() != "jax":
         pytest.skip("jax.profiler traces the JAX backend")
-    from evaluation.fit_profile import main
+    from benchmarks.fit_profile import main
 
     main(["--trace", str(tmp_path), "--tiny", "--steps", "2"])
     assert list(tmp_path.glob("plugins/profile/*/*.xplane.pb"))

@@ -1,4 +1,4 @@
-"""evaluation.flow_benchmark on a real clip at a tiny size (OpenCV methods only: the
+"""benchmarks.flow_benchmark on a real clip at a tiny size (OpenCV methods only: the
 keras.ops TV-L1 is measured in tests/test_tvl1.py)."""
 
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluation import flow_benchmark
+from benchmarks import flow_benchmark
 
 CLIP = Path(__file__).resolve().parents[2] / "shared/data/ucf101_subset/UCF-101/Punch"
 

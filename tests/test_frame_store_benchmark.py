@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from benchmarks.frame_store_benchmark import UCF101_FRAMES, main
 from data.frame_store import FrameStore
-from evaluation.frame_store_benchmark import UCF101_FRAMES, main
 from tests.synthetic_videos import write_ucf101_like
 from training.extract_frames import main as extract_main
 

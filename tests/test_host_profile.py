@@ -1,4 +1,4 @@
-"""The host-thread sampler of `evaluation.host_profile`: labels, groups, shares."""
+"""The host-thread sampler of `benchmarks.host_profile`: labels, groups, shares."""
 
 import sys
 import threading
@@ -6,14 +6,14 @@ import time
 
 import pytest
 
-from data.process_feed import ordered_map
-from evaluation.host_profile import (
+from benchmarks.host_profile import (
     StackSampler,
     _module_of,
     format_summary,
     label,
     thread_group,
 )
+from runtime.process_feed import ordered_map
 
 
 def _own_label(_item):
@@ -23,7 +23,7 @@ def _own_label(_item):
 def test_a_label_names_the_innermost_project_frame_and_the_innermost_frame():
     (where,) = list(ordered_map(_own_label, [0], workers=0))
     project, leaf = where.split(" > ")
-    assert project.startswith("data/process_feed.py:") and project.endswith(" ordered_map")
+    assert project.startswith("runtime/process_feed.py:") and project.endswith(" ordered_map")
     assert leaf == "test_host_profile _own_label"
 
 

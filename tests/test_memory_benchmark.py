@@ -2,7 +2,7 @@
 
 import pytest
 
-from evaluation.memory_benchmark import STAGES, MemoryBenchmarkConfig, format_table, run
+from benchmarks.memory_benchmark import STAGES, MemoryBenchmarkConfig, format_table, run
 
 SHORT, LONG = 100, 500  # frames of the two generated 240x320 clips, processed at 256x340
 # Allowed growth of each stage's peak memory from the short clip to the long one: run to

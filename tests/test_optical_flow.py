@@ -4,20 +4,18 @@ import cv2
 import numpy as np
 import pytest
 
+from data.flow_quantization import FLOW_BOUND, dequantize_flow, quantize_flow
 from data.npz_files import SpooledArray
 from data.optical_flow import (
-    FLOW_BOUND,
     FLOW_METHODS,
     STACK_LENGTH,
     compute_flow,
     compute_flow_float,
-    dequantize_flow,
     flow_stacks,
     iter_flow,
     iter_flow_stacks,
     load_flow,
     load_flow_chunks,
-    quantize_flow,
     read_rawframes,
     save_flow,
 )

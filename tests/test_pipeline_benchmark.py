@@ -1,4 +1,4 @@
-"""`python -m evaluation.pipeline_benchmark --tiny` on 3 real clips, so that it cannot rot.
+"""`python -m benchmarks.pipeline_benchmark --tiny` on 3 real clips, so that it cannot rot.
 
 One run of every stage (../shared/data/ucf101_subset, 36x48 frames, 32 px inputs, a
 VGG16 of 1/16 the widths) checks the JSON lines: every stage is there, its rates are
@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluation import pipeline_benchmark
-from evaluation.pipeline_benchmark import (
+from benchmarks.pipeline_benchmark import (
     DATASET_SIZES,
     STAGES,
     PaperRecipe,
@@ -22,6 +21,7 @@ from evaluation.pipeline_benchmark import (
     projected_items,
     total_hours,
 )
+from benchmarks import pipeline_benchmark
 
 SUBSET = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ucf101_subset"
 needs_clips = pytest.mark.skipif(not SUBSET.is_dir(), reason=f"no real clips at {SUBSET}")

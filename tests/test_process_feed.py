@@ -1,4 +1,4 @@
-"""data.process_feed: ordered results from worker processes, through shared memory."""
+"""runtime.process_feed: ordered results from worker processes, through shared memory."""
 
 import functools
 import os
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.process_feed import ordered_map
+from runtime.process_feed import ordered_map
 
 
 def _array_of(size: int, value: int) -> np.ndarray:
@@ -122,7 +122,7 @@ def test_workers_do_not_import_the_main_module(tmp_path):
     script.write_text(
         "import sys\n"
         "import keras  # noqa: F401\n"
-        "from data.process_feed import ordered_map\n"
+        "from runtime.process_feed import ordered_map\n"
         "from tests.test_process_feed import _modules_loaded\n"
         "print(list(ordered_map(_modules_loaded, ['keras', 'main_importing_keras'], workers=1)))\n"
     )

@@ -17,7 +17,6 @@ from data.synthetic import (
     SyntheticConfig,
     clip_specs,
     generate_dataset,
-    main,
     render_clip,
 )
 from data.synthetic_drawing import DISTRACTOR_KINDS
@@ -238,16 +237,3 @@ def test_class_is_in_the_action_shot_not_in_the_distractors(
 def test_config_rejects_bad_values(changes, message):
     with pytest.raises(ValueError, match=message):
         dataclasses.replace(TINY, **changes)
-
-
-def test_cli_writes_the_dataset(tmp_path, capsys):
-    argv = [
-        "--output", str(tmp_path), "--preset", "tiny", "--clips-per-class", "2",
-        "--num-groups", "2", "--no-progress",
-    ]  # fmt: skip
-    assert main(argv) == 0
-    assert "6 written, 0 already there" in capsys.readouterr().out  # 3 classes x 2 clips
-    split = load_ucf101_split(tmp_path / "UCF-101", tmp_path / "ucfTrainTestlist")
-    assert (len(split.train), len(split.test)) == (3, 3)
-    assert main(argv) == 0
-    assert "0 written, 6 already there" in capsys.readouterr().out

@@ -15,12 +15,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.config_flags import exit_on_error
 from data.feature_store import FeatureStore
 from data.samples import sample_starts
 from data.splits import Clip, video_group
 from evaluation.scoring import VideoScores, score_run
 from models.recognizer import NORMALIZATION_LAYER
+from runtime.config_flags import exit_on_error
 from tests.evaluation_fixtures import (
     TINY_MODEL,
     synthetic_split,

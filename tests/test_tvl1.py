@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from keras import ops
 
+from benchmarks.flow_benchmark import known_flow_set
 from data import tvl1
-from data.optical_flow import quantize_flow
+from data.flow_quantization import quantize_flow
 from data.tvl1 import TVL1Settings, tvl1_flow
 from data.video import read_video
-from evaluation.flow_benchmark import known_flow_set
 
 CLIP = Path(__file__).resolve().parents[2] / "shared/data/ucf101_subset/UCF-101/PushUps"
 HEIGHT, WIDTH = 64, 85  # small, so that CI's CPU compiles and runs it in about a minute

@@ -12,7 +12,7 @@ Keras backend sees a GPU and the solver's self-check on a known flow passes ther
 used is printed and stored with every file. OpenCV's methods run one video per worker
 process; `tvl1_keras` runs in this process, `--batch-pairs` pairs of consecutive frames at
 a time across videos, compacted down to `--compact-to` pairs as pairs converge (the same
-flow), with `--workers` decoding threads (`training.batched_flow`).
+flow), with `--workers` decoding threads (`data.batched_flow`).
 
 Output: `<output>/<video_id>.npz` holding `flow` `(frames - 1, 256, 340, 2)` uint8
 (bound 20) and JSON metadata; with `--layout frames`, the same quantised flow as
@@ -37,24 +37,24 @@ from pathlib import Path
 
 import cv2
 
-from data.atomic_files import check_output_folder
-from data.batch_jobs import (
-    JobReport,
-    JobResult,
-    default_workers,
-    exit_status,
-    parse_shard,
-    run_jobs,
-    shard_items,
-    write_failure_log,
-)
-from data.config_flags import exit_on_error, parse_config
+from data.batched_flow import run_batched
 from data.flow_store import FlowSettings, FlowStore, flow_metadata
 from data.frame_store import DEFAULT_FLOW_JPEG_QUALITY, FrameStore, check_jpeg_quality
 from data.optical_flow import iter_flow
 from data.splits import SUBSETS, SplitSource
 from data.video import VideoError, VideoReader
-from training.batched_flow import run_batched
+from runtime.atomic_files import check_output_folder
+from runtime.batch_jobs import run_jobs
+from runtime.config_flags import exit_on_error, parse_config
+from runtime.jobs import (
+    JobReport,
+    JobResult,
+    default_workers,
+    exit_status,
+    parse_shard,
+    shard_items,
+    write_failure_log,
+)
 
 LAYOUTS = ("npz", "frames")
 # tvl1_keras: decoding and writing threads at most (more leave the device no faster).
@@ -186,7 +186,7 @@ def resolve_settings(config: ComputeFlowConfig) -> tuple[ComputeFlowConfig, str]
     saying what was chosen and why (empty if nothing was)."""
     settings, note = config.settings, ""
     if settings.method == "auto":
-        from models.devices import gpu_visible
+        from runtime.devices import gpu_visible
 
         if not gpu_visible():
             note = "method auto: tvl1 (OpenCV DualTVL1; the Keras backend sees no GPU)"

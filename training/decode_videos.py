@@ -22,20 +22,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.atomic_files import atomic_write, check_output_folder
-from data.batch_jobs import (
+from data.splits import SUBSETS, SplitSource
+from data.video import VideoError, VideoReader
+from runtime.atomic_files import atomic_write, check_output_folder
+from runtime.batch_jobs import run_jobs
+from runtime.config_flags import exit_on_error, parse_config
+from runtime.jobs import (
     JobReport,
     JobResult,
     default_workers,
     exit_status,
     parse_shard,
-    run_jobs,
     shard_items,
     write_failure_log,
 )
-from data.config_flags import exit_on_error, parse_config
-from data.splits import SUBSETS, SplitSource
-from data.video import VideoError, VideoReader
 
 COLUMNS = ("video_id", "label", "num_frames", "fps", "source_height", "source_width")
 

@@ -7,7 +7,7 @@ Appearance: the FC6 (`fc1`) feature of every RGB frame; motion: of every
 
 - `--workers N` processes (default: the cores less one; 0: this process) decode the
   videos, or read the `.npz` flow store, or with `--frame-root` the frame store's JPEG
-  frames / flow (`data.extraction_feed`, mapped by `data.process_feed.ordered_map`), and
+  frames / flow (`data.extraction_feed`, mapped by `runtime.process_feed.ordered_map`), and
   cut the central crops while the network runs on earlier batches;
 - the crops travel as uint8 and are preprocessed on the device, by the model's first
   layer (`uint8_extractor`: bit for bit the host preprocessing's features);
@@ -48,24 +48,12 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from data.atomic_files import check_output_folder
-from data.batch_jobs import (
-    JobReport,
-    JobResult,
-    exit_status,
-    parse_shard,
-    shard_items,
-    write_failure_log,
-)
-from data.config_flags import exit_on_error, parse_config
 from data.extraction_feed import ImageSource, count_images, plan_tasks, read_crops
 from data.feature_store import FeatureStore
 from data.flow_store import FlowStore
 from data.frame_store import FrameStore
-from data.process_feed import default_workers, ordered_map
 from data.splits import SUBSETS, SplitSource
 from data.video import VideoReader
-from models.devices import data_parallel_distribution, resolve_precision
 from models.feature_extraction import (
     FeatureRecipe,
     build_extractor,
@@ -76,6 +64,19 @@ from models.feature_extraction import (
     identify_weights,
     uint8_extractor,
 )
+from runtime.atomic_files import check_output_folder
+from runtime.config_flags import exit_on_error, parse_config
+from runtime.devices import data_parallel_distribution, resolve_precision
+from runtime.jobs import (
+    JobReport,
+    JobResult,
+    default_workers,
+    exit_status,
+    parse_shard,
+    shard_items,
+    write_failure_log,
+)
+from runtime.process_feed import ordered_map
 
 DATA_PARALLEL = ("auto", "off")
 # Threads that write features while the network runs: 4 were busy 95 % of the time at
@@ -101,7 +102,7 @@ class ExtractFeaturesConfig:
     batch_size: int = 64
     # Processes that read, decode and crop while the network runs; 0: this process.
     workers: int = field(
-        default_factory=default_workers,
+        default_factory=lambda: default_workers(reserve=1),
         metadata={"help": "reading processes (default: cores - 1; 0: this process)"},
     )
     # "auto": keras.distribution.DataParallel over every device when the JAX backend
@@ -154,7 +155,7 @@ def extract_clips(
             video's features, and a stored video counts as done only when it matches.
 
     Returns:
-        A `data.batch_jobs.JobReport`: `done`, `skipped`, `failures`, and
+        A `runtime.jobs.JobReport`: `done`, `skipped`, `failures`, and
         `frames` (images extracted).
     """
     metadata = recipe.metadata()
@@ -188,7 +189,7 @@ def extract_clips(
 
 def read_pieces(source: ImageSource, clips: Sequence, workers: int) -> Iterator[dict]:
     """The clips' images as `data.extraction_feed.read_crops` pieces, in order, read and
-    centrally cropped in `workers` processes (`data.process_feed.ordered_map`): the feed
+    centrally cropped in `workers` processes (`runtime.process_feed.ordered_map`): the feed
     of `extract_videos`. Close it when done."""
     tasks = plan_tasks(source, ((clip.video_id, getattr(clip, "path", None)) for clip in clips))
     return ordered_map(functools.partial(read_crops, source), tasks, workers=workers)
@@ -209,7 +210,7 @@ def extract_videos(
     `workers` processes.
 
     The clips' images are read and centrally cropped by `data.extraction_feed.read_crops`
-    in worker processes (`data.process_feed.ordered_map`), a few tasks ahead of the
+    in worker processes (`runtime.process_feed.ordered_map`), a few tasks ahead of the
     network, and arrive as uint8 crops; `extractor` takes them as they are (it is
     `models.feature_extraction.uint8_extractor`'s, preprocessing on the device). Batches
     of `batch_size` rows run across videos (`extract_streamed_features`), so no video's
@@ -226,7 +227,7 @@ def extract_videos(
             default source).
 
     Returns:
-        A `data.batch_jobs.JobReport`: `done`, `skipped`, `failures`, `frames` (images
+        A `runtime.jobs.JobReport`: `done`, `skipped`, `failures`, `frames` (images
         extracted) and `seconds` (of the whole run, reading and network overlapped).
     """
     metadata = recipe.metadata()

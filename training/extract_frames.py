@@ -25,21 +25,21 @@ from pathlib import Path
 
 import cv2
 
-from data.atomic_files import check_output_folder
-from data.batch_jobs import (
+from data.frame_store import FrameSettings, FrameStore
+from data.splits import SUBSETS, SplitSource
+from data.video import VideoError, VideoReader
+from runtime.atomic_files import check_output_folder
+from runtime.batch_jobs import run_jobs
+from runtime.config_flags import exit_on_error, parse_config
+from runtime.jobs import (
     JobReport,
     JobResult,
     default_workers,
     exit_status,
     parse_shard,
-    run_jobs,
     shard_items,
     write_failure_log,
 )
-from data.config_flags import exit_on_error, parse_config
-from data.frame_store import FrameSettings, FrameStore
-from data.splits import SUBSETS, SplitSource
-from data.video import VideoError, VideoReader
 
 
 @dataclass(frozen=True)

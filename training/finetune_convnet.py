@@ -26,7 +26,7 @@ Feeding the device (none of it changes a hyper-parameter of the paper):
   only the drawn JPEGs), written by `python -m training.extract_frames` (RGB) and
   `python -m training.compute_flow --layout frames` (flow; `--flow-root` is then not
   needed). Without it RGB videos are decoded whole for each draw: fine for small jobs.
-- `--workers N`: processes drawing batches (`data.process_feed.ordered_map`), `2 N`
+- `--workers N`: processes drawing batches (`runtime.process_feed.ordered_map`), `2 N`
   batches ahead of the one training; default `default_workers()` (cores less one); 0 draws
   in this process. The batches are the same for every N, so resume stays exact.
 - Batches travel as uint8 (a quarter of float32's bytes) and are preprocessed on the
@@ -65,18 +65,19 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from data.atomic_files import atomic_write, check_output_folder
-from data.config_flags import exit_on_error, parse_config
 from data.flow_store import FlowStore
 from data.frame_batches import FrameBatches, StoredClip, decoded_rgb_frames, draw_batch
 from data.frame_dataset import FrameDataset, Preprocess
 from data.frame_store import FrameStore
-from data.process_feed import default_workers, ordered_map
 from data.splits import HOLD_OUTS, SplitSource, hold_out_validation
 from models import efficientnet_lite
-from models.devices import data_parallel_distribution, resolve_precision, to_device
 from models.image_preprocessing import with_preprocessing
 from models.two_stream_vgg16 import STREAMS, build_stream_vgg16, preprocess_images
+from runtime.atomic_files import atomic_write, check_output_folder
+from runtime.config_flags import exit_on_error, parse_config
+from runtime.devices import data_parallel_distribution, resolve_precision, to_device
+from runtime.jobs import default_workers
+from runtime.process_feed import ordered_map
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,7 +308,7 @@ def finetune(
         output_dir: Where `checkpoint.npz`, `settings.json`, `log.csv` and `final.keras` go.
         preprocessing: A `models.image_preprocessing` mode. Default: VGG16's for the
             stream (`preprocessing_mode("VGG16", config.stream)`).
-        workers: Processes drawing batches (`data.process_feed.ordered_map`); 0 draws
+        workers: Processes drawing batches (`runtime.process_feed.ordered_map`); 0 draws
             each batch here when it is needed. The batches are the same either way.
         ahead: Batches drawn ahead of the one training. Default `2 * workers`.
         progress: Show a tqdm bar with images/s.
@@ -436,7 +437,7 @@ class FinetuneConvnetConfig:
             "help": "frame store (training.extract_frames; flow: compute_flow --layout frames)"
         },
     )
-    # Processes drawing batches; None: data.process_feed.default_workers() (cores less one).
+    # Processes drawing batches; None: runtime.jobs.default_workers(reserve=1) (cores less one).
     workers: int | None = dataclasses.field(
         default=None, metadata={"help": "batch-drawing processes (0: in this process)"}
     )
@@ -661,8 +662,8 @@ def stage_clips(config: FinetuneConvnetConfig) -> tuple:
 
 def batch_workers(config: FinetuneConvnetConfig) -> int:
     """Processes drawing batches: `--workers`, else one a core less one (the training
-    process's; until 2026-12-04 at most 8)."""
-    return default_workers() if config.workers is None else config.workers
+    process's)."""
+    return default_workers(reserve=1) if config.workers is None else config.workers
 
 
 def run(config: FinetuneConvnetConfig) -> Path:

@@ -32,11 +32,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.atomic_files import LockHeldError, PidLock
 from data.splits import DATASETS, HOLD_OUTS, SPLITS
 from models.feature_extraction import FeatureRecipe
 from models.recognizer import DEFAULT_DROPOUT, DEFAULT_WEIGHT_DECAY
 from models.two_stream_vgg16 import STREAMS
+from runtime.atomic_files import LockHeldError, PidLock
 
 MODELS = ("attention", "baseline")
 # Frame features as stored ("none", the paper's) or standardised with the training
@@ -265,7 +265,7 @@ class Run:
 
         Raises:
             ValueError: Another trainer, in any process, holds it. A lock left by a
-                killed trainer is taken over (`data.atomic_files.PidLock`).
+                killed trainer is taken over (`runtime.atomic_files.PidLock`).
         """
         lock = PidLock(self.lock_path)
         try:

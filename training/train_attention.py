@@ -30,13 +30,13 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from data.config_flags import exit_on_error, parse_config
 from data.feature_store import FeatureStore, FeatureStoreError
 from data.samples import MixupDataset, SampleDataset
 from data.splits import SplitSource, hold_out_validation
-from models.devices import use_compilation_cache
 from models.feature_extraction import FeatureRecipe
 from models.recognizer import build_attention_model
+from runtime.config_flags import exit_on_error, parse_config
+from runtime.devices import use_compilation_cache
 from training.runs import PRESETS, Run, RunRecord, TrainConfig
 
 
@@ -54,7 +54,7 @@ class TrainAttentionConfig:
     # TensorFlow graphs, which trace and run faster for small models on a CPU
     # (docs/synthetic_and_demo.md). The same model either way, up to rounding.
     jit_compile: bool = field(default=True, metadata={"help": "XLA-compile the steps"})
-    # JAX only (models.devices.use_compilation_cache): compiled steps are kept in this
+    # JAX only (runtime.devices.use_compilation_cache): compiled steps are kept in this
     # folder and loaded by later runs of the same shapes (the 12 runs of a split's Table 1
     # share two architectures). None: every process compiles its own.
     compile_cache: Path | None = field(

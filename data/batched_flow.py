@@ -35,10 +35,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data.batch_jobs import JobReport, JobResult
 from data.flow_store import FlowSettings, FlowStore, flow_metadata
 from data.frame_store import FrameStore
 from data.video import VideoError, VideoReader
+from runtime.jobs import JobReport, JobResult
 
 # Writes waiting per writer thread before the main thread waits: bounds the batches held.
 _WRITER_QUEUE = 8

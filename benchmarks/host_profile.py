@@ -17,7 +17,7 @@ not it holds the GIL. Threads of one pool (`predict_0`, `write-features_0..3`) a
 counted together. The sampler's own cost is one stack walk per thread per sample,
 holding the GIL meanwhile: a Python loop beside 7 threads sampled every 5 ms ran within
 the noise of the same loop unsampled on this project's 2-core CPU (one try, other jobs
-running). `evaluation.pipeline_benchmark --profile-ms` samples each stage it times.
+running). `benchmarks.pipeline_benchmark --profile-ms` samples each stage it times.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Disk cost and random-access read speed of a frame store, against decoding the video.
 
-    python -m evaluation.frame_store_benchmark --store frames/ucf101_subset \
+    python -m benchmarks.frame_store_benchmark --store frames/ucf101_subset \
         --video-root ../shared/data/ucf101_subset/UCF-101 --reads 300 --video-reads 20
 
 Reads the markers of every video folder whose frames are complete under `--store` (written by
@@ -35,9 +35,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data.config_flags import exit_on_error, parse_config
 from data.frame_store import FrameStore
 from data.video import read_video
+from runtime.config_flags import exit_on_error, parse_config
 
 UCF101_VIDEOS = 13_320
 UCF101_FRAMES = 2_500_000  # about: 13,320 clips of 186 frames on average
@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         parse_config(
             FrameStoreBenchmarkConfig,
             argv,
-            prog="python -m evaluation.frame_store_benchmark",
+            prog="python -m benchmarks.frame_store_benchmark",
             doc=__doc__,
         )
     )

@@ -1,6 +1,6 @@
 """Peak memory of the stages that go through a whole video: flow, extraction, predict.
 
-    python -m evaluation.memory_benchmark --num-frames 3000
+    python -m benchmarks.memory_benchmark --num-frames 3000
 
 Writes one generated clip (`--num-frames` frames at 240x320, Motion-JPEG AVI, a texture
 moving 2 px right and 1 px down per frame) as a one-clip UCF101-shaped split, then runs
@@ -36,7 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data.config_flags import add_config_arguments, config_from_arguments
+from runtime.config_flags import add_config_arguments, config_from_arguments
 
 STAGES = ("flow", "appearance", "motion", "predict-appearance", "predict-motion")
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -230,7 +230,7 @@ def format_table(report: dict) -> str:
 
 def main(argv: Sequence[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
-        prog="python -m evaluation.memory_benchmark", description=__doc__.split("\n\n")[0]
+        prog="python -m benchmarks.memory_benchmark", description=__doc__.split("\n\n")[0]
     )
     add_config_arguments(parser, MemoryBenchmarkConfig)
     report = run(config_from_arguments(parser.parse_args(argv), MemoryBenchmarkConfig))

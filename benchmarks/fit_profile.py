@@ -1,10 +1,10 @@
 """Where a training step of the recogniser spends its GPU time: a JAX profile, summarised.
 
     # on the GPU machine (JAX backend): a trace of `--steps` model.fit steps after warm-up
-    KERAS_BACKEND=jax python -m evaluation.fit_profile --trace runs/fit_profile \
+    KERAS_BACKEND=jax python -m benchmarks.fit_profile --trace runs/fit_profile \
         --batch-size 256 --precision float32
     # anywhere TensorFlow is installed (it reads the trace's XPlane protobuf)
-    python -m evaluation.fit_profile --summarize runs/fit_profile --output profile.json
+    python -m benchmarks.fit_profile --summarize runs/fit_profile --output profile.json
 
 The trace is `jax.profiler`'s (`<dir>/plugins/profile/<run>/<host>.xplane.pb`); the
 summary reads its GPU planes: every kernel and copy on the device's streams, and gives,
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.fit_benchmark import FitCase, build_keras_case, fit_data, random_data
+from benchmarks.fit_benchmark import FitCase, build_keras_case, fit_data, random_data
 
 # Kernel kinds, by name (the first that matches).
 KINDS = (
@@ -204,7 +204,7 @@ def format_markdown(summary: dict) -> str:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m evaluation.fit_profile", description=__doc__.split("\n\n")[0]
+        prog="python -m benchmarks.fit_profile", description=__doc__.split("\n\n")[0]
     )
     action = parser.add_mutually_exclusive_group(required=True)
     action.add_argument("--trace", type=Path, help="write a jax.profiler trace here (JAX)")
@@ -231,7 +231,7 @@ def main(argv=None):
             feed=args.feed,
         )
         if args.tiny:
-            from evaluation.fit_benchmark import TINY
+            from benchmarks.fit_benchmark import TINY
 
             case = replace(case, **{**TINY, "steps": args.steps})
         info = trace(case, args.trace)

@@ -1,6 +1,6 @@
 """The benchmark runs on tiny shapes and reports consistent numbers."""
 
-from evaluation.benchmark import main
+from benchmarks.model_benchmark import main
 
 
 def test_benchmark_reports_every_variant_and_ratios(tmp_path):

@@ -1,10 +1,10 @@
 """How long Table 1 takes: every stage of the pipeline, as a user runs it, on N real clips.
 
-    python -m evaluation.pipeline_benchmark \
+    python -m benchmarks.pipeline_benchmark \
         --video-root ../shared/data/ucf101_subset/UCF-101 \
         --split-dir ../shared/data/ucf101_subset/ucfTrainTestlist \
         --clips 96 --output pipeline.jsonl --markdown pipeline.md
-    python -m evaluation.pipeline_benchmark --tiny  # CPU smoke run, about a minute
+    python -m benchmarks.pipeline_benchmark --tiny  # CPU smoke run, about a minute
 
 Each stage's own command (`training.extract_frames`, `training.compute_flow`,
 `training.finetune_convnet`, `training.extract_features`, `training.train_attention`)
@@ -20,16 +20,16 @@ the videos are read where they are). Per stage it reports:
 - `feed_only_items_per_s` (fine-tuning, extraction): the stage's own worker processes
   drawing or reading its images with no network, timed the same way;
 - `host_profile` (with `--profile-ms`): where the host threads were while the stage ran
-  (`evaluation.host_profile`);
+  (`benchmarks.host_profile`);
 - `device_only_items_per_s`: the same network, built the same way, on a batch already on
   the device (no feeding): `train_on_batch` for fine-tuning, `predict_on_batch` for
-  extraction, `evaluation.fit_benchmark.run_keras_case` for attention training;
+  extraction, `benchmarks.fit_benchmark.run_keras_case` for attention training;
 - `ratio`: end to end / device only, the share of the accelerator the stage uses;
 - `peak_host_bytes` (this process and its finished children, `resource.getrusage`)
-  and `peak_device_bytes` (`evaluation.devices`), both peaks since the benchmark began;
+  and `peak_device_bytes` (`runtime.devices`), both peaks since the benchmark began;
 - `projected_hours_ucf101` / `_hmdb51`: `projected_items(stage, dataset) / items_per_s
   / 3600` for the paper's recipe (`PaperRecipe`, `DATASET_SIZES`). Flow is shown but left
-  out of the total (its GPU solver is measured by `evaluation.flow_benchmark`).
+  out of the total (its GPU solver is measured by `benchmarks.flow_benchmark`).
 
 Weights do not change speed: `--weights none` (the default) builds the same networks
 with random weights, so no ImageNet file is needed.
@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.devices import device_name, peak_device_bytes
+from runtime.devices import device_name, peak_device_bytes
 
 STAGES = (
     "decode",
@@ -177,7 +177,7 @@ class BenchmarkConfig:
     device_repeats: int = 10  # timed device-only batches (after 2 warm-up batches)
     # Host threads' stacks sampled every this many ms while a stage runs (decode, flow,
     # fine-tuning, extraction, attention; not the device-only or feed-only references):
-    # `evaluation.host_profile`. 0: not sampled.
+    # `benchmarks.host_profile`. 0: not sampled.
     profile_ms: float = 0.0
 
 
@@ -215,7 +215,7 @@ def _network_flags(config: BenchmarkConfig) -> list[str]:
 
 
 def _workers(config: BenchmarkConfig) -> int:
-    from data.batch_jobs import default_workers
+    from runtime.jobs import default_workers
 
     return config.workers or default_workers()
 
@@ -250,9 +250,9 @@ def compute_flow_argv(
 
 def finetune_warmup(config: BenchmarkConfig) -> int:
     """Fine-tuning iterations left out after the first (it compiles): the batches its
-    workers draw ahead (`data.process_feed.default_ahead`, the stage's default), made
+    workers draw ahead (`runtime.process_feed.default_ahead`, the stage's default), made
     while it compiled, so that the timed ones are drawn at the feed's own pace."""
-    from data.process_feed import default_ahead
+    from runtime.process_feed import default_ahead
 
     return default_ahead(_workers(config))
 
@@ -446,8 +446,8 @@ def finetune_device_rate(stage_config, num_classes: int, repeats: int) -> float:
     stage compiles it, on one batch already on the device."""
     import keras
 
-    from models.devices import resolve_precision
     from models.image_preprocessing import with_preprocessing
+    from runtime.devices import resolve_precision
     from training import finetune_convnet
 
     settings = stage_config.settings
@@ -469,8 +469,8 @@ def finetune_device_rate(stage_config, num_classes: int, repeats: int) -> float:
 def extract_device_rate(stage_config, repeats: int) -> float:
     """Images/s of `predict_on_batch` of the extraction stage's network on one batch
     already on the device (the call `models.feature_extraction` makes per batch)."""
-    from models.devices import resolve_precision
     from models.feature_extraction import build_extractor, identify_weights, uint8_extractor
+    from runtime.devices import resolve_precision
 
     recipe = identify_weights(stage_config.recipe)
     recipe = dataclasses.replace(recipe, precision=resolve_precision(recipe.precision))
@@ -484,11 +484,11 @@ def extract_device_rate(stage_config, repeats: int) -> float:
 
 def attention_device_rate(train_config, feature_dim: int, num_classes: int, steps: int) -> float:
     """Samples/s of `model.fit` of the attention model on arrays already on the device:
-    `evaluation.fit_benchmark.run_keras_case` at the training stage's sizes, in float32
+    `benchmarks.fit_benchmark.run_keras_case` at the training stage's sizes, in float32
     (train_attention has no precision setting: it trains in Keras' default float32)."""
     import keras
 
-    from evaluation.fit_benchmark import FitCase, run_keras_case
+    from benchmarks.fit_benchmark import FitCase, run_keras_case
 
     policy = keras.config.dtype_policy()
     case = FitCase(
@@ -556,7 +556,7 @@ class Measurement:
     # Fine-tuning and extraction: the same clips' images read (and cropped) by the same
     # worker processes, no network, items/s (what the machine's cores feed).
     feed_rate: float | None = None
-    # `evaluation.host_profile.StackSampler.summary()` of the stage's run (--profile-ms).
+    # `benchmarks.host_profile.StackSampler.summary()` of the stage's run (--profile-ms).
     host_profile: dict | None = None
 
 
@@ -581,7 +581,7 @@ def _sampled(config: BenchmarkConfig, function: Callable, *arguments):
     `config.profile_ms`, else None."""
     if not config.profile_ms:
         return function(*arguments), None
-    from evaluation.host_profile import StackSampler
+    from benchmarks.host_profile import StackSampler
 
     with StackSampler(config.profile_ms / 1000) as sampler:
         result = function(*arguments)
@@ -639,12 +639,12 @@ def _gray(path: Path, settings) -> np.ndarray:
 
 
 def opencv_tvl1_rate(stage_config, pairs: list[tuple[Path, Path]], workers: int) -> float | None:
-    """Pairs/s of OpenCV's DualTVL1 (`evaluation.flow_benchmark.time_speed`: `workers`
+    """Pairs/s of OpenCV's DualTVL1 (`benchmarks.flow_benchmark.time_speed`: `workers`
     single-thread processes) on 4 pairs a worker spread over the stage's `pairs`
     (`_stage_pairs`); None where OpenCV lacks its contrib modules (which hold DualTVL1)."""
     import cv2
 
-    from evaluation.flow_benchmark import time_speed
+    from benchmarks.flow_benchmark import time_speed
 
     if not hasattr(cv2, "optflow"):  # OpenCV without its contrib modules: no DualTVL1
         print("OpenCV DualTVL1 not timed: this OpenCV has no cv2.optflow (contrib modules).")
@@ -719,11 +719,11 @@ def run_finetune(config: BenchmarkConfig, work: WorkFolders, stream: str) -> Mea
 def finetune_feed_rate(stage_config, warmup: int, iterations: int) -> float:
     """Images/s of the fine-tuning stage's feed alone: `1 + warmup + iterations` of its
     batches drawn by its own worker processes (`data.frame_batches.draw_batch` in
-    `data.process_feed.ordered_map`, the stage's number of workers and batches ahead)
+    `runtime.process_feed.ordered_map`, the stage's number of workers and batches ahead)
     and received here, with no network; the last `iterations` are timed, as in the
     stage's rate."""
     from data.frame_batches import draw_batch
-    from data.process_feed import ordered_map
+    from runtime.process_feed import ordered_map
     from training.finetune_convnet import batch_workers, stage_clips, training_batches
 
     _, _, clips = stage_clips(stage_config)
@@ -1019,7 +1019,7 @@ def format_markdown(records: Sequence[dict]) -> str:
     for record in records:
         profile = record.get("host_profile")
         if profile:
-            from evaluation.host_profile import format_summary
+            from benchmarks.host_profile import format_summary
 
             lines.append(
                 f"\n{record['stage']}: where the host threads were, sampled every "
@@ -1044,7 +1044,7 @@ def total_hours(records: Sequence[dict]) -> dict[str, float]:
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchmarkConfig, argparse.Namespace]:
     parser = argparse.ArgumentParser(
-        prog="python -m evaluation.pipeline_benchmark",
+        prog="python -m benchmarks.pipeline_benchmark",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -43,8 +43,6 @@ from typing import Any
 
 import numpy as np
 
-from data import batch_jobs
-
 # Arrays at least this large travel through shared memory.
 SHARED_MEMORY_BYTES = 1 << 20
 
@@ -238,8 +236,3 @@ def _pooled(function, items: Iterator, workers: int, ahead: int) -> Iterator[Any
 def default_ahead(workers: int) -> int:
     """Items in flight by default for `workers` processes: two each."""
     return 2 * workers
-
-
-def default_workers() -> int:
-    """The machine's cores available to this process, less one for the consumer."""
-    return max(batch_jobs.default_workers() - 1, 1)

@@ -1,6 +1,6 @@
 """Speed of the temporal attention model: medians of repeated, compiled steps.
 
-    python -m evaluation.benchmark --batch-size 8 --repeats 10
+    python -m benchmarks.model_benchmark --batch-size 8 --repeats 10
 
 Times one inference batch and one training step (forward, backward, Adadelta update)
 of the paper's model (30 frames of 4096-d features, 2 x 512 LSTM, 30 steps) for
@@ -23,8 +23,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from data.config_flags import add_config_arguments, config_from_arguments
 from models.recognizer import build_attention_model
+from runtime.config_flags import add_config_arguments, config_from_arguments
 
 
 @dataclass(frozen=True)
@@ -169,7 +169,7 @@ def format_markdown(report: dict) -> str:
 
 def parse_args(argv=None) -> tuple[BenchmarkConfig, Path | None]:
     parser = argparse.ArgumentParser(
-        prog="python -m evaluation.benchmark", description=__doc__.split("\n\n")[0]
+        prog="python -m benchmarks.model_benchmark", description=__doc__.split("\n\n")[0]
     )
     add_config_arguments(parser, BenchmarkConfig)
     parser.add_argument("--output", type=Path, help="also write the report as JSON here")

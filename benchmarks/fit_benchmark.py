@@ -1,6 +1,6 @@
 """Training speed of the recogniser as users run it: `model.fit`, against PyTorch.
 
-    python -m evaluation.fit_benchmark --batch-sizes 32,256 --output runs/fit_benchmark.jsonl
+    python -m benchmarks.fit_benchmark --batch-sizes 32,256 --output runs/fit_benchmark.jsonl
 
 For each model (attention, baseline), precision (`float32`, `mixed_bfloat16`) and batch
 size, one fresh process builds `models.recognizer.build_attention_model` at the paper's
@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.devices import device_name, peak_device_bytes
+from runtime.devices import device_name, peak_device_bytes
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 
@@ -61,7 +61,7 @@ class FitCase:
     # NumPy) and copies to the device batch by batch.
     feed: str = "device"
     seed: int = 0
-    # keras on JAX: a persistent compilation cache folder (models.devices), so that a
+    # keras on JAX: a persistent compilation cache folder (runtime.devices), so that a
     # second run of the benchmark shows the compile time of a warm cache. None: none.
     compile_cache: str | None = None
 
@@ -140,8 +140,8 @@ def build_keras_case(case: FitCase):
     """The compiled recogniser of `case`, under its dtype policy and seed."""
     import keras
 
-    from models.devices import use_compilation_cache
     from models.recognizer import build_attention_model
+    from runtime.devices import use_compilation_cache
 
     if case.compile_cache is not None:
         use_compilation_cache(case.compile_cache)
@@ -396,7 +396,7 @@ def run_case_in_subprocess(case: FitCase, timeout: float | None = None) -> dict:
     env = dict(os.environ)
     if case.implementation != "keras":
         env["KERAS_BACKEND"] = "torch"  # the torch cases never import another framework
-    command = [sys.executable, "-m", "evaluation.fit_benchmark", "--case", json.dumps(asdict(case))]
+    command = [sys.executable, "-m", "benchmarks.fit_benchmark", "--case", json.dumps(asdict(case))]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
@@ -529,7 +529,7 @@ def ratio_rows(results: list[dict]) -> list[dict]:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
-        prog="python -m evaluation.fit_benchmark", description=__doc__.split("\n\n")[0]
+        prog="python -m benchmarks.fit_benchmark", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--batch-sizes", default="32,256", help="comma-separated")
     parser.add_argument("--precisions", default=",".join(PRECISIONS), help="comma-separated")

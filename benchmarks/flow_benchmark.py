@@ -1,7 +1,7 @@
 """Every flow method on one footing: accuracy on known flows, agreement with OpenCV's
 TV-L1, and frame pairs per second.
 
-    python -m evaluation.flow_benchmark \
+    python -m benchmarks.flow_benchmark \
         --video ../shared/data/ucf101_subset/UCF-101/PushUps/v_PushUps_g01_c01.avi
 
 Known flows: a real frame moved by smooth affine fields (a translation, a rotation of
@@ -30,9 +30,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data.optical_flow import flow_function, quantize_flow
+from data.flow_quantization import quantize_flow
+from data.optical_flow import flow_function
 from data.video import read_video
-from evaluation.devices import device_name, peak_device_bytes
+from runtime.devices import device_name, peak_device_bytes
 
 CPU_METHODS = ("tvl1", "farneback", "dis")
 
@@ -215,7 +216,7 @@ def format_markdown(report: dict) -> str:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(
-        prog="python -m evaluation.flow_benchmark", description=__doc__.split("\n\n")[0]
+        prog="python -m benchmarks.flow_benchmark", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--video", type=Path, required=True, help="a real clip")
     parser.add_argument("--methods", default="tvl1,farneback,dis,tvl1_keras")
