@@ -1,27 +1,40 @@
-"""The README's model.fit example runs as written, and the README and docs/ point only at
-things that exist: links, images, `python -m` modules, project paths, dotted names.
+"""The README's model.fit example runs as written, and the project's Markdown points only
+at things that exist: links, images, `python -m` modules, project paths, dotted names.
 
-Each check reads README.md and every docs/*.md page. Code is found as fenced blocks
-(```), indented blocks (lines starting with 4 spaces) and inline spans (`...`).
+Links (with their `#anchors`) are checked in every Markdown file of the repository
+(`markdown_files`: the README, docs/, the results READMEs and the generated result
+tables); the other checks read README.md and every docs/*.md page. Code is found as
+fenced blocks (```), indented blocks (lines starting with 4 spaces) and inline spans
+(`...`). The README and the results READMEs are kept short.
 """
 
 import dataclasses
 import importlib
 import importlib.util
+import os
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
-MAX_README_LINES = 260  # the front page: results and how to run, details in docs/
+MAX_README_LINES = 200  # the front page: results and how to run, details in docs/
+# A results README says what the current numbers are, in under a screen or two.
+RESULTS_READMES = ("benchmarks/results/*/README.md", "evaluation/results/*/README.md")
+MAX_RESULTS_README_LINES = 60
+# Folders whose Markdown is not the project's: tools' caches and environments (every
+# hidden folder: .venv, .git, .pytest_cache, ..., and __pycache__), and the top-level
+# outputs, never committed: runs/ (the stages') and build/.
+SKIPPED_DIRS = {"__pycache__"}
+SKIPPED_TOP_LEVEL_DIRS = {"runs", "build"}
 
 # Top-level folders of the project: a path in code that starts with one of these is a
-# project path and must exist.
-PROJECT_DIRS = ("data", "models", "training", "evaluation", "figures", "tests", "docs")
-PROJECT_PACKAGES = ("data", "models", "training", "evaluation", "figures", "tests")
+# project path and must exist; a dotted name that starts with a package must import.
+PROJECT_PACKAGES = tuple("data models training evaluation runtime benchmarks figures tests".split())
+PROJECT_DIRS = (*PROJECT_PACKAGES, "docs")
 # Written by the stages, never committed: paths under them are not checked.
 OUTPUT_DIRS = ("evaluation/results/",)
 # `python -m` targets that are not modules of this repository.
@@ -30,10 +43,30 @@ EXTERNAL_MODULES = {"pytest", "pip", "venv"}
 FENCE = re.compile(r"^```.*?^```", flags=re.DOTALL | re.MULTILINE)
 INLINE_CODE = re.compile(r"`([^`\n]+)`")
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+# `[name]: target` of a reference-style link, and the href / src of an HTML tag.
+LINK_DEFINITION = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?([^\s>]+)>?", flags=re.MULTILINE)
+HTML_LINK = re.compile(r"<(?:a|img)\b[^>]*?\b(?:href|src)=[\"']([^\"']+)[\"']", flags=re.IGNORECASE)
+SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", flags=re.IGNORECASE)
 PROJECT_PATH = re.compile(r"(?<![\w./-])((?:" + "|".join(PROJECT_DIRS) + r")/[\w./<>*{}-]*)")
 DOTTED_NAME = re.compile(r"^((?:" + "|".join(PROJECT_PACKAGES) + r")(?:\.\w+)+)")
 PYTHON_M = re.compile(r"python -m ([A-Za-z_][\w.]*)")
 MAIN_BLOCK = re.compile(r"^if __name__ == [\"']__main__[\"']:", flags=re.MULTILINE)
+
+
+def markdown_files(root: Path = ROOT) -> list[Path]:
+    """Every `.md` file under `root`, sorted, outside hidden folders, SKIPPED_DIRS and
+    SKIPPED_TOP_LEVEL_DIRS."""
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        skipped = SKIPPED_DIRS | (SKIPPED_TOP_LEVEL_DIRS if Path(folder) == root else set())
+        subfolders[:] = [
+            name for name in subfolders if not name.startswith(".") and name not in skipped
+        ]
+        found += [Path(folder) / name for name in files if name.endswith(".md")]
+    return sorted(found)
+
+
+MARKDOWN_FILES = markdown_files()
 
 
 def python_blocks():
@@ -73,43 +106,85 @@ def prose_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if not line.startswith("    ")]
 
 
-def heading_anchors(text: str) -> set[str]:
-    """GitHub's anchors of the headings of `text`: lower case, punctuation dropped,
-    spaces to hyphens, `-1`, `-2` ... on repeats."""
-    anchors, seen = set(), {}
+def github_anchor(heading: str) -> str:
+    """GitHub's anchor of a heading's text: links and images as their text, HTML tags
+    dropped, lower case, every character but letters, digits, `_`, `-` and spaces
+    dropped, each space a hyphen."""
+    text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading.strip())
+    text = re.sub(r"<[^>]+>", "", text)
+    return re.sub(r"[^\w\- ]", "", text.lower()).replace(" ", "-")
+
+
+def headings(text: str) -> list[str]:
+    """The headings of `text` outside fenced code: `# ...` lines and underlined ones
+    (a line of `===` or `---` under a line of text)."""
+    found, previous = [], ""
     for line in FENCE.sub("", text).splitlines():
-        match = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
-        if not match:
-            continue
-        slug = re.sub(r"[^\w\- ]", "", match.group(1).lower()).replace(" ", "-")
-        count = seen.get(slug, 0)
-        seen[slug] = count + 1
-        anchors.add(slug if count == 0 else f"{slug}-{count}")
+        if match := re.match(r"^ {0,3}#{1,6}(?:\s+(.*?))?\s*$", line):
+            found.append(re.sub(r"\s+#+$", "", match.group(1) or ""))
+        elif re.match(r"^ {0,3}(=+|-+)\s*$", line) and previous.strip():
+            if not previous.lstrip().startswith(("|", "-", "*", "+", ">")):
+                found.append(previous.strip())
+        previous = line
+    return found
+
+
+def heading_anchors(text: str) -> set[str]:
+    """GitHub's anchors of the headings of `text` (`github_anchor`), a repeated one
+    suffixed `-1`, `-2`, ... as GitHub numbers them."""
+    anchors, counts = set(), {}
+    for heading in headings(text):
+        anchor = base = github_anchor(heading)
+        while anchor in anchors:
+            counts[base] = counts.get(base, 0) + 1
+            anchor = f"{base}-{counts[base]}"
+        anchors.add(anchor)
     return anchors
 
 
-def relative(path: Path) -> str:
-    return str(path.relative_to(ROOT))
+def link_targets(text: str) -> list[str]:
+    """Targets of the links and images of `text` outside code: `[..](target)`,
+    `![..](target)`, `[name]: target` and HTML `href` / `src`."""
+    outside = prose(text)
+    return [
+        *LINK.findall(outside),
+        *LINK_DEFINITION.findall(outside),
+        *HTML_LINK.findall(outside),
+    ]
+
+
+def relative(path: Path, root: Path = ROOT) -> str:
+    return str(path.relative_to(root))
 
 
 # === Checks ===
 
 
-def broken_links(page: Path) -> list[str]:
-    """Links and images of `page` (outside code) whose file does not exist, or whose
-    `#anchor` is no heading of the target page. Links with a scheme (https:, mailto:)
-    are not followed."""
+def broken_links(page: Path, root: Path = ROOT) -> list[str]:
+    """Links and images of `page` (outside code) that leave the repository `root`, whose
+    file does not exist, or whose `#anchor` is no heading of the target Markdown file
+    (the page itself for `#anchor` alone). Links with a scheme (https:, mailto:) are not
+    followed; `/path` starts at `root`, as on GitHub."""
     broken = []
-    for target in LINK.findall(prose(page.read_text())):
-        if re.match(r"^[a-z][a-z0-9+.-]*:", target):
+    for target in link_targets(page.read_text()):
+        if SCHEME.match(target) or target.startswith("//"):
             continue
         file_part, _, anchor = target.partition("#")
-        destination = (page.parent / file_part).resolve() if file_part else page
-        if not destination.exists():
-            broken.append(f"{relative(page)}: {target} (no such file)")
+        file_part, anchor = unquote(file_part), unquote(anchor)
+        if not file_part:
+            destination = page
+        elif file_part.startswith("/"):
+            destination = (root / file_part.lstrip("/")).resolve()
+        else:
+            destination = (page.parent / file_part).resolve()
+        where = f"{relative(page, root)}: {target}"
+        if not destination.is_relative_to(root.resolve()):
+            broken.append(f"{where} (outside the repository)")
+        elif not destination.exists():
+            broken.append(f"{where} (no such file)")
         elif anchor and destination.suffix == ".md":
             if anchor not in heading_anchors(destination.read_text()):
-                broken.append(f"{relative(page)}: {target} (no heading #{anchor})")
+                broken.append(f"{where} (no heading #{anchor})")
     return broken
 
 
@@ -196,7 +271,7 @@ def unresolved_names(page: Path) -> list[str]:
     return [f"{relative(page)}: {name}" for name in sorted(names) if not _resolves(name)]
 
 
-@pytest.mark.parametrize("page", PAGES, ids=relative)
+@pytest.mark.parametrize("page", MARKDOWN_FILES, ids=relative)
 def test_links_and_images_resolve(page):
     assert broken_links(page) == []
 
@@ -237,3 +312,102 @@ def test_docs_pages_named_in_python_files_exist():
 
 def test_readme_is_short():
     assert len(README.read_text().splitlines()) <= MAX_README_LINES
+
+
+@pytest.mark.parametrize(
+    "readme",
+    sorted(path for pattern in RESULTS_READMES for path in ROOT.glob(pattern)),
+    ids=relative,
+)
+def test_results_readmes_are_short(readme):
+    assert len(readme.read_text().splitlines()) <= MAX_RESULTS_README_LINES
+
+
+# === The checks themselves ===
+
+
+def test_markdown_files_are_every_page_of_the_project_and_none_of_the_tools(tmp_path):
+    project = [
+        "README.md",
+        str(Path("docs", "a.md")),
+        "benchmarks/results/h200/README.md",
+        "evaluation/results/demo/table1.md",
+        "evaluation/results/subset/runs/table1.md",
+        "figures/notes.md",
+    ]
+    others = [
+        ".venv/lib/site/README.md",
+        ".git/x.md",
+        ".pytest_cache/README.md",
+        "runs/demo/table1.md",
+        "data/__pycache__/x.md",
+    ]
+    for name in project + others:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("# A page\n")
+    (tmp_path / "figures/notes.txt").write_text("not Markdown")
+    assert [relative(path, tmp_path) for path in markdown_files(tmp_path)] == sorted(project)
+    assert {README, *PAGES} <= set(MARKDOWN_FILES)
+
+
+def test_github_anchors_of_headings():
+    text = """# Data pipeline: videos to flow, features and samples
+## TV-L1 in `keras.ops` (`data.tvl1`, method `tvl1_keras`)
+### What the profile found, and what changed (one H200 machine, 2026-12-04) ###
+## Compiling once for many runs: `--compile-cache` (JAX)
+## See [the flow store](#the-flow-store)
+## Results
+## Results
+## Results-1
+Underlined
+----------
+```
+# not a heading: code
+```
+    # not a heading: an indented block
+"""
+    assert heading_anchors(text) == {
+        "data-pipeline-videos-to-flow-features-and-samples",
+        "tv-l1-in-kerasops-datatvl1-method-tvl1_keras",
+        "what-the-profile-found-and-what-changed-one-h200-machine-2026-12-04",
+        "compiling-once-for-many-runs---compile-cache-jax",
+        "see-the-flow-store",
+        "results",
+        "results-1",
+        "results-1-1",
+        "underlined",
+    }
+
+
+def test_broken_links_finds_missing_files_and_anchors(tmp_path):
+    (tmp_path / "guide").mkdir()
+    (tmp_path / "guide/target.md").write_text("# Target\n\n## The flow store\n## Costs\n## Costs\n")
+    (tmp_path / "figure.png").write_bytes(b"")
+    page = tmp_path / "README.md"
+    good = [
+        "[a](guide/target.md)",
+        "[b](guide/target.md#the-flow-store)",
+        "[c](guide/target.md#costs-1)",
+        "![d](figure.png)",
+        "[e](#readme-heading)",
+        "[f](https://example.com/missing.md#nowhere)",
+        "`[g](in-code.md)`",
+        '<img src="figure.png">',
+    ]
+    bad = [
+        "[h](guide/target.md#the-frame-store)",
+        "[i](guide/target.md#costs-2)",
+        "[j](guide/missing.md)",
+        "[k](#no-such-heading)",
+        "[l]: guide/gone.md",
+        '<a href="../outside.md">m</a>',
+    ]
+    page.write_text("# README heading\n\n" + "\n\n".join(good + bad) + "\n")
+    assert broken_links(page, tmp_path) == [
+        "README.md: guide/target.md#the-frame-store (no heading #the-frame-store)",
+        "README.md: guide/target.md#costs-2 (no heading #costs-2)",
+        "README.md: guide/missing.md (no such file)",
+        "README.md: #no-such-heading (no heading #no-such-heading)",
+        "README.md: guide/gone.md (no such file)",
+        "README.md: ../outside.md (outside the repository)",
+    ]
