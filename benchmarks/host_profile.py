@@ -46,7 +46,7 @@ COMPILING_MODULE = "jax._src.compiler"
 
 # This project's code: frames of files under these folders label a sample.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-PROJECT_FOLDERS = ("data", "evaluation", "models", "training")
+PROJECT_FOLDERS = ("benchmarks", "data", "evaluation", "models", "runtime", "training")
 
 
 def _module_of(path: str) -> str:
