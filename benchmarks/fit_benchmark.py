@@ -21,7 +21,6 @@ every Keras backend (`KERAS_BACKEND`) and on the CPU at tiny sizes (`--tiny`).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.config_flags import exit_on_error, parse_config
 from runtime.devices import device_name, peak_device_bytes
 
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -68,13 +68,58 @@ class FitCase:
 
 @dataclass(frozen=True)
 class FitBenchmarkConfig:
-    batch_sizes: tuple[int, ...] = (32, 256)
-    precisions: tuple[str, ...] = PRECISIONS
-    models: tuple[str, ...] = ("attention", "baseline")
-    feeds: tuple[str, ...] = ("device",)  # FitCase.feed of the keras cases
-    torch: bool = True  # the PyTorch references
-    torch_compile: bool | None = None  # None: only where a GPU is present
-    base: FitCase = field(default_factory=FitCase)
+    """Which cases run (every batch size x precision x model), and the settings they share."""
+
+    batch_sizes: tuple[int, ...] = field(default=(32, 256), metadata={"help": "comma-separated"})
+    precisions: tuple[str, ...] = field(default=PRECISIONS, metadata={"help": "comma-separated"})
+    models: tuple[str, ...] = field(
+        default=("attention", "baseline"), metadata={"help": "comma-separated"}
+    )
+    feeds: tuple[str, ...] = field(
+        default=("device",), metadata={"help": "keras cases' feed: device, host, or both"}
+    )
+    torch: bool = field(default=True, metadata={"help": "time the PyTorch references"})
+    torch_compile: bool = field(
+        default=False, metadata={"help": "time torch.compile too (default: with a GPU)"}
+    )
+    no_torch_compile: bool = field(
+        default=False, metadata={"help": "never time torch.compile (default: with a GPU)"}
+    )
+    steps: int = field(default=20, metadata={"help": "batches an epoch"})
+    epochs: int = field(default=4, metadata={"help": "the first one compiles"})
+    loop: str = field(
+        default="auto",
+        metadata={
+            "choices": ("auto", "loop", "unrolled"),
+            "help": "TemporalAttentionLSTM(unroll=None | False | True)",
+        },
+    )
+    tiny: bool = field(default=False, metadata={"help": "CI sizes (16-d features, 8 units)"})
+    compile_cache: str | None = field(
+        default=None, metadata={"help": "keras on JAX: persistent compilation cache folder"}
+    )
+    output: Path | None = field(
+        default=None, metadata={"help": "append one JSON line per case here"}
+    )
+    case: str | None = field(
+        default=None,
+        metadata={"help": "one case (a FitCase as JSON), run in this process and printed"},
+    )
+
+    def __post_init__(self):
+        if self.torch_compile and self.no_torch_compile:
+            raise ValueError("Expected at most one of --torch-compile and --no-torch-compile.")
+
+    @property
+    def base(self) -> FitCase:
+        """The case every measured case starts from."""
+        base = FitCase(
+            steps=self.steps,
+            epochs=self.epochs,
+            unroll={"auto": None, "loop": False, "unrolled": True}[self.loop],
+            compile_cache=self.compile_cache,
+        )
+        return replace(base, **TINY) if self.tiny else base
 
 
 TINY = dict(feature_dim=16, units=8, num_classes=5, num_frames=6, num_steps=4, steps=3, epochs=2)
@@ -425,9 +470,7 @@ def run_benchmark(config: FitBenchmarkConfig, output: Path | None = None) -> lis
     if config.torch and not _torch_available():
         print("PyTorch is not installed: the PyTorch references are left out.", file=sys.stderr)
         config = replace(config, torch=False)
-    torch_compile = config.torch_compile
-    if torch_compile is None:
-        torch_compile = _gpu_present()
+    torch_compile = config.torch_compile or (not config.no_torch_compile and _gpu_present())
     results = []
     for case in cases(config, torch_compile):
         result = run_case_in_subprocess(case)
@@ -527,56 +570,19 @@ def ratio_rows(results: list[dict]) -> list[dict]:
     return rows
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.fit_benchmark", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument("--batch-sizes", default="32,256", help="comma-separated")
-    parser.add_argument("--precisions", default=",".join(PRECISIONS), help="comma-separated")
-    parser.add_argument("--models", default="attention,baseline", help="comma-separated")
-    parser.add_argument("--steps", type=int, default=20, help="batches an epoch")
-    parser.add_argument("--epochs", type=int, default=4, help="the first one compiles")
-    parser.add_argument("--loop", choices=("auto", "loop", "unrolled"), default="auto",
-                        help="TemporalAttentionLSTM(unroll=None | False | True)")  # fmt: skip
-    parser.add_argument("--feeds", default="device", help="keras: device, host, or both")
-    parser.add_argument("--no-torch", action="store_true", help="leave out PyTorch")
-    parser.add_argument("--torch-compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="time torch.compile too (default: with a GPU)")  # fmt: skip
-    parser.add_argument("--tiny", action="store_true", help="CI sizes (16-d features, 8 units)")
-    parser.add_argument("--output", type=Path, help="append one JSON line per case here")
-    parser.add_argument("--compile-cache", help="keras on JAX: persistent compilation cache folder")
-    parser.add_argument("--case", help=argparse.SUPPRESS)  # one case, in this process
-    return parser.parse_args(argv)
-
-
 def main(argv=None):
-    args = parse_args(argv)
-    if args.case:
-        case = FitCase(**json.loads(args.case))
+    config = parse_config(
+        FitBenchmarkConfig, argv, prog="python -m benchmarks.fit_benchmark", doc=__doc__
+    )
+    if config.case:
+        case = FitCase(**json.loads(config.case))
         result = run_keras_case(case) if case.implementation == "keras" else run_torch_case(case)
         print(json.dumps(result))
         return result
-    base = FitCase(
-        steps=args.steps,
-        epochs=args.epochs,
-        unroll={"auto": None, "loop": False, "unrolled": True}[args.loop],
-        compile_cache=args.compile_cache,
-    )
-    if args.tiny:
-        base = replace(base, **TINY)
-    config = FitBenchmarkConfig(
-        batch_sizes=tuple(int(b) for b in args.batch_sizes.split(",")),
-        precisions=tuple(args.precisions.split(",")),
-        models=tuple(args.models.split(",")),
-        feeds=tuple(args.feeds.split(",")),
-        torch=not args.no_torch,
-        torch_compile=args.torch_compile,
-        base=base,
-    )
-    results = run_benchmark(config, args.output)
+    results = run_benchmark(config, config.output)
     print(format_markdown(results))
     return results
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

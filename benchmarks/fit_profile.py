@@ -18,17 +18,18 @@ arithmetic: the numbers that say which, for `docs/speed.md`.
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import re
 import time
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks.fit_benchmark import FitCase, build_keras_case, fit_data, random_data
+from runtime.config_flags import exit_on_error, parse_config
 
 # Kernel kinds, by name (the first that matches).
 KINDS = (
@@ -37,6 +38,44 @@ KINDS = (
     ("reduction", re.compile(r"reduce|reduction", re.I)),
     ("fused elementwise", re.compile(r"fusion|loop_|input_|wrapped_|elementwise", re.I)),
 )
+
+
+@dataclass(frozen=True)
+class FitProfileConfig:
+    """One action, a trace (`--trace`) or its summary (`--summarize`), and the traced case."""
+
+    trace: Path | None = field(
+        default=None, metadata={"help": "write a jax.profiler trace here (JAX)"}
+    )
+    summarize: Path | None = field(
+        default=None, metadata={"help": "summarise the trace in this folder"}
+    )
+    batch_size: int = field(default=256, metadata={"help": "samples a batch"})
+    precision: str = field(
+        default="float32",
+        metadata={"choices": ("float32", "mixed_bfloat16"), "help": "Keras dtype policy"},
+    )
+    model: str = field(
+        default="attention",
+        metadata={"choices": ("attention", "baseline"), "help": "with or without attention"},
+    )
+    steps: int = field(default=10, metadata={"help": "model.fit steps traced"})
+    feed: str = field(
+        default="device",
+        metadata={
+            "choices": ("device", "host"),
+            "help": "device: batches on it; host: NumPy arrays",
+        },
+    )
+    tiny: bool = field(default=False, metadata={"help": "CI sizes"})
+    output: Path | None = field(default=None, metadata={"help": "write the summary here (JSON)"})
+
+    def __post_init__(self):
+        if (self.trace is None) == (self.summarize is None):
+            raise ValueError(
+                "Expected one of --trace and --summarize. "
+                f"Received: trace={self.trace}, summarize={self.summarize}"
+            )
 
 
 def kind_of(name: str) -> str:
@@ -202,47 +241,31 @@ def format_markdown(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.fit_profile", description=__doc__.split("\n\n")[0]
+def main(argv: Sequence[str] | None = None):
+    config = parse_config(
+        FitProfileConfig, argv, prog="python -m benchmarks.fit_profile", doc=__doc__
     )
-    action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--trace", type=Path, help="write a jax.profiler trace here (JAX)")
-    action.add_argument("--summarize", type=Path, help="summarise the trace in this folder")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"))
-    parser.add_argument("--model", default="attention", choices=("attention", "baseline"))
-    parser.add_argument("--steps", type=int, default=10, help="model.fit steps traced")
-    parser.add_argument("--feed", default="device", choices=("device", "host"),
-                        help="device: batches on it; host: NumPy arrays")  # fmt: skip
-    parser.add_argument("--tiny", action="store_true", help="CI sizes")
-    parser.add_argument("--output", type=Path, help="write the summary here (JSON)")
-    return parser.parse_args(argv)
-
-
-def main(argv=None):
-    args = parse_args(argv)
-    if args.trace:
+    if config.trace is not None:
         case = FitCase(
-            batch_size=args.batch_size,
-            precision=args.precision,
-            model=args.model,
-            steps=args.steps,
-            feed=args.feed,
+            batch_size=config.batch_size,
+            precision=config.precision,
+            model=config.model,
+            steps=config.steps,
+            feed=config.feed,
         )
-        if args.tiny:
+        if config.tiny:
             from benchmarks.fit_benchmark import TINY
 
-            case = replace(case, **{**TINY, "steps": args.steps})
-        info = trace(case, args.trace)
+            case = replace(case, **{**TINY, "steps": config.steps})
+        info = trace(case, config.trace)
         print(json.dumps(info))
         return info
-    summary = summarize(args.summarize)
-    if args.output:
-        args.output.write_text(json.dumps(summary, indent=1))
+    summary = summarize(config.summarize)
+    if config.output is not None:
+        config.output.write_text(json.dumps(summary, indent=1))
     print(format_markdown(summary))
     return summary
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

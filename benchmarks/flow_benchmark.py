@@ -19,12 +19,13 @@ a Markdown table; `--output F.json` keeps it.
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 import os
 import platform
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -33,9 +34,36 @@ import numpy as np
 from data.flow_quantization import quantize_flow
 from data.optical_flow import flow_function
 from data.video import read_video
+from runtime.config_flags import exit_on_error, parse_config
 from runtime.devices import device_name, peak_device_bytes
 
 CPU_METHODS = ("tvl1", "farneback", "dis")
+
+
+@dataclass(frozen=True)
+class FlowBenchmarkConfig:
+    """The clip, the methods, the frame size and how the speed is timed."""
+
+    video: Path = field(metadata={"help": "a real clip"})
+    methods: tuple[str, ...] = field(
+        default=(*CPU_METHODS, "tvl1_keras"), metadata={"help": "comma-separated"}
+    )
+    height: int = field(default=256, metadata={"help": "frame height the flow is computed at"})
+    width: int = field(default=340, metadata={"help": "frame width the flow is computed at"})
+    pairs: int = field(default=8, metadata={"help": "real consecutive pairs"})
+    speed_pairs: int | None = field(
+        default=None, metadata={"help": "pairs timed (default: --pairs)"}
+    )
+    workers: int = field(
+        default=1, metadata={"help": "OpenCV processes of one thread (0: one a core)"}
+    )
+    batch: int | None = field(
+        default=None,
+        metadata={"help": "tvl1_keras pairs a call (default: all; --speed-pairs rounded up)"},
+    )
+    output: Path | None = field(
+        default=None, metadata={"help": "also write the report as JSON here"}
+    )
 
 
 def affine_pair(image: np.ndarray, matrix, shift) -> tuple[np.ndarray, np.ndarray]:
@@ -214,34 +242,20 @@ def format_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.flow_benchmark", description=__doc__.split("\n\n")[0]
+def main(argv: Sequence[str] | None = None) -> dict:
+    config = parse_config(
+        FlowBenchmarkConfig, argv, prog="python -m benchmarks.flow_benchmark", doc=__doc__
     )
-    parser.add_argument("--video", type=Path, required=True, help="a real clip")
-    parser.add_argument("--methods", default="tvl1,farneback,dis,tvl1_keras")
-    parser.add_argument("--height", type=int, default=256)
-    parser.add_argument("--width", type=int, default=340)
-    parser.add_argument("--pairs", type=int, default=8, help="real consecutive pairs")
-    parser.add_argument("--speed-pairs", type=int, help="pairs timed (default: --pairs)")
-    parser.add_argument(
-        "--workers", type=int, default=1, help="OpenCV processes (0: one a core; default 1)"
-    )
-    parser.add_argument(
-        "--batch", type=int, help="tvl1_keras pairs a call (default: all; --speed-pairs rounded up)"
-    )
-    parser.add_argument("--output", type=Path, help="also write the report as JSON here")
-    args = parser.parse_args(argv)
     report = run_benchmark(
-        args.video, args.methods.split(","), args.height, args.width, args.pairs,
-        speed_pairs=args.speed_pairs, workers=args.workers, batch=args.batch,
+        config.video, config.methods, config.height, config.width, config.pairs,
+        speed_pairs=config.speed_pairs, workers=config.workers, batch=config.batch,
     )  # fmt: skip
     print(format_markdown(report))
-    if args.output is not None:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(report, indent=2))
+    if config.output is not None:
+        config.output.parent.mkdir(parents=True, exist_ok=True)
+        config.output.write_text(json.dumps(report, indent=2))
     return report
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

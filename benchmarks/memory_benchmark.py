@@ -21,7 +21,6 @@ to `<output>/memory_<num_frames>.json` and is printed as a table.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -36,7 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from runtime.config_flags import add_config_arguments, config_from_arguments
+from runtime.config_flags import exit_on_error, parse_config
 
 STAGES = ("flow", "appearance", "motion", "predict-appearance", "predict-motion")
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -67,15 +66,22 @@ class MemoryBenchmarkConfig:
     output: Path = field(
         default=Path("evaluation/results/memory"), metadata={"help": "clip, outputs, report"}
     )
-    num_frames: int = 3000  # frames of the generated clip
-    source_height: int = 240  # stored frame size (UCF101's)
-    source_width: int = 320
-    height: int = 256  # frame size of flow and extraction (the two-stream convention)
-    width: int = 340
-    method: str = "farneback"  # flow method (the fast option; TV-L1 holds the same memory)
-    fc_units: int = 16  # the small network: FC units, conv widths, batch
-    width_multiplier: float = 0.125
-    batch_size: int = 64
+    num_frames: int = field(default=3000, metadata={"help": "frames of the generated clip"})
+    source_height: int = field(default=240, metadata={"help": "stored frame height (UCF101's)"})
+    source_width: int = field(default=320, metadata={"help": "stored frame width (UCF101's)"})
+    height: int = field(
+        default=256, metadata={"help": "frame height of flow and extraction (two-stream's)"}
+    )
+    width: int = field(default=340, metadata={"help": "frame width of flow and extraction"})
+    method: str = field(
+        default="farneback",
+        metadata={"help": "flow method (the fast option; TV-L1 holds the same memory)"},
+    )
+    fc_units: int = field(default=16, metadata={"help": "the small network's FC units"})
+    width_multiplier: float = field(
+        default=0.125, metadata={"help": "the small network's conv widths, a share of VGG16's"}
+    )
+    batch_size: int = field(default=64, metadata={"help": "extraction and predict batch"})
     stages: tuple[str, ...] = field(default=STAGES, metadata={"help": ",".join(STAGES)})
 
     def __post_init__(self):
@@ -229,14 +235,14 @@ def format_table(report: dict) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.memory_benchmark", description=__doc__.split("\n\n")[0]
+    report = run(
+        parse_config(
+            MemoryBenchmarkConfig, argv, prog="python -m benchmarks.memory_benchmark", doc=__doc__
+        )
     )
-    add_config_arguments(parser, MemoryBenchmarkConfig)
-    report = run(config_from_arguments(parser.parse_args(argv), MemoryBenchmarkConfig))
     print(format_table(report))
     return report
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

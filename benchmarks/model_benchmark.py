@@ -13,7 +13,6 @@ per-step / precomputed from the same run. Works on every Keras backend; set
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import time
@@ -24,20 +23,25 @@ import keras
 import numpy as np
 
 from models.recognizer import build_attention_model
-from runtime.config_flags import add_config_arguments, config_from_arguments
+from runtime.config_flags import exit_on_error, parse_config
 
 
 @dataclass(frozen=True)
 class BenchmarkConfig:
-    batch_size: int = 8  # samples per batch; the paper does not state its batch size
-    num_frames: int = 30  # frames per sample (section 3.2)
-    feature_dim: int = 4096  # VGG16 FC6
-    units: int = 512  # cells per LSTM layer
-    num_layers: int = 2
-    num_steps: int = 30
-    num_classes: int = 101  # UCF101
-    repeats: int = 10  # timed repetitions after warm-up
-    warmup: int = 2  # untimed repetitions (compilation happens here)
+    """The model's sizes and the timing's repetitions."""
+
+    batch_size: int = field(
+        default=8,
+        metadata={"help": "samples a batch (the paper does not state its batch size)"},
+    )
+    num_frames: int = field(default=30, metadata={"help": "frames a sample (section 3.2)"})
+    feature_dim: int = field(default=4096, metadata={"help": "feature size (VGG16 FC6)"})
+    units: int = field(default=512, metadata={"help": "cells an LSTM layer"})
+    num_layers: int = field(default=2, metadata={"help": "LSTM layers"})
+    num_steps: int = field(default=30, metadata={"help": "LSTM steps"})
+    num_classes: int = field(default=101, metadata={"help": "classes (UCF101)"})
+    repeats: int = field(default=10, metadata={"help": "timed repetitions after the warm-up"})
+    warmup: int = field(default=2, metadata={"help": "untimed repetitions (they compile)"})
     steps: str = field(
         default="auto",
         metadata={
@@ -45,7 +49,17 @@ class BenchmarkConfig:
             "help": "TemporalAttentionLSTM(unroll=None | False | True); auto: the layer's default",
         },
     )
-    seed: int = 0
+    seed: int = field(default=0, metadata={"help": "weights' and data's seed"})
+
+
+@dataclass(frozen=True)
+class ModelBenchmarkConfig:
+    """The command line: the benchmark's settings and where its report goes."""
+
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    output: Path | None = field(
+        default=None, metadata={"help": "also write the report as JSON here"}
+    )
 
 
 def median_and_iqr(times: list[float]) -> dict:
@@ -167,25 +181,17 @@ def format_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def parse_args(argv=None) -> tuple[BenchmarkConfig, Path | None]:
-    parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.model_benchmark", description=__doc__.split("\n\n")[0]
-    )
-    add_config_arguments(parser, BenchmarkConfig)
-    parser.add_argument("--output", type=Path, help="also write the report as JSON here")
-    args = parser.parse_args(argv)
-    return config_from_arguments(args, BenchmarkConfig), args.output
-
-
 def main(argv=None) -> dict:
-    config, output = parse_args(argv)
-    report = run_benchmark(config)
+    config = parse_config(
+        ModelBenchmarkConfig, argv, prog="python -m benchmarks.model_benchmark", doc=__doc__
+    )
+    report = run_benchmark(config.benchmark)
     print(format_markdown(report))
-    if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(report, indent=2))
+    if config.output is not None:
+        config.output.parent.mkdir(parents=True, exist_ok=True)
+        config.output.write_text(json.dumps(report, indent=2))
     return report
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

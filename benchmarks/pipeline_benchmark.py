@@ -37,21 +37,22 @@ with random weights, so no ImageNet file is needed.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import itertools
 import json
 import resource
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from runtime.config_flags import exit_on_error, parse_config
 from runtime.devices import device_name, peak_device_bytes
 
 STAGES = (
@@ -148,37 +149,69 @@ def projected_items(stage: str, dataset: str, recipe: PaperRecipe = PaperRecipe(
 class BenchmarkConfig:
     """Sizes of one benchmark run; defaults are the paper's networks on 96 clips."""
 
-    video_root: Path = DEFAULT_DATA / "UCF-101"
-    split_dir: Path = DEFAULT_DATA / "ucfTrainTestlist"
-    classes: tuple[str, ...] = ("BabyCrawling", "Punch", "PushUps")
-    clips: int = 96
-    stages: tuple[str, ...] = STAGES
-    # Decoded frame (and flow) size, and the network's square input.
-    height: int = 256
-    width: int = 340
-    input_size: int = 224
-    backbone: str = "VGG16"
-    weights: str = "none"
-    width_multiplier: float = 1.0  # VGG16 only
-    fc_units: int = 4096  # VGG16 only
-    # Timed fine-tuning iterations, after one that compiles and `finetune_warmup` more.
-    iterations: int = 20
-    batch_size: int = 256  # fine-tuning
-    extract_batch_size: int = 128
-    attention_preset: str = "paper"
-    attention_batch_size: int = 32
-    attention_epochs: int = 3  # the first compiles
-    # Extraction (and, after issue 12, fine-tuning): "auto" is bf16 on a GPU, else float32.
-    precision: str = "auto"
-    flow_method: str = "dis"
-    flow_batch_pairs: int = 0  # tvl1_keras: pairs a batch (0: compute_flow's default)
-    flow_compact_to: int = -1  # tvl1_keras: compaction (-1: compute_flow's default)
-    workers: int | None = None  # decoding and flow processes; None: one per core
-    device_repeats: int = 10  # timed device-only batches (after 2 warm-up batches)
-    # Host threads' stacks sampled every this many ms while a stage runs (decode, flow,
-    # fine-tuning, extraction, attention; not the device-only or feed-only references):
-    # `benchmarks.host_profile`. 0: not sampled.
-    profile_ms: float = 0.0
+    video_root: Path = field(default=DEFAULT_DATA / "UCF-101", metadata={"help": "the clips"})
+    split_dir: Path = field(
+        default=DEFAULT_DATA / "ucfTrainTestlist", metadata={"help": "official split lists"}
+    )
+    classes: tuple[str, ...] = field(
+        default=("BabyCrawling", "Punch", "PushUps"),
+        metadata={"help": "comma-separated; the clips are taken from these in turn"},
+    )
+    clips: int = field(default=96, metadata={"help": "clips of split 1, train and test"})
+    stages: tuple[str, ...] = field(
+        default=STAGES, metadata={"help": "comma-separated, run in pipeline order"}
+    )
+    height: int = field(default=256, metadata={"help": "decoded frame (and flow) height"})
+    width: int = field(default=340, metadata={"help": "decoded frame (and flow) width"})
+    input_size: int = field(default=224, metadata={"help": "the network's square input"})
+    backbone: str = field(
+        default="VGG16", metadata={"choices": ("VGG16", "EfficientNetLite0"), "help": "network"}
+    )
+    weights: str = field(default="none", metadata={"help": "none: random weights (the same speed)"})
+    width_multiplier: float = field(default=1.0, metadata={"help": "VGG16 only: conv widths"})
+    fc_units: int = field(default=4096, metadata={"help": "VGG16 only: fully connected units"})
+    iterations: int = field(
+        default=20,
+        metadata={
+            "help": "timed fine-tuning iterations, after one that compiles and finetune_warmup more"
+        },
+    )
+    batch_size: int = field(default=256, metadata={"help": "fine-tuning batch"})
+    extract_batch_size: int = field(default=128, metadata={"help": "extraction batch"})
+    attention_preset: str = field(
+        default="paper", metadata={"help": "training.train_attention --preset"}
+    )
+    attention_batch_size: int = field(default=32, metadata={"help": "attention training batch"})
+    attention_epochs: int = field(
+        default=3, metadata={"help": "attention training epochs (the first compiles)"}
+    )
+    precision: str = field(
+        default="auto",
+        metadata={
+            "choices": ("auto", "float32", "mixed_bfloat16"),
+            "help": "fine-tuning and extraction; auto: bf16 on a GPU, else float32",
+        },
+    )
+    flow_method: str = field(default="dis", metadata={"help": "training.compute_flow --method"})
+    flow_batch_pairs: int = field(
+        default=0, metadata={"help": "tvl1_keras: pairs a batch (0: compute_flow's default)"}
+    )
+    flow_compact_to: int = field(
+        default=-1, metadata={"help": "tvl1_keras: compaction (-1: compute_flow's default)"}
+    )
+    workers: int | None = field(
+        default=None, metadata={"help": "worker processes of each stage (default: one a core)"}
+    )
+    device_repeats: int = field(
+        default=10, metadata={"help": "timed device-only batches (after 2 warm-up batches)"}
+    )
+    profile_ms: float = field(
+        default=0.0,
+        metadata={
+            "help": "sample the host threads' stacks every this many ms while a stage runs "
+            "(benchmarks.host_profile; 0: not sampled)"
+        },
+    )
 
 
 TINY = dict(
@@ -197,6 +230,23 @@ TINY = dict(
     workers=1,
     device_repeats=3,
 )
+# Named settings of `--preset`; `--tiny` is `--preset tiny`.
+PRESETS = {"paper": BenchmarkConfig(), "tiny": BenchmarkConfig(**TINY)}
+
+
+@dataclass(frozen=True)
+class PipelineBenchmarkConfig:
+    """The command line: the run's settings, and where its records and stores go."""
+
+    benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
+    tiny: bool = field(
+        default=False, metadata={"help": "CPU sizes, the same as --preset tiny: " + str(TINY)}
+    )
+    output: Path | None = field(default=None, metadata={"help": "append one JSON line per stage"})
+    markdown: Path | None = field(default=None, metadata={"help": "write the table to this file"})
+    work_dir: Path | None = field(
+        default=None, metadata={"help": "keep the stores here (default: temp)"}
+    )
 
 
 def _source_flags(config: BenchmarkConfig, lists: Path) -> list[str]:
@@ -1042,45 +1092,29 @@ def total_hours(records: Sequence[dict]) -> dict[str, float]:
 # === Command line ===
 
 
-def parse_args(argv: Sequence[str] | None = None) -> tuple[BenchmarkConfig, argparse.Namespace]:
-    parser = argparse.ArgumentParser(
+def parse_args(argv: Sequence[str] | None = None) -> PipelineBenchmarkConfig:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--tiny" in argv:
+        argv = ["--preset", "tiny", *argv]
+    return parse_config(
+        PipelineBenchmarkConfig,
+        argv,
         prog="python -m benchmarks.pipeline_benchmark",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        doc=__doc__,
+        presets=PRESETS,
     )
-    parser.add_argument("--tiny", action="store_true", help="CPU sizes: " + str(TINY))
-    for field in dataclasses.fields(BenchmarkConfig):
-        flag = "--" + field.name.replace("_", "-")
-        if field.name in ("stages", "classes"):
-            parser.add_argument(flag, type=lambda text: tuple(text.split(",")), default=None)
-        elif field.name == "precision":
-            parser.add_argument(flag, choices=("auto", "float32", "mixed_bfloat16"), default=None)
-        elif field.name == "backbone":
-            parser.add_argument(flag, choices=("VGG16", "EfficientNetLite0"), default=None)
-        else:
-            kind = {int: int, float: float, Path: Path}.get(type(field.default), str)
-            parser.add_argument(flag, type=int if field.name == "workers" else kind, default=None)
-    parser.add_argument("--output", type=Path, help="append one JSON line per stage")
-    parser.add_argument("--markdown", type=Path, help="write the table to this file")
-    parser.add_argument("--work-dir", type=Path, help="keep the stores here (default: temp)")
-    arguments = parser.parse_args(argv)
-    values = dict(TINY) if arguments.tiny else {}
-    for field in dataclasses.fields(BenchmarkConfig):
-        if getattr(arguments, field.name) is not None:
-            values[field.name] = getattr(arguments, field.name)
-    return BenchmarkConfig(**values), arguments
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
-    config, arguments = parse_args(argv)
+    config = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="pipeline_benchmark_") as temporary:
-        records = run_benchmark(config, arguments.work_dir or Path(temporary), arguments.output)
+        records = run_benchmark(config.benchmark, config.work_dir or Path(temporary), config.output)
     table = format_markdown(records)
     print(table)
-    if arguments.markdown is not None:
-        arguments.markdown.write_text(table)
+    if config.markdown is not None:
+        config.markdown.write_text(table)
     return records
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)
