@@ -1,1 +1,2 @@
-"""Benchmarks and profilers of the pipeline's stages; not part of the installed library, imported by nothing in it."""
+"""Benchmarks and profilers of the pipeline's stages: not part of the installed library,
+and imported by nothing in it."""

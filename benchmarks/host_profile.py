@@ -15,9 +15,8 @@ for a thread that waits on a lock, `jax._src.array __array__` for one that waits
 device result): the time of C code shows at the Python line that called it, whether or
 not it holds the GIL. Threads of one pool (`predict_0`, `write-features_0..3`) are
 counted together. The sampler's own cost is one stack walk per thread per sample,
-holding the GIL meanwhile: a Python loop beside 7 threads sampled every 5 ms ran within
-the noise of the same loop unsampled on this project's 2-core CPU (one try, other jobs
-running). `benchmarks.pipeline_benchmark --profile-ms` samples each stage it times.
+holding the GIL meanwhile (docs/speed.md says what that cost measured).
+`benchmarks.pipeline_benchmark --profile-ms` samples each stage it times.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ the videos are read where they are). Per stage it reports:
 
 - `items_per_s`: end to end, as the stage runs (decoding, feeding, the network, writing);
   fine-tuning leaves out its first iteration (compile) and the batches its workers drew
-  meanwhile (`finetune_warmup`: before 2026-12-04 these were timed, so a run of 20
-  iterations never waited for its feed), attention training its first epoch;
+  meanwhile (`finetune_warmup`: timed, they would make a short run look faster than its
+  feed), attention training its first epoch;
 - `feed_only_items_per_s` (fine-tuning, extraction): the stage's own worker processes
   drawing or reading its images with no network, timed the same way;
 - `host_profile` (with `--profile-ms`): where the host threads were while the stage ran
@@ -270,7 +270,7 @@ def _workers(config: BenchmarkConfig) -> int:
     return config.workers or default_workers()
 
 
-# === Each stage's command line (switch the feeding flags here at merge) ===
+# === Each stage's command line ===
 
 
 def extract_frames_argv(config: BenchmarkConfig, lists: Path, frames: Path) -> list[str]:
@@ -311,7 +311,7 @@ def finetune_argv(
     config: BenchmarkConfig, lists: Path, output_dir: Path, stream: str, frame_root: Path
 ) -> list[str]:
     """`python -m training.finetune_convnet` for `1 + finetune_warmup + iterations`
-    iterations, fed from the frame store by worker processes (issue 12), at the
+    iterations, fed from the frame store by worker processes, at the
     benchmark's precision."""
     return [
         *_source_flags(config, lists),
@@ -339,7 +339,7 @@ def extract_features_argv(
         "--batch-size", str(config.extract_batch_size),
         "--precision", config.precision,
         *_network_flags(config),
-        # Fed from the frame store by worker processes (issue 12), all devices used.
+        # Fed from the frame store by worker processes, all devices used.
         "--frame-root", str(frame_root), "--workers", str(_workers(config)),
         "--data-parallel", "auto",
     ]  # fmt: skip
