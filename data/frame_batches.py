@@ -1,8 +1,8 @@
 """The draw of a fine-tuning batch (section 3.2), in NumPy only: clips, images, crops, flips.
 
 `FrameBatches(clips, ...).draw(iteration)` gives batch `iteration` as uint8 crops and
-int32 labels, a pure function of `(seed, iteration)`. `data.frame_dataset.FrameDataset`
-preprocesses the same draw on the host; `training.finetune_convnet` calls `draw` in
+int32 labels, a pure function of `(seed, iteration)`; the network preprocesses them on
+the device (`models.image_preprocessing`). `training.finetune_convnet` calls `draw` in
 worker processes (`runtime.process_feed.ordered_map`), which is why this module imports no
 Keras, and why a `FrameBatches` pickles when its clips' loaders do (`functools.partial`
 of module-level functions, `StoredClip`).

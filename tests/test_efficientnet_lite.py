@@ -18,7 +18,7 @@ import keras
 import numpy as np
 import pytest
 
-from data.frame_dataset import center_crop
+from data.crops import center_crop
 from data.splits import SplitSource
 from data.video import read_video
 from evaluation.predict import rebuild_extractor
@@ -33,6 +33,7 @@ from models.efficientnet_lite import (
     imagenet_efficientnet_lite,
     keras_weights_from_torch,
     preprocess_flow,
+    preprocess_images,
     preprocess_rgb,
 )
 from models.feature_extraction import (
@@ -49,13 +50,12 @@ from training.finetune_convnet import (
     FINAL_NAME,
     FinetuneConfig,
     FinetuneConvnetConfig,
-    backbone_preprocessing,
     build_network,
     compile_for_finetuning,
     load_checkpoint,
     parse_args,
     save_checkpoint,
-    training_dataset,
+    training_batches,
 )
 
 SUBSET = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ucf101_subset"
@@ -406,8 +406,8 @@ def test_finetuning_smoke_step_and_the_features_of_the_result(tmp_path):
         ((lambda video=rng.integers(0, 256, (3, 72, 80, 3), dtype=np.uint8): video), label)
         for label in (0, 1)
     ]
-    dataset = training_dataset(clips, settings, backbone_preprocessing(config.backbone))
-    images, _ = dataset[0]
+    crops, labels = training_batches(clips, settings).draw(0)
+    images = preprocess_images(crops, "appearance")  # the values the stage's model computes
     assert images.min() >= -1.0 and images.max() <= 1.0  # EfficientNet's preprocessing
     keras.utils.set_random_seed(0)
     model = build_network(config, num_classes=2)
@@ -415,7 +415,7 @@ def test_finetuning_smoke_step_and_the_features_of_the_result(tmp_path):
     compile_for_finetuning(model, settings)
     model.run_eagerly = True
     before = [keras.ops.convert_to_numpy(variable) for variable in model.trainable_variables]
-    metrics = model.train_on_batch(*dataset[0], return_dict=True)
+    metrics = model.train_on_batch(images, labels, return_dict=True)
     assert np.isfinite(metrics["loss"])
     moved = [
         not np.array_equal(keras.ops.convert_to_numpy(variable), start)

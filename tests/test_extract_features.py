@@ -6,11 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from data.feature_store import FeatureStore
-from data.flow_store import FlowStore
-from data.frame_dataset import center_crop
-from data.splits import SplitSource
-from data.video import read_video
+from data.crops import center_crop
 from models.feature_extraction import (
     FeatureRecipe,
     build_extractor,
@@ -27,9 +23,6 @@ from models.two_stream_vgg16 import (
     preprocess_flow,
     preprocess_rgb,
 )
-from tests.synthetic_videos import write_ucf101_like
-from training import compute_flow
-from training.extract_features import ExtractFeaturesConfig, extract_clips, image_loader
 
 TINY = {"input_size": 32, "fc_units": 16}
 
@@ -81,56 +74,6 @@ def test_extraction_is_batched_never_per_frame():
     images = prepare_images(generated_video(3, num_images=10), recipe("appearance", **TINY))
     extract_video_features(extractor, images, batch_size=4)
     assert calls == [4, 4, 4]
-
-
-class DictStore:
-    """The part of data.feature_store.FeatureStore that extraction uses, in memory."""
-
-    def __init__(self):
-        self.items = {}
-
-    def is_complete(self, video_id, metadata=None):
-        if video_id not in self.items:
-            return False
-        stored = self.items[video_id][1]
-        return metadata is None or all(stored.get(k) == v for k, v in metadata.items())
-
-    def write(self, video_id, features, metadata):
-        self.items[video_id] = (np.asarray(features, dtype=np.float16), dict(metadata))
-
-
-class FakeClip:
-    def __init__(self, video_id, seed):
-        self.video_id, self.seed = video_id, seed
-
-
-def test_extract_clips_writes_every_video_and_skips_done_ones():
-    extractor = tiny_extractor("motion")
-    clips = [FakeClip(f"Class/v_{index}", index) for index in range(3)]
-    loads = []
-
-    def load(clip):
-        loads.append(clip.video_id)
-        return generated_video(10, num_images=3 + clip.seed, seed=clip.seed)
-
-    store = DictStore()
-    motion = recipe("motion", **TINY)
-    common = dict(recipe=motion, batch_size=4, progress=False)
-    report = extract_clips(extractor, clips, load, store, **common)
-    assert (report.done, report.skipped, report.failures) == (3, 0, [])
-    assert report.frames == 3 + 4 + 5
-    for clip in clips:
-        features, stored = store.items[clip.video_id]
-        assert features.shape == (3 + clip.seed, 16)
-        assert stored["num_images"] == 3 + clip.seed and stored["stream"] == "motion"
-        expected = extractor.predict(prepare_images(load(clip), motion), verbose=0)
-        np.testing.assert_allclose(features, expected, rtol=1e-2, atol=1e-2)  # float16 store
-
-    loads.clear()
-    again = extract_clips(extractor, clips, load, store, **common)
-    assert (again.done, again.skipped, again.frames) == (0, 3, 0) and loads == []
-    changed = {**common, "recipe": recipe("motion", backbone="other", **TINY)}
-    assert extract_clips(extractor, clips[:1], load, store, **changed).done == 1
 
 
 @pytest.mark.filterwarnings("ignore:This model usually expects")
@@ -210,50 +153,6 @@ def test_the_recipe_round_trips_through_its_metadata():
     assert FeatureRecipe.from_metadata(stored) == motion
     partial = recipe("motion", flow_method="tvl1")  # flow size unknown
     assert FeatureRecipe.from_metadata(partial.metadata()) == partial
-
-
-@pytest.mark.parametrize("num_frames", [20, 75])
-@pytest.mark.parametrize("stream", ["appearance", "motion"])
-def test_videos_read_chunk_by_chunk_give_the_features_of_the_whole_video(
-    tmp_path, stream, num_frames
-):
-    # 20 frames: one chunk; 75: several chunks of frames (32) or flows (32). Batches of 8.
-    # The features must be those of the whole video at once, bit for bit.
-    video_root, split_dir = write_ucf101_like(
-        tmp_path / "data", ("Alpha",), clips_per_class=2, num_frames=num_frames, height=48,
-        width=64,
-    )  # fmt: skip
-    flow_root = tmp_path / "flow"
-    flow_args = ["--video-root", str(video_root), "--split-dir", str(split_dir)]
-    flow_args += ["--output", str(flow_root), "--height", "48", "--width", "64"]
-    assert compute_flow.main([*flow_args, "--method", "farneback", "--workers", "1"]) == 0
-    settings = recipe(stream, height=48, width=64, **TINY)
-    config = ExtractFeaturesConfig(
-        source=SplitSource(video_root, split_dir), store=tmp_path / "store", recipe=settings,
-        flow_root=flow_root, batch_size=8,
-    )  # fmt: skip
-    clip = config.source.load().train[0]
-    if stream == "appearance":
-        images = read_video(clip.path, 48, 64).frames  # (frames, 48, 64, 3)
-    else:
-        images = FlowStore(flow_root).read_stacks(clip.video_id)  # (frames - 5, 48, 64, 10)
-    extractor = tiny_extractor(stream)
-    expected = extract_video_features(extractor, prepare_images(images, settings), batch_size=8)
-    chunks = image_loader(config)(clip)
-    features = extract_chunked_features(extractor, chunks, settings, batch_size=8)
-    np.testing.assert_array_equal(features, expected)
-    store = FeatureStore(tmp_path / "store", dtype="float32")
-    report = extract_clips(
-        extractor,
-        [clip],
-        image_loader(config),
-        store,
-        recipe=settings,
-        batch_size=8,
-        progress=False,
-    )
-    assert report.done == 1
-    np.testing.assert_array_equal(store.read(clip.video_id)[0], expected)
 
 
 def test_chunks_of_any_size_give_the_same_batches():

@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 
 from data.frame_batches import StoredClip, draw_batch
-from data.frame_dataset import FrameDataset
 from data.frame_store import FrameSettings, FrameStore
-from models.two_stream_vgg16 import build_stream_vgg16
+from models.two_stream_vgg16 import build_stream_vgg16, preprocess_images
 from runtime.process_feed import ordered_map
 from tests.interrupted_batches import InterruptedBatches
 from training.finetune_convnet import (
@@ -153,9 +152,9 @@ def test_finetuning_lowers_the_loss_and_logs_every_iteration(tmp_path, stream):
     clips = generated_videos(stream)
     model = tiny_model(config)
     # A fixed held-out batch (other crops and flips), scored without dropout.
-    held_images, held_labels = FrameDataset(
-        clips, stream=stream, batch_size=48, num_batches=1, crop_size=32, seed=123
-    )[0]
+    held = dataclasses.replace(config, batch_size=48, seed=123)
+    held_crops, held_labels = training_batches(clips, held).draw(0)
+    held_images = preprocess_images(held_crops, stream)  # VGG16's, as the stage's model does
 
     def held_loss():
         probabilities = model.predict_on_batch(held_images)  # (48, classes)
@@ -257,24 +256,6 @@ def test_the_batch_drawing_module_imports_no_keras():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
-
-
-def test_frame_dataset_preprocesses_the_uint8_draw():
-    config = tiny_config()
-    clips = generated_videos("motion")
-    dataset = FrameDataset(
-        clips, stream="motion", batch_size=24, num_batches=3, crop_size=32, frames_per_clip=4
-    )
-    crops, labels = dataset.batches.draw(2)
-    images, dataset_labels = dataset[2]
-    np.testing.assert_array_equal(images, crops.astype(np.float32) - 128.0)
-    np.testing.assert_array_equal(dataset_labels, labels)
-    assert tiny_batches(dataclasses.replace(config, stream="motion"), clips).draw(2)[0].shape == (
-        24,
-        32,
-        32,
-        10,
-    )
 
 
 def test_a_checkpoint_of_another_model_is_refused(tmp_path):

@@ -1,9 +1,16 @@
 """The packages' layering, read from the source imports.
 
-    data, models      import neither training, evaluation nor figures
-    training          imports neither evaluation nor figures
-    figures           imports only data and models (plotting takes arrays)
-    evaluation        may import everything below it
+Floors, lowest first; a package imports only packages on lower floors (and itself):
+
+    runtime      plumbing: pools, feeds, job records, flags, atomic files, devices
+    data         files on disk to arrays; of runtime only atomic files and job records
+    models       the layer, the recogniser, the ConvNets and their feature extractor
+    training     the stages up to a trained model
+    figures      plotting only: imports nothing of the project (it takes arrays)
+    evaluation   scoring, tables, read-outs, prediction, the demo
+
+`benchmarks/` sits outside the library: it may import any package and none imports it.
+No module imports itself back through others (no cycle), whatever the floors allow.
 
 Every `import` and `from ... import` is read, also those inside functions.
 """
@@ -16,40 +23,135 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("data", "models", "training", "evaluation", "figures")
-FORBIDDEN = {
-    "data": {"training", "evaluation", "figures"},
-    "models": {"training", "evaluation", "figures"},
-    "training": {"evaluation", "figures"},
-    "figures": {"training", "evaluation"},
-    "evaluation": set(),
+LIBRARY = ("runtime", "data", "models", "training", "figures", "evaluation")
+PACKAGES = (*LIBRARY, "benchmarks")
+ALLOWED = {
+    "runtime": set(),
+    "data": {"runtime"},
+    "models": {"runtime", "data"},
+    "training": {"runtime", "data", "models"},
+    "figures": set(),
+    "evaluation": {"runtime", "data", "models", "training", "figures"},
+    "benchmarks": set(PACKAGES),
 }
+# Pool, feed and flag code: the stages run it, `data/` (files to arrays) never does.
+NOT_IN_DATA = ("runtime.batch_jobs", "runtime.process_feed", "runtime.config_flags")
 
 
-def imported_packages(path: Path) -> set[str]:
-    """The top-level project packages `path` imports."""
+def imported_modules(path: Path) -> set[str]:
+    """The project modules (dotted names) `path` imports, also inside functions."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
+            # `from data import video` imports the module data.video
+            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
         else:
             continue
-        found.update(name.split(".")[0] for name in names if name.split(".")[0] in PACKAGES)
+        for name in names:
+            parts = name.split(".")
+            if parts[0] in PACKAGES and (ROOT / Path(*parts)).with_suffix(".py").is_file():
+                found.add(name)
+            elif parts[0] in PACKAGES and len(parts) == 1:
+                found.add(name)
     return found
+
+
+def imported_packages(path: Path) -> set[str]:
+    """The top-level project packages `path` imports."""
+    return {name.split(".")[0] for name in imported_modules(path)}
+
+
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts)
+
+
+def project_modules() -> dict[str, Path]:
+    return {
+        module_name(path): path
+        for package in PACKAGES
+        for path in sorted((ROOT / package).rglob("*.py"))
+        if path.name != "__init__.py"
+    }
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One cycle of `graph` (a list of nodes, the first repeated at the end), or []."""
+    state: dict[str, str] = {}
+    trail: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = "open"
+        trail.append(node)
+        for child in sorted(graph.get(node, ())):
+            if state.get(child) == "open":
+                return [*trail[trail.index(child) :], child]
+            if child not in state and (cycle := visit(child)):
+                return cycle
+        state[node] = "done"
+        trail.pop()
+        return []
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return []
 
 
 def test_the_reader_sees_imports_inside_functions(tmp_path):
     source = tmp_path / "module.py"
     source.write_text("import numpy\n\ndef f():\n    from evaluation.scoring import x\n")
     assert imported_packages(source) == {"evaluation"}
+    assert imported_modules(source) == {"evaluation.scoring"}
+
+
+def test_the_cycle_finder_finds_a_cycle_and_only_one():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
 
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_no_package_imports_a_higher_one(package):
     offending = {
-        str(path.relative_to(ROOT)): sorted(imported_packages(path) & FORBIDDEN[package])
+        str(path.relative_to(ROOT)): sorted(imported_packages(path) - ALLOWED[package] - {package})
         for path in sorted((ROOT / package).rglob("*.py"))
     }
     assert {path: names for path, names in offending.items() if names} == {}
+
+
+def test_no_module_cycle():
+    graph = {
+        name: {module for module in imported_modules(path) if module != name}
+        for name, path in project_modules().items()
+    }
+    assert find_cycle(graph) == []
+
+
+def test_data_imports_no_pool_feed_or_flag_code():
+    offending = {
+        str(path.relative_to(ROOT)): sorted(
+            module for module in imported_modules(path) if module.startswith(NOT_IN_DATA)
+        )
+        for path in sorted((ROOT / "data").rglob("*.py"))
+    }
+    assert {path: names for path, names in offending.items() if names} == {}
+
+
+def test_benchmarks_are_imported_by_nothing_and_not_installed():
+    importers = sorted(
+        str(path.relative_to(ROOT))
+        for package in LIBRARY
+        for path in (ROOT / package).rglob("*.py")
+        if "benchmarks" in imported_packages(path)
+    )
+    assert importers == []
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    installed = pyproject.split("packages = [", 1)[1].split("]", 1)[0]
+    assert "benchmarks" not in installed
+    assert sorted(name.strip().strip('"') for name in installed.split(",")) == sorted(LIBRARY)
+
+
+def test_evaluation_holds_no_benchmark_or_profiler():
+    names = sorted(path.name for path in (ROOT / "evaluation").rglob("*.py"))
+    assert [name for name in names if "benchmark" in name or "profile" in name] == []

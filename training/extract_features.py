@@ -39,13 +39,12 @@ import contextlib
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
-import numpy as np
 from tqdm import tqdm
 
 from data.extraction_feed import ImageSource, count_images, plan_tasks, read_crops
@@ -53,13 +52,11 @@ from data.feature_store import FeatureStore
 from data.flow_store import FlowStore
 from data.frame_store import FrameStore
 from data.splits import SUBSETS, SplitSource
-from data.video import VideoReader
 from models.feature_extraction import (
     FeatureRecipe,
     build_extractor,
     default_image_source,
     describe_network,
-    extract_chunked_features,
     extract_streamed_features,
     identify_weights,
     uint8_extractor,
@@ -128,63 +125,6 @@ class ExtractFeaturesConfig:
                 f"Expected data_parallel in {DATA_PARALLEL}. Received: {self.data_parallel!r}"
             )
         parse_shard(self.shard)
-
-
-def extract_clips(
-    extractor: keras.Model,
-    clips: Sequence,
-    load_images: Callable,
-    store,
-    *,
-    recipe: FeatureRecipe,
-    batch_size: int = 64,
-    progress: bool = True,
-) -> JobReport:
-    """Extract and store the features of every clip not yet complete in `store`.
-
-    A clip that cannot be loaded or extracted is recorded as a failure and the
-    job goes on with the rest; nothing already stored is touched.
-
-    Args:
-        clips: Objects with `video_id` (e.g. `data.splits.Clip`).
-        load_images: `load_images(clip)` gives uint8 frames or flow stacks: an array,
-            or an iterable of chunks of them (a video of any length, see
-            `image_loader`), run batch by batch.
-        store: A `data.feature_store.FeatureStore` (`is_complete`, `write`).
-        recipe: How the features are made; its `metadata()` is written with each
-            video's features, and a stored video counts as done only when it matches.
-
-    Returns:
-        A `runtime.jobs.JobReport`: `done`, `skipped`, `failures`, and
-        `frames` (images extracted).
-    """
-    metadata = recipe.metadata()
-    report = JobReport()
-    bar = tqdm(clips, desc=f"extract {recipe.stream}", unit="video", disable=not progress)
-    for clip in bar:
-        if store.is_complete(clip.video_id, metadata):
-            report.add(JobResult(clip.video_id, "skipped"))
-            continue
-        began = time.perf_counter()
-        try:
-            images = load_images(clip)
-            chunks = [images] if isinstance(images, np.ndarray) else images
-            features = extract_chunked_features(extractor, chunks, recipe, batch_size)
-            # Image i is frame i (appearance) or the stack of flows i..i+4 (motion).
-            frame_indices = list(range(len(features)))
-            store.write(
-                clip.video_id,
-                features,
-                {**metadata, "num_images": len(features), "frame_indices": frame_indices},
-            )
-        except Exception as error:  # noqa: BLE001 - recorded, the job goes on
-            report.add(JobResult(clip.video_id, "failed", f"{type(error).__name__}: {error}"))
-            continue
-        seconds = time.perf_counter() - began
-        report.seconds += seconds
-        report.add(JobResult(clip.video_id, "done", frames=len(features), seconds=seconds))
-        bar.set_postfix(img_s=f"{report.frames / max(report.seconds, 1e-9):.1f}")
-    return report
 
 
 def read_pieces(source: ImageSource, clips: Sequence, workers: int) -> Iterator[dict]:
@@ -288,17 +228,6 @@ def extract_videos(
             bar.close()
     report.seconds = time.perf_counter() - began
     return report
-
-
-def image_loader(config: ExtractFeaturesConfig) -> Callable:
-    """`load(clip)` for `extract_clips`: chunks of uint8 RGB frames at the recipe's size,
-    decoded as they are used, or of the clip's flow stacks, read from its flow file as
-    they are used: memory holds one chunk, whatever the video's length."""
-    recipe = config.recipe
-    if recipe.stream == "appearance":
-        return lambda clip: VideoReader(clip.path, recipe.height, recipe.width).chunks()
-    flow = FlowStore(config.flow_root)
-    return lambda clip: flow.iter_stacks(clip.video_id)  # (n, height, width, 10) chunks
 
 
 def image_source(config: ExtractFeaturesConfig, recipe: FeatureRecipe) -> ImageSource:

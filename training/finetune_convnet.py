@@ -67,12 +67,11 @@ from tqdm import tqdm
 
 from data.flow_store import FlowStore
 from data.frame_batches import FrameBatches, StoredClip, decoded_rgb_frames, draw_batch
-from data.frame_dataset import FrameDataset, Preprocess
 from data.frame_store import FrameStore
 from data.splits import HOLD_OUTS, SplitSource, hold_out_validation
 from models import efficientnet_lite
 from models.image_preprocessing import with_preprocessing
-from models.two_stream_vgg16 import STREAMS, build_stream_vgg16, preprocess_images
+from models.two_stream_vgg16 import STREAMS, build_stream_vgg16
 from runtime.atomic_files import atomic_write, check_output_folder
 from runtime.config_flags import exit_on_error, parse_config
 from runtime.devices import data_parallel_distribution, resolve_precision, to_device
@@ -230,7 +229,8 @@ def _open_log(path: Path, resume_iteration: int):
 def preprocessing_mode(backbone: str, stream: str) -> str:
     """The `models.image_preprocessing` mode of `backbone`'s input for `stream`: VGG16's
     "caffe" RGB and "uint8-128" flow, EfficientNet-Lite's "efficientnet_lite" RGB and
-    "(uint8-128)/128" flow (the same values as `backbone_preprocessing`)."""
+    "(uint8-128)/128" flow; the same values as
+    `models.two_stream_vgg16.preprocess_images` and `models.efficientnet_lite.preprocess_images`."""
     if backbone in efficientnet_lite.BACKBONES:
         if stream == "appearance":
             return efficientnet_lite.PREPROCESS_MODE
@@ -491,23 +491,6 @@ class FinetuneConvnetConfig:
             )
 
 
-def training_dataset(
-    clips, config: FinetuneConfig, preprocess: Preprocess = preprocess_images
-) -> FrameDataset:
-    """The batches of `config` (stream, batch size, iterations, crops, seed) over `clips`,
-    preprocessed by `preprocess(crops, stream)` (the backbone's; default VGG16's)."""
-    return FrameDataset(
-        clips,
-        stream=config.stream,
-        batch_size=config.batch_size,
-        num_batches=config.max_iterations,
-        crop_size=config.crop_size,
-        frames_per_clip=config.frames_per_clip,
-        seed=config.seed,
-        preprocess=preprocess,
-    )
-
-
 def training_batches(clips, config: FinetuneConfig) -> FrameBatches:
     """The batches of `config` (stream, batch size, crops, seed) over `clips`, as uint8."""
     return FrameBatches(
@@ -564,14 +547,6 @@ def _build_backbone(config: FinetuneConvnetConfig, num_classes: int) -> keras.Mo
         weight_decay=settings.weight_decay,
         seed=settings.seed,
     )
-
-
-def backbone_preprocessing(backbone: str) -> Preprocess:
-    """`preprocess(crops, stream)` of `backbone`: VGG16's (caffe RGB, uint8 - 128 flow) or
-    EfficientNet-Lite's ((x - 127) / 128 RGB, (uint8 - 128) / 128 flow)."""
-    if backbone in efficientnet_lite.BACKBONES:
-        return efficientnet_lite.preprocess_images
-    return preprocess_images
 
 
 def training_clips(

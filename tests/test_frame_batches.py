@@ -1,18 +1,13 @@
-"""Tests of frame-level batches: crops, flips, flow x-inversion, labels, determinism."""
+"""Tests of frame-level batches (data/frame_batches.py, data/crops.py): crops, flips, flow
+x-inversion, labels, determinism."""
 
 import numpy as np
 import pytest
 
 from data import frame_store
-from data.frame_dataset import (
-    FrameDataset,
-    StoredClip,
-    center_crop,
-    flip_flow_stack,
-    random_crop_and_flip,
-)
+from data.crops import center_crop, flip_flow_stack, random_crop_and_flip
+from data.frame_batches import FrameBatches, StoredClip
 from data.frame_store import FrameSettings, FrameStore
-from models.two_stream_vgg16 import preprocess_flow, preprocess_rgb
 
 
 def test_flip_flow_stack_mirrors_and_inverts_only_x_channels():
@@ -69,24 +64,21 @@ def constant_clip(value: int, channels: int, num_images: int = 5):
 
 
 @pytest.mark.parametrize(("stream", "channels"), [("appearance", 3), ("motion", 10)])
-def test_batches_carry_the_video_label_and_are_preprocessed(stream, channels):
+def test_batches_carry_the_video_label(stream, channels):
     # Each clip's pixels hold its label, so a batch shows which clip each image came from.
     clips = [(constant_clip(label, channels), label) for label in range(4)]
-    dataset = FrameDataset(
-        clips, stream=stream, batch_size=12, num_batches=3, crop_size=8, frames_per_clip=3
+    batches = FrameBatches(
+        tuple(clips), stream=stream, batch_size=12, crop_size=8, frames_per_clip=3
     )
-    assert len(dataset) == 3
-    images, labels = dataset[1]
-    assert images.shape == (12, 8, 8, channels) and images.dtype == np.float32
+    images, labels = batches.draw(1)
+    assert images.shape == (12, 8, 8, channels) and images.dtype == np.uint8
     assert labels.shape == (12,) and labels.dtype == np.int32
     for image, label in zip(images, labels, strict=True):
         raw = np.full((8, 8, channels), label, dtype=np.uint8)
         if stream == "appearance":
-            np.testing.assert_allclose(image, preprocess_rgb(raw))
+            np.testing.assert_array_equal(image, raw)
         else:  # a flipped stack has 255 - label in its x channels
-            assert np.allclose(image, preprocess_flow(raw)) or np.allclose(
-                image, preprocess_flow(flip_flow_stack(raw))
-            )
+            assert np.array_equal(image, raw) or np.array_equal(image, flip_flow_stack(raw))
     # frames_per_clip consecutive images come from one clip.
     assert (labels.reshape(4, 3) == labels.reshape(4, 3)[:, :1]).all()
 
@@ -97,28 +89,28 @@ def test_a_batch_is_a_function_of_seed_and_iteration():
     clips = [((lambda video=video: video), label) for label, video in enumerate(videos)]
 
     def make(seed):
-        return FrameDataset(
-            clips, stream="appearance", batch_size=8, num_batches=4, crop_size=8, seed=seed
-        )
+        return FrameBatches(
+            tuple(clips), stream="appearance", batch_size=8, crop_size=8, seed=seed
+        ).draw
 
     first, again, other_seed = make(0), make(0), make(1)
-    np.testing.assert_array_equal(first[2][0], again[2][0])
-    np.testing.assert_array_equal(first[2][1], again[2][1])
-    assert not np.array_equal(first[2][0], first[3][0])
-    assert not np.array_equal(first[2][0], other_seed[2][0])
+    np.testing.assert_array_equal(first(2)[0], again(2)[0])
+    np.testing.assert_array_equal(first(2)[1], again(2)[1])
+    assert not np.array_equal(first(2)[0], first(3)[0])
+    assert not np.array_equal(first(2)[0], other_seed(2)[0])
 
 
 def test_wrong_channels_and_batch_size_raise():
     with pytest.raises(ValueError, match="motion stream needs"):
-        FrameDataset(
-            [(constant_clip(0, 3), 0)], stream="motion", batch_size=2, num_batches=1, crop_size=8
-        )[0]
+        FrameBatches(((constant_clip(0, 3), 0),), stream="motion", batch_size=2, crop_size=8).draw(
+            0
+        )
     with pytest.raises(ValueError, match="frames_per_clip=3"):
-        FrameDataset(
-            [(constant_clip(0, 3), 0)],
+        FrameBatches(
+            ((constant_clip(0, 3), 0),),
             stream="appearance",
             batch_size=4,
-            num_batches=1,
+            crop_size=224,
             frames_per_clip=3,
         )
 
@@ -143,9 +135,9 @@ def test_a_stored_clip_reads_only_the_drawn_images_and_gives_the_same_batch(
     whole = [((lambda clip=clip: clip()), label) for clip, label in stored]  # all images
 
     def batch(clips):
-        return FrameDataset(
-            clips, stream=stream, batch_size=4, num_batches=3, crop_size=8, frames_per_clip=2
-        )[2]
+        return FrameBatches(
+            tuple(clips), stream=stream, batch_size=4, crop_size=8, frames_per_clip=2
+        ).draw(2)
 
     reads = []  # image files read
     original = frame_store._read_image
