@@ -33,7 +33,7 @@ import numpy as np
 
 from data.flow_quantization import quantize_flow
 from data.optical_flow import flow_function
-from data.video import read_video
+from data.video import FRAME_HEIGHT, FRAME_WIDTH, read_video
 from runtime.config_flags import exit_on_error, parse_config
 from runtime.devices import device_name, peak_device_bytes
 
@@ -48,8 +48,12 @@ class FlowBenchmarkConfig:
     methods: tuple[str, ...] = field(
         default=(*CPU_METHODS, "tvl1_keras"), metadata={"help": "comma-separated"}
     )
-    height: int = field(default=256, metadata={"help": "frame height the flow is computed at"})
-    width: int = field(default=340, metadata={"help": "frame width the flow is computed at"})
+    height: int = field(
+        default=FRAME_HEIGHT, metadata={"help": "frame height the flow is computed at"}
+    )
+    width: int = field(
+        default=FRAME_WIDTH, metadata={"help": "frame width the flow is computed at"}
+    )
     pairs: int = field(default=8, metadata={"help": "real consecutive pairs"})
     speed_pairs: int | None = field(
         default=None, metadata={"help": "pairs timed (default: --pairs)"}

@@ -35,6 +35,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from data.video import FRAME_HEIGHT, FRAME_WIDTH
 from runtime.config_flags import exit_on_error, parse_config
 
 STAGES = ("flow", "appearance", "motion", "predict-appearance", "predict-motion")
@@ -70,9 +71,10 @@ class MemoryBenchmarkConfig:
     source_height: int = field(default=240, metadata={"help": "stored frame height (UCF101's)"})
     source_width: int = field(default=320, metadata={"help": "stored frame width (UCF101's)"})
     height: int = field(
-        default=256, metadata={"help": "frame height of flow and extraction (two-stream's)"}
+        default=FRAME_HEIGHT,
+        metadata={"help": "frame height of flow and extraction (two-stream's)"},
     )
-    width: int = field(default=340, metadata={"help": "frame width of flow and extraction"})
+    width: int = field(default=FRAME_WIDTH, metadata={"help": "frame width of flow and extraction"})
     method: str = field(
         default="farneback",
         metadata={"help": "flow method (the fast option; TV-L1 holds the same memory)"},

@@ -52,6 +52,8 @@ from pathlib import Path
 
 import numpy as np
 
+from data.crops import CROP_SIZE
+from data.video import FRAME_HEIGHT, FRAME_WIDTH
 from runtime.config_flags import exit_on_error, parse_config
 from runtime.devices import device_name, peak_device_bytes
 
@@ -161,9 +163,9 @@ class BenchmarkConfig:
     stages: tuple[str, ...] = field(
         default=STAGES, metadata={"help": "comma-separated, run in pipeline order"}
     )
-    height: int = field(default=256, metadata={"help": "decoded frame (and flow) height"})
-    width: int = field(default=340, metadata={"help": "decoded frame (and flow) width"})
-    input_size: int = field(default=224, metadata={"help": "the network's square input"})
+    height: int = field(default=FRAME_HEIGHT, metadata={"help": "decoded frame (and flow) height"})
+    width: int = field(default=FRAME_WIDTH, metadata={"help": "decoded frame (and flow) width"})
+    input_size: int = field(default=CROP_SIZE, metadata={"help": "the network's square input"})
     backbone: str = field(
         default="VGG16", metadata={"choices": ("VGG16", "EfficientNetLite0"), "help": "network"}
     )

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+# Side of the square crop the networks see (section 3.2; Simonyan and Zisserman 2014).
+CROP_SIZE = 224
+
 
 def flip_flow_stack(stacks: np.ndarray) -> np.ndarray:
     """Mirror uint8 flow stacks `(..., height, width, 10)` left-right.

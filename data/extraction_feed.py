@@ -41,12 +41,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from data.crops import center_crop
+from data.crops import CROP_SIZE, center_crop
 from data.flow_store import FlowStore
 from data.frame_store import FrameStore, FrameStoreError
 from data.npz_files import read_npz_metadata
 from data.optical_flow import STACK_LENGTH, flow_stacks
-from data.video import VideoReader
+from data.video import FRAME_HEIGHT, FRAME_WIDTH, VideoReader
 
 IMAGE_KINDS = ("video", "flow_store", "frames")
 # Bytes of uint8 crops per task: 167 RGB crops or 50 flow stacks at 224x224. With
@@ -65,10 +65,10 @@ class ImageSource:
     # The flow store ("flow_store") or frame store ("frames") folder; None for "video".
     root: str | None = None
     # Side of the central square crop.
-    input_size: int = 224
+    input_size: int = CROP_SIZE
     # "video": the decoded frame size.
-    height: int = 256
-    width: int = 340
+    height: int = FRAME_HEIGHT
+    width: int = FRAME_WIDTH
     # Images per task; None: as many as fit in `TASK_BYTES`.
     chunk_images: int | None = None
 

@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from data.crops import random_crop_and_flip
+from data.crops import CROP_SIZE, random_crop_and_flip
 from data.frame_store import FrameStore, StoredVideo
-from data.video import read_video
+from data.video import FRAME_HEIGHT, FRAME_WIDTH, read_video
 
 # A clip: a callable returning its images (frames or flow stacks), and its label.
 ClipLoader = Callable[[], np.ndarray]
@@ -69,7 +69,9 @@ class StoredClip:
         return self.read(range(self.num_images))
 
 
-def decoded_rgb_frames(path: str | os.PathLike, height: int = 256, width: int = 340) -> np.ndarray:
+def decoded_rgb_frames(
+    path: str | os.PathLike, height: int = FRAME_HEIGHT, width: int = FRAME_WIDTH
+) -> np.ndarray:
     """A loader of all of a video's frames, decoded at `height` x `width`:
     `(frames, height, width, 3)` uint8 RGB (`functools.partial` it with a path)."""
     return read_video(path, height, width).frames
@@ -97,7 +99,7 @@ class FrameBatches:
     clips: tuple[tuple[ClipLoader, int], ...]
     stream: str
     batch_size: int
-    crop_size: int = 224
+    crop_size: int = CROP_SIZE
     frames_per_clip: int = 1
     seed: int = 0
 

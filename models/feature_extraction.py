@@ -49,7 +49,8 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from data.crops import center_crop
+from data.crops import CROP_SIZE, center_crop
+from data.video import FRAME_HEIGHT, FRAME_WIDTH
 from models import efficientnet_lite
 from models.image_preprocessing import with_preprocessing
 from models.two_stream_vgg16 import (
@@ -116,7 +117,7 @@ class FeatureRecipe:
     # "imagenet", "none" (random initialisation) or a file (.keras fine-tuned net, .h5).
     weights: str = field(default="imagenet", metadata={"help": "'imagenet', 'none' or a file"})
     # Side of the central square crop the network sees (section 3.2: 224).
-    input_size: int = 224
+    input_size: int = CROP_SIZE
     # Used where the network is built, not loaded from a .keras file (which has its own).
     fc_units: int = 4096
     width_multiplier: float = field(default=1.0, metadata={"help": "VGG16 conv widths"})
@@ -136,8 +137,8 @@ class FeatureRecipe:
         metadata={"choices": PRECISIONS, "help": "auto: mixed_bfloat16 on a GPU, else float32"},
     )
     # Appearance: the decoded RGB frame size (height, width).
-    height: int = field(default=256, metadata={"help": "decoded RGB frame height"})
-    width: int = field(default=340, metadata={"help": "decoded RGB frame width"})
+    height: int = field(default=FRAME_HEIGHT, metadata={"help": "decoded RGB frame height"})
+    width: int = field(default=FRAME_WIDTH, metadata={"help": "decoded RGB frame width"})
     # Motion: how the flow was made, read from the flow files (not flags).
     flow_method: str | None = field(default=None, metadata={"flag": False})
     flow_size: tuple[int, int] | None = field(default=None, metadata={"flag": False})

@@ -1,1 +1,2 @@
-"""Plumbing shared by the stages: process pools and feeds, job records, flags, atomic files, devices."""
+"""Plumbing shared by the stages: process pools, feeds, job records, flags, atomic files,
+devices."""

@@ -6,14 +6,17 @@ The stages that run networks (fine-tuning, extraction) share these three decisio
     data_parallel_distribution("auto", batch_size)  # DataParallel over JAX's devices, or None
 
 and `use_compilation_cache(folder)`, which keeps compiled programs on disk for later runs;
-`to_device(array)` copies a host batch to the device ahead of the step that uses it.
+`to_device(array)` copies a host batch to the device ahead of the step that uses it;
+`device_name()` and `peak_device_bytes()` say what a benchmark ran on and how much of its
+memory it took.
 """
 
 from __future__ import annotations
 
 import keras
 
-# Precisions a stage may be given; "auto" resolves to one of the others.
+# Precisions a network stage (fine-tuning, extraction) may be given; "auto" resolves to
+# one of the others (`resolve_precision`).
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 
 

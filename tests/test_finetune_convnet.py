@@ -16,6 +16,7 @@ import pytest
 
 from data.frame_batches import StoredClip, draw_batch
 from data.frame_store import FrameSettings, FrameStore
+from models.image_preprocessing import with_preprocessing
 from models.two_stream_vgg16 import build_stream_vgg16, preprocess_images
 from runtime.process_feed import ordered_map
 from tests.interrupted_batches import InterruptedBatches
@@ -27,8 +28,10 @@ from training.finetune_convnet import (
     SPATIAL_PAPER,
     TEMPORAL_PAPER,
     FinetuneConfig,
+    compile_for_finetuning,
     finetune,
     learning_rate_schedule,
+    load_checkpoint,
     parse_args,
     training_batches,
 )
@@ -348,6 +351,33 @@ def test_mixed_bfloat16_keeps_the_softmax_in_float32():
     assert parse_args(["--video-root", "v", "--split-dir", "s", "--output-dir", "o"]).precision == (
         "auto"
     )
+
+
+def test_mixed_float16_finetunes_with_a_scaled_loss_and_resumes(tmp_path):
+    config = tiny_config(max_iterations=2, checkpoint_every=1)
+    clips = generated_videos("appearance")
+    network = build_stream_vgg16_under("mixed_float16", config)
+    finetune(network, tiny_batches(config, clips), config, tmp_path, progress=False)
+    rows = read_log(tmp_path / LOG_NAME)
+    assert [int(row["iteration"]) for row in rows] == [1, 2]
+    assert all(np.isfinite(float(row["loss"])) for row in rows)
+    assert json.loads((tmp_path / SETTINGS_NAME).read_text())["precision"] == "mixed_float16"
+    model = with_preprocessing(network, "caffe")
+    compile_for_finetuning(model, config, "mixed_float16")
+    assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME, model) == 2  # its variables, scale too
+    more = dataclasses.replace(config, max_iterations=3)
+    finetune(network, tiny_batches(more, clips), more, tmp_path, progress=False)
+    assert [int(row["iteration"]) for row in read_log(tmp_path / LOG_NAME)] == [1, 2, 3]
+
+
+def build_stream_vgg16_under(precision: str, config: FinetuneConfig) -> keras.Model:
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        return tiny_model(config)
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 DATA_PARALLEL_SCRIPT = """

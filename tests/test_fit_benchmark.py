@@ -8,8 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from benchmarks.fit_benchmark import FitCase
 from benchmarks import fit_benchmark
+from benchmarks.fit_benchmark import FitCase
 from models.recognizer import build_attention_model
 
 torch = pytest.importorskip("torch")

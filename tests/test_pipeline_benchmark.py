@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import pipeline_benchmark
 from benchmarks.pipeline_benchmark import (
     DATASET_SIZES,
     STAGES,
@@ -21,7 +22,6 @@ from benchmarks.pipeline_benchmark import (
     projected_items,
     total_hours,
 )
-from benchmarks import pipeline_benchmark
 
 SUBSET = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ucf101_subset"
 needs_clips = pytest.mark.skipif(not SUBSET.is_dir(), reason=f"no real clips at {SUBSET}")

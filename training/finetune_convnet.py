@@ -32,10 +32,11 @@ Feeding the device (none of it changes a hyper-parameter of the paper):
 - Batches travel as uint8 (a quarter of float32's bytes) and are preprocessed on the
   device (`models.image_preprocessing.with_preprocessing`); `final.keras` is the bare
   network of float input, as `training.extract_features` reads it.
-- `--precision auto|float32|mixed_bfloat16`: the Keras dtype policy of the network;
-  auto is mixed_bfloat16 when the backend sees a GPU, float32 otherwise. The softmax
-  computes in float32. Recorded in `settings.json`; a checkpoint of another precision is
-  not resumed.
+- `--precision auto|float32|mixed_float16|mixed_bfloat16` (`runtime.devices.PRECISIONS`,
+  as extraction): the Keras dtype policy of the network; auto is mixed_bfloat16 when the
+  backend sees a GPU, float32 otherwise. The softmax computes in float32; float16 scales
+  the loss (`compile_for_finetuning`). Recorded in `settings.json`; a checkpoint of
+  another precision is not resumed.
 - `--data-parallel auto|off`: with JAX and more than one device, each batch is split
   over the devices (`keras.distribution.DataParallel`); the batch size must divide by
   their number.
@@ -65,16 +66,18 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from data.crops import CROP_SIZE
 from data.flow_store import FlowStore
 from data.frame_batches import FrameBatches, StoredClip, decoded_rgb_frames, draw_batch
 from data.frame_store import FrameStore
 from data.splits import HOLD_OUTS, SplitSource, hold_out_validation
+from data.video import FRAME_HEIGHT, FRAME_WIDTH
 from models import efficientnet_lite
 from models.image_preprocessing import with_preprocessing
 from models.two_stream_vgg16 import STREAMS, build_stream_vgg16
 from runtime.atomic_files import atomic_write, check_output_folder
 from runtime.config_flags import exit_on_error, parse_config
-from runtime.devices import data_parallel_distribution, resolve_precision, to_device
+from runtime.devices import PRECISIONS, data_parallel_distribution, resolve_precision, to_device
 from runtime.jobs import default_workers
 from runtime.process_feed import ordered_map
 
@@ -97,7 +100,7 @@ class FinetuneConfig:
     # Paper silent; 256 as in Wang et al. 2015, whose procedure the paper follows.
     batch_size: int = 256
     # Section 3.2: 224x224 inputs, cropped from 256x340 frames.
-    crop_size: int = 224
+    crop_size: int = CROP_SIZE
     # Paper silent; 1 = every image of a batch from a different draw of a clip.
     frames_per_clip: int = 1
     # Paper silent; high dropout as Wang et al. 2015 recommend (see docs). VGG16 only.
@@ -155,11 +158,19 @@ def learning_rate_schedule(
     )
 
 
-def compile_for_finetuning(model: keras.Model, config: FinetuneConfig) -> keras.Model:
-    """Compile `model` with SGD + momentum on the step schedule, and build the optimizer."""
+def compile_for_finetuning(
+    model: keras.Model, config: FinetuneConfig, precision: str = "float32"
+) -> keras.Model:
+    """Compile `model` with SGD + momentum on the step schedule, and build the optimizer.
+
+    Under `precision` "mixed_float16" the loss is scaled dynamically
+    (`keras.optimizers.LossScaleOptimizer`) so that float16 gradients do not underflow;
+    bfloat16 has float32's range and needs no scaling."""
     optimizer = keras.optimizers.SGD(
         learning_rate=learning_rate_schedule(config), momentum=config.momentum
     )
+    if precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(
         optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
@@ -322,7 +333,7 @@ def finetune(
     output_dir.mkdir(parents=True, exist_ok=True)
     preprocessing = preprocessing or preprocessing_mode("VGG16", config.stream)
     model = with_preprocessing(network, preprocessing)
-    compile_for_finetuning(model, config)
+    compile_for_finetuning(model, config, network.dtype_policy.name)
     checkpoint_path = output_dir / CHECKPOINT_NAME
     resuming = checkpoint_path.exists()
     run_settings = {
@@ -387,8 +398,6 @@ def finetune(
 
 # The backbones fine-tuning builds: the paper's, and EfficientNet-Lite's variants.
 BACKBONES = ("VGG16", *efficientnet_lite.BACKBONES)
-# --precision: "auto" resolves to one of the others (`resolve_precision`).
-PRECISIONS = ("auto", "float32", "mixed_bfloat16")
 # Fields of FinetuneConvnetConfig that shape VGG16 only, and their defaults.
 VGG16_ONLY_DEFAULTS = {
     "fc_units": 4096,
@@ -408,8 +417,12 @@ class FinetuneConvnetConfig:
     flow_root: Path | None = dataclasses.field(
         default=None, metadata={"help": "flow store (motion)"}
     )
-    height: int = dataclasses.field(default=256, metadata={"help": "decoded RGB frame height"})
-    width: int = dataclasses.field(default=340, metadata={"help": "decoded RGB frame width"})
+    height: int = dataclasses.field(
+        default=FRAME_HEIGHT, metadata={"help": "decoded RGB frame height"}
+    )
+    width: int = dataclasses.field(
+        default=FRAME_WIDTH, metadata={"help": "decoded RGB frame width"}
+    )
     weights: str = dataclasses.field(
         default="imagenet", metadata={"help": "'imagenet', 'none' or a file"}
     )
@@ -553,7 +566,7 @@ def training_clips(
     split,
     stream: str,
     flow_root: Path | None,
-    frame_size: tuple[int, int] = (256, 340),
+    frame_size: tuple[int, int] = (FRAME_HEIGHT, FRAME_WIDTH),
     frame_root: Path | None = None,
 ):
     """`(loader, label)` for every training clip of a `data.splits.Split`.
