@@ -53,10 +53,13 @@ from runtime.batch_jobs import run_jobs
 from runtime.config_flags import exit_on_error, parse_config
 from runtime.jobs import JobResult, default_workers
 from training import compute_flow, extract_features, train_attention
-from training.runs import FEATURE_SCALINGS, MODELS, Run, TrainConfig
+from training.runs import MODELS, Run, TrainConfig
+from training.runs import PRESETS as TRAIN_PRESETS
 from training.train_attention import ModelCache
 
 TABLE_STREAMS = (*STREAMS, "two-stream")
+# TrainConfig fields each of the demo's runs sets itself (not flags of the demo).
+PER_RUN = ("dataset", "split", "stream", "model", "seed", "classes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,19 +86,11 @@ class DemoConfig:
     backbone: str = "EfficientNetLite0"
     input_size: int = 96
     extract_batch_size: int = 32
-    # Attention models: the paper's structure (2 layers, 30 steps, eqs. 3-8, Adadelta
-    # at its learning rate 1.0), 64 cells per layer (paper: 512).
-    units: int = 64
-    num_layers: int = 2
-    num_steps: int = 30
-    # The project's defaults (training.runs.TrainConfig): 30 epochs of 32 samples, the
-    # best validation epoch kept, features as stored (the paper's).
-    epochs: int = 30
-    patience: int = 0  # epochs without a better validation score before stopping
-    batch_size: int = 32
-    learning_rate: float = 1.0  # of Adadelta
-    feature_scaling: str = field(default="none", metadata={"choices": FEATURE_SCALINGS})
-    mixup: float = 0.0  # alpha of mixup on the training samples (an extension; 0: off)
+    # The attention and baseline models and their training (training.runs.PRESETS["demo"]):
+    # the paper's structure (2 layers, 30 steps, eqs. 3-8, Adadelta at its learning rate
+    # 1.0) with 64 cells per layer (paper: 512); 30 epochs of 32 samples, the best
+    # validation epoch kept, features as stored. Each run sets its stream, model and seed.
+    train: TrainConfig = field(default=TRAIN_PRESETS["demo"], metadata={"not_flags": PER_RUN})
     # XLA: off, plain TensorFlow graphs trace and run faster for these small models.
     jit_compile: bool = False
     # Processes extracting and training the streams side by side (at most one per
@@ -241,20 +236,7 @@ def extract_streams(config: DemoConfig, summary) -> None:
 
 
 def train_settings(config: DemoConfig, stream: str, model: str, seed: int) -> TrainConfig:
-    return TrainConfig(
-        stream=stream,
-        model=model,
-        units=config.units,
-        num_layers=config.num_layers,
-        num_steps=config.num_steps,
-        epochs=config.epochs,
-        patience=config.patience,
-        batch_size=config.batch_size,
-        learning_rate=config.learning_rate,
-        feature_scaling=config.feature_scaling,
-        mixup=config.mixup,
-        seed=seed,
-    )
+    return dataclasses.replace(config.train, stream=stream, model=model, seed=seed)
 
 
 def run_folder(config: DemoConfig, stream: str, model: str, seed: int) -> Run:
@@ -299,7 +281,7 @@ def train_stream(stream: str, config: DemoConfig, video_root: Path, split_dir: P
                 continue
             best = models.best(trained)  # no new trace for scoring and attention
             if not scored:
-                scoring.score_run(trained, batch_size=config.batch_size, model=best)
+                scoring.score_run(trained, batch_size=config.train.batch_size, model=best)
             if model == "attention":
                 test_videos = [video_id for video_id, _ in trained.load_config().test_videos]
                 weights = attention.run_frame_weights(trained, test_videos, model=best)

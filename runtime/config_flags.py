@@ -15,7 +15,9 @@ default is `True` gets `--no-<name>` too); `tuple[str, ...]` is a comma-separate
 (`--classes A,B,C`); `X | None` parses as `X`; `Path`, `int`, `float`, `str` as
 themselves. Field metadata may set `help`, `choices`, `required=True` (a flag that must be
 given although the field has a default), or `flag=False` (not a flag: the field keeps
-its default, e.g. a constant of the paper).
+its default, e.g. a constant of the paper). A nested settings field starts from its
+default instance, and its metadata `not_flags` names inner fields that get no flag (the
+stage sets them itself, e.g. the demo's stream and seed of each run).
 
     @dataclass(frozen=True)
     class ScoringConfig:
@@ -30,6 +32,7 @@ its default, e.g. a constant of the paper).
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import sys
 import types
@@ -39,14 +42,28 @@ from pathlib import Path
 PRESET_FLAG = "preset"
 
 
-def _flag_fields(config_type) -> list[tuple[tuple[str, ...], dataclasses.Field, type]]:
-    """`(path of field names, field, resolved type)` of every flag, nested ones flattened."""
+def _flag_fields(
+    config_type, instance=None
+) -> list[tuple[tuple[str, ...], dataclasses.Field, type]]:
+    """`(path of field names, field, resolved type)` of every flag, nested ones flattened.
+    The fields of nested settings with a default instance carry that instance's values as
+    their defaults (so that `--help` shows them)."""
     hints = typing.get_type_hints(config_type)
     found = []
     for field in dataclasses.fields(config_type):
         kind = hints[field.name]
+        if instance is not None:
+            field = copy.copy(field)
+            field.default = getattr(instance, field.name)
+            field.default_factory = dataclasses.MISSING
         if dataclasses.is_dataclass(kind):
-            found += [((field.name, *path), inner, t) for path, inner, t in _flag_fields(kind)]
+            unset = set(field.metadata.get("not_flags", ()))  # fields the stage sets itself
+            nested = field.default if dataclasses.is_dataclass(field.default) else None
+            found += [
+                ((field.name, *path), inner, t)
+                for path, inner, t in _flag_fields(kind, nested)
+                if path[0] not in unset
+            ]
         elif field.metadata.get("flag", True):
             found.append(((field.name,), field, kind))
     return found
@@ -148,6 +165,11 @@ def _build(config_type, values: dict, path: tuple[str, ...], base, preset):
         kind = hints[field.name]
         inner_base = getattr(base, field.name) if base is not None else None
         if dataclasses.is_dataclass(kind):
+            if inner_base is None and not isinstance(preset, kind):
+                # Nested settings start from the field's default instance (the class
+                # defaults when it has none); a preset of their type replaces it.
+                if dataclasses.is_dataclass(field.default):
+                    inner_base = field.default
             kwargs[field.name] = _build(kind, values, (*path, field.name), inner_base, preset)
             continue
         value = values.get("__".join((*path, field.name)))

@@ -98,3 +98,30 @@ def test_a_user_error_is_one_line_and_exit_status_2(module, tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
     assert result.returncode == 2 and len(errors) == 1, result.stderr
     assert "Traceback" not in result.stderr
+
+
+@dataclass(frozen=True)
+class Demo:
+    settings: Settings = field(default=Settings(units=64), metadata={"not_flags": ("classes",)})
+    seeds: tuple[int, ...] = (0, 1)
+
+
+def test_nested_settings_start_from_their_default_and_hide_what_the_stage_sets():
+    def parse_demo(argv):
+        parser = argparse.ArgumentParser(exit_on_error=False)
+        add_config_arguments(parser, Demo)
+        return config_from_arguments(parser.parse_args(argv), Demo)
+
+    assert parse_demo([]).settings == Settings(units=64)  # the field's default, not the class's
+    help_text = argparse.ArgumentParser()
+    add_config_arguments(help_text, Demo)
+    assert "default: 64" in help_text.format_help()
+    assert parse_demo(["--rate", "0.1"]).settings == Settings(units=64, rate=0.1)
+    with pytest.raises(SystemExit):
+        parse_demo(["--classes", "A,B"])  # set by the stage, not a flag
+    # A preset of the nested type still replaces the default instance.
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_config_arguments(parser, Demo, PRESETS)
+    assert config_from_arguments(parser.parse_args(["--preset", "tiny"]), Demo, PRESETS) == Demo(
+        PRESETS["tiny"]
+    )

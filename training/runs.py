@@ -113,6 +113,8 @@ PRESETS = {
     "paper": TrainConfig(),
     # Seconds on a CPU: for smoke runs and tests on generated data.
     "tiny": TrainConfig(units=8, num_layers=1, num_steps=12, epochs=2, batch_size=8),
+    # The CPU demo's (evaluation.demo): the paper's model with 64 cells per layer.
+    "demo": TrainConfig(units=64),
 }
 
 
