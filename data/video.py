@@ -40,6 +40,12 @@ FRAME_COUNT_TOLERANCE = 0
 END_TOLERANCE_SECONDS = 0.5
 
 
+def single_threaded_opencv() -> None:
+    """A worker process's initializer: parallelism comes from the processes, so each runs
+    OpenCV on one thread, which also keeps its results reproducible."""
+    cv2.setNumThreads(1)
+
+
 class VideoError(ValueError):
     """A video cannot be used. The message names the file, the problem and what to do."""
 

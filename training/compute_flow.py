@@ -42,7 +42,7 @@ from data.flow_store import FlowSettings, FlowStore, flow_metadata
 from data.frame_store import DEFAULT_FLOW_JPEG_QUALITY, FrameStore, check_jpeg_quality
 from data.optical_flow import iter_flow
 from data.splits import SUBSETS, SplitSource
-from data.video import VideoError, VideoReader
+from data.video import VideoError, VideoReader, single_threaded_opencv
 from runtime.atomic_files import check_output_folder
 from runtime.batch_jobs import run_jobs
 from runtime.config_flags import exit_on_error, parse_config
@@ -102,11 +102,6 @@ class ComputeFlowConfig:
     def frame_store_settings(self) -> dict:
         """The settings a frame store's `flow.json` records: the flow's and the quality."""
         return {**asdict(self.settings), "jpeg_quality": self.jpeg_quality}
-
-
-def _single_thread_opencv() -> None:
-    """Parallelism comes from processes; one OpenCV thread each keeps results reproducible."""
-    cv2.setNumThreads(1)
 
 
 def flow_one_video(video_id: str, video_path: str, output: str, settings: FlowSettings):
@@ -269,7 +264,7 @@ def run(config: ComputeFlowConfig) -> JobReport:
             tasks,
             config.workers,
             description=f"flow {settings.method}",
-            initializer=_single_thread_opencv,
+            initializer=single_threaded_opencv,
         )
     report.skipped += skipped + external
     report.failures = failures + report.failures

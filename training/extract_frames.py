@@ -27,7 +27,7 @@ import cv2
 
 from data.frame_store import FrameSettings, FrameStore
 from data.splits import SUBSETS, SplitSource
-from data.video import VideoError, VideoReader
+from data.video import VideoError, VideoReader, single_threaded_opencv
 from runtime.atomic_files import check_output_folder
 from runtime.batch_jobs import run_jobs
 from runtime.config_flags import exit_on_error, parse_config
@@ -58,11 +58,6 @@ class ExtractFramesConfig:
         parse_shard(self.shard)
         if self.workers < 1:
             raise ValueError(f"Expected --workers >= 1. Received: workers={self.workers}")
-
-
-def _single_thread_opencv() -> None:
-    """Parallelism comes from processes; one OpenCV thread each."""
-    cv2.setNumThreads(1)
 
 
 def frames_one_video(video_id: str, video_path: str, output: str, settings: FrameSettings):
@@ -138,7 +133,7 @@ def run(config: ExtractFramesConfig) -> JobReport:
         f"write ({settings.height}x{settings.width}, JPEG quality {settings.jpeg_quality})"
     )
     report = run_jobs(
-        frames_one_video, tasks, config.workers, "frames", initializer=_single_thread_opencv
+        frames_one_video, tasks, config.workers, "frames", initializer=single_threaded_opencv
     )
     report.skipped += skipped + external
     report.failures = failures + report.failures
