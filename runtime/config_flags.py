@@ -162,6 +162,8 @@ def _build(config_type, values: dict, path: tuple[str, ...], base, preset):
     hints = typing.get_type_hints(config_type)
     kwargs = {}
     for field in dataclasses.fields(config_type):
+        if not field.init:  # derived in __post_init__, never given
+            continue
         kind = hints[field.name]
         inner_base = getattr(base, field.name) if base is not None else None
         if dataclasses.is_dataclass(kind):

@@ -82,6 +82,7 @@ def tiny_model(config: FinetuneConfig) -> keras.Model:
         weights=None,
         input_size=32,
         fc_units=32,
+        width_multiplier=0.25,  # 16-128 filters: the schedule and resume, not VGG16's width
         dropout_rates=(config.dropout_fc6, config.dropout_fc7),
         weight_decay=config.weight_decay,
         seed=config.seed,
@@ -215,6 +216,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path, workers
         weights=None,
         input_size=32,
         fc_units=32,
+        width_multiplier=0.25,
         dropout_rates=(0.5, 0.5),
         weight_decay=config.weight_decay,
         seed=config.seed,

@@ -11,7 +11,7 @@ from keras import ops
 
 from benchmarks.flow_benchmark import known_flow_set
 from data import tvl1
-from data.flow_quantization import quantize_flow
+from data.flow_quantization import dequantize_flow, quantize_flow
 from data.tvl1 import TVL1Settings, tvl1_flow
 from data.video import read_video
 
@@ -152,7 +152,7 @@ def test_iter_flow_batches_the_pairs_of_each_chunk_and_crosses_chunk_borders(mon
     flows = list(optical_flow.iter_flow(iter(chunks), "tvl1_keras"))
     assert [len(f) for f in flows] == [5, 1, 4]
     assert calls == [4, 4, 4, 4]  # 5 pairs -> 4 + 1 padded; then 1 padded; then 4
-    joined = optical_flow.dequantize_flow(np.concatenate(flows))
+    joined = dequantize_flow(np.concatenate(flows))
     np.testing.assert_allclose(joined[:, 0, 0, 0], values[:-1] / 10, atol=0.1)
     np.testing.assert_allclose(joined[:, 0, 0, 1], values[1:] / 10, atol=0.1)
 
