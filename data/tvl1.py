@@ -467,10 +467,12 @@ def _quantized(flow, bound: float):
     return ops.cast(ops.round(255.0 * (clipped + bound) / (2.0 * bound)), "uint8")
 
 
-def _compiled(settings: TVL1Settings, compact_to: int = 0, quantize: bool = False):
+def compiled_solver(settings: TVL1Settings, compact_to: int = 0, quantize: bool = False):
     """`_tvl1` for `settings` (frames of any real dtype, cast to float32 on the device;
     with `quantize`, the flow as `quantize_flow`'s uint8), compiled by the backend where it
-    can be (XLA on JAX and TensorFlow; PyTorch runs it as is)."""
+    can be (XLA on JAX and TensorFlow; PyTorch runs it as is), once per settings. It takes
+    backend tensors, so a caller that keeps its frames on the device (a benchmark of the
+    solver alone) times no transfer; `tvl1_flow_dispatch` takes host arrays."""
     key = (keras.backend.backend(), settings, compact_to, quantize)
     if key not in _COMPILED:
 
@@ -528,7 +530,7 @@ def tvl1_flow_dispatch(
     `quantize`, the result is `quantize_flow` of the flow, computed on the device: uint8."""
     previous, current, _ = _checked_pairs(previous, current)
     dtype = np.uint8 if previous.dtype == np.uint8 and current.dtype == np.uint8 else np.float32
-    return _compiled(settings, compact_to, quantize)(
+    return compiled_solver(settings, compact_to, quantize)(
         ops.convert_to_tensor(previous.astype(dtype, copy=False)),
         ops.convert_to_tensor(current.astype(dtype, copy=False)),
     )  # (pairs, H, W, 2)

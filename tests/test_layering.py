@@ -155,3 +155,24 @@ def test_benchmarks_are_imported_by_nothing_and_not_installed():
 def test_evaluation_holds_no_benchmark_or_profiler():
     names = sorted(path.name for path in (ROOT / "evaluation").rglob("*.py"))
     assert [name for name in names if "benchmark" in name or "profile" in name] == []
+
+
+def private_names_imported(path: Path) -> list[str]:
+    """`module.name` for each underscore name `path` imports from a library package."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            if node.module.split(".")[0] in LIBRARY:
+                found += [f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+    return found
+
+
+def test_benchmarks_use_the_library_s_public_names_only(tmp_path):
+    source = tmp_path / "module.py"
+    source.write_text("from data.tvl1 import TVL1Settings, _compiled\n")
+    assert private_names_imported(source) == ["data.tvl1._compiled"]
+    offending = {
+        str(path.relative_to(ROOT)): private_names_imported(path)
+        for path in sorted((ROOT / "benchmarks").rglob("*.py"))
+    }
+    assert {path: names for path, names in offending.items() if names} == {}
