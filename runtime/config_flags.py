@@ -15,9 +15,10 @@ default is `True` gets `--no-<name>` too); `tuple[str, ...]` is a comma-separate
 (`--classes A,B,C`); `X | None` parses as `X`; `Path`, `int`, `float`, `str` as
 themselves. Field metadata may set `help`, `choices`, `required=True` (a flag that must be
 given although the field has a default), or `flag=False` (not a flag: the field keeps
-its default, e.g. a constant of the paper). A nested settings field starts from its
-default instance, and its metadata `not_flags` names inner fields that get no flag (the
-stage sets them itself, e.g. the demo's stream and seed of each run).
+its default, e.g. a constant of the paper). A nested settings field whose default is an
+instance other than its class's defaults (say `TrainConfig(units=64)`) starts from what
+that instance sets, and its metadata `not_flags` names inner fields that get no flag
+(the stage sets them itself, e.g. the demo's stream and seed of each run).
 
     @dataclass(frozen=True)
     class ScoringConfig:
@@ -46,15 +47,16 @@ def _flag_fields(
     config_type, instance=None
 ) -> list[tuple[tuple[str, ...], dataclasses.Field, type]]:
     """`(path of field names, field, resolved type)` of every flag, nested ones flattened.
-    The fields of nested settings with a default instance carry that instance's values as
-    their defaults (so that `--help` shows them)."""
+    The fields that a nested settings field's default instance sets (`_set_by`) carry its
+    values as their defaults, so that `--help` shows them."""
     hints = typing.get_type_hints(config_type)
+    overrides = _set_by(config_type, instance) if instance is not None else {}
     found = []
     for field in dataclasses.fields(config_type):
         kind = hints[field.name]
-        if instance is not None:
+        if field.name in overrides:
             field = copy.copy(field)
-            field.default = getattr(instance, field.name)
+            field.default = overrides[field.name]
             field.default_factory = dataclasses.MISSING
         if dataclasses.is_dataclass(kind):
             unset = set(field.metadata.get("not_flags", ()))  # fields the stage sets itself
@@ -67,6 +69,23 @@ def _flag_fields(
         elif field.metadata.get("flag", True):
             found.append(((field.name,), field, kind))
     return found
+
+
+def _set_by(config_type, instance) -> dict:
+    """The fields that `instance` sets: those in which it differs from `config_type()`
+    (values its `__post_init__` derives from the others are the same in both, so they
+    are derived again from the flags given). All its fields if `config_type()` needs
+    arguments."""
+    names = [field.name for field in dataclasses.fields(config_type) if field.init]
+    try:
+        plain = config_type()
+    except (TypeError, ValueError):
+        return {name: getattr(instance, name) for name in names}
+    return {
+        name: getattr(instance, name)
+        for name in names
+        if getattr(instance, name) != getattr(plain, name)
+    }
 
 
 def _optional_inner(kind):
@@ -167,12 +186,19 @@ def _build(config_type, values: dict, path: tuple[str, ...], base, preset):
         kind = hints[field.name]
         inner_base = getattr(base, field.name) if base is not None else None
         if dataclasses.is_dataclass(kind):
-            if inner_base is None and not isinstance(preset, kind):
-                # Nested settings start from the field's default instance (the class
-                # defaults when it has none); a preset of their type replaces it.
-                if dataclasses.is_dataclass(field.default):
-                    inner_base = field.default
-            kwargs[field.name] = _build(kind, values, (*path, field.name), inner_base, preset)
+            inner_path = (*path, field.name)
+            inner_values = values
+            if inner_base is None and dataclasses.is_dataclass(field.default):
+                if not isinstance(preset, kind):  # a preset of their type replaces it
+                    # Nested settings take what their field's default instance sets,
+                    # under the flags given.
+                    set_by_default = {
+                        "__".join((*inner_path, name)): value
+                        for name, value in _set_by(kind, field.default).items()
+                        if not dataclasses.is_dataclass(value)
+                    }
+                    inner_values = {**set_by_default, **values}
+            kwargs[field.name] = _build(kind, inner_values, inner_path, inner_base, preset)
             continue
         value = values.get("__".join((*path, field.name)))
         if isinstance(value, list):  # nargs
