@@ -19,13 +19,13 @@ from data.frame_store import FrameStore
 from models.feature_extraction import (
     FeatureRecipe,
     build_extractor,
-    extract_streamed_features,
     extract_video_features,
     prepare_images,
     resolve_precision,
     uint8_extractor,
 )
 from runtime.process_feed import ordered_map
+from runtime.streaming import extract_streamed_features
 from tests.synthetic_videos import write_ucf101_like
 from training import compute_flow, extract_features, extract_frames
 
@@ -87,11 +87,11 @@ def test_uint8_crops_across_videos_equal_host_preprocessed_per_video_features(st
 
 def _record_predictions(monkeypatch, record):
     """Wraps each batch's prediction (on every backend): `record(batch, predict)`."""
-    from models import feature_extraction
+    from runtime import streaming
 
-    original = feature_extraction._predict_assembled
+    original = streaming._predict_assembled
     monkeypatch.setattr(
-        feature_extraction,
+        streaming,
         "_predict_assembled",
         lambda predict, assembled: record(assembled.result(), lambda: original(predict, assembled)),
     )
@@ -159,13 +159,13 @@ def test_batches_are_assembled_beside_the_feeding_loop_and_a_failed_one_fails_it
     fails the videos with rows in it and the others come out whole."""
     import threading
 
-    from models import feature_extraction
+    from runtime import streaming
 
     recipe = FeatureRecipe(stream="appearance", **TINY)
     network = build_extractor(recipe)
     extractor = uint8_extractor(network, recipe)
     videos = {f"A/v{index}": generated_images(3, 4, seed=index) for index in range(4)}
-    original, assembling, predicting = feature_extraction._assemble, [], []
+    original, assembling, predicting = streaming._assemble, [], []
 
     def assemble(parts, padding):  # batch 3 of 4 (v2's rows) cannot be assembled
         assembling.append(threading.get_ident())
@@ -176,12 +176,12 @@ def test_batches_are_assembled_beside_the_feeding_loop_and_a_failed_one_fails_it
     _record_predictions(
         monkeypatch, lambda batch, predict: predicting.append(threading.get_ident()) or predict()
     )
-    monkeypatch.setattr(feature_extraction, "_assemble", assemble)
+    monkeypatch.setattr(streaming, "_assemble", assemble)
     results = list(extract_streamed_features(extractor, pieces_of(videos, 2), 4))
     assert_only_one_failed(
         results, 2, "MemoryError: no room for the batch", network, recipe, videos
     )
-    assert len(set(assembling)) <= feature_extraction.ASSEMBLE_THREADS and len(predicting) == 3
+    assert len(set(assembling)) <= streaming.ASSEMBLE_THREADS and len(predicting) == 3
     assert threading.get_ident() not in assembling and not set(assembling) & set(predicting)
 
 

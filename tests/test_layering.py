@@ -5,6 +5,7 @@ Floors, lowest first; a package imports only packages on lower floors (and itsel
     runtime      plumbing: pools, feeds, job records, flags, atomic files, devices
     data         files on disk to arrays; of runtime only atomic files and job records
     models       the layer, the recogniser, the ConvNets and their feature extractor
+                 (keras.ops only: no backend imported)
     training     the stages up to a trained model
     figures      plotting only: imports nothing of the project (it takes arrays)
     evaluation   scoring, tables, read-outs, prediction, the demo
@@ -176,3 +177,19 @@ def test_benchmarks_use_the_library_s_public_names_only(tmp_path):
         for path in sorted((ROOT / "benchmarks").rglob("*.py"))
     }
     assert {path: names for path, names in offending.items() if names} == {}
+
+
+def test_models_use_keras_ops_only():
+    """The method's code runs on every Keras backend: no backend is imported in models/."""
+    backends = {"jax", "tensorflow", "torch"}
+    offending = {}
+    for path in sorted((ROOT / "models").rglob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+        if names & backends:
+            offending[str(path.relative_to(ROOT))] = sorted(names & backends)
+    assert offending == {}

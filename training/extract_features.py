@@ -57,7 +57,6 @@ from models.feature_extraction import (
     build_extractor,
     default_image_source,
     describe_network,
-    extract_streamed_features,
     identify_weights,
     uint8_extractor,
 )
@@ -74,6 +73,7 @@ from runtime.jobs import (
     write_failure_log,
 )
 from runtime.process_feed import ordered_map
+from runtime.streaming import extract_streamed_features
 
 DATA_PARALLEL = ("auto", "off")
 # Threads that write features while the network runs: 4 were busy 95 % of the time at
