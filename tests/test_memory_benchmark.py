@@ -9,12 +9,13 @@ SHORT, LONG = 100, 500  # frames of the two generated 240x320 clips, processed a
 # the stages went chunk by chunk, the 400 more frames cost (measured) flow 1.1 GiB, motion
 # extraction 1.4 GiB, appearance 0.2 GiB, predict 0.3 GiB (appearance) and about 2 GiB
 # (motion); now only the features grow (400 x 16 float32 here). A peak also depends on
-# the machine's load: on a quiet machine the growth stays under 100 MiB, but with other
-# work on the machine the extraction stages' peaks (reading workers beside the network)
-# grew by up to 274 MiB. So this bound catches the stages that held whole videos by a
-# gigabyte or more (flow, motion extraction, motion predict) on any machine; the smaller
-# appearance figures are the benchmark's (`python -m benchmarks.memory_benchmark`).
+# the machine and its load: on 2-core machines of CI's kind the fed extraction stages
+# (reading workers beside the network) grew by 140 to 274 MiB, more with other work on
+# the machine. So this bound catches, on any such machine, the stages that held whole
+# videos by a gigabyte or more, and the test runs those; the appearance stages' smaller
+# figures are the benchmark's (`python -m benchmarks.memory_benchmark`).
 GROWTH_BOUND_MIB = 512
+TESTED = ("flow", "motion", "predict-motion")
 # Peak of any stage, libraries included (TensorFlow and Keras alone: about 790 MiB).
 PEAK_BOUND_MIB = 2048
 
@@ -22,7 +23,9 @@ PEAK_BOUND_MIB = 2048
 @pytest.mark.slow
 def test_peak_memory_does_not_grow_with_the_video(tmp_path):
     reports = {
-        num_frames: run(MemoryBenchmarkConfig(output=tmp_path, num_frames=num_frames))
+        num_frames: run(
+            MemoryBenchmarkConfig(output=tmp_path, num_frames=num_frames, stages=TESTED)
+        )
         for num_frames in (SHORT, LONG)
     }
     peaks = {
@@ -30,8 +33,8 @@ def test_peak_memory_does_not_grow_with_the_video(tmp_path):
         for num_frames, report in reports.items()
     }
     print(format_table(reports[LONG]))
-    assert set(peaks[LONG]) == set(STAGES)
-    growth = {stage: peaks[LONG][stage] - peaks[SHORT][stage] for stage in STAGES}
+    assert set(peaks[LONG]) == set(TESTED) and set(TESTED) <= set(STAGES)
+    growth = {stage: peaks[LONG][stage] - peaks[SHORT][stage] for stage in TESTED}
     assert all(value < GROWTH_BOUND_MIB for value in growth.values()), growth
     assert all(value < PEAK_BOUND_MIB for value in peaks[LONG].values()), peaks[LONG]
     assert (tmp_path / f"memory_{LONG}.json").is_file()

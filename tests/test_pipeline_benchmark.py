@@ -81,7 +81,7 @@ def test_tiny_run_reports_every_stage(tmp_path, capsys):
         assert main["samples"] > 0 and sum(place["share"] for place in main["top"]) <= 1 + 1e-9
     extraction = records[STAGES.index("extract_appearance")]["host_profile"]["threads"]
     assert extraction["predict"]["threads"] == 1  # the batch predicted in its own thread
-    assert any("feature_extraction.py" in place["where"] for place in extraction["predict"]["top"])
+    assert any("streaming.py" in place["where"] for place in extraction["predict"]["top"])
     for record in records:
         assert record["items"] > 0 and record["seconds"] > 0
         assert record["items_per_s"] == pytest.approx(record["items"] / record["seconds"])
