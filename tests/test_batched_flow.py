@@ -44,14 +44,16 @@ def dataset(tmp_path):
     return write_ucf101_like(tmp_path / "data", ("Alpha", "Beta"), clips_per_class=3)
 
 
-def test_batches_across_videos_give_the_files_of_the_per_video_path(dataset, tmp_path, monkeypatch):
-    """10-frame videos (9 pairs) in batches of 4: batches end one video and begin the
-    next, and a video's pairs are spread over several batches. (The per-video path
-    batches 4 pairs too here: one compiled shape for the file.)"""
+def test_batches_across_videos_give_the_files_of_the_per_video_path(tmp_path, monkeypatch):
+    """7-frame videos (6 pairs) in batches of 4: batches end one video and begin the
+    next, and a video's pairs are spread over two batches. (The per-video path batches 4
+    pairs too here: one compiled shape for the file.)"""
     import data.optical_flow
 
     monkeypatch.setattr(data.optical_flow, "TVL1_KERAS_PAIRS", 4)
-    video_root, split_dir = dataset
+    video_root, split_dir = write_ucf101_like(
+        tmp_path / "data", ("Alpha", "Beta"), clips_per_class=2, num_frames=7
+    )
     settings = FlowSettings("tvl1_keras", 48, 64)
     for layout in ("npz", "frames"):
         batched, reference = tmp_path / f"batched_{layout}", tmp_path / f"reference_{layout}"
@@ -66,10 +68,10 @@ def test_batches_across_videos_give_the_files_of_the_per_video_path(dataset, tmp
         batched_files = {
             name: data for name, data in _files(batched).items() if "failures" not in str(name)
         }
-        assert len(batched_files) == (6 if layout == "npz" else 6 * (1 + 2 * 9))
+        assert len(batched_files) == (4 if layout == "npz" else 4 * (1 + 2 * 6))
         assert batched_files == _files(reference)  # byte for byte, metadata included
     flow, metadata = load_flow(tmp_path / "batched_npz" / "Beta" / "v_Beta_g02_c01.npz", True)
-    assert flow.shape == (9, 48, 64, 2) and metadata["method"] == "tvl1_keras"
+    assert flow.shape == (6, 48, 64, 2) and metadata["method"] == "tvl1_keras"
 
 
 def test_bad_videos_fail_alone_named_and_leave_nothing(dataset, tmp_path, capsys):
@@ -109,8 +111,8 @@ def test_bad_videos_fail_alone_named_and_leave_nothing(dataset, tmp_path, capsys
 @pytest.mark.slow
 def test_ctrl_c_stops_within_seconds_and_a_rerun_completes_the_same_files(tmp_path, capsys):
     video_root, split_dir = write_ucf101_like(
-        tmp_path / "data", ("Alpha", "Beta"), clips_per_class=4, num_frames=40
-    )  # 312 pairs: 78 batches of 4, several seconds of flow
+        tmp_path / "data", ("Alpha", "Beta"), clips_per_class=4, num_frames=28
+    )  # 216 pairs: 54 batches of 4, several seconds of flow
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
     extra = ("--batch-pairs", "4", "--workers", "2")
     assert main(_args(video_root, split_dir, reference, *extra)) == 0
@@ -121,7 +123,7 @@ def test_ctrl_c_stops_within_seconds_and_a_rerun_completes_the_same_files(tmp_pa
     written = sorted(resumed.rglob("*.npz"))
     assert 1 <= len(written) < 8, "the interrupt should land mid-run"
     for path in written:  # each complete
-        assert load_flow(path).shape == (39, 48, 64, 2)
+        assert load_flow(path).shape == (27, 48, 64, 2)
     assert not [p for p in resumed.rglob("*") if ".tmp-" in p.name]
     capsys.readouterr()
     assert main(_args(video_root, split_dir, resumed, *extra)) == 0  # the re-run
