@@ -128,7 +128,7 @@ def test_tiny_gpu_flow_stage_passes_its_batch_and_compaction(tmp_path):
     output = tmp_path / "bench.jsonl"
     pipeline_benchmark.main(
         [
-            "--tiny", "--stages", "decode,flow", "--flow-method", "tvl1_keras",
+            "--tiny", "--stages", "decode,flow", "--flow-method", "tvl1_keras", "--clips", "2",
             "--flow-batch-pairs", "8", "--flow-compact-to", "4", "--device-repeats", "2",
             "--video-root", str(SUBSET / "UCF-101"),
             "--split-dir", str(SUBSET / "ucfTrainTestlist"),
