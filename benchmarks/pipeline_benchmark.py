@@ -718,7 +718,7 @@ def flow_device_rate(
     slowest pair converges, so the rate depends on the frames: these are the stage's own."""
     import keras
 
-    from data.tvl1 import TVL1Settings, compiled_solver
+    from data.tvl1 import TVL1Settings, batch_solver
 
     settings, count = stage_config.settings, stage_config.batch_pairs
     if len(pairs) < count:
@@ -737,7 +737,9 @@ def flow_device_rate(
         )
         for at in starts
     ]
-    solver = compiled_solver(TVL1Settings(), stage_config.compact_to, quantize=True)  # the stage's
+    solver = batch_solver(
+        count, TVL1Settings(), stage_config.compact_to, quantize=True
+    )  # the stage's
     keras.ops.convert_to_numpy(solver(*batches[0])[:, :1, :1])  # compiles, untimed
     seconds = 0.0
     for first, second in batches:

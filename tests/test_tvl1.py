@@ -164,39 +164,36 @@ def test_compaction_sizes_halve_down_to_the_smallest():
     assert tvl1.compaction_sizes(4, 8) == [4]
 
 
-def test_compacted_solver_gives_each_pair_the_reference_flow():
+def test_compacted_and_stage_solvers_give_each_pair_the_reference_flow():
     """Pairs that converge at very different speeds (identical frames stop at once, known
     shifts and real motion later), in rounds short enough that pairs stop within a round
     and leave the batch before its median: the compacted solver (batches 6 -> 3 -> 2)
-    gives every pair the flow of the reference, which iterates the whole batch."""
-    if not CLIP.is_dir():
-        pytest.skip(f"{CLIP} not found (the real clips live in ../shared/data)")
-    frames = [cv2.resize(f, (40, 32), interpolation=cv2.INTER_AREA) for f in gray_frames(4)]
-    shifted = [pair[0] for pair in known_flow_set(frames[0]).values()]
-    first = np.stack([frames[0], frames[1], frames[0], frames[2], frames[0], frames[0]])
-    second = np.stack([frames[0], frames[2], shifted[0], frames[3], shifted[1], shifted[2]])
-    settings = TVL1Settings(scales=2, warps=2, inner_iterations=8, outer_iterations=3, epsilon=0.03)
-    reference = tvl1_flow(first, second, settings)
-    compacted = tvl1_flow(first, second, settings, compact_to=2)
-    assert np.abs(reference).max() > 0.1  # the pairs do move
-    np.testing.assert_array_equal(compacted, reference)
-
-
-def test_stage_flow_is_the_host_quantised_flow_of_the_same_frames():
-    """The batched stage's variant (uint8 frames to the device, the flow quantised there)
-    gives exactly `quantize_flow` of `tvl1_flow`'s float flow, with and without compaction."""
+    gives every pair the flow of the reference, which iterates the whole batch; and the
+    batched stage's variant (uint8 frames to the device, compacted, the flow quantised
+    there) gives exactly `quantize_flow` of the reference."""
     if not CLIP.is_dir():
         pytest.skip(f"{CLIP} not found (the real clips live in ../shared/data)")
     frames = [cv2.resize(f, (40, 32), interpolation=cv2.INTER_AREA) for f in gray_frames(4)]
     shifted = [
         np.clip(pair[0], 0, 255).astype(np.uint8) for pair in known_flow_set(frames[0]).values()
     ]
-    first = np.stack([frames[0], frames[1], frames[2], frames[0]])
-    second = np.stack([shifted[0], frames[2], frames[3], shifted[2]])
+    first = np.stack([frames[0], frames[1], frames[0], frames[2], frames[0], frames[0]])
+    second = np.stack([frames[0], frames[2], shifted[0], frames[3], shifted[1], shifted[2]])
     settings = TVL1Settings(scales=2, warps=2, inner_iterations=8, outer_iterations=3, epsilon=0.03)
-    expected = quantize_flow(tvl1_flow(first, second, settings))
+    reference = tvl1_flow(first, second, settings)
+    assert np.abs(reference).max() > 0.1  # the pairs do move
+    np.testing.assert_array_equal(tvl1_flow(first, second, settings, compact_to=2), reference)
+    expected = quantize_flow(reference)
     assert len(np.unique(expected)) > 20  # many levels: the rounding is exercised
-    for compact_to in (0, 2):
-        got = tvl1.stage_flow(first, second, settings, compact_to)
-        assert got.dtype == np.uint8
-        np.testing.assert_array_equal(got, expected)
+    got = tvl1.stage_flow(first, second, settings, compact_to=2)
+    assert got.dtype == np.uint8
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_a_batch_too_small_to_compact_gets_the_plain_solver():
+    settings = TVL1Settings(scales=2)
+    assert tvl1.batch_solver(4, settings, 16) is tvl1.compiled_solver(settings, 0)
+    assert tvl1.batch_solver(4, settings, 3, quantize=True) is tvl1.compiled_solver(
+        settings, 0, quantize=True
+    )  # 4 -> 2 would be under 3
+    assert tvl1.batch_solver(4, settings, 2) is tvl1.compiled_solver(settings, 2)
