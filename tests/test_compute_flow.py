@@ -136,11 +136,13 @@ def test_sigkill_then_rerun_gives_identical_outputs(tmp_path):
         "--split-dir",
         str(split_dir),
         "--height",
-        "48",
+        "256",
         "--width",
-        "64",
+        "340",
         "--workers",
         "1",
+        "--method",
+        "farneback",  # about 0.3 s a video at 256 x 340 here: the kill lands mid-run
     ]
     environment = {**os.environ, "PYTHONPATH": str(REPO)}
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"

@@ -208,7 +208,11 @@ def test_fit_lowers_the_loss():
 
 
 def test_attention_beats_mean_pooling_when_few_frames_carry_the_label():
-    """The paper's claim on a toy: 3 key frames among 30, found by attention."""
+    """The paper's claim on a toy: 3 key frames among 30, found by attention. A result of
+    learning, tested on the default backend only (40 s on JAX, 30 on PyTorch): the other
+    backends' arithmetic is this file's and test_temporal_attention_lstm.py's to check."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("a learning result: tested on the default backend (tensorflow)")
     rng = np.random.default_rng(0)
     train_features, train_labels, _ = sparse_key_frames(1200, rng)
     test_features, test_labels, key_frames = sparse_key_frames(600, rng)
