@@ -7,11 +7,8 @@ on computing or writing once the run is stopped (Ctrl-C) or its parent is gone.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
-import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -23,8 +20,7 @@ from multiprocessing.process import BaseProcess
 from tqdm import tqdm
 
 from runtime.jobs import JobReport, JobResult
-
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal a process gets when its parent dies
+from runtime.stopping import exit_with_parent
 
 
 def run_jobs(
@@ -208,7 +204,7 @@ def _worker_loop(connection: Connection, worker, initializer, parent_pid: int) -
     """Computes the tasks the parent sends, one at a time, sending back each result."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # parent then stops us with SIGTERM
-    _exit_with_parent(parent_pid)
+    exit_with_parent(parent_pid)
     if initializer is not None:
         initializer()
     while True:
@@ -232,29 +228,3 @@ def _worker_loop(connection: Connection, worker, initializer, parent_pid: int) -
 def _exit_on_sigterm(signum, frame) -> None:
     """SystemExit unwinds the worker: an atomic write in progress removes its temporary."""
     raise SystemExit(128 + signum)
-
-
-def _exit_with_parent(parent_pid: int) -> None:
-    """Makes this worker exit soon after its parent dies, however the parent dies.
-
-    On Linux the kernel sends SIGTERM at once (`prctl(PR_SET_PDEATHSIG)`); everywhere,
-    a thread checks the parent pid every 0.2 s, sends the same SIGTERM, and ends the
-    process 2 s later if the main thread is still stuck in native code.
-    """
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
-        except (OSError, AttributeError):
-            pass  # the thread below still watches
-    if os.getppid() != parent_pid:  # died before the prctl above
-        raise SystemExit(128 + signal.SIGTERM)
-    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
-
-
-def _watch_parent(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
-        time.sleep(0.2)
-    os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(2.0)
-    os._exit(128 + signal.SIGTERM)
