@@ -36,3 +36,26 @@ def ctrl_c_once_written(
     os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C: parent and workers
     _, err = process.communicate(timeout=30)
     return process.returncode, err, time.monotonic() - sent
+
+
+def is_running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie may wait for a reaper)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def wait_until(condition, timeout: float = 60.0) -> None:
+    """Polls `condition()` until it holds; fails the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)

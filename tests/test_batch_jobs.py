@@ -16,8 +16,8 @@ import pytest
 
 from runtime.batch_jobs import run_jobs
 from tests.batch_job_workers import write_after_pause
+from tests.shell_jobs import REPO, is_running, wait_until
 
-REPO = Path(__file__).resolve().parents[1]
 DRIVER = "import sys; from tests.batch_job_workers import main; sys.exit(main(sys.argv[1:]))"
 
 
@@ -27,28 +27,6 @@ def _written(output: Path) -> set[str]:
 
 def _worker_pids(output: Path) -> set[int]:
     return {int(path.name) for path in (output / "pids").glob("*")}
-
-
-def _is_running(pid: int) -> bool:
-    """Alive and not a zombie (an orphan's zombie may wait for a reaper)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
-
-def _wait_until(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def _start_pool(output: Path, count: int, seconds: float, extra: tuple = ()) -> subprocess.Popen:
@@ -64,13 +42,13 @@ def _start_pool(output: Path, count: int, seconds: float, extra: tuple = ()) -> 
             stderr=log,
             start_new_session=True,
         )
-    _wait_until(lambda: len(_worker_pids(output)) == 2 and len(_written(output)) >= 2)
+    wait_until(lambda: len(_worker_pids(output)) == 2 and len(_written(output)) >= 2)
     return process
 
 
 def _assert_no_more_files(output: Path, pids: set[int], before: set[str]) -> None:
     """Every worker gone within 5 s; after that, nothing new for 2 s and no temporary."""
-    _wait_until(lambda: not any(_is_running(pid) for pid in pids), timeout=5.0)
+    wait_until(lambda: not any(is_running(pid) for pid in pids), timeout=5.0)
     after = _written(output)
     assert len(after - before) <= len(pids)  # at most the file each was renaming
     time.sleep(2.0)
@@ -91,7 +69,7 @@ def test_ctrl_c_stops_every_worker_within_seconds(tmp_path, target):
         pool.send_signal(signal.SIGINT)
     assert pool.wait(timeout=30) == 130
     assert time.monotonic() - sent < 4.0
-    assert not any(_is_running(pid) for pid in pids)  # stopped before the parent exits
+    assert not any(is_running(pid) for pid in pids)  # stopped before the parent exits
     _assert_no_more_files(output, pids, before)
     assert len(_written(output)) < 20
 
@@ -109,7 +87,7 @@ def test_a_second_ctrl_c_kills_workers_that_do_not_stop(tmp_path):
     os.killpg(pool.pid, signal.SIGINT)
     assert pool.wait(timeout=60) == 130
     assert time.monotonic() - sent < 5.0  # not the 30 s a stopped worker is given
-    assert not any(_is_running(pid) for pid in pids)
+    assert not any(is_running(pid) for pid in pids)
     _assert_no_more_files(output, pids, before)
 
 
