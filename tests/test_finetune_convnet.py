@@ -267,9 +267,14 @@ def test_a_checkpoint_of_another_model_is_refused(tmp_path):
     config = tiny_config(max_iterations=2, checkpoint_every=1)
     clips = generated_videos("appearance")
     finetune(tiny_model(config), tiny_batches(config, clips), config, tmp_path, progress=False)
-    other = dataclasses.replace(config, max_iterations=3, dropout_fc6=0.0, dropout_fc7=0.0)
+    longer = dataclasses.replace(config, max_iterations=3)  # the same recorded settings
+    keras.utils.set_random_seed(7)
+    wider = build_stream_vgg16(
+        "appearance", num_classes=NUM_CLASSES, weights=None, input_size=32, fc_units=16,
+        width_multiplier=0.25, dropout_rates=(0.5, 0.5), seed=config.seed,
+    )  # fmt: skip
     with pytest.raises(ValueError, match="does not match the model"):
-        finetune(tiny_model(other), tiny_batches(other, clips), other, tmp_path, progress=False)
+        finetune(wider, tiny_batches(longer, clips), longer, tmp_path, progress=False)
 
 
 def test_a_checkpoint_of_another_precision_is_refused(tmp_path):
@@ -324,11 +329,14 @@ def test_the_stage_trains_from_a_frame_store_and_names_missing_videos(split_vide
         + ["--output-dir", str(tmp_path / "net")]
     )
     assert final.exists() and len(read_log(tmp_path / "net" / LOG_NAME)) == 2
-    assert json.loads((tmp_path / "net" / SETTINGS_NAME).read_text()) == {
+    recorded = json.loads((tmp_path / "net" / SETTINGS_NAME).read_text())
+    assert {key: recorded[key] for key in ("precision", "preprocessing", "held_out_videos")} == {
         "precision": "float32",  # auto on a CPU
         "preprocessing": "caffe",
         "held_out_videos": [],
     }
+    assert recorded["image_size"] == [48, 64] and recorded["fc_units"] == 8
+    assert recorded["batch_size"] == 4 and recorded["final"]["iteration"] == 2
 
 
 def test_mixed_bfloat16_keeps_the_softmax_in_float32():

@@ -8,10 +8,26 @@ label; random crops and horizontal flips.
 
 Writes to `--output-dir`: `checkpoint.npz` every `checkpoint_every` iterations
 (weights, optimizer state, dropout seeds, iteration; written atomically, and
-a rerun of the same command resumes from it exactly), `settings.json` (precision,
-preprocessing mode), `log.csv` (loss and
-accuracy per iteration) and, at the end, `final.keras`, which
+a rerun of the same command resumes from it exactly), `settings.json`, `log.csv` (loss and
+accuracy per iteration) and, at the end, `final.keras` (atomically), which
 `training.extract_features --weights` reads.
+
+An output folder holds one fine-tune. `settings.json` records the settings that shape
+its model: every `FinetuneConfig` field but `max_iterations` and `checkpoint_every`, the
+precision and preprocessing, the network (`--backbone`, `--weights` and the backbone's
+own flags), the training list (`--dataset`, `--split`, `--classes`, the held-out videos)
+and the images' size; once `final.keras` is written, also its iteration and SHA-256.
+Not recorded, as they do not change the model: `--checkpoint-every`, `--workers`,
+`--frame-root` against decoding (the same videos, as JPEG frames or decoded),
+`--video-root`, `--split-dir`, `--flow-root` (where the data are), `--data-parallel`.
+A rerun in that folder
+- with other recorded settings is refused, naming each (the folder's and this run's);
+- with a longer `--max-iterations` trains on from the checkpoint: the model is that of
+  an uninterrupted run of the longer schedule (the learning rate and the batches depend
+  on the iteration only); a shorter one than the folder has reached is refused;
+- once finished, does nothing: `final.keras` stays byte for byte as it was, so features
+  extracted from it (which record its SHA-256) stay valid.
+A damaged `checkpoint.npz`, `settings.json` or `final.keras` is named, with what to do.
 
     python -m training.finetune_convnet --preset spatial \
         --video-root UCF-101 --split-dir ucfTrainTestlist --output-dir runs/spatial
@@ -58,6 +74,7 @@ import functools
 import json
 import os
 import time
+import zipfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -73,6 +90,7 @@ from data.frame_store import FrameStore
 from data.splits import HOLD_OUTS, SplitSource, hold_out_validation
 from data.video import FRAME_HEIGHT, FRAME_WIDTH
 from models import efficientnet_lite
+from models.feature_extraction import file_sha256
 from models.image_preprocessing import with_preprocessing
 from models.two_stream_vgg16 import STREAMS, build_stream_vgg16
 from runtime.atomic_files import atomic_write, check_output_folder
@@ -195,27 +213,38 @@ def save_checkpoint(path: str | os.PathLike, model: keras.Model, iteration: int)
 
 
 def load_checkpoint(path: str | os.PathLike, model: keras.Model) -> int:
-    """Restore a `save_checkpoint` file into a compiled `model`; returns the iteration."""
-    with np.load(path) as arrays:
-        for prefix, variables in (
-            ("model", model.variables),
-            ("optimizer", model.optimizer.variables),
-        ):
-            # Paths of seed generators are numbered per process, so compare shapes.
-            saved = [
-                arrays[f"{prefix}/{index:04d}"] for index in range(len(arrays[f"{prefix}/paths"]))
-            ]
-            if [array.shape for array in saved] != [
-                tuple(variable.shape) for variable in variables
-            ]:
-                raise ValueError(
-                    f"Checkpoint {path} does not match the model ({prefix} variables differ: "
-                    f"{len(saved)} saved, {len(variables)} expected, or their shapes). Use the "
-                    "settings that wrote it, or another --output-dir."
-                )
-            for variable, array in zip(variables, saved, strict=True):
-                variable.assign(array)
-        return int(arrays["iteration"])
+    """Restore a `save_checkpoint` file into a compiled `model`; returns the iteration.
+
+    A file that cannot be read (truncated, not an npz) raises a `ValueError` that names
+    it; so does one of another model."""
+    try:
+        with np.load(path) as arrays:
+            saved = {
+                prefix: [
+                    arrays[f"{prefix}/{index:04d}"]
+                    for index in range(len(arrays[f"{prefix}/paths"]))
+                ]
+                for prefix in ("model", "optimizer")
+            }
+            iteration = int(arrays["iteration"])
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as error:
+        raise ValueError(
+            f"Checkpoint {path} is damaged ({type(error).__name__}: {error}). Remove it to "
+            "start over from iteration 0, or use another --output-dir."
+        ) from error
+    for prefix, variables in (("model", model.variables), ("optimizer", model.optimizer.variables)):
+        # Paths of seed generators are numbered per process, so compare shapes.
+        if [array.shape for array in saved[prefix]] != [
+            tuple(variable.shape) for variable in variables
+        ]:
+            raise ValueError(
+                f"Checkpoint {path} does not match the model ({prefix} variables differ: "
+                f"{len(saved[prefix])} saved, {len(variables)} expected, or their shapes). "
+                "Use the settings that wrote it, or another --output-dir."
+            )
+        for variable, array in zip(variables, saved[prefix], strict=True):
+            variable.assign(array)
+    return iteration
 
 
 def _open_log(path: Path, resume_iteration: int):
@@ -249,27 +278,110 @@ def preprocessing_mode(backbone: str, stream: str) -> str:
     return "caffe" if stream == "appearance" else "uint8-128"
 
 
+# FinetuneConfig fields that do not shape the model: how often it is saved, and how far
+# it is trained (a longer run continues a shorter one exactly; `finetune` checks the rest).
+UNRECORDED_FIELDS = ("max_iterations", "checkpoint_every")
+
+
+def recorded_settings(config: FinetuneConfig) -> dict:
+    """The fields of `config` that shape the model, for `settings.json`."""
+    return {
+        field.name: getattr(config, field.name)
+        for field in dataclasses.fields(config)
+        if field.name not in UNRECORDED_FIELDS
+    }
+
+
 def _describe_setting(key: str, saved, value) -> tuple[str, str, str]:
-    """(the checkpoint's setting, this run's, the flags that resume it), for an error."""
+    """(the folder's setting, this run's, the flags that resume it), for an error."""
     if key == "held_out_videos":  # a list, set by the --hold-out-* flags
         return f"{len(saved)} held-out videos", f"{len(value)} others", "the --hold-out-* flags"
-    return f"{key}={saved!r}", f"{key}={value!r}", f"--{key.replace('_', '-')} {saved}"
+    if key == "stream":
+        flag = f"--preset {'spatial' if saved == 'appearance' else 'temporal'}"
+    elif key == "preprocessing":
+        flag = "the --backbone that wrote it"
+    elif key == "image_size":
+        flag = f"images of {saved} (--height, --width or the frame store's)"
+    elif key == "classes":
+        flag = f"--classes {','.join(saved)}" if saved else "no --classes"
+    else:
+        flag = f"--{key.replace('_', '-')} {saved}"
+    return f"{key}={saved!r}", f"{key}={value!r}", flag
 
 
-def _check_settings(path: Path, settings: dict, resuming: bool) -> None:
-    """Refuse to resume a checkpoint written at another precision or preprocessing;
-    then record `settings` beside the checkpoint."""
-    if resuming and path.exists():
+def _read_settings(path: Path) -> dict:
+    """The settings recorded in `path`; {} where there is none."""
+    if not path.exists():
+        return {}
+    try:
         saved = json.loads(path.read_text())
-        for key, value in settings.items():
-            if key in saved and saved[key] != value:
-                was, now, flags = _describe_setting(key, saved[key], value)
-                raise ValueError(
-                    f"The checkpoint in {path.parent} was written with {was}; this run has "
-                    f"{now}. Rerun with {flags} to resume it, or use another --output-dir."
-                )
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        saved = error
+    if not isinstance(saved, dict):
+        raise ValueError(
+            f"{path} is damaged ({saved}): the fine-tune in {path.parent} cannot be checked "
+            f"against this run. Remove {path.parent} to start over, or use another --output-dir."
+        )
+    return saved
+
+
+def _check_settings(folder: Path, saved: dict, settings: dict) -> None:
+    """Refuse to go on with the fine-tune in `folder`, recorded with `saved`, under
+    other `settings`: one error naming every setting that differs."""
+    settings = json.loads(json.dumps(settings))  # tuples as lists, as recorded
+    differing = [
+        _describe_setting(key, saved[key], value)
+        for key, value in settings.items()
+        if key in saved and saved[key] != value
+    ]
+    if differing:
+        was, now, flags = zip(*differing, strict=True)
+        raise ValueError(
+            f"The output folder {folder} holds a fine-tune with {', '.join(was)}; this run "
+            f"has {', '.join(now)}. Rerun with {' '.join(flags)} to resume it, or use "
+            f"another --output-dir, or remove {folder} to start over."
+        )
+    unrecorded = [key for key in settings if key not in saved]
+    if unrecorded:
+        print(f"{folder} did not record {', '.join(unrecorded)}: taken as this run's.")
+
+
+def _write_settings(path: Path, settings: dict) -> None:
     with atomic_write(path) as temporary:
         Path(temporary).write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def _refuse_shorter(folder: Path, reached: int, max_iterations: int) -> None:
+    raise ValueError(
+        f"The output folder {folder} holds a fine-tune of {reached} iterations, past this "
+        f"run's --max-iterations {max_iterations}: its model is of a longer schedule. Rerun "
+        f"with --max-iterations {reached} (or more, to train on), or use another "
+        f"--output-dir, or remove {folder} to start over."
+    )
+
+
+def _finished(folder: Path, saved: dict, max_iterations: int) -> Path | None:
+    """`final.keras` of `folder` if it is that of `max_iterations` iterations, as recorded
+    when it was written; None if the folder has not reached them."""
+    final_path, record = folder / FINAL_NAME, saved.get("final")
+    if not final_path.exists() or not isinstance(record, dict):
+        return None
+    iteration = record.get("iteration", 0)
+    if iteration > max_iterations:
+        _refuse_shorter(folder, iteration, max_iterations)
+    if iteration < max_iterations:
+        return None
+    if file_sha256(final_path) != record.get("sha256"):
+        source = (
+            f"written again from {CHECKPOINT_NAME}"
+            if (folder / CHECKPOINT_NAME).exists()
+            else "trained again"
+        )
+        raise ValueError(
+            f"{final_path} is damaged or was replaced: its SHA-256 is not the one recorded "
+            f"in {SETTINGS_NAME} when it was written. Remove it and rerun: it is {source}."
+        )
+    return final_path
 
 
 def _next_on_device(batches: Iterator[tuple[np.ndarray, np.ndarray]]) -> tuple | None:
@@ -308,6 +420,10 @@ def finetune(
 ) -> Path:
     """Train `network` on `batches` for `config.max_iterations`, resuming from `output_dir`.
 
+    A folder of other recorded settings (see the module docstring), or trained past
+    `config.max_iterations`, is refused before anything is written; one already finished
+    is left as it is.
+
     The batches travel as uint8 (a quarter of float32's bytes) and are preprocessed on
     the device: the model trained is `with_preprocessing(network, preprocessing)`, which
     shares `network`'s weights; `final.keras` is `network` itself (float input).
@@ -323,8 +439,8 @@ def finetune(
             each batch here when it is needed. The batches are the same either way.
         ahead: Batches drawn ahead of the one training. Default `2 * workers`.
         progress: Show a tqdm bar with images/s.
-        record: More settings of the run for `settings.json` (e.g. its training
-            videos); like the precision, a checkpoint written with others is not resumed.
+        record: More settings that shape the model, for `settings.json` (e.g. its
+            training videos); like `config`'s, a folder written with others is refused.
 
     Returns:
         The path of `final.keras`.
@@ -332,17 +448,26 @@ def finetune(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     preprocessing = preprocessing or preprocessing_mode("VGG16", config.stream)
-    model = with_preprocessing(network, preprocessing)
-    compile_for_finetuning(model, config, network.dtype_policy.name)
-    checkpoint_path = output_dir / CHECKPOINT_NAME
-    resuming = checkpoint_path.exists()
+    checkpoint_path, settings_path = output_dir / CHECKPOINT_NAME, output_dir / SETTINGS_NAME
     run_settings = {
+        **recorded_settings(config),
         "precision": network.dtype_policy.name,
         "preprocessing": preprocessing,
         **(record or {}),
     }
-    _check_settings(output_dir / SETTINGS_NAME, run_settings, resuming)
-    start = load_checkpoint(checkpoint_path, model) if resuming else 0
+    saved = _read_settings(settings_path)
+    if checkpoint_path.exists() or (output_dir / FINAL_NAME).exists():
+        _check_settings(output_dir, saved, run_settings)
+    finished = _finished(output_dir, saved, config.max_iterations)
+    if finished is not None:
+        print(f"{output_dir} is complete ({config.max_iterations} iterations): left as it is.")
+        return finished
+    model = with_preprocessing(network, preprocessing)
+    compile_for_finetuning(model, config, network.dtype_policy.name)
+    start = load_checkpoint(checkpoint_path, model) if checkpoint_path.exists() else 0
+    if start > config.max_iterations:
+        _refuse_shorter(output_dir, start, config.max_iterations)
+    _write_settings(settings_path, run_settings)  # no final.keras recorded until it is new
     schedule = learning_rate_schedule(config)
     log_file, log = _open_log(output_dir / LOG_NAME, start)
     bar = tqdm(
@@ -389,7 +514,10 @@ def finetune(
         bar.close()
         log_file.close()
     final_path = output_dir / FINAL_NAME
-    network.save(final_path)
+    with atomic_write(final_path, suffix=".keras") as temporary:  # Keras picks by extension
+        network.save(temporary)
+    final = {"iteration": config.max_iterations, "sha256": file_sha256(final_path)}
+    _write_settings(settings_path, {**run_settings, "final": final})
     return final_path
 
 
@@ -687,12 +815,29 @@ def run(config: FinetuneConvnetConfig) -> Path:
             config.output_dir,
             preprocessing=preprocessing_mode(config.backbone, settings.stream),
             workers=workers,
-            record={"held_out_videos": sorted(clip.video_id for clip in held_out)},
+            record={
+                **network_settings(config),
+                "dataset": config.source.dataset,
+                "split": config.source.split,
+                "classes": config.source.classes,
+                "held_out_videos": sorted(clip.video_id for clip in held_out),
+                "image_size": image_size,
+            },
         )
     finally:
         keras.distribution.set_distribution(previous)
-    print(f"Wrote {final_path}")
+    print(f"Fine-tuned network: {final_path}")
     return final_path
+
+
+def network_settings(config: FinetuneConvnetConfig) -> dict:
+    """The stage's flags that shape its network, for `settings.json`: the backbone, the
+    weights it starts from, and the backbone's own flags."""
+    if config.backbone == "VGG16":
+        own = {name: getattr(config, name) for name in VGG16_ONLY_DEFAULTS}
+    else:
+        own = {"top_dropout": config.top_dropout}
+    return {"backbone": config.backbone, "weights": config.weights, **own}
 
 
 # === Command line ===
