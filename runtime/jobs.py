@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from runtime.stopping import Terminated
 
 
 def parse_shard(shard: str | None) -> tuple[int, int]:
@@ -127,14 +130,15 @@ def exit_status(
 ) -> int:
     """A batch stage's exit status: 0 when `job()` completes every item, 1 when some
     failed (named in its report), 2 when it stops on a bad input before any work (a
-    `ValueError`, printed as one line on stderr), 130 on Ctrl-C (`run_jobs` has stopped
-    every worker by then; `interrupted` says what is left)."""
+    `ValueError`, printed as one line on stderr), 130 on Ctrl-C and 143 on SIGTERM where
+    a worker pool turned it into `runtime.stopping.Terminated` (the pools have stopped
+    their workers by then; `interrupted` says what is left)."""
     try:
         report = job()
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print(f"interrupted: {interrupted}", file=sys.stderr)
-        return 130
+        return 128 + signal.SIGTERM if isinstance(stop, Terminated) else 130
     return 1 if report.failures else 0

@@ -23,7 +23,13 @@ and yields the results in the items' order, a bounded number ahead of the consum
   the same order, for tests and small jobs.
 - An exception in a worker is raised here, with the worker's traceback as its cause,
   when its result is reached; the pool is shut down when the generator is closed,
-  garbage-collected or interrupted (pending items are cancelled).
+  garbage-collected or interrupted (pending items are cancelled). While the pool runs,
+  SIGTERM stops this process as Ctrl-C does (`runtime.stopping.sigterm_as_interrupt`).
+- Nothing outlives the consumer, however it ends (SIGKILL included): each worker exits
+  soon after it (`runtime.stopping.exit_with_parent`), and a shared memory segment
+  (named `psm_<consumer pid>_<worker pid>_<n>`) belongs to the worker that made it until
+  the consumer takes it (opens it and removes its name at once), so a worker that exits,
+  for whatever reason, removes those of its segments not yet taken.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import itertools
 import multiprocessing
+import os
 import signal
 import sys
 import weakref
@@ -39,9 +47,17 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import resource_tracker, shared_memory
+from multiprocessing.util import Finalize
 from typing import Any
 
 import numpy as np
+
+from runtime.stopping import exit_with_parent, sigterm_as_interrupt
+
+try:
+    import _posixshmem  # the POSIX calls behind multiprocessing.shared_memory
+except ImportError:  # Windows: a segment goes with its last handle, no name to remove
+    _posixshmem = None
 
 # Arrays at least this large travel through shared memory.
 SHARED_MEMORY_BYTES = 1 << 20
@@ -70,10 +86,8 @@ def _map_arrays(convert: Callable[[Any], Any], value: Any) -> Any:
 def _share(value: Any) -> Any:
     if not (isinstance(value, np.ndarray) and value.nbytes >= SHARED_MEMORY_BYTES):
         return value
-    block = shared_memory.SharedMemory(create=True, size=value.nbytes)
+    block = _new_segment(value.nbytes)
     np.ndarray(value.shape, value.dtype, buffer=block.buf)[...] = value
-    # The consumer frees it; the worker's tracker must not (nor warn at exit).
-    resource_tracker.unregister(block._name, "shared_memory")
     shared = _SharedArray(block.name, value.shape, value.dtype.str)
     block.close()
     return shared
@@ -82,11 +96,14 @@ def _share(value: Any) -> Any:
 def _unshare(value: Any) -> Any:
     """The array in shared memory, without a copy: its name is removed at once (so nothing
     is left behind whatever happens next), its memory stays mapped until the array (and
-    every view of it) is freed."""
+    every view of it) is freed. FileNotFoundError: its worker exited first and removed it."""
     if not isinstance(value, _SharedArray):
         return value
     block = shared_memory.SharedMemory(name=value.name)
-    block.unlink()
+    try:
+        block.unlink()
+    except FileNotFoundError:  # its worker, exiting, removed the name: the memory is ours
+        resource_tracker.unregister(block._name, "shared_memory")
     array = np.ndarray(value.shape, np.dtype(value.dtype), buffer=block.buf)
     weakref.finalize(array, block.close)
     return array
@@ -111,25 +128,89 @@ def _discard_shared(value: Any) -> None:
         pass
 
 
-# The function of the pool this worker process belongs to (set by `_start_worker`).
+# === Inside a worker process ===
+
+# The function of the pool this worker process belongs to, the process it works for, and
+# the names of the segments it made that the consumer may not have taken yet (set by
+# `_start_worker`, noted by `_new_segment`).
 _worker_function: Callable[[Any], Any] | None = None
+_consumer_pid = 0
+_made_segments: list[str] = []
+_segment_numbers = itertools.count()
 
 
 def _call(item: Any) -> Any:
     return _to_shared(_worker_function(item))
 
 
-def _start_worker(function: Callable[[Any], Any]) -> None:
-    global _worker_function
-    _worker_function = function  # unpickled once per worker, not once per item
-    # Ctrl-C goes to the consumer, which shuts the pool down; one OpenCV thread a worker.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _new_segment(size: int) -> shared_memory.SharedMemory:
+    """A new segment of `size` bytes, noted as this worker's before it exists (a worker
+    stopped at any point removes it), under a name no other process makes."""
+    _forget_taken_segments()
+    while True:
+        name = f"psm_{_consumer_pid}_{os.getpid()}_{next(_segment_numbers):x}"
+        _made_segments.append(name)
+        try:
+            block = shared_memory.SharedMemory(name=name, create=True, size=size)
+        except FileExistsError:  # left by an earlier process of the same pids: not ours
+            _made_segments.remove(name)
+            continue
+        # Its owner removes it (this worker until the consumer takes it), never the tracker.
+        resource_tracker.unregister(block._name, "shared_memory")
+        return block
+
+
+def _segment_exists(name: str) -> bool:
     try:
+        os.close(_posixshmem.shm_open(f"/{name}", os.O_RDONLY))
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _forget_taken_segments() -> None:
+    """Drops from the notes the segments the consumer has taken (their names are gone)."""
+    if _posixshmem is not None:
+        _made_segments[:] = [name for name in _made_segments if _segment_exists(name)]
+
+
+def _remove_untaken_segments() -> None:
+    """Removes the segments this worker made that the consumer has not taken: results it
+    will never read (it is gone, or stopping). Safe to call twice, from any thread."""
+    if _posixshmem is None:
+        return
+    for name in list(_made_segments):
+        try:
+            _posixshmem.shm_unlink(f"/{name}")
+        except FileNotFoundError:
+            pass  # taken by the consumer
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    """SIGTERM (the consumer's end, or its pool stopping): exit, leaving no segment."""
+    _remove_untaken_segments()
+    os._exit(128 + signum)
+
+
+def _start_worker(function: Callable[[Any], Any], consumer_pid: int) -> None:
+    global _worker_function, _consumer_pid
+    _worker_function = function  # unpickled once per worker, not once per item
+    _consumer_pid = consumer_pid
+    # Ctrl-C goes to the consumer, which shuts the pool down; SIGTERM ends the worker
+    # (its segments not yet taken removed), as does the consumer's end, however it ends.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    Finalize(None, _remove_untaken_segments, exitpriority=0)  # a normal exit, pool shut down
+    exit_with_parent(consumer_pid, before_exit=_remove_untaken_segments)
+    try:  # one OpenCV thread a worker
         import cv2
 
         cv2.setNumThreads(1)
     except ImportError:  # pragma: no cover - OpenCV is a requirement
         pass
+
+
+# === In the consumer ===
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -202,8 +283,16 @@ def _submit(pool: ProcessPoolExecutor, item):
 
 
 def _pooled(function, items: Iterator, workers: int, ahead: int) -> Iterator[Any]:
+    with sigterm_as_interrupt():  # SIGTERM stops the consumer as Ctrl-C: pool shut down
+        yield from _pooled_until_stopped(function, items, workers, ahead)
+
+
+def _pooled_until_stopped(function, items: Iterator, workers: int, ahead: int) -> Iterator[Any]:
     pool = ProcessPoolExecutor(
-        workers, mp_context=_context(), initializer=_start_worker, initargs=(function,)
+        workers,
+        mp_context=_context(),
+        initializer=_start_worker,
+        initargs=(function, os.getpid()),
     )
     pending: collections.deque = collections.deque()  # (item, future), in order
     try:
@@ -223,7 +312,15 @@ def _pooled(function, items: Iterator, workers: int, ahead: int) -> Iterator[Any
             for next_item in items:  # keep `ahead` in flight
                 pending.append((next_item, _submit(pool, next_item)))
                 break
-            yield _from_shared(result)
+            try:
+                taken = _from_shared(result)
+            except FileNotFoundError as error:
+                raise RuntimeError(
+                    f"The result of {function!r} for {item!r} was lost: the worker process "
+                    "that computed it was stopped before it was read (killed from outside, "
+                    "or another worker died and the pool stopped)."
+                ) from error
+            yield taken
     finally:
         for _, future in pending:
             future.cancel()

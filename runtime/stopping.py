@@ -1,4 +1,5 @@
-"""How a stage's processes stop together: its workers end with it.
+"""How a stage's processes stop together: its workers end with it, and SIGTERM stops it
+as Ctrl-C does.
 
 - `exit_with_parent(pid)`, called in a worker process as it starts: the worker gets
   SIGTERM soon after the process it works for dies, however that dies (SIGKILL
@@ -6,10 +7,14 @@
   pools use it: `runtime.batch_jobs` (the flow stage) and `runtime.process_feed`
   (extraction, fine-tuning), whose workers are children of a forkserver, not of the
   process they work for.
+- `sigterm_as_interrupt()`, around the work of a main process: SIGTERM raises
+  `Terminated`, a `KeyboardInterrupt`, so the run unwinds as on Ctrl-C (pools shut
+  down, no file left half written); `runtime.jobs.exit_status` then returns 143.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import select
@@ -17,10 +22,14 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h: the signal a process gets when its parent dies
 _POLL_SECONDS = 0.2  # where no pidfd can wait for a process's end
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived while `sigterm_as_interrupt` was in force: the run stops as on Ctrl-C."""
 
 
 # === In a worker process ===
@@ -93,3 +102,35 @@ def _poll_for_end(pid: int) -> None:
         except PermissionError:
             pass  # it exists
         time.sleep(_POLL_SECONDS)
+
+
+# === In the main process ===
+
+_sigterm_users = 0  # `sigterm_as_interrupt` blocks in force, nested or overlapping
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated(f"stopped by {signal.Signals(signum).name}")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While inside: SIGTERM raises `Terminated` (a `KeyboardInterrupt`) in the main
+    thread, so the work unwinds as on Ctrl-C instead of the process vanishing with its
+    pools running. Nothing changes when entered outside the main thread or where the
+    process already handles SIGTERM itself. Usable across a generator's `yield`s."""
+    global _sigterm_users
+    in_force = threading.current_thread() is threading.main_thread() and signal.getsignal(
+        signal.SIGTERM
+    ) in (signal.SIG_DFL, _raise_terminated)
+    if in_force:
+        signal.signal(signal.SIGTERM, _raise_terminated)
+        _sigterm_users += 1
+    try:
+        yield
+    finally:
+        if in_force:
+            _sigterm_users -= 1
+            main_thread = threading.current_thread() is threading.main_thread()
+            if _sigterm_users == 0 and main_thread:  # (a generator may end in another)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)

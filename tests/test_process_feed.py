@@ -2,12 +2,18 @@
 
 import functools
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from runtime.process_feed import ordered_map
+from tests.feed_workers import AHEAD, WORKERS
+from tests.shell_jobs import REPO, is_running, wait_until
 
 
 def _array_of(size: int, value: int) -> np.ndarray:
@@ -146,3 +152,58 @@ def _modules_loaded(name: str) -> bool:
         getattr(module, "__file__", None) and name in str(module.__file__)
         for module in list(sys.modules.values())
     )
+
+
+# === Stopped from outside: no worker and no shared memory left ===
+
+FEED = "import sys; from tests.feed_workers import main; sys.exit(main(sys.argv[1:]))"
+
+
+def _feed_segments(consumer_pid: int) -> set[str]:
+    """The shared memory segments of the feed of process `consumer_pid` (named after it)."""
+    return {path.name for path in Path("/dev/shm").glob(f"psm_{consumer_pid}_*")}
+
+
+def _noted_workers(output: Path) -> dict[int, int]:
+    """{worker pid: its parent's pid}, as `tests.feed_workers` notes them."""
+    return {int(path.name): int(path.read_text() or 0) for path in (output / "pids").glob("*")}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="reads Linux's /dev/shm and /proc")
+@pytest.mark.parametrize("stop", ["SIGKILL", "SIGTERM", "Ctrl-C"])
+def test_a_stopped_consumer_leaves_no_worker_and_no_shared_memory(tmp_path, stop):
+    # The consumer has taken the first result and is busy; 6 results wait in shared
+    # memory, handed over but not taken. However it is stopped, its workers (and their
+    # forkserver) are gone within seconds, and so is every segment of its feed.
+    output, log_path = tmp_path / "out", tmp_path / "feed.log"
+    with open(log_path, "w") as log:
+        consumer = subprocess.Popen(
+            [sys.executable, "-c", FEED, str(output)],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+            start_new_session=True,  # its own process group, as a shell job
+        )
+    try:
+        wait_until(lambda: len(_feed_segments(consumer.pid)) == AHEAD, timeout=90.0)
+        wait_until(lambda: len(_noted_workers(output)) == WORKERS, timeout=30.0)
+    except BaseException:
+        consumer.kill()
+        raise
+    workers = _noted_workers(output)
+    processes = (set(workers) | set(workers.values())) - {consumer.pid}  # and a forkserver
+    sent = time.monotonic()
+    if stop == "SIGKILL":
+        consumer.kill()
+    elif stop == "SIGTERM":
+        consumer.terminate()
+    else:  # a terminal's Ctrl-C reaches the whole process group
+        os.killpg(consumer.pid, signal.SIGINT)
+    expected = {"SIGKILL": -signal.SIGKILL, "SIGTERM": 143, "Ctrl-C": 130}[stop]
+    assert consumer.wait(timeout=60) == expected
+    assert time.monotonic() - sent < 10.0
+    wait_until(lambda: not any(is_running(pid) for pid in processes), timeout=10.0)
+    wait_until(lambda: not _feed_segments(consumer.pid), timeout=5.0)
+    assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
