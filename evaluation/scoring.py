@@ -13,6 +13,13 @@ the models again:
     python -m evaluation.scoring --fuse runs/ucf101/split1/appearance/attention \
         runs/ucf101/split1/motion/attention
 
+Scores belong to one model: `test_scores.npz` and `metrics.json` record the SHA-256 of
+the `model.keras` they were computed from (and its epoch). A run whose training is
+unfinished is not scored; scores whose model file has changed since (a resumed or
+retrained run), or that record no model, are stale: every reader (`load_scores`,
+`load_metrics`, the tables) refuses them, and `--fuse` scores such a run again. A model
+whose scores are not finite (a loss gone NaN) is a failed run, never an accuracy.
+
 Averaging is linear, so fusing video scores equals averaging fused sample scores
 whenever both streams cut a video into the same samples. They need not: a motion
 stream has 5 fewer flow stacks than the video has frames, hence fusion pairs videos
@@ -21,6 +28,8 @@ stream has 5 fewer flow stacks than the video has frames, hence fusion pairs vid
 
 from __future__ import annotations
 
+import csv
+import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,8 +40,10 @@ import numpy as np
 
 from data.feature_store import FeatureStore
 from data.samples import SampleDataset
-from models.feature_extraction import FeatureRecipe
+from models.feature_extraction import FeatureRecipe, file_sha256
 from models.recognizer import NUM_SCORED_STEPS, last_steps_scores
+from models.two_stream_vgg16 import STREAMS
+from runtime.atomic_files import atomic_write
 from runtime.config_flags import exit_on_error, parse_config
 from training.runs import Run
 
@@ -102,13 +113,23 @@ def fuse_scores(
 
 
 def accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Fraction of rows whose highest score is the label."""
+    """Fraction of rows whose highest score is the label (scores must be finite)."""
     scores, labels = np.asarray(scores), np.asarray(labels)
     if scores.ndim != 2 or labels.shape != (scores.shape[0],) or len(labels) == 0:
         raise ValueError(
             f"Expected scores (n, C), labels (n,), n >= 1. Received: {scores.shape}, {labels.shape}"
         )
+    if not np.all(np.isfinite(scores)):
+        raise ValueError(
+            f"Expected finite scores. Received: NaN or inf in {num_non_finite(scores)} of "
+            f"{len(scores)} rows (a model whose training diverged?)"
+        )
     return float(np.mean(np.argmax(scores, axis=1) == labels))
+
+
+def num_non_finite(scores: np.ndarray) -> int:
+    """Rows of `(n, C)` scores holding NaN or inf."""
+    return int(np.sum(~np.all(np.isfinite(np.asarray(scores)), axis=1)))
 
 
 def confusion_matrix(scores: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -147,33 +168,47 @@ class VideoScores:
         labels: `(videos,)` true class indices.
         scores: `(videos, C)` video scores (mean over samples of the last-10 means).
         class_names: `(C,)` names; `labels` index them.
+        model_sha256: SHA-256 of the `model.keras` that gave the scores; None for
+            scores of no single model file (fused ones) or of a file that predates it.
+        model_epoch: That model's epoch as `history.csv` counts them (from 0); None
+            when unknown.
     """
 
     video_ids: tuple[str, ...]
     labels: np.ndarray
     scores: np.ndarray
     class_names: tuple[str, ...]
+    model_sha256: str | None = None
+    model_epoch: int | None = None
 
     def save(self, path: str | os.PathLike) -> Path:
+        """Writes the `.npz` atomically: a reader finds the old file or the new one."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(
-            path,
-            video_ids=np.asarray(self.video_ids, dtype=str),
-            labels=np.asarray(self.labels, dtype=np.int64),
-            scores=np.asarray(self.scores, dtype=np.float64),
-            class_names=np.asarray(self.class_names, dtype=str),
-        )
+        with atomic_write(path, suffix=".npz") as temporary:
+            np.savez(
+                temporary,
+                video_ids=np.asarray(self.video_ids, dtype=str),
+                labels=np.asarray(self.labels, dtype=np.int64),
+                scores=np.asarray(self.scores, dtype=np.float64),
+                class_names=np.asarray(self.class_names, dtype=str),
+                model_sha256=np.asarray(self.model_sha256 or "", dtype=str),
+                model_epoch=np.asarray(-1 if self.model_epoch is None else self.model_epoch),
+            )
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> VideoScores:
+        """The file as written, checked for nothing (a run's scores: `load_scores`)."""
         with np.load(path, allow_pickle=False) as data:
+            sha256 = str(data["model_sha256"]) if "model_sha256" in data else ""
+            epoch = int(data["model_epoch"]) if "model_epoch" in data else -1
             return cls(
                 video_ids=tuple(data["video_ids"].tolist()),
                 labels=data["labels"],
                 scores=data["scores"],
                 class_names=tuple(data["class_names"].tolist()),
+                model_sha256=sha256 or None,
+                model_epoch=None if epoch < 0 else epoch,
             )
 
     def accuracy(self) -> float:
@@ -232,6 +267,112 @@ def predict_video_scores(model, dataset, num_last_steps: int = NUM_SCORED_STEPS)
     )
 
 
+# === Which model the scores belong to ===
+
+
+def check_trained(run: Run) -> None:
+    """Raises `ValueError` unless `run` finished training: a `model.keras` and no
+    `backup/` of an interrupted fit (whose `model.keras` is only the best epoch so far)."""
+    if not run.model_path.is_file():
+        raise ValueError(
+            f"{run.root} has no {Run.MODEL}: it is not trained. Train it with "
+            "`python -m training.train_attention`."
+        )
+    if not run.is_trained():
+        raise ValueError(
+            f"{run.root}: training is unfinished ({Run.BACKUP}/ holds an interrupted fit; "
+            f"{Run.MODEL} is only its best epoch so far). Resume it: run "
+            "`python -m training.train_attention` again with the same flags, then score it."
+        )
+
+
+def model_epoch(run: Run) -> int | None:
+    """The epoch `model.keras` holds, as `history.csv` counts them (from 0): the first
+    with the best validation last-10 accuracy (the training checkpoint's choice; the
+    training last-10 accuracy without a validation part). None when unknown."""
+    if not run.history_path.is_file():
+        return None
+    with open(run.history_path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    for monitor in ("val_last_steps_accuracy", "last_steps_accuracy"):
+        values = np.asarray([_number(row.get(monitor)) for row in rows])
+        if len(values) and np.isfinite(values).any():
+            best = int(np.nanargmax(values))
+            epoch = rows[best].get("epoch", "")
+            return int(epoch) if epoch.isdigit() else best
+    return None
+
+
+def _number(text: str | None) -> float:
+    """A `history.csv` value; NaN for an empty or "NA" one (Keras' CSVLogger)."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _score_again(run: Run) -> str:
+    return f"score it again: python -m evaluation.scoring --run {run.root}"
+
+
+def stale_scores(run: Run, model_sha256: str | None, file: Path) -> str | None:
+    """Why scores recorded as computed from `model_sha256` are not those of the run's
+    `model.keras` now (`file`: where they were read), or None when they are."""
+    if model_sha256 is None:
+        return (
+            f"{file} does not record which {Run.MODEL} it was computed from (written "
+            "before scores recorded their model), so it may be stale"
+        )
+    if model_sha256 != file_sha256(run.model_path):
+        return (
+            f"{file} was computed from another {Run.MODEL} than the one now in {run.root} "
+            "(trained or resumed since): it is stale"
+        )
+    return None
+
+
+def _scores_problem(run: Run) -> tuple[VideoScores | None, str | None]:
+    """The run's stored test scores and why they are not usable now (None: they are)."""
+    if not run.scores_path.is_file():
+        return None, f"{run.root} is not scored (no {Run.SCORES})"
+    scores = VideoScores.load(run.scores_path)
+    problem = stale_scores(run, scores.model_sha256, run.scores_path)
+    if problem is None and num_non_finite(scores.scores):
+        problem = f"{run.scores_path} holds NaN or inf scores: a failed run"
+    return scores, problem
+
+
+def load_scores(run: Run) -> VideoScores:
+    """The per-video test scores of a trained run, computed from its `model.keras` as it
+    is now.
+
+    Raises:
+        ValueError: The run's training is unfinished, it is not scored, or its scores
+            are stale (its model changed since, or they record no model); the message
+            names the run and says what to do.
+    """
+    check_trained(run)
+    scores, problem = _scores_problem(run)
+    if problem is not None:
+        raise ValueError(f"{problem}; {_score_again(run)}")
+    return scores
+
+
+def load_metrics(run: Run) -> dict:
+    """The run's `metrics.json`, checked as `load_scores` checks its scores."""
+    check_trained(run)
+    if not run.metrics_path.is_file():
+        raise ValueError(f"{run.root} is not scored (no {Run.METRICS}); {_score_again(run)}")
+    metrics = json.loads(run.metrics_path.read_text())
+    problem = stale_scores(run, metrics.get("model_sha256"), run.metrics_path)
+    if problem is not None:
+        raise ValueError(f"{problem}; {_score_again(run)}")
+    return metrics
+
+
+# === Scoring a run ===
+
+
 def score_run(
     run: Run | str | os.PathLike,
     store_root: str | os.PathLike | None = None,
@@ -241,12 +382,20 @@ def score_run(
     """Scores a run's best model (`model.keras`) on its test split.
 
     Reads the run's record (the test videos, labels, classes and feature store) and
-    writes `test_scores.npz` and `metrics.json`. Returns the metrics. `model`: that
-    best model already in memory (`training.train_attention.ModelCache.best`), so that
-    it is not loaded and traced again; default: loaded from `model.keras`.
+    writes `test_scores.npz` and `metrics.json`, both naming the model file (SHA-256)
+    and its epoch. Returns the metrics. `model`: that best model already in memory
+    (`training.train_attention.ModelCache.best`), so that it is not loaded and traced
+    again; default: loaded from `model.keras`.
+
+    Raises:
+        ValueError: The run's training is unfinished, its test features are not those
+            it was trained on, `model.keras` changed while it was scored, or its scores
+            are not finite (a failed run: nothing is written).
     """
     run = run if isinstance(run, Run) else Run(run)
     record = run.load_config()
+    check_trained(run)
+    model_sha256 = file_sha256(run.model_path)
     store = FeatureStore(store_root or record.feature_store)
     items = list(record.test_videos)
     for video_id, _ in items:  # the test features must be those the model was trained on
@@ -270,16 +419,59 @@ def score_run(
         labels=np.asarray([label for _, label in items], dtype=np.int64),
         scores=predict_video_scores(model if model is not None else run.load_model(), dataset),
         class_names=record.class_names,
+        model_sha256=model_sha256,
+        model_epoch=model_epoch(run),
     )
+    if num_non_finite(scores.scores):
+        raise ValueError(
+            f"{run.root} is a failed run: its {Run.MODEL} gives NaN or inf scores on "
+            f"{num_non_finite(scores.scores)} of {len(items)} test videos (its training "
+            "diverged). Nothing was written; train it again (e.g. with a lower "
+            "--learning-rate or another --seed)."
+        )
+    if file_sha256(run.model_path) != model_sha256:
+        raise ValueError(
+            f"{run.model_path} changed while it was being scored (a trainer writing it?). "
+            "Nothing was written; score it again once its training is over."
+        )
     scores.save(run.scores_path)
-    metrics = {**scores.metrics(), "split": record.train.split, "scored_with": Run.MODEL}
-    run.write_metrics(metrics)
+    metrics = {
+        **scores.metrics(),
+        "split": record.train.split,
+        "scored_with": Run.MODEL,
+        "model_sha256": model_sha256,
+        "model_epoch": scores.model_epoch,
+    }
+    with atomic_write(run.metrics_path) as temporary:
+        temporary.write_text(json.dumps(metrics, indent=2))
     return metrics
 
 
-def load_scores(run: Run) -> VideoScores:
-    """The per-video test scores of a scored run."""
-    return VideoScores.load(run.scores_path)
+def fusable_runs(appearance: Run, motion: Run) -> None:
+    """Raises `ValueError` unless `appearance` and `motion` are two runs of those
+    streams (their test videos and classes are compared with their scores)."""
+    if appearance.root.resolve() == motion.root.resolve():
+        raise ValueError(
+            f"{appearance.root} is given twice: fuse an appearance run with a motion run."
+        )
+    for trained, stream in zip((appearance, motion), STREAMS, strict=True):
+        recorded = trained.load_config().train.stream
+        if recorded != stream:
+            raise ValueError(
+                f"{trained.root} is a {recorded} run, given as the {stream} run: "
+                "--fuse takes APPEARANCE_RUN MOTION_RUN, in that order."
+            )
+
+
+def current_scores(run: Run, store_root=None, batch_size: int = 64) -> VideoScores:
+    """`load_scores`, but a trained run whose scores are missing or stale is scored
+    (again) first, as the scoring stage may."""
+    check_trained(run)
+    _, problem = _scores_problem(run)
+    if problem is not None:
+        print(f"{problem}: scoring it again.")
+        score_run(run, store_root, batch_size)
+    return load_scores(run)
 
 
 # === Stage ===
@@ -313,8 +505,19 @@ def run(config: ScoringConfig) -> dict:
     """`run`: scores each run, returns `run folder -> metrics`; `fuse`: returns the
     appearance, motion and two-stream accuracy of two scored runs."""
     if config.fuse:
-        appearance, motion = (load_scores(Run(folder)) for folder in config.fuse)
-        fused = fuse_video_scores(appearance, motion, tuple(config.weights))
+        runs = [Run(folder) for folder in config.fuse]
+        fusable_runs(*runs)
+        for trained in runs:  # both, before either is scored again
+            check_trained(trained)
+        appearance, motion = (
+            current_scores(trained, config.store, config.batch_size) for trained in runs
+        )
+        try:
+            fused = fuse_video_scores(appearance, motion, tuple(config.weights))
+        except ValueError as error:
+            raise ValueError(
+                f"{runs[0].root} and {runs[1].root} cannot be fused: {error}"
+            ) from None
         result = {
             "appearance": appearance.accuracy(),
             "motion": motion.accuracy(),
@@ -322,6 +525,9 @@ def run(config: ScoringConfig) -> dict:
         }
         print(", ".join(f"{name} {100 * value:.1f}%" for name, value in result.items()))
         return result
+    for folder in config.run:  # every run, before the first is scored
+        Run(folder).load_config()
+        check_trained(Run(folder))
     results = {}
     for folder in config.run:
         metrics = score_run(Run(folder), config.store, config.batch_size)

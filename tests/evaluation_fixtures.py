@@ -6,7 +6,10 @@ import numpy as np
 
 from data.feature_store import FeatureStore
 from data.splits import load_split
+from evaluation.scoring import VideoScores
+from models.feature_extraction import FeatureRecipe, file_sha256
 from tests.synthetic_videos import write_ucf101_like
+from training.runs import Run, RunRecord, TrainConfig
 
 CLASSES = ("Alpha", "Beta")
 FEATURE_DIM = 16
@@ -35,3 +38,55 @@ def write_separable_features(store_root, split, stream="appearance", num_frames=
             {"stream": stream, "backbone": "VGG16", "weights": "none", "input_size": 32},
         )
     return store
+
+
+# Hand-made scored runs (no model): 4 test videos of classes 0, 0, 1, 1.
+TEST_IDS = ("A/v1", "A/v2", "B/v1", "B/v2")
+TEST_LABELS = np.array([0, 0, 1, 1])
+FULL_CLASSES = {"ucf101": 101, "hmdb51": 51}
+
+
+def class_list(count: int) -> tuple[str, ...]:
+    return tuple(f"Class{index:03d}" for index in range(count))
+
+
+def write_scored_run(
+    runs_root,
+    dataset: str = "ucf101",
+    split: int = 1,
+    stream: str = "appearance",
+    model: str = "attention",
+    correct: int = 4,
+    class_names: tuple[str, ...] | None = None,
+    recipe: dict | None = None,
+    **settings,
+) -> Run:
+    """A finished, scored run folder written by hand: `config.json` (the dataset's whole
+    class list unless `class_names`; `settings` and `recipe` override the training
+    settings and the feature recipe), a stand-in `model.keras` (bytes that name the
+    run: only its hash is read) and `test_scores.npz` of that file, where the first
+    `correct` of the 4 test videos are right."""
+    config = TrainConfig(dataset=dataset, split=split, stream=stream, model=model, **settings)
+    run = Run.for_config(runs_root, config)
+    class_names = class_names or class_list(FULL_CLASSES[dataset])
+    run.write_record(
+        RunRecord(
+            train=config,
+            class_names=class_names,
+            feature_store=runs_root / "store" / stream,
+            features=FeatureRecipe(stream=stream, precision="float32", **(recipe or {})),
+            feature_dim=16,
+            train_videos=(),
+            validation_videos=(),
+            test_videos=tuple(zip(TEST_IDS, TEST_LABELS.tolist(), strict=True)),
+        )
+    )
+    run.model_path.write_bytes(f"model of {run.root}".encode())
+    scores = np.zeros((len(TEST_IDS), len(class_names)))
+    scores[np.arange(len(TEST_IDS)), TEST_LABELS] = 0.8  # right ...
+    scores[np.arange(len(TEST_IDS)), 1 - TEST_LABELS] = 0.2
+    scores[correct:, :2] = scores[correct:, 1::-1]  # ... but the last 4 - correct wrong
+    VideoScores(
+        TEST_IDS, TEST_LABELS, scores, class_names, model_sha256=file_sha256(run.model_path)
+    ).save(run.scores_path)
+    return run
