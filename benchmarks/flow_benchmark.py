@@ -35,7 +35,6 @@ from data.flow_quantization import quantize_flow
 from data.optical_flow import flow_function
 from data.video import FRAME_HEIGHT, FRAME_WIDTH, read_video
 from runtime.config_flags import exit_on_error, parse_config
-from runtime.devices import device_name, peak_device_bytes
 
 CPU_METHODS = ("tvl1", "farneback", "dis")
 
@@ -132,6 +131,8 @@ def time_speed(method, first, second, workers: int, batch: int) -> dict:
         for start in range(0, pairs, batch):
             _flows(method, first[start : start + batch], second[start : start + batch])
         seconds = time.perf_counter() - began
+        from runtime.devices import peak_device_bytes  # Keras: not in the OpenCV workers
+
         peak = peak_device_bytes()
         return {"pairs_per_s": pairs / seconds, "batch": batch, "workers": None,
                 "peak_device_bytes": peak,
@@ -207,15 +208,17 @@ def run_benchmark(
         "machine": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
-        "device": f"{_backend()}: {device_name()}",
+        "device": _device(),
         "rows": rows,
     }
 
 
-def _backend() -> str:
+def _device() -> str:
     import keras  # here, not at import: the OpenCV worker processes never load Keras
 
-    return keras.backend.backend()
+    from runtime.devices import device_name
+
+    return f"{keras.backend.backend()}: {device_name()}"
 
 
 def format_markdown(report: dict) -> str:

@@ -1,6 +1,8 @@
 """benchmarks.flow_benchmark on a real clip at a tiny size (OpenCV methods only: the
 keras.ops TV-L1 is measured in tests/test_tvl1.py)."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +10,8 @@ import pytest
 
 from benchmarks import flow_benchmark
 
-CLIP = Path(__file__).resolve().parents[2] / "shared/data/ucf101_subset/UCF-101/Punch"
+REPO = Path(__file__).resolve().parents[1]
+CLIP = REPO.parent / "shared/data/ucf101_subset/UCF-101/Punch"
 
 
 def test_reports_accuracy_agreement_and_speed_of_each_method(tmp_path):
@@ -60,3 +63,21 @@ def test_tvl1_keras_is_timed_in_whole_batches_compiled_first(monkeypatch):
     frames = [np.zeros((8, 8), np.uint8)] * 12
     row = flow_benchmark.time_speed("tvl1_keras", frames, frames, workers=1, batch=4)
     assert sizes == [4, 4, 4, 4] and row["batch"] == 4 and row["pairs_per_s"] > 0
+
+
+def test_the_benchmark_imports_no_keras_so_its_opencv_workers_start_light():
+    """The OpenCV methods run in spawned processes, which import this module: Keras and
+    its backend would cost each of them seconds and hundreds of MB."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, benchmarks.flow_benchmark; print(sorted(m for m in "
+            "('keras', 'tensorflow', 'jax', 'torch') if m in sys.modules))",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
