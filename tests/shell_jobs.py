@@ -59,3 +59,20 @@ def wait_until(condition, timeout: float = 60.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def descendants(pid: int) -> set[int]:
+    """The pids of every process below `pid` now (children, theirs, ...), read from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # ended while read
+        children.setdefault(parent, []).append(int(stat.parent.name))
+    found, unvisited = set(), [pid]
+    while unvisited:
+        for child in children.get(unvisited.pop(), []):
+            found.add(child)
+            unvisited.append(child)
+    return found

@@ -207,3 +207,40 @@ def test_a_stopped_consumer_leaves_no_worker_and_no_shared_memory(tmp_path, stop
     wait_until(lambda: not any(is_running(pid) for pid in processes), timeout=10.0)
     wait_until(lambda: not _feed_segments(consumer.pid), timeout=5.0)
     assert "Traceback" not in log_path.read_text(), log_path.read_text()[-3000:]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads Linux's /proc and /dev/shm")
+def test_a_killed_extraction_leaves_no_process_and_no_shared_memory(tmp_path):
+    # The stage as a user runs it, killed (SIGKILL) once its first video is stored: its
+    # forkserver, reading workers and resource tracker are all gone within seconds.
+    from tests.shell_jobs import descendants
+    from tests.synthetic_videos import write_ucf101_like
+
+    video_root, split_dir = write_ucf101_like(
+        tmp_path, ("Alpha", "Beta"), clips_per_class=8, num_frames=24, height=120, width=160
+    )
+    store = tmp_path / "store"
+    argv = ["--video-root", str(video_root), "--split-dir", str(split_dir),
+            "--stream", "appearance", "--store", str(store), "--weights", "none",
+            "--precision", "float32", "--input-size", "32", "--fc-units", "16",
+            "--width-multiplier", "0.25", "--height", "120", "--width", "160",
+            "--batch-size", "4", "--workers", "2"]  # fmt: skip
+    stage = subprocess.Popen(
+        [sys.executable, "-m", "training.extract_features", *argv],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: any(store.rglob("*.npz")) or stage.poll() is not None, timeout=180)
+        processes = descendants(stage.pid)
+    finally:
+        stage.kill()
+    assert stage.wait(timeout=60) == -signal.SIGKILL
+    assert len(list(store.rglob("*.npz"))) < 16  # killed mid-run
+    assert len(processes) >= 3  # the forkserver and its 2 workers, at least
+    wait_until(lambda: not any(is_running(pid) for pid in processes), timeout=10.0)
+    wait_until(lambda: not _feed_segments(stage.pid), timeout=5.0)
