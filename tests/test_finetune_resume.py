@@ -135,3 +135,17 @@ def test_a_damaged_final_network_is_named_with_what_to_do(finished, tmp_path):
     assert run_finetune(config, folder).exists()
     recorded = json.loads((folder / SETTINGS_NAME).read_text())["final"]
     assert recorded["iteration"] == 4
+
+
+def test_a_longer_schedule_trains_on_and_records_the_new_final_network(finished, tmp_path):
+    config, folder = finished
+    folder = copy_of(folder, tmp_path)
+    before = folder_bytes(folder)
+    longer = dataclasses.replace(config, max_iterations=5)
+    run_finetune(longer, folder)
+    assert (folder / FINAL_NAME).read_bytes() != before[FINAL_NAME]
+    assert json.loads((folder / SETTINGS_NAME).read_text())["final"]["iteration"] == 5
+    log_rows = (folder / LOG_NAME).read_text().strip().splitlines()[1:]
+    assert [int(row.split(",")[0]) for row in log_rows] == [1, 2, 3, 4, 5]
+    with pytest.raises(ValueError, match=r"5 iterations.*--max-iterations 4"):
+        run_finetune(config, folder)  # the 4-iteration model is no longer the folder's
