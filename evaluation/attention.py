@@ -12,6 +12,9 @@ Within one sample the weights sum to 1, so 1/30 is what a mean-pooling baseline 
         --output figures/punch_attention
 
 writes `punch_attention.png` and `.pdf` (one bar row per stream, `figures.attention`).
+The thumbnails are the frames of `--video`, which must be the file of `--video-id`
+(named after it, with as many frames as its stored features say), or the figure would
+draw one clip's attention under another clip's frames.
 With `--key-frames key_frames.csv` it also plots, over the run's test videos, the
 attention mass on annotated key frames against what uniform attention would give.
 
@@ -23,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import keras
 import numpy as np
@@ -31,9 +34,10 @@ from tqdm import tqdm
 
 from data.feature_store import FeatureStore
 from data.key_frames import read_key_frames
+from data.optical_flow import STACK_LENGTH
 from data.samples import make_samples, sample_starts
 from data.video import read_video
-from evaluation.scoring import sample_scores
+from evaluation.scoring import check_trained, sample_scores
 from figures.attention import plot_attention, plot_key_frame_mass
 from models.recognizer import NUM_SCORED_STEPS, build_attention_readout, last_steps_scores
 from runtime.config_flags import exit_on_error, parse_config
@@ -181,19 +185,45 @@ class AttentionConfig:
     def __post_init__(self):
         if self.video_id and self.video is None:
             raise ValueError("--video-id needs --video (the file) for the thumbnails.")
+        if self.video_id and Path(self.video).stem != PurePosixPath(self.video_id).name:
+            raise ValueError(
+                f"--video {self.video} is not the file of --video-id {self.video_id} (that "
+                f"is named {PurePosixPath(self.video_id).name}.<ext>): the thumbnails would "
+                "show another clip. Give the file of the video to draw."
+            )
+
+
+def check_video_frames(trained: Run, video_id: str, video: Path, num_frames: int) -> None:
+    """Raises `ValueError` unless the `num_frames` frames of the file `video` are those
+    the run's features of `video_id` were made from (appearance: a feature per frame;
+    motion: one per stack of `STACK_LENGTH` flows, so `STACK_LENGTH` fewer)."""
+    record = trained.load_config()
+    store = FeatureStore(record.feature_store)
+    positions = int(store.read_metadata(video_id)["num_frames"])
+    expected = positions + (STACK_LENGTH if record.train.stream == "motion" else 0)
+    if num_frames != expected:
+        raise ValueError(
+            f"{video} has {num_frames} frames, but the {record.train.stream} features of "
+            f"{video_id} ({store.path_for(video_id)}) were made from {expected}: it is not "
+            "that video's file. Give the file the features were extracted from."
+        )
 
 
 def run(config: AttentionConfig) -> list[Path]:
     """Draws the Fig. 1 figure and/or the key-frame mass plot; returns the written files."""
     runs = [Run(folder) for folder in (config.run, config.motion_run) if folder is not None]
     streams = [trained.load_config().train.stream for trained in runs]
+    for trained in runs:
+        check_trained(trained)
     written = []
     if config.video_id:
+        frames = read_video(config.video).frames  # the thumbnails: checked before the models
+        for trained in runs:
+            check_video_frames(trained, config.video_id, config.video, len(frames))
         weights = {
             stream: run_frame_weights(trained, [config.video_id])[config.video_id]
             for stream, trained in zip(streams, runs, strict=True)
         }
-        frames = read_video(config.video).frames
         written += plot_attention(frames, weights, config.output, title=config.video_id)
     if config.key_frames:
         key_frames = read_key_frames(config.key_frames)

@@ -25,7 +25,7 @@ import numpy as np
 from data.optical_flow import iter_flow, iter_flow_stacks
 from data.video import VideoReader
 from evaluation.attention import video_attention
-from evaluation.scoring import TWO_STREAM_WEIGHTS, fuse_scores
+from evaluation.scoring import TWO_STREAM_WEIGHTS, check_trained, fuse_scores
 from figures.attention import plot_attention, thumbnail_indices
 from models.feature_extraction import (
     FeatureRecipe,
@@ -33,6 +33,7 @@ from models.feature_extraction import (
     extract_chunked_features,
     file_sha256,
 )
+from runtime.atomic_files import check_output_folder
 from runtime.config_flags import exit_on_error, parse_config
 from training.runs import Run
 
@@ -127,6 +128,9 @@ def predict_video(
     """
     if not runs:
         raise ValueError("Expected at least one of --appearance-run, --motion-run.")
+    for run_dir in runs.values():  # a finished training's model, not its best epoch so far
+        Run(run_dir).load_config()
+        check_trained(Run(run_dir))
     reader = VideoReader(video_path, None, None)
     for _ in reader.chunks():  # checks the file and counts its frames, before any network
         pass
@@ -186,6 +190,7 @@ def run(config: PredictConfig) -> dict:
         for stream, folder in (("appearance", config.appearance_run), ("motion", config.motion_run))
         if folder is not None
     }
+    check_output_folder(config.output, "--output folder")  # before the networks run
     result = predict_video(
         config.video, runs, weights=tuple(config.weights), flow_method=config.flow_method,
         top_k=config.top_k,

@@ -1,6 +1,8 @@
 """predict on a generated video with tiny trained runs of both streams."""
 
 import json
+import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,6 +19,7 @@ from models.feature_extraction import (
     prepare_images,
 )
 from models.two_stream_vgg16 import build_stream_vgg16
+from runtime.config_flags import exit_on_error
 from tests.evaluation_fixtures import TINY_MODEL, synthetic_split, write_separable_features
 from tests.synthetic_videos import shifted_texture_frames
 from training.runs import Run, TrainConfig
@@ -33,7 +36,9 @@ def runs(tmp_path_factory):
         network = root / f"{stream}_vgg16.keras"
         build_stream_vgg16(stream, weights=None, input_size=32, fc_units=16).save(network)
         store_root = root / "features" / stream
-        write_separable_features(store_root, split, stream=stream)
+        # 40 frames: 40 appearance features, 35 flow stacks of 5 flows.
+        num_positions = 40 if stream == "appearance" else 35
+        write_separable_features(store_root, split, stream=stream, num_frames=num_positions)
         store = FeatureStore(store_root, dtype="float32")
         for clip in split.train + split.test:  # record how the features were "made"
             features, metadata = store.read(clip.video_id)
@@ -106,10 +111,12 @@ def test_attention_cli_draws_a_video_and_the_key_frame_mass(runs, tmp_path, caps
     key_frames.write_text(
         "video_id,frame_index\n" + "".join(f"{video},3\n" for video, _ in test_videos)
     )
+    # The clip the features stand for: 40 frames (the generated dataset's clips have 6).
+    video = write_video(tmp_path / f"{video_id}.avi", shifted_texture_frames(40, 32, 32))
     written = attention_main(
         [
             "--run", str(run_dirs["appearance"]), "--motion-run", str(run_dirs["motion"]),
-            "--video-id", video_id, "--video", str(root / "UCF-101" / f"{video_id}.avi"),
+            "--video-id", video_id, "--video", str(video),
             "--key-frames", str(key_frames), "--output", str(tmp_path / "figure"),
         ]
     )  # fmt: skip
@@ -119,6 +126,51 @@ def test_attention_cli_draws_a_video_and_the_key_frame_mass(runs, tmp_path, caps
     assert f"wrote {tmp_path / 'figure.png'}" in capsys.readouterr().out
     with pytest.raises(ValueError, match="--video-id needs --video"):
         attention_main(["--run", str(run_dirs["appearance"]), "--video-id", video_id])
+
+
+def test_attention_figure_shows_the_frames_of_the_requested_video(runs, tmp_path, monkeypatch):
+    import evaluation.attention
+
+    _, run_dirs = runs
+    test_videos = [video for video, _ in Run(run_dirs["appearance"]).load_config().test_videos]
+    video_id, other_id = test_videos[:2]
+    video = write_video(tmp_path / f"{video_id}.avi", shifted_texture_frames(40, 32, 32))
+    other = write_video(tmp_path / f"{other_id}.avi", shifted_texture_frames(40, 32, 32, seed=1))
+    short = write_video(tmp_path / "short" / f"{video_id}.avi", shifted_texture_frames(12, 32, 32))
+    drawn = {}
+    monkeypatch.setattr(
+        evaluation.attention,
+        "plot_attention",
+        lambda frames, *_, **__: drawn.update(frames=frames) or [],
+    )
+    flags = ["--run", str(run_dirs["appearance"]), "--motion-run", str(run_dirs["motion"])]
+    flags += ["--video-id", video_id, "--output", str(tmp_path / "figure")]
+    # Another clip's file, or a file of another length, is refused before any model runs.
+    with pytest.raises(ValueError, match=f"--video {other} is not the file of --video-id"):
+        evaluation.attention.main([*flags, "--video", str(other)])
+    with pytest.raises(ValueError, match=f"{short} has 12 frames, but the appearance feat"):
+        evaluation.attention.main([*flags, "--video", str(short)])
+    assert not drawn
+    one_stream = ["--run", str(run_dirs["appearance"]), *flags[4:]]  # one model to run
+    evaluation.attention.main([*one_stream, "--video", str(video)])
+    np.testing.assert_array_equal(drawn["frames"], read_video(video).frames)
+
+
+def test_predict_refuses_an_output_file_and_an_unfinished_run(runs, tmp_path, capsys):
+    _, run_dirs = runs
+    video = write_video(tmp_path / "clip.avi", shifted_texture_frames(12, 48, 64))
+    output = tmp_path / "predictions"
+    output.write_text("kept")
+    with pytest.raises(SystemExit) as exit_status:
+        exit_on_error(main, [str(video), "--appearance-run", str(run_dirs["appearance"]),
+                             "--output", str(output)])  # fmt: skip
+    assert exit_status.value.code == 2 and output.read_text() == "kept"
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and f"{output} is a file" in error
+    unfinished = Path(shutil.copytree(run_dirs["motion"], tmp_path / "unfinished"))
+    (unfinished / "backup").mkdir()
+    with pytest.raises(ValueError, match=f"{unfinished}: training is unfinished"):
+        main([str(video), "--motion-run", str(unfinished), "--output", str(tmp_path / "out")])
 
 
 def test_frame_weights_of_many_videos_at_once_are_those_of_each_video(runs):
