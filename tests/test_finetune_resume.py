@@ -149,3 +149,12 @@ def test_a_longer_schedule_trains_on_and_records_the_new_final_network(finished,
     assert [int(row.split(",")[0]) for row in log_rows] == [1, 2, 3, 4, 5]
     with pytest.raises(ValueError, match=r"5 iterations.*--max-iterations 4"):
         run_finetune(config, folder)  # the 4-iteration model is no longer the folder's
+
+
+def test_damaged_settings_are_named_with_what_to_do(finished, tmp_path):
+    config, folder = finished
+    folder = copy_of(folder, tmp_path)
+    settings = folder / SETTINGS_NAME
+    settings.write_text(settings.read_text()[:40])  # cut short
+    with pytest.raises(ValueError, match=rf"{SETTINGS_NAME} is damaged.*[Rr]emove {folder}"):
+        run_finetune(config, folder)
