@@ -44,7 +44,7 @@ import signal
 import sys
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import resource_tracker, shared_memory
 from multiprocessing.util import Finalize
@@ -277,9 +277,16 @@ def _main_module_hidden() -> Iterator[None]:
             setattr(main, name, value)
 
 
-def _submit(pool: ProcessPoolExecutor, item):
-    with _main_module_hidden():  # a submit may start a worker
-        return pool.submit(_call, item)
+def _submit(pool: ProcessPoolExecutor, item) -> Future:
+    """`item`'s future; on a pool broken by a worker's death, one that holds that error,
+    raised naming the item when its turn comes (results already computed come first)."""
+    try:
+        with _main_module_hidden():  # a submit may start a worker
+            return pool.submit(_call, item)
+    except BrokenProcessPool as error:
+        failed = Future()
+        failed.set_exception(error)
+        return failed
 
 
 def _pooled(function, items: Iterator, workers: int, ahead: int) -> Iterator[Any]:
@@ -316,7 +323,7 @@ def _pooled_until_stopped(function, items: Iterator, workers: int, ahead: int) -
                 taken = _from_shared(result)
             except FileNotFoundError as error:
                 raise RuntimeError(
-                    f"The result of {function!r} for {item!r} was lost: the worker process "
+                    f"The result of {function!r} of {item!r} was lost: the worker process "
                     "that computed it was stopped before it was read (killed from outside, "
                     "or another worker died and the pool stopped)."
                 ) from error

@@ -169,6 +169,26 @@ def _noted_workers(output: Path) -> dict[int, int]:
     return {int(path.name): int(path.read_text() or 0) for path in (output / "pids").glob("*")}
 
 
+def _array_and_pid(item: int) -> tuple[np.ndarray, int]:
+    return _array_of(2 << 20, item), os.getpid()
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="reads Linux's /dev/shm")
+def test_results_lost_with_a_stopped_worker_are_an_error_naming_the_item():
+    # A worker stopped from outside takes its results not yet read with it (and the pool
+    # stops the other): reading on is a RuntimeError naming the item, not a missing file.
+    feed = ordered_map(_array_and_pid, range(12), workers=2, ahead=6)
+    first, pid = next(feed)
+    assert int(first[0]) == 0
+    wait_until(lambda: len(_feed_segments(os.getpid())) == 6, timeout=60.0)  # items 1-6
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not _feed_segments(os.getpid()), timeout=10.0)
+    with pytest.raises(RuntimeError, match="of 1 was lost"):
+        next(feed)
+    feed.close()
+    assert not _feed_segments(os.getpid())
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="reads Linux's /dev/shm and /proc")
 @pytest.mark.parametrize("stop", ["SIGKILL", "SIGTERM", "Ctrl-C"])
