@@ -29,6 +29,10 @@ own and drops them, so a video of K tasks costs about (K + 1) / 2 times its deco
 from the container's stated frame count and the flow file's metadata; the last task
 reads to the real end and checks the video as `VideoReader` does, so a video with more
 or fewer frames than stated gives all its frames, or fails, as read in one pass.
+A stored image (of a frame store or a flow store) must be of the source's `height` x
+`width` where they are given: the images read are checked (their array's shape, no
+second decoding), and a video of another size fails, named, rather than giving
+features recorded at a size they were not made at.
 
 Kept free of Keras: the workers import only this module (and NumPy, OpenCV).
 """
@@ -66,9 +70,10 @@ class ImageSource:
     root: str | None = None
     # Side of the central square crop.
     input_size: int = CROP_SIZE
-    # "video": the decoded frame size.
-    height: int = FRAME_HEIGHT
-    width: int = FRAME_WIDTH
+    # "video": the decoded frame size (None: 256x340); "flow_store" and "frames": the
+    # size every stored image must have (None: not checked).
+    height: int | None = None
+    width: int | None = None
     # Images per task; None: as many as fit in `TASK_BYTES`.
     chunk_images: int | None = None
 
@@ -79,6 +84,9 @@ class ImageSource:
             raise ValueError("Flow stacks come from a flow store or a frame store, not a video.")
         if self.kind != "video" and self.root is None:
             raise ValueError(f"An image source of kind {self.kind!r} needs its root folder.")
+        if self.kind == "video":
+            object.__setattr__(self, "height", self.height or FRAME_HEIGHT)
+            object.__setattr__(self, "width", self.width or FRAME_WIDTH)
         if self.chunk_images is None:
             channels = 3 if self.stream == "appearance" else 2 * STACK_LENGTH
             per_image = self.input_size * self.input_size * channels
@@ -137,6 +145,20 @@ def plan_tasks(source: ImageSource, videos: Iterable[tuple[str, str | None]]) ->
             yield ReadTask(video_id, path, start, stop, last=last)
 
 
+def _check_size(source: ImageSource, images: np.ndarray, task: ReadTask) -> None:
+    """Raises `ValueError` when stored `images` `(n, H, W, channels)` are not of the
+    source's size (where it is given)."""
+    expected = (source.height, source.width)
+    if source.height is None or source.width is None or images.shape[1:3] == expected:
+        return
+    where = source.root if source.kind == "frames" else f"{source.root}/{task.video_id}.npz"
+    raise ValueError(
+        f"{where}: the images of {task.video_id} are {images.shape[1]}x{images.shape[2]}, "
+        f"the other videos' {expected[0]}x{expected[1]}: one store holds images of one "
+        "size. Write this video's images again at that size."
+    )
+
+
 def _read_frame_store(source: ImageSource, task: ReadTask) -> np.ndarray:
     video = FrameStore(source.root).video(task.video_id)
     stop = task.stop if task.stop is not None else count_images(source, task.video_id)
@@ -145,12 +167,14 @@ def _read_frame_store(source: ImageSource, task: ReadTask) -> np.ndarray:
         raise FrameStoreError(f"{video.folder}: no {part} for {task.video_id}.")
     if source.stream == "appearance":
         frames = video.read_frames(range(task.start, stop))  # (n, H, W, 3)
+        _check_size(source, frames, task)
         return center_crop(frames, source.input_size)
     # Each flow once, cropped, then stacked: stacks start .. stop - 1 need flows
     # start .. stop + 3.
     flows = np.stack(
         [video.read_flow(index) for index in range(task.start, stop + STACK_LENGTH - 1)]
     )
+    _check_size(source, flows, task)
     return flow_stacks(center_crop(flows, source.input_size))  # (n, size, size, 10)
 
 
@@ -168,6 +192,8 @@ def _read_sequential(source: ImageSource, task: ReadTask) -> list[np.ndarray]:
     chunks = _chunks(source, task)
     try:
         for chunk in chunks:  # (n, H, W, channels)
+            if source.kind == "flow_store":
+                _check_size(source, chunk, task)
             begin, end = position, position + len(chunk)
             position = end
             if end <= task.start:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from data.crops import CROP_SIZE, random_crop_and_flip
-from data.frame_store import FrameStore, StoredVideo
+from data.frame_store import FrameStore, StoredVideo, common_kind
 from data.video import FRAME_HEIGHT, FRAME_WIDTH, read_video
 
 # A clip: a callable returning its images (frames or flow stacks), and its label.
@@ -68,6 +68,11 @@ class StoredClip:
         """All the clip's images, as a loader gives them."""
         return self.read(range(self.num_images))
 
+    @property
+    def part(self) -> str:
+        """The frame store part the clip reads: "frames" or "flow"."""
+        return "frames" if self.stream == "appearance" else "flow"
+
 
 def decoded_rgb_frames(
     path: str | os.PathLike, height: int = FRAME_HEIGHT, width: int = FRAME_WIDTH
@@ -88,7 +93,10 @@ class FrameBatches:
     Args:
         clips: `(loader, label)` pairs; `loader()` returns the clip's uint8 images
             `(num_images, height, width, channels)`. A `StoredClip` loader is read at
-            random access: only the drawn images.
+            random access: only the drawn images; they must all hold images of one size
+            (and flow of one method), checked from their markers when the batches are
+            made (`data.frame_store.common_kind`), so that the size a run records is the
+            size it trained on.
         stream: `"appearance"` (3 channels) or `"motion"` (10 channels).
         batch_size: Images per batch, a multiple of `frames_per_clip`.
         crop_size: Side of the random crops. Default 224.
@@ -120,6 +128,9 @@ class FrameBatches:
                 "Expected batch_size a positive multiple of frames_per_clip. Received: "
                 f"batch_size={self.batch_size}, frames_per_clip={self.frames_per_clip}"
             )
+        stored = [loader for loader, _ in self.clips if isinstance(loader, StoredClip)]
+        if stored:  # raises FrameStoreError naming two folders of different kinds
+            common_kind([clip._opened() for clip in stored], stored[0].part)
 
     @property
     def channels(self) -> int:

@@ -20,10 +20,19 @@ Each read opens only the files it needs (1 JPEG per frame, 10 per flow stack).
 A marker is written by the writer of its part (`training.extract_frames` for the
 frames, `training.compute_flow --layout frames` for the flow): first with state
 "writing", before any image, then, after the last image, with state "complete", the
-settings (size, JPEG quality; flow method and bound), the counts, the bytes and the
+settings (size, JPEG quality; flow method and bound), the counts, the images' size
+(`image_size`), each image file's byte length (`file_bytes`), the bytes and the
 source file. Every file is written atomically (`runtime.atomic_files`), so a folder whose
 writer was killed is "partial" (marker "writing") and is written again; a part is
 never taken as complete before its last image is on disk.
+
+A complete part is checked against its marker wherever it is used: `status` stats each
+image file and says "damaged" when one is missing or not of its recorded length (a
+truncated JPEG decodes without complaint), so the writing stage writes it again; each
+read checks the file's length before decoding and the image's size after, and raises
+`FrameStoreError` naming the file. One store holds one kind of each part: frames of one
+size, flow of one method and size (`kinds_held`, `check_holds_only` for the writing
+stages; `check_videos` for readers, which also names a damaged video).
 
 A part with images but no marker is "external": a folder brought from dense_flow or
 mmaction2. It is read as it is (its images are counted, and must be numbered 1..N
@@ -37,7 +46,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -54,8 +63,10 @@ from runtime.atomic_files import atomic_write, remove_stale_temp_files_in
 DEFAULT_JPEG_QUALITY = 90
 # dense_flow writes its flow images with OpenCV's default quality, 95.
 DEFAULT_FLOW_JPEG_QUALITY = 95
-STORE_FORMAT = 1  # of the marker files
-STATUSES = ("missing", "partial", "complete", "external", "corrupt", "mismatch")
+# Of the marker files. 2: `file_bytes`, each image file's length (format 1 markers lack
+# it: their files are read unchecked, as before).
+STORE_FORMAT = 2
+STATUSES = ("missing", "partial", "complete", "external", "corrupt", "mismatch", "damaged")
 
 
 class FrameStoreError(ValueError):
@@ -98,6 +109,7 @@ class _Part:
 FRAMES = _Part("frames", "frames.json", ("img",), "num_frames")
 FLOW = _Part("flow", "flow.json", ("flow_x", "flow_y"), "num_flows")
 PARTS = {part.name: part for part in (FRAMES, FLOW)}
+MARKERS = frozenset(part.marker for part in PARTS.values())
 
 
 def image_name(prefix: str, index: int) -> str:
@@ -141,11 +153,81 @@ def _write_marker(path: Path, contents: dict) -> None:
         temporary.write_text(json.dumps(contents, indent=1, sort_keys=True) + "\n")
 
 
-def _read_image(path: Path, flags: int) -> np.ndarray:
-    image = cv2.imread(str(path), flags)
+def _write_again(part: _Part) -> str:
+    """What to do about a damaged image of `part`."""
+    stage = "training.extract_frames" if part is FRAMES else "training.compute_flow --layout frames"
+    return f"Run `python -m {stage}` again with this store as --output: it writes the video again."
+
+
+def _read_image(
+    path: Path,
+    flags: int,
+    part: _Part,
+    file_bytes: int | None = None,
+    image_size: tuple[int, int] | None = None,
+) -> np.ndarray:
+    """The image at `path`, checked against its marker: `file_bytes` (its length) before
+    decoding, `image_size` (height, width) after; None: not checked (external folders)."""
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except OSError as error:
+        raise FrameStoreError(
+            f"{path}: missing or unreadable ({error}). {_write_again(part)}"
+        ) from None
+    if file_bytes is not None and data.size != file_bytes:
+        raise FrameStoreError(
+            f"{path}: damaged, {data.size} bytes where its marker records {file_bytes}. "
+            + _write_again(part)
+        )
+    image = cv2.imdecode(data, flags)
     if image is None:
-        raise FrameStoreError(f"{path}: missing or not an image. Extract this video again.")
+        raise FrameStoreError(f"{path}: not an image. {_write_again(part)}")
+    if image_size is not None and image.shape[:2] != image_size:
+        raise FrameStoreError(
+            f"{path}: {_size_label(image.shape[:2])} where its marker records "
+            f"{_size_label(image_size)}. {_write_again(part)}"
+        )
     return image
+
+
+def _size_label(size: Sequence[int]) -> str:
+    return f"{int(size[0])}x{int(size[1])}"
+
+
+def kind_label(part: str, image_size: Sequence[int], method: str | None = None) -> str:
+    """What one store holds one of: frames' size ("64x85"), flow's method and size
+    ("farneback 64x85"; a folder adopted from dense_flow records no method)."""
+    if part == "frames":
+        return _size_label(image_size)
+    return f"{method or 'unrecorded method'} {_size_label(image_size)}"
+
+
+def _marker_kind(part: str, marker: dict) -> str | None:
+    """The kind a complete marker records (None: it records no image size)."""
+    if marker.get("state") != "complete" or "image_size" not in marker:
+        return None
+    return kind_label(part, marker["image_size"], marker.get("method"))
+
+
+def _damage(folder: Path, part: _Part, marker: dict) -> str | None:
+    """The first image file of a complete part that is missing or not of the length its
+    marker records, described; None when all are as recorded (or none is recorded)."""
+    recorded = marker.get("file_bytes")
+    if recorded is None:
+        return None
+    for prefix in part.prefixes:
+        lengths = recorded.get(prefix, [])
+        if len(lengths) != int(marker[part.count_key]):
+            return f"{folder / part.marker}: records {len(lengths)} {prefix} file lengths"
+        for index, expected in enumerate(lengths):
+            path = folder / image_name(prefix, index)
+            try:
+                size = os.stat(path).st_size
+            except OSError:
+                return f"{path}: missing"
+            if size != expected:
+                return f"{path}: {size} bytes where its marker records {expected}"
+    return None
 
 
 def _encode_jpeg(image: np.ndarray, quality: int) -> bytes:
@@ -180,6 +262,26 @@ class StoredVideo:
         self.frames_marker, self.flow_marker = frames_marker, flow_marker
         self.num_frames, self.num_flows = num_frames, num_flows
         self.partial = set(partial)  # parts being written (counted as 0 images)
+        # What each read checks: the file lengths by prefix, the image size by part
+        # (from complete markers; absent for external folders and older markers).
+        self._file_bytes, self._image_size = {}, {}
+        for part, marker in ((FRAMES, frames_marker), (FLOW, flow_marker)):
+            if marker is None or marker.get("state") != "complete":
+                continue
+            self._file_bytes.update(marker.get("file_bytes") or {})
+            if "image_size" in marker:
+                self._image_size[part.name] = tuple(int(side) for side in marker["image_size"])
+
+    def _read(self, part: _Part, prefix: str, index: int, flags: int) -> np.ndarray:
+        """Image `index` of `prefix`, checked against the part's marker."""
+        lengths = self._file_bytes.get(prefix)
+        return _read_image(
+            self.folder / image_name(prefix, index),
+            flags,
+            part,
+            file_bytes=None if lengths is None else lengths[index],
+            image_size=self._image_size.get(part.name),
+        )
 
     @property
     def num_stacks(self) -> int:
@@ -200,7 +302,7 @@ class StoredVideo:
     def read_frame(self, index: int) -> np.ndarray:
         """Frame `index` (0-based, file `img_{index + 1:05d}.jpg`): `(H, W, 3)` uint8 RGB."""
         index = self._check(index, self.num_frames, "frame")
-        bgr = _read_image(self.folder / image_name("img", index), cv2.IMREAD_COLOR)
+        bgr = self._read(FRAMES, "img", index, cv2.IMREAD_COLOR)
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
     def read_frames(self, indices: Sequence[int] | None = None) -> np.ndarray:
@@ -211,10 +313,7 @@ class StoredVideo:
     def read_flow(self, index: int) -> np.ndarray:
         """Flow field `index` (frame index -> index + 1): `(H, W, 2)` uint8, (x, y)."""
         index = self._check(index, self.num_flows, "flow field")
-        planes = [
-            _read_image(self.folder / image_name(prefix, index), cv2.IMREAD_GRAYSCALE)
-            for prefix in FLOW.prefixes
-        ]
+        planes = [self._read(FLOW, prefix, index, cv2.IMREAD_GRAYSCALE) for prefix in FLOW.prefixes]
         return np.stack(planes, axis=-1)  # (H, W, 2)
 
     def read_flow_stack(self, start: int) -> np.ndarray:
@@ -222,7 +321,7 @@ class StoredVideo:
         x1, y1, ..., x5, y5 (`data.optical_flow.flow_stacks`'s order)."""
         start = self._check(start, self.num_stacks, "flow stack")
         planes = [  # x1, y1, x2, y2, ..., x5, y5: (H, W) each
-            _read_image(self.folder / image_name(prefix, start + offset), cv2.IMREAD_GRAYSCALE)
+            self._read(FLOW, prefix, start + offset, cv2.IMREAD_GRAYSCALE)
             for offset in range(STACK_LENGTH)
             for prefix in FLOW.prefixes
         ]
@@ -238,11 +337,45 @@ class StoredVideo:
         starts = range(self.num_stacks) if starts is None else starts
         return np.stack([self.read_flow_stack(start) for start in starts])
 
+    def kind(self, part: str = "frames") -> dict:
+        """What the part is: `{"image_size": (height, width), "method": ...}` (the flow's
+        method; None for frames and folders adopted from dense_flow), as its marker
+        records, or for an external folder from its first image."""
+        marker = self.frames_marker if part == "frames" else self.flow_marker
+        if part in self._image_size:
+            size = self._image_size[part]
+        else:  # external, or a marker of before the size was recorded: its first image
+            size = (self.read_frame(0) if part == "frames" else self.read_flow(0)).shape[:2]
+        return {
+            "image_size": tuple(int(side) for side in size),
+            "method": (marker or {}).get("method"),
+        }
+
     def __repr__(self) -> str:
         return (
             f"StoredVideo({str(self.folder)!r}, num_frames={self.num_frames}, "
             f"num_flows={self.num_flows})"
         )
+
+
+def common_kind(videos: Sequence[StoredVideo], part: str = "frames") -> dict:
+    """The kind (`StoredVideo.kind`) that all of `videos`' `part` share, `{}` for none.
+
+    Raises:
+        FrameStoreError: two of them differ, naming one folder of each kind.
+    """
+    kinds: dict[str, tuple[Path, dict]] = {}
+    for video in videos:
+        kind = video.kind(part)
+        kinds.setdefault(kind_label(part, kind["image_size"], kind["method"]), (video.folder, kind))
+        if len(kinds) > 1:
+            (first_label, (first_folder, _)), (label, (folder, _)) = kinds.items()
+            raise FrameStoreError(
+                f"{first_folder} holds {part} of {first_label} and {folder} of {label}: the "
+                f"videos read together must have {part} of one kind. Write the {part} of "
+                "these videos again, of one kind, into a store of their own."
+            )
+    return next(iter(kinds.values()))[1] if kinds else {}
 
 
 class PartWriter:
@@ -265,6 +398,7 @@ class PartWriter:
         self.quality = int(settings["jpeg_quality"])
         self.video_id = video_id
         self.count, self.bytes, self.shape = 0, 0, None
+        self.file_bytes = {prefix: [] for prefix in part.prefixes}  # each image file's length
         folder.mkdir(parents=True, exist_ok=True)
         remove_stale_temp_files_in(folder)
         _write_marker(folder / part.marker, self._marker("writing"))
@@ -294,17 +428,24 @@ class PartWriter:
         if images.dtype != np.uint8:
             raise ValueError(f"Expected uint8 images. Received: dtype={images.dtype}")
         for image in images:
+            if self.shape is not None and image.shape[:2] != self.shape:
+                raise ValueError(
+                    f"{self.folder}: a {self.part.name} image of {_size_label(image.shape)} "
+                    f"after images of {_size_label(self.shape)}; a video's are of one size."
+                )
             for prefix, plane in zip(self.part.prefixes, self._planes(image), strict=True):
                 encoded = _encode_jpeg(np.ascontiguousarray(plane), self.quality)
                 with atomic_write(self.folder / image_name(prefix, self.count)) as temporary:
                     temporary.write_bytes(encoded)
                 self.bytes += len(encoded)
+                self.file_bytes[prefix].append(len(encoded))
             self.shape = image.shape[:2]
             self.count += 1
 
     def finish(self, metadata: dict) -> dict:
         """Writes the "complete" marker with `metadata` (source file, fps, ...), the
-        count, the size and the bytes of the images; returns the marker."""
+        count, the size and the bytes of the images, and each file's length; returns
+        the marker."""
         if self.count == 0:
             raise ValueError(f"{self.folder}: no {self.part.name} were written.")
         for prefix in self.part.prefixes:
@@ -318,6 +459,7 @@ class PartWriter:
                 self.part.count_key: self.count,
                 "image_size": list(self.shape),
                 "bytes": self.bytes,
+                "file_bytes": self.file_bytes,
             },
         )
         _write_marker(self.folder / self.part.marker, marker)
@@ -353,6 +495,8 @@ class FrameStore:
         - "complete": the marker says "complete" (with `settings`, if given: each of
           their keys has the same value in the marker);
         - "mismatch": complete with other `settings` (never overwritten);
+        - "damaged": complete, but an image file is missing or not of the length its
+          marker records (`damage` names it): written again by its stage;
         - "external": images without a marker (dense_flow / mmaction2): readable;
         - "corrupt": the marker cannot be read.
         """
@@ -367,7 +511,85 @@ class FrameStore:
             return "partial"
         if settings and any(marker.get(key) != value for key, value in settings.items()):
             return "mismatch"
+        if _damage(folder, kind, marker) is not None:
+            return "damaged"
         return "complete"
+
+    def damage(self, video_id: str, part: str = "frames") -> str | None:
+        """The first image file of a complete part that is missing or not of the length
+        its marker records (a stat per file), described; None when there is none."""
+        marker = self.marker(video_id, part)
+        if marker is None or marker.get("state") != "complete":
+            return None
+        return _damage(self.folder_for(video_id), PARTS[part], marker)
+
+    def _video_folders(self) -> Iterator[Path]:
+        """Every folder under the root that holds images or a marker (a video's)."""
+        pending = [self.root]
+        while pending:
+            folder = pending.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except OSError:
+                continue
+            if any(entry.name in MARKERS or entry.name.endswith(".jpg") for entry in entries):
+                yield folder
+            pending.extend(Path(entry.path) for entry in entries if entry.is_dir())
+
+    def kinds_held(self, part: str = "frames") -> dict[str, str]:
+        """The kinds of `part` (`kind_label`: frames' size, flow's method and size) that
+        the store's complete markers record, each with one video id holding it."""
+        held = {}
+        for folder in sorted(self._video_folders()):
+            try:
+                marker = _read_marker(folder / PARTS[part].marker)
+            except FrameStoreError:
+                continue
+            kind = None if marker is None else _marker_kind(part, marker)
+            if kind is not None:
+                held.setdefault(kind, folder.relative_to(self.root).as_posix())
+        return held
+
+    def check_holds_only(self, part: str, kind: str, remedy: str) -> None:
+        """Raises `ValueError` (before a stage writes) when the store holds `part` of
+        another kind than `kind`: one store holds frames of one size, flow of one method
+        and size. `remedy` says what to do instead."""
+        others = {
+            held: video_id for held, video_id in self.kinds_held(part).items() if held != kind
+        }
+        if others:
+            held, video_id = next(iter(others.items()))
+            raise ValueError(
+                f"The frame store {self.root} holds {part} of {held} (e.g. "
+                f"{self.folder_for(video_id)}); this run writes {kind}. One store holds "
+                f"{part} of one kind: {remedy}"
+            )
+
+    def check_videos(self, video_ids: Sequence[str], part: str = "frames") -> dict:
+        """Checks, before reading, that every one of `video_ids` has a complete (or
+        external) `part` whose files are as their markers record, all of one kind;
+        returns that kind: `{"image_size": (height, width), "method": ...}` (method: the
+        flow's, None for frames and external folders).
+
+        Raises:
+            FrameStoreError: naming a video that is not complete, a damaged file, or two
+                videos of different kinds, and what to do.
+        """
+        videos = []
+        for video_id in video_ids:
+            status = self.status(video_id, part)
+            if status == "damaged":
+                raise FrameStoreError(
+                    f"{self.damage(video_id, part)}: {video_id}'s {part} are damaged. "
+                    + _write_again(PARTS[part])
+                )
+            if status not in ("complete", "external"):
+                raise FrameStoreError(
+                    f"{self.folder_for(video_id)}: no complete {part} for {video_id} "
+                    f"({status}). " + _write_again(PARTS[part])
+                )
+            videos.append(self.video(video_id))
+        return common_kind(videos, part)
 
     def marker(self, video_id: str, part: str = "frames") -> dict | None:
         """The marker of one part, or None (no marker: missing or external)."""
@@ -426,20 +648,21 @@ class FrameStore:
             if self.status(video_id, name) != "external":
                 continue
             count = self._count(folder, part, None)
-            first = _read_image(folder / image_name(part.prefixes[0], 0), cv2.IMREAD_UNCHANGED)
-            last = _read_image(
-                folder / image_name(part.prefixes[-1], count - 1), cv2.IMREAD_UNCHANGED
-            )
+            first_path = folder / image_name(part.prefixes[0], 0)
+            first = _read_image(first_path, cv2.IMREAD_UNCHANGED, part)
+            last_path = folder / image_name(part.prefixes[-1], count - 1)
+            last = _read_image(last_path, cv2.IMREAD_UNCHANGED, part)
             if first.shape[:2] != last.shape[:2]:
                 raise FrameStoreError(
                     f"{folder}: its first and last {name} differ in size "
                     f"({first.shape[:2]} and {last.shape[:2]})."
                 )
-            image_bytes = sum(
-                (folder / image_name(prefix, index)).stat().st_size
+            file_bytes = {
+                prefix: [
+                    (folder / image_name(prefix, index)).stat().st_size for index in range(count)
+                ]
                 for prefix in part.prefixes
-                for index in range(count)
-            )
+            }
             marker = {
                 "store_format": STORE_FORMAT,
                 "part": name,
@@ -448,7 +671,8 @@ class FrameStore:
                 "video_id": video_id,
                 part.count_key: count,
                 "image_size": list(first.shape[:2]),
-                "bytes": image_bytes,
+                "bytes": sum(sum(lengths) for lengths in file_bytes.values()),
+                "file_bytes": file_bytes,
             }
             _write_marker(folder / part.marker, marker)
             adopted[name] = marker

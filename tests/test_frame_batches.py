@@ -142,7 +142,9 @@ def test_a_stored_clip_reads_only_the_drawn_images_and_gives_the_same_batch(
     reads = []  # image files read
     original = frame_store._read_image
     monkeypatch.setattr(
-        frame_store, "_read_image", lambda path, flags: reads.append(path) or original(path, flags)
+        frame_store,
+        "_read_image",
+        lambda path, *args, **kwargs: reads.append(path) or original(path, *args, **kwargs),
     )
     images, labels = batch(stored)
     # The batch's images only: a frame's JPEG, or a stack's 5 x and 5 y JPEGs.

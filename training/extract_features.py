@@ -231,31 +231,31 @@ def extract_videos(
 
 
 def image_source(config: ExtractFeaturesConfig, recipe: FeatureRecipe) -> ImageSource:
-    """Where `run` reads the config's images: the frame store, the videos or the flow store."""
+    """Where `run` reads the config's images: the frame store, the videos or the flow
+    store; stored images are checked to be of the size the recipe records."""
     if config.frame_root is not None:
         kind, root = "frames", str(config.frame_root)
     elif recipe.stream == "appearance":
         kind, root = "video", None
     else:
         kind, root = "flow_store", str(config.flow_root)
+    # The size the images are read at (video) or must have (stored: checked as read).
+    size = recipe.flow_size if recipe.stream == "motion" else (recipe.height, recipe.width)
+    height, width = size if size is not None else (None, None)
     return ImageSource(
-        kind,
-        recipe.stream,
-        root=root,
-        input_size=recipe.input_size,
-        height=recipe.height,
-        width=recipe.width,
+        kind, recipe.stream, root=root, input_size=recipe.input_size, height=height, width=width
     )
 
 
 def frame_store_recipe(config: ExtractFeaturesConfig, video_ids: Sequence[str]) -> dict:
     """The recipe fields a frame store sets, after checking that it holds every one of
-    `video_ids`' frames (appearance) or flow (motion): the image size, and for motion
-    how the flow was made (from its markers; None for external folders).
+    `video_ids`' frames (appearance) or flow (motion), undamaged and of one kind
+    (`data.frame_store.FrameStore.check_videos`): the image size, and for motion how
+    the flow was made (from its markers; None for external folders).
 
     Raises:
         ValueError: before any work, naming the folder and the command that writes
-            what is missing.
+            what is missing, a damaged file, or two videos of different kinds.
     """
     root, stream = config.frame_root, config.recipe.stream
     probe = ImageSource("frames", stream, root=str(root))
@@ -276,26 +276,18 @@ def frame_store_recipe(config: ExtractFeaturesConfig, video_ids: Sequence[str]) 
     fields = {"image_source": "frames"}
     if not video_ids:
         return fields
-    store = FrameStore(root)
-    video = store.video(video_ids[0])
-    marker = video.frames_marker if stream == "appearance" else video.flow_marker
-    if marker and "image_size" in marker:
-        height, width = (int(side) for side in marker["image_size"])
-    else:  # external: the size of its first image
-        first = video.read_frame(0) if stream == "appearance" else video.read_flow(0)
-        height, width = first.shape[:2]
+    part = "frames" if stream == "appearance" else "flow"
+    # Every video's files as their markers record, all of one size (flow: and method).
+    kind = FrameStore(root).check_videos(video_ids, part)
     if stream == "appearance":
-        return {**fields, "height": height, "width": width}
-    return {
-        **fields,
-        "flow_method": (marker or {}).get("method"),
-        "flow_size": (height, width),
-    }
+        return {**fields, "height": kind["image_size"][0], "width": kind["image_size"][1]}
+    return {**fields, "flow_method": kind["method"], "flow_size": kind["image_size"]}
 
 
 def image_fields(config: ExtractFeaturesConfig, video_ids: Sequence[str]) -> dict:
     """The recipe fields that the config's images set (`frame_store_recipe` for a frame
-    store, the flow store's recipe for motion from it; none for videos)."""
+    store, the flow store's recipe for motion from it, which refuses files of two
+    methods or sizes; none for videos)."""
     if config.frame_root is not None:
         return frame_store_recipe(config, video_ids)
     if config.recipe.stream == "motion":

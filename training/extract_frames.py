@@ -9,11 +9,14 @@
 Output: `<output>/<video_id>/img_00001.jpg ...` (RGB, resized to 256x340 by default,
 JPEG quality 90) and `frames.json`, the marker written last (`data.frame_store`): the
 dense_flow / mmaction2 rawframes layout. A re-run skips every complete folder and
-writes again one whose writer was stopped (marker "writing"); a folder of frames
+writes again one whose writer was stopped (marker "writing") or whose frame files are
+not as its marker records (missing, truncated: "damaged"); a folder of frames
 without a marker (brought from dense_flow or mmaction2) is read as it is and never
-overwritten. Failures are listed in `<output>/failures-frames[-shard-i-of-n].jsonl`
-and leave no frames behind; the exit status is 1 if any video failed. Ctrl-C stops
-every worker within seconds (exit status 130); complete folders are kept.
+overwritten. One store holds frames of one size: a run of another --height/--width
+into a store that has frames is refused before any work. Failures are listed in
+`<output>/failures-frames[-shard-i-of-n].jsonl` and leave no frames behind; the exit
+status is 1 if any video failed. Ctrl-C stops every worker within seconds (exit status
+130); complete folders are kept.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 
 import cv2
 
-from data.frame_store import FrameSettings, FrameStore
+from data.frame_store import FrameSettings, FrameStore, kind_label
 from data.splits import SUBSETS, SplitSource
 from data.video import VideoError, VideoReader, single_threaded_opencv
 from runtime.atomic_files import check_output_folder
@@ -103,11 +106,17 @@ def run(config: ExtractFramesConfig) -> JobReport:
     shard_index, shard_count = parse_shard(config.shard)
     check_output_folder(config.output, "frame store")
     split = config.source.load(on_missing="skip")
+    store.check_holds_only(
+        "frames",
+        kind_label("frames", (settings.height, settings.width)),
+        "use another --output, or the store's --height and --width.",
+    )
     clips = shard_items(split.subset(config.subset)[: config.limit], config.shard)
     suffix = "" if shard_count == 1 else f"-shard-{shard_index}-of-{shard_count}"
-    tasks, skipped, external, failures = [], 0, 0, []
+    tasks, skipped, external, damaged, failures = [], 0, 0, 0, []
     for clip in clips:
         status = store.status(clip.video_id, "frames", asdict(settings))
+        damaged += status == "damaged"
         if status == "complete":
             skipped += 1
         elif status == "external":
@@ -121,7 +130,7 @@ def run(config: ExtractFramesConfig) -> JobReport:
                     "overwritten. Use another --output or delete that folder.",
                 )
             )
-        else:  # missing, partial (a stopped writer's), corrupt marker
+        else:  # missing, partial (a stopped writer's), damaged, corrupt marker
             tasks.append((clip.video_id, str(clip.path), str(config.output), settings))
     failures += [
         JobResult(missing.clip.video_id, "failed", f"missing on disk: {missing}")
@@ -131,6 +140,11 @@ def run(config: ExtractFramesConfig) -> JobReport:
         f"{len(clips)} clips in shard {shard_index}/{shard_count}: {skipped} already complete, "
         f"{external} external (frames without a marker, kept as they are), {len(tasks)} to "
         f"write ({settings.height}x{settings.width}, JPEG quality {settings.jpeg_quality})"
+        + (
+            f", {damaged} of them damaged (a frame file not as its marker records)"
+            if damaged
+            else ""
+        )
     )
     report = run_jobs(
         frames_one_video, tasks, config.workers, "frames", initializer=single_threaded_opencv
