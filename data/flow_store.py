@@ -9,7 +9,9 @@
 Each file holds `flow` `(frames - 1, height, width, 2)` uint8 (bound 20, see
 `data.optical_flow`) and JSON metadata: the `FlowSettings` it was made with, plus the
 video's id, source file, frame count, fps and size. `training.compute_flow` writes it;
-fine-tuning and feature extraction read it.
+fine-tuning and feature extraction read it. One store holds flow of one method and
+size (`kind_label`): `check_holds_only` refuses a run of another before it writes, and
+`recipe` refuses videos of two kinds, naming a file of each.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from data.flow_quantization import FLOW_BOUND
+from data.frame_store import kind_label
 from data.npz_files import SpooledArray, read_npz_metadata
 from data.optical_flow import (
     CHUNK_FLOWS,
@@ -34,6 +37,7 @@ from data.optical_flow import (
     save_flow,
 )
 from data.video import FRAME_HEIGHT, FRAME_WIDTH
+from runtime.atomic_files import is_temp_file
 
 FLOW_STATUSES = ("missing", "complete", "corrupt", "mismatch")
 # Revisions of the solvers written in this project, raised whenever a change alters their
@@ -77,6 +81,11 @@ class FlowSettings:
                 f"Expected height, width >= 8. Received: height={self.height}, width={self.width}"
             )
 
+    @property
+    def kind(self) -> str:
+        """What one store holds one of: "farneback 64x85" (`data.frame_store.kind_label`)."""
+        return kind_label("flow", (self.height, self.width), self.method)
+
     def resolve(self, on_gpu: bool) -> FlowSettings:
         """These settings with "auto" made a method: "tvl1_keras" when `on_gpu` (the
         caller has checked the device), else "tvl1"; other methods unchanged."""
@@ -111,6 +120,18 @@ def _check_resolved(settings: FlowSettings) -> None:
             'Expected flow settings of one method, not "auto": '
             "FlowSettings.resolve(on_gpu) chooses it."
         )
+
+
+def _file_kind(path: Path) -> tuple[str | None, dict]:
+    """A flow file's kind and metadata; `(None, {})` when it is missing, unreadable or
+    records no method."""
+    try:
+        metadata = read_npz_metadata(path) or {}
+    except (OSError, ValueError):
+        return None, {}
+    if "method" not in metadata or "height" not in metadata:
+        return None, {}
+    return kind_label("flow", (metadata["height"], metadata["width"]), metadata["method"]), metadata
 
 
 class FlowStore:
@@ -183,19 +204,57 @@ class FlowStore:
         return [video_id for video_id in video_ids if not self.path_for(video_id).exists()]
 
     def recipe(self, video_ids: Iterable[str]) -> dict:
-        """How the flow was made, `{"flow_method", "flow_size"}`, from the first readable
-        file among `video_ids` (`{}` when none is)."""
+        """How the flow of `video_ids` was made, `{"flow_method", "flow_size"}`, from
+        their readable files (`{}` when none is; an unreadable one fails when read).
+
+        Raises:
+            ValueError: two of the files differ in method or size, naming one of each.
+        """
+        kinds: dict[str, tuple[Path, dict]] = {}
         for video_id in video_ids:
-            try:
-                metadata = read_npz_metadata(self.path_for(video_id)) or {}
-            except (OSError, ValueError):
+            path = self.path_for(video_id)
+            kind, metadata = _file_kind(path)
+            if kind is None:
                 continue
-            if "method" in metadata:
-                return {
-                    "flow_method": metadata["method"],
-                    "flow_size": [metadata["height"], metadata["width"]],
-                }
-        return {}
+            kinds.setdefault(kind, (path, metadata))
+            if len(kinds) > 1:
+                (first_kind, (first_path, _)), (other_kind, (other_path, _)) = kinds.items()
+                raise ValueError(
+                    f"The flow store {self.root} holds flow of {first_kind} ({first_path}) "
+                    f"and of {other_kind} ({other_path}): its features would record one "
+                    "method for both. Compute the flow of these videos again with one "
+                    "method and size, into a store of its own."
+                )
+        if not kinds:
+            return {}
+        _, metadata = next(iter(kinds.values()))
+        return {
+            "flow_method": metadata["method"],
+            "flow_size": [metadata["height"], metadata["width"]],
+        }
+
+    def kinds_held(self) -> dict[str, str]:
+        """The kinds of flow (`kind_label`: method and size) that the store's readable
+        files record, each with one video id holding it."""
+        held = {}
+        paths = self.root.rglob("*.npz") if self.root.is_dir() else []
+        for path in sorted(paths):
+            kind = None if is_temp_file(path) else _file_kind(path)[0]
+            if kind is not None:
+                held.setdefault(kind, path.relative_to(self.root).with_suffix("").as_posix())
+        return held
+
+    def check_holds_only(self, kind: str, remedy: str) -> None:
+        """Raises `ValueError` (before a stage writes) when the store holds flow of
+        another kind than `kind` (method and size). `remedy` says what to do instead."""
+        others = {held: video_id for held, video_id in self.kinds_held().items() if held != kind}
+        if others:
+            held, video_id = next(iter(others.items()))
+            raise ValueError(
+                f"The flow store {self.root} holds flow of {held} (e.g. "
+                f"{self.path_for(video_id)}); this run writes {kind}. One store holds flow "
+                f"of one method and size: {remedy}"
+            )
 
     def __repr__(self) -> str:
         return f"FlowStore(root={str(self.root)!r})"

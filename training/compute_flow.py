@@ -22,7 +22,10 @@ Output: `<output>/<video_id>.npz` holding `flow` `(frames - 1, 256, 340, 2)` uin
 here, chunk by chunk (`training.extract_frames` stores the decoded frames, if wanted),
 and memory holds one chunk of frames and flow, whatever a video's length.
 A re-run skips every complete file; a killed run resumes to identical files (atomic
-writes, deterministic single-threaded OpenCV). Failures are listed in
+writes, deterministic single-threaded OpenCV); with `--layout frames` a video whose flow
+images are not as its marker records ("damaged") is computed again. One store holds
+flow of one method and size: a run of another (the method "auto" resolves to) into a
+store that has flow is refused before any flow is computed. Failures are listed in
 `<output>/failures[-shard-i-of-n].jsonl` (`failures-flow...` with `--layout frames`);
 the exit status is 1 if any video failed.
 Ctrl-C stops every worker within seconds (exit status 130); complete files are kept.
@@ -176,6 +179,16 @@ def _status(config: ComputeFlowConfig, video_id: str) -> tuple[str, Path]:
     return store.status(video_id, config.settings), store.path_for(video_id)
 
 
+def check_one_kind(config: ComputeFlowConfig) -> None:
+    """Raises `ValueError` when the config's store holds flow of another method or size
+    than the config's (resolved) settings make."""
+    remedy = "use another --output, or the store's --method, --height and --width."
+    if config.layout == "frames":
+        FrameStore(config.output).check_holds_only("flow", config.settings.kind, remedy)
+    else:
+        FlowStore(config.output).check_holds_only(config.settings.kind, remedy)
+
+
 def resolve_settings(config: ComputeFlowConfig) -> tuple[ComputeFlowConfig, str]:
     """`config` with method "auto" made one (see the module's docstring), and a line
     saying what was chosen and why (empty if nothing was)."""
@@ -213,6 +226,7 @@ def run(config: ComputeFlowConfig) -> JobReport:
     if note:
         print(note)
     settings = config.settings
+    check_one_kind(config)
     clips = shard_items(split.subset(config.subset)[: config.limit], config.shard)
     # A frame store holds the frames' log too (failures-frames.jsonl): this one is the flow's.
     log_stem = "failures" if config.layout == "npz" else "failures-flow"
