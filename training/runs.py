@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -87,23 +88,50 @@ class TrainConfig:
     )
 
     def __post_init__(self):
-        checks = {
-            "stream": self.stream in STREAMS,
-            "model": self.model in MODELS,
-            "split": self.split in SPLITS,
-            "epochs": self.epochs >= 1,
-            "batch_size": self.batch_size >= 1,
-            "validation_fraction": 0.0 <= self.validation_fraction < 1.0,
-            "validation_by": self.validation_by in HOLD_OUTS,
-            "patience": self.patience >= 0,
-            "learning_rate": self.learning_rate > 0,
-            "feature_scaling": self.feature_scaling in FEATURE_SCALINGS,
-            "train_stride": self.train_stride is None or self.train_stride >= 1,
-            "mixup": self.mixup >= 0,
+        finite = math.isfinite
+        checks = {  # name: (valid, what is expected)
+            "stream": (self.stream in STREAMS, f"one of {STREAMS}"),
+            "model": (self.model in MODELS, f"one of {MODELS}"),
+            "split": (self.split in SPLITS, f"one of {SPLITS}"),
+            "units": (self.units >= 1, "an integer >= 1"),
+            "num_layers": (self.num_layers >= 1, "an integer >= 1"),
+            "num_steps": (self.num_steps >= 1, "an integer >= 1"),
+            "num_frames": (self.num_frames >= 1, "an integer >= 1"),
+            "stride": (self.stride >= 1, "an integer >= 1"),
+            "train_stride": (
+                self.train_stride is None or self.train_stride >= 1,
+                "None or an integer >= 1",
+            ),
+            # A rate of 1 drops every unit: nothing would train.
+            "dropout": (finite(self.dropout) and 0 <= self.dropout < 1, "a number in [0, 1)"),
+            "weight_decay": (
+                finite(self.weight_decay) and self.weight_decay >= 0,
+                "a finite number >= 0",
+            ),
+            "epochs": (self.epochs >= 1, "an integer >= 1"),
+            "patience": (self.patience >= 0, "an integer >= 0"),
+            "learning_rate": (
+                finite(self.learning_rate) and self.learning_rate > 0,
+                "a finite number > 0",
+            ),
+            "mixup": (finite(self.mixup) and self.mixup >= 0, "a finite number >= 0"),
+            "feature_scaling": (
+                self.feature_scaling in FEATURE_SCALINGS,
+                f"one of {FEATURE_SCALINGS}",
+            ),
+            "batch_size": (self.batch_size >= 1, "an integer >= 1"),
+            "validation_fraction": (
+                0 <= self.validation_fraction < 1,
+                "a number in [0, 1)",
+            ),
+            "validation_by": (self.validation_by in HOLD_OUTS, f"one of {HOLD_OUTS}"),
+            "seed": (self.seed >= 0, "an integer >= 0"),
         }
-        for name, ok in checks.items():
-            if not ok:
-                raise ValueError(f"Invalid {name}. Received: {name}={getattr(self, name)!r}")
+        for name, (valid, expected) in checks.items():
+            if not valid:
+                raise ValueError(
+                    f"Invalid {name}: expected {expected}. Received: {name}={getattr(self, name)!r}"
+                )
         if self.classes is not None:
             object.__setattr__(self, "classes", tuple(self.classes))
 

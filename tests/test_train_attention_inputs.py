@@ -1,0 +1,98 @@
+"""The attention trainer refuses inputs that do not make one run, before it writes
+anything, and a fit whose loss is not finite ends as a failed run, never a trained one."""
+
+import keras
+import pytest
+
+from runtime.config_flags import exit_on_error
+from tests.evaluation_fixtures import synthetic_split, write_separable_features
+from training.runs import TrainConfig
+from training.train_attention import main
+
+
+class FitStarted(Exception):
+    """Raised in place of `model.fit`: the trainer got past every check."""
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    split = synthetic_split(root)
+    write_separable_features(root / "store", split)
+    return root, split
+
+
+@pytest.fixture
+def no_fit(monkeypatch):
+    """`model.fit` raises `FitStarted`: the checks before it run, the training does not."""
+
+    def fit(model, *args, **kwargs):
+        raise FitStarted
+
+    monkeypatch.setattr(keras.Model, "fit", fit)
+
+
+def cli_arguments(root, runs, *extra):
+    return [
+        "--preset", "tiny", "--epochs", "1",
+        "--video-root", str(root / "UCF-101"), "--split-dir", str(root / "ucfTrainTestlist"),
+        "--store", str(root / "store"), "--runs", str(runs), *extra,
+    ]  # fmt: skip
+
+
+def exit_status_and_error(argv, capsys):
+    """What `python -m training.train_attention <argv>` exits with, and its stderr."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        exit_on_error(main, argv)
+    return exited.value.code, capsys.readouterr().err
+
+
+# === Settings that cannot train ===
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("mixup", float("inf")),
+        ("mixup", float("nan")),
+        ("learning_rate", float("nan")),
+        ("learning_rate", float("inf")),
+        ("learning_rate", 0.0),
+        ("weight_decay", float("nan")),
+        ("weight_decay", float("inf")),
+        ("weight_decay", -1e-4),
+        ("dropout", float("nan")),
+        ("dropout", 1.0),
+        ("dropout", -0.1),
+        ("validation_fraction", float("nan")),
+        ("units", 0),
+        ("num_layers", 0),
+        ("num_steps", 0),
+        ("num_frames", 0),
+        ("stride", 0),
+        ("seed", -1),
+    ],
+)
+def test_config_refuses_settings_that_cannot_train(name, value):
+    with pytest.raises(ValueError, match=f"Invalid {name}: expected .* Received: {name}="):
+        TrainConfig(**{name: value})
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [
+        (["--mixup", "inf"], "Invalid mixup"),
+        (["--learning-rate", "nan"], "Invalid learning_rate"),
+        (["--classes", "Alpha,Gamma"], "Unknown class name"),
+    ],
+)
+def test_cli_refuses_what_cannot_train_in_one_line_writing_nothing(
+    dataset, tmp_path, capsys, no_fit, extra, expected
+):
+    root, _ = dataset
+    runs = tmp_path / "runs"
+    status, error = exit_status_and_error(cli_arguments(root, runs, *extra), capsys)
+    assert status == 2
+    assert error.startswith("error: ") and expected in error and error.count("\n") == 1
+    assert not runs.exists()  # no config.json, no run folder
