@@ -96,3 +96,20 @@ def test_cli_refuses_what_cannot_train_in_one_line_writing_nothing(
     assert status == 2
     assert error.startswith("error: ") and expected in error and error.count("\n") == 1
     assert not runs.exists()  # no config.json, no run folder
+
+
+# === Run folders ===
+
+
+def test_a_runs_path_that_is_a_file_is_refused_in_one_line(dataset, tmp_path, capsys):
+    root, _ = dataset
+    runs = tmp_path / "runs.txt"
+    runs.write_text("notes\n")
+    status, error = exit_status_and_error(cli_arguments(root, runs), capsys)
+    assert status == 2
+    assert error == (
+        f"error: {runs} is a file, not a folder: the run folder "
+        f"{runs / 'ucf101/split1/appearance/attention'} cannot be made there. Give --runs "
+        "a folder (or a path that does not exist yet).\n"
+    )
+    assert runs.read_text() == "notes\n"

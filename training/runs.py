@@ -293,10 +293,15 @@ class Run:
     def training_lock(self) -> Iterator[None]:
         """Holds the folder for one trainer (creating it) for the block.
 
+        The folders it creates are removed again when the block leaves them empty (a
+        training refused inside it leaves nothing behind).
+
         Raises:
-            ValueError: Another trainer, in any process, holds it. A lock left by a
-                killed trainer is taken over (`runtime.atomic_files.PidLock`).
+            ValueError: A file stands where the folder or one above it should be, or
+                another trainer, in any process, holds it. A lock left by a killed
+                trainer is taken over (`runtime.atomic_files.PidLock`).
         """
+        created = self._missing_folders()
         lock = PidLock(self.lock_path)
         try:
             lock.acquire()
@@ -310,6 +315,31 @@ class Run:
             yield
         finally:
             lock.release()
+            for folder in created:  # the run folder first, then those above it
+                try:
+                    folder.rmdir()
+                except OSError:  # not empty (or made anew by another trainer): kept
+                    break
+
+    def _missing_folders(self) -> list[Path]:
+        """The run folder and the folders above it that do not exist yet, deepest
+        first.
+
+        Raises:
+            ValueError: The nearest existing one is not a folder (a file given as
+                --runs, say).
+        """
+        missing = []
+        for path in (self.root, *self.root.parents):
+            if path.is_dir():
+                return missing
+            if os.path.lexists(path):
+                raise ValueError(
+                    f"{path} is a file, not a folder: the run folder {self.root} cannot be "
+                    "made there. Give --runs a folder (or a path that does not exist yet)."
+                )
+            missing.append(path)
+        return missing
 
     # === Contents ===
 
