@@ -1,12 +1,17 @@
 """The attention trainer refuses inputs that do not make one run, before it writes
 anything, and a fit whose loss is not finite ends as a failed run, never a trained one."""
 
+import json
+import os
+from pathlib import Path
+
 import keras
 import pytest
 
+from data.feature_store import FeatureStore
 from runtime.config_flags import exit_on_error
 from tests.evaluation_fixtures import synthetic_split, write_separable_features
-from training.runs import TrainConfig
+from training.runs import Run, TrainConfig
 from training.train_attention import main
 
 
@@ -98,7 +103,7 @@ def test_cli_refuses_what_cannot_train_in_one_line_writing_nothing(
     assert not runs.exists()  # no config.json, no run folder
 
 
-# === Run folders ===
+# === Run folders and their records ===
 
 
 def test_a_runs_path_that_is_a_file_is_refused_in_one_line(dataset, tmp_path, capsys):
@@ -113,3 +118,29 @@ def test_a_runs_path_that_is_a_file_is_refused_in_one_line(dataset, tmp_path, ca
         "a folder (or a path that does not exist yet).\n"
     )
     assert runs.read_text() == "notes\n"
+
+
+def test_the_record_holds_absolute_paths_and_old_records_still_load(
+    dataset, tmp_path, monkeypatch, no_fit
+):
+    root, _ = dataset
+    monkeypatch.chdir(tmp_path)
+    relative = Path(os.path.relpath(root, tmp_path))  # paths as a user types them
+    with pytest.raises(FitStarted):
+        main(cli_arguments(relative, "runs"))
+    monkeypatch.chdir(root)  # another working folder
+    run = Run(tmp_path / "runs/ucf101/split1/appearance/attention")
+    record = run.load_config()
+    assert record.feature_store == (root / "store").resolve()
+    assert record.video_root == (root / "UCF-101").resolve()
+    assert record.split_dir == (root / "ucfTrainTestlist").resolve()
+    assert FeatureStore(record.feature_store).path_for(record.test_videos[0][0]).is_file()
+    # A record written before: the store as given, no video root or split folder.
+    old = json.loads(run.config_path.read_text())
+    old["feature_store"] = "data/store"
+    del old["video_root"], old["split_dir"]
+    run.config_path.write_text(json.dumps(old))
+    loaded = run.load_config()
+    assert loaded.feature_store == Path("data/store")
+    assert loaded.video_root is None and loaded.split_dir is None
+    assert loaded.train == record.train and loaded.features == record.features

@@ -153,11 +153,15 @@ class RunRecord:
     Attributes:
         train: The run's settings.
         class_names: The classes; labels index them.
-        feature_store: The folder of the features it was trained on.
+        feature_store: The folder of the features it was trained on (absolute, so
+            that the run is scored from any working folder; records written before
+            may hold the path as it was given).
         features: How those features were made.
         feature_dim: Their size.
         train_videos, validation_videos, test_videos: `(video_id, label)` pairs.
         backend, keras_version: Where it was trained.
+        video_root, split_dir: The split's videos and list files (absolute); None in
+            records written before they were recorded.
     """
 
     train: TrainConfig
@@ -170,6 +174,8 @@ class RunRecord:
     test_videos: tuple[tuple[str, int], ...]
     backend: str = ""
     keras_version: str = ""
+    video_root: Path | None = None
+    split_dir: Path | None = None
 
     def to_json(self) -> dict:
         features = self.features.metadata()
@@ -185,12 +191,17 @@ class RunRecord:
             "test_videos": [list(item) for item in self.test_videos],
             "backend": self.backend,
             "keras_version": self.keras_version,
+            "video_root": None if self.video_root is None else str(self.video_root),
+            "split_dir": None if self.split_dir is None else str(self.split_dir),
         }
 
     @classmethod
     def from_json(cls, record: dict) -> RunRecord:
         def videos(key):
             return tuple((str(video_id), int(label)) for video_id, label in record[key])
+
+        def path(key):
+            return None if record.get(key) is None else Path(record[key])
 
         return cls(
             train=TrainConfig(**record["train"]),
@@ -203,6 +214,8 @@ class RunRecord:
             test_videos=videos("test_videos"),
             backend=record.get("backend", ""),
             keras_version=record.get("keras_version", ""),
+            video_root=path("video_root"),
+            split_dir=path("split_dir"),
         )
 
 

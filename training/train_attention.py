@@ -303,6 +303,8 @@ def train(
     verbose: int | str = "auto",
     models: ModelCache | None = None,
     jit_compile: bool = True,
+    video_root: str | Path | None = None,
+    split_dir: str | Path | None = None,
 ) -> Run:
     """Trains one run into `run_dir` (resuming an unfinished one) and returns it.
 
@@ -318,6 +320,8 @@ def train(
             seed of one architecture is not traced again; None: a new model.
         jit_compile: XLA-compile the model's steps (Keras' "auto"); False: plain
             TensorFlow graphs (on JAX: eager). Speed only.
+        video_root, split_dir: Where `split` was read from, recorded (absolute) in
+            the run's record; None: not recorded.
 
     Raises:
         ValueError: Another process is training into `run_dir` (one trainer per run
@@ -335,6 +339,8 @@ def train(
             verbose=verbose,
             models=models,
             jit_compile=jit_compile,
+            video_root=video_root,
+            split_dir=split_dir,
         )
 
 
@@ -349,6 +355,8 @@ def _train_locked(
     verbose: int | str,
     models: ModelCache | None,
     jit_compile: bool,
+    video_root: str | Path | None,
+    split_dir: str | Path | None,
 ) -> Run:
     """`train` with the run folder's lock held."""
     if overwrite:
@@ -364,7 +372,7 @@ def _train_locked(
     record = RunRecord(
         train=config,
         class_names=tuple(split.class_names),
-        feature_store=Path(store_root),
+        feature_store=Path(store_root).resolve(),
         features=recipe,
         feature_dim=metadata.get("feature_dim"),
         train_videos=tuple((clip.video_id, clip.label) for clip in train_clips),
@@ -372,6 +380,8 @@ def _train_locked(
         test_videos=tuple((clip.video_id, clip.label) for clip in split.test),
         backend=keras.backend.backend(),
         keras_version=keras.__version__,
+        video_root=None if video_root is None else Path(video_root).resolve(),
+        split_dir=None if split_dir is None else Path(split_dir).resolve(),
     )
     if folder.has_record():
         previous = folder.load_config()
@@ -468,6 +478,8 @@ def run(
         verbose=verbose,
         models=models,
         jit_compile=config.jit_compile,
+        video_root=config.video_root,
+        split_dir=config.split_dir,
     )
 
 
