@@ -9,10 +9,11 @@ import keras
 import pytest
 
 from data.feature_store import FeatureStore
+from data.splits import hold_out_validation
 from runtime.config_flags import exit_on_error
-from tests.evaluation_fixtures import synthetic_split, write_separable_features
+from tests.evaluation_fixtures import TINY_MODEL, synthetic_split, write_separable_features
 from training.runs import Run, TrainConfig
-from training.train_attention import main
+from training.train_attention import main, train
 
 
 class FitStarted(Exception):
@@ -53,6 +54,62 @@ def exit_status_and_error(argv, capsys):
     return exited.value.code, capsys.readouterr().err
 
 
+def rewrite_metadata(store_root, video_id, **changes):
+    """Stores a video's features again with other recipe fields (as another extraction
+    would have written them)."""
+    store = FeatureStore(store_root, dtype="float32")
+    features, metadata = store.read(video_id)
+    store.write(video_id, features, {**metadata, **changes})
+    return store.path_for(video_id)
+
+
+# === Features of one recipe ===
+
+
+@pytest.mark.parametrize(
+    "part, changes, fields",
+    [
+        ("test", {"seed": 1}, ["seed 0 vs 1"]),
+        ("validation", {"weights": "imagenet", "input_size": 224}, ["weights", "input_size"]),
+    ],
+)
+def test_a_store_of_two_recipes_is_refused_before_anything_is_written(
+    dataset, tmp_path, no_fit, part, changes, fields
+):
+    root, split = dataset
+    store = tmp_path / "store"
+    write_separable_features(store, split)
+    config = TrainConfig(epochs=1, validation_fraction=0.25, **TINY_MODEL)
+    train_clips, validation_clips = hold_out_validation(split.train, 0.25, config.seed)
+    changed = (split.test if part == "test" else validation_clips)[-1].video_id
+    changed_path = rewrite_metadata(store, changed, **changes)
+    run_dir = tmp_path / "runs" / "run"
+    with pytest.raises(ValueError) as refused:
+        train(config, split=split, store_root=store, run_dir=run_dir, verbose=0)
+    message = str(refused.value)
+    assert str(FeatureStore(store).path_for(train_clips[0].video_id)) in message
+    assert str(changed_path) in message
+    for field in fields:
+        assert field in message
+    assert "extract them again into an empty --store folder" in message
+    assert not (tmp_path / "runs").exists()  # not even the run folder
+
+
+def test_an_existing_run_is_kept_when_overwrite_meets_a_mixed_store(dataset, tmp_path, no_fit):
+    root, split = dataset
+    store = tmp_path / "store"
+    write_separable_features(store, split)
+    config = TrainConfig(epochs=1, validation_fraction=0.25, **TINY_MODEL)
+    run_dir = tmp_path / "run"
+    with pytest.raises(FitStarted):
+        train(config, split=split, store_root=store, run_dir=run_dir, verbose=0)
+    record = (run_dir / "config.json").read_text()
+    rewrite_metadata(store, split.test[0].video_id, seed=1)
+    with pytest.raises(ValueError, match="mixes features of different recipes"):
+        train(config, split=split, store_root=store, run_dir=run_dir, overwrite=True)
+    assert (run_dir / "config.json").read_text() == record  # not cleared first
+
+
 # === Settings that cannot train ===
 
 
@@ -89,6 +146,7 @@ def test_config_refuses_settings_that_cannot_train(name, value):
     [
         (["--mixup", "inf"], "Invalid mixup"),
         (["--learning-rate", "nan"], "Invalid learning_rate"),
+        (["--classes", "Alpha"], "at least 2 classes"),
         (["--classes", "Alpha,Gamma"], "Unknown class name"),
     ],
 )
@@ -101,6 +159,20 @@ def test_cli_refuses_what_cannot_train_in_one_line_writing_nothing(
     assert status == 2
     assert error.startswith("error: ") and expected in error and error.count("\n") == 1
     assert not runs.exists()  # no config.json, no run folder
+
+
+def test_a_class_without_training_videos_is_refused(dataset, tmp_path, no_fit):
+    root, split = dataset
+    config = TrainConfig(epochs=1, validation_fraction=0.25, **TINY_MODEL)
+    # Beta's training videos are all in the groups that the validation part holds out.
+    _, validation = hold_out_validation(split.train, 0.25, config.seed)
+    held = {clip.video_id for clip in validation}
+    beta = split.class_names.index("Beta")
+    kept = tuple(clip for clip in split.train if clip.label != beta or clip.video_id in held)
+    thin = type(split)(split.class_names, kept, split.test)
+    with pytest.raises(ValueError, match=r"No training video is left of class\(es\) Beta"):
+        train(config, split=thin, store_root=root / "store", run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 # === Run folders and their records ===
@@ -144,3 +216,18 @@ def test_the_record_holds_absolute_paths_and_old_records_still_load(
     assert loaded.feature_store == Path("data/store")
     assert loaded.video_root is None and loaded.split_dir is None
     assert loaded.train == record.train and loaded.features == record.features
+
+
+def test_a_validation_part_short_of_a_class_is_warned_about(dataset, tmp_path, capsys, no_fit):
+    root, split = dataset
+    common = dict(split=split, store_root=root / "store", verbose=0)
+    config = TrainConfig(epochs=1, validation_fraction=0.25, **TINY_MODEL)  # 1 video a class
+    with pytest.raises(FitStarted):
+        train(config, run_dir=tmp_path / "one", **common)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 1
+    assert "fewer than 2 videos of 2 class(es) (Alpha: 1, Beta: 1)" in warnings[0]
+    enough = TrainConfig(epochs=1, validation_fraction=0.5, **TINY_MODEL)  # 2 a class
+    with pytest.raises(FitStarted):
+        train(enough, run_dir=tmp_path / "two", **common)
+    assert "warning" not in capsys.readouterr().err

@@ -18,10 +18,12 @@ test list is the next stage: `python -m evaluation.scoring --run <run folder>`.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 import hashlib
 import importlib.util
 import random
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -271,17 +273,49 @@ def feature_statistics(store: FeatureStore, clips: Sequence) -> tuple[np.ndarray
 def check_features(store: FeatureStore, clips: Sequence) -> None:
     """Reads every clip's features once before training (`FeatureStore.read` checks
     shape, dtype and finiteness), so that a bad file, in the test list too, stops the
-    run before the first epoch rather than during it or at scoring."""
-    problems = []
+    run before the first epoch rather than during it or at scoring; then checks that
+    all were made by one recipe (`check_one_recipe`)."""
+    problems, recipes = [], {}
     for clip in tqdm(clips, desc="check features", unit="video", leave=False):
         try:
-            store.read(clip.video_id)
+            recipes[clip.video_id] = _recipe_of(store.read(clip.video_id)[1])
         except FeatureStoreError as error:
             problems.append(str(error))
     if problems:
         shown = "\n  ".join(problems[:10])
         more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
         raise ValueError(f"{len(problems)} feature file(s) cannot be used:\n  {shown}{more}")
+    check_one_recipe(store, recipes)
+
+
+def _recipe_of(metadata: dict) -> dict:
+    """What makes a stored video's features comparable with another's: the recipe's
+    fields and the feature size."""
+    recipe = dataclasses.asdict(FeatureRecipe.from_metadata(metadata))
+    return {**recipe, "feature_dim": metadata.get("feature_dim")}
+
+
+def check_one_recipe(store: FeatureStore, recipes: dict[str, dict]) -> None:
+    """Refuses videos whose features differ in recipe (`_recipe_of`; the first video's
+    is the reference): one model cannot be trained and scored on features of two
+    networks (another seed of a random network, other weights, another layer)."""
+    reference_id, reference = next(iter(recipes.items()))
+    differing = {video_id: recipe for video_id, recipe in recipes.items() if recipe != reference}
+    if not differing:
+        return
+    video_id, recipe = next(iter(differing.items()))
+    fields = ", ".join(
+        f"{name} {reference[name]!r} vs {recipe[name]!r}"
+        for name in reference
+        if reference[name] != recipe[name]
+    )
+    raise ValueError(
+        f"The feature store {store.root} mixes features of different recipes: "
+        f"{store.path_for(reference_id)} and {store.path_for(video_id)} differ in {fields} "
+        f"({len(differing)} of the run's {len(recipes)} videos differ from the first). "
+        "A run needs the features of one network for all its videos: extract them again "
+        "into an empty --store folder."
+    )
 
 
 def _check_stream(recipe: FeatureRecipe, store: FeatureStore, stream: str) -> None:
@@ -314,7 +348,8 @@ def train(
         store_root: Feature store of `config.stream`.
         run_dir: The run folder; an unfinished run there is resumed, a finished one
             is left as it is.
-        overwrite: Delete a previous run in `run_dir` first.
+        overwrite: Delete a previous run in `run_dir` first (once the inputs are
+            checked).
         extra_callbacks: Appended to the run's callbacks (tests interrupt with one).
         models: Compiled models of earlier trainings (`ModelCache`), so that another
             seed of one architecture is not traced again; None: a new model.
@@ -324,47 +359,18 @@ def train(
             the run's record; None: not recorded.
 
     Raises:
-        ValueError: Another process is training into `run_dir` (one trainer per run
-            folder: `Run.training_lock`), or `run_dir` holds a run of other settings.
+        ValueError: Inputs that do not make a run, found before anything is written:
+            fewer than 2 classes or a class without training videos, features missing,
+            invalid, of two recipes or of another stream. Or another process is
+            training into `run_dir` (one trainer per run folder:
+            `Run.training_lock`), or `run_dir` holds a run of other settings.
     """
     folder = Run(run_dir)
-    with folder.training_lock():
-        return _train_locked(
-            folder,
-            config,
-            split=split,
-            store_root=store_root,
-            overwrite=overwrite,
-            extra_callbacks=extra_callbacks,
-            verbose=verbose,
-            models=models,
-            jit_compile=jit_compile,
-            video_root=video_root,
-            split_dir=split_dir,
-        )
-
-
-def _train_locked(
-    folder: Run,
-    config: TrainConfig,
-    *,
-    split,
-    store_root: str | Path,
-    overwrite: bool,
-    extra_callbacks: Sequence[keras.callbacks.Callback],
-    verbose: int | str,
-    models: ModelCache | None,
-    jit_compile: bool,
-    video_root: str | Path | None,
-    split_dir: str | Path | None,
-) -> Run:
-    """`train` with the run folder's lock held."""
-    if overwrite:
-        folder.clear()
     store = FeatureStore(store_root)
     train_clips, validation_clips = hold_out_validation(
         split.train, config.validation_fraction, config.seed, config.validation_by
     )
+    check_classes(split, train_clips)
     metadata = store.read_metadata(train_clips[0].video_id)
     recipe = FeatureRecipe.from_metadata(metadata)
     if "stream" in metadata:
@@ -383,7 +389,80 @@ def _train_locked(
         video_root=None if video_root is None else Path(video_root).resolve(),
         split_dir=None if split_dir is None else Path(split_dir).resolve(),
     )
-    if folder.has_record():
+    with folder.training_lock():
+        return _train_locked(
+            folder,
+            config,
+            record,
+            split=split,
+            store=store,
+            train_clips=train_clips,
+            validation_clips=validation_clips,
+            overwrite=overwrite,
+            extra_callbacks=extra_callbacks,
+            verbose=verbose,
+            models=models,
+            jit_compile=jit_compile,
+        )
+
+
+def check_classes(split, train_clips: Sequence) -> None:
+    """Refuses a split that cannot train a recogniser: fewer than 2 classes, or a class
+    without a training video once the validation part is held out."""
+    names = tuple(split.class_names)
+    if len(names) < 2:
+        raise ValueError(
+            f"A recogniser needs at least 2 classes; the split has {len(names)} "
+            f"({', '.join(names) or 'none'}). Give --classes two or more class names, or "
+            "leave it out for all."
+        )
+    counts = np.bincount([clip.label for clip in train_clips], minlength=len(names))
+    empty = [name for name, count in zip(names, counts, strict=True) if count == 0]
+    if empty:
+        listed = np.bincount([clip.label for clip in split.train], minlength=len(names))
+        shown = ", ".join(f"{name} ({listed[names.index(name)]} listed)" for name in empty)
+        raise ValueError(
+            f"No training video is left of class(es) {shown} once the validation part is "
+            "held out. Give them training videos, or a smaller --validation-fraction or "
+            "--validation-by video."
+        )
+
+
+def warn_small_validation(class_names: Sequence[str], validation_clips: Sequence) -> None:
+    """Prints one warning line (stderr) naming the classes with fewer than 2 validation
+    videos, when there is a validation part: the best epoch is then picked on a coarse
+    estimate. Small subsets are legitimate: it does not refuse."""
+    if not validation_clips:
+        return
+    counts = np.bincount([clip.label for clip in validation_clips], minlength=len(class_names))
+    few = [(name, int(count)) for name, count in zip(class_names, counts, strict=True) if count < 2]
+    if few:
+        shown = ", ".join(f"{name}: {count}" for name, count in few)
+        print(
+            f"warning: the validation part ({len(validation_clips)} videos), which picks "
+            f"the best epoch, holds fewer than 2 videos of {len(few)} class(es) ({shown}); "
+            "a larger --validation-fraction gives a steadier choice.",
+            file=sys.stderr,
+        )
+
+
+def _train_locked(
+    folder: Run,
+    config: TrainConfig,
+    record: RunRecord,
+    *,
+    split,
+    store: FeatureStore,
+    train_clips: Sequence,
+    validation_clips: Sequence,
+    overwrite: bool,
+    extra_callbacks: Sequence[keras.callbacks.Callback],
+    verbose: int | str,
+    models: ModelCache | None,
+    jit_compile: bool,
+) -> Run:
+    """`train` with the run folder's lock held."""
+    if folder.has_record() and not overwrite:
         previous = folder.load_config()
         changed = [
             key
@@ -399,6 +478,9 @@ def _train_locked(
             print(f"{folder.root}: already trained; --overwrite retrains it.")
             return folder
     check_features(store, [*train_clips, *validation_clips, *split.test])
+    warn_small_validation(split.class_names, validation_clips)
+    if overwrite:
+        folder.clear()
     folder.write_record(record)
 
     def dataset(clips, shuffle, stride=config.stride):
