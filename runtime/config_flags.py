@@ -237,11 +237,18 @@ def parse_config(config_type, argv=None, *, prog: str, doc: str, presets=None):
 def exit_on_error(main, argv=None):
     """Runs a stage's `main(argv)` as a command: a `ValueError` (a bad input, found
     before the work it would spoil) is printed as one line `error: ...` on stderr and
-    the process exits with status 2, without a traceback; an integer result is the
-    exit status."""
+    the process exits with status 2, without a traceback; Ctrl-C, or SIGTERM where a
+    worker pool turned it into `runtime.stopping.Terminated`, is one line
+    `interrupted` and status 130 or 143 (the stage has unwound: pools shut down, no
+    file left half written); an integer result is the exit status."""
+    from runtime.stopping import Terminated
+
     try:
         result = main(argv)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as stop:
+        print("interrupted: the files written are complete", file=sys.stderr)
+        sys.exit(143 if isinstance(stop, Terminated) else 130)
     sys.exit(result if isinstance(result, int) else 0)

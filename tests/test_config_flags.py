@@ -100,6 +100,25 @@ def test_a_user_error_is_one_line_and_exit_status_2(module, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_an_interrupted_command_is_one_line_and_exit_status_130_or_143(capsys):
+    from runtime.config_flags import exit_on_error
+    from runtime.stopping import Terminated
+
+    def stopped(signal_kind):
+        def main(argv):
+            raise signal_kind()
+
+        return main
+
+    for kind, status in ((KeyboardInterrupt, 130), (Terminated, 143)):
+        with pytest.raises(SystemExit) as exited:
+            exit_on_error(stopped(kind), [])
+        assert exited.value.code == status
+        assert capsys.readouterr().err.splitlines() == [
+            "interrupted: the files written are complete"
+        ]
+
+
 @dataclass(frozen=True)
 class Demo:
     settings: Settings = field(default=Settings(units=64), metadata={"not_flags": ("classes",)})
