@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import keras
+import numpy as np
 import pytest
 
 from data.feature_store import FeatureStore
@@ -13,7 +14,7 @@ from data.splits import hold_out_validation
 from runtime.config_flags import exit_on_error
 from tests.evaluation_fixtures import TINY_MODEL, synthetic_split, write_separable_features
 from training.runs import Run, TrainConfig
-from training.train_attention import main, train
+from training.train_attention import TrainingDivergedError, main, train
 
 
 class FitStarted(Exception):
@@ -231,3 +232,45 @@ def test_a_validation_part_short_of_a_class_is_warned_about(dataset, tmp_path, c
     with pytest.raises(FitStarted):
         train(enough, run_dir=tmp_path / "two", **common)
     assert "warning" not in capsys.readouterr().err
+
+
+# === A loss that is not finite ===
+
+
+class PoisonAfterEpoch(keras.callbacks.Callback):
+    """Sets every weight to NaN at the end of epoch `epoch` (a diverged training)."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == self.epoch:
+            for weight in self.model.trainable_weights:
+                weight.assign(np.full(weight.shape, np.nan, dtype="float32"))
+
+
+def test_a_diverged_fit_ends_as_a_failed_run_naming_the_epoch(dataset, tmp_path):
+    root, split = dataset
+    # Smaller than TINY_MODEL (a short trace): 2 steps over 4-frame samples.
+    config = TrainConfig(
+        epochs=2, validation_fraction=0.0, units=4, num_layers=1, num_steps=2, num_frames=4,
+        stride=20, batch_size=4,
+    )  # fmt: skip
+    run_dir = tmp_path / "run"
+    with pytest.raises(TrainingDivergedError) as failed:
+        train(
+            config,
+            split=split,
+            store_root=root / "store",
+            run_dir=run_dir,
+            extra_callbacks=[PoisonAfterEpoch(0)],
+            verbose=0,
+            jit_compile=False,  # speed only
+        )
+    assert str(failed.value).startswith(f"{run_dir}: loss became nan in batch 1 of epoch 2 ")
+    assert isinstance(failed.value, ValueError)  # the CLI: one error line, exit status 2
+    run = Run(run_dir)
+    assert (run_dir / "model.keras").is_file()  # epoch 1's, the best so far
+    assert not run.is_trained()  # but the run did not finish: nothing scores it
+    assert len((run_dir / "history.csv").read_text().splitlines()) == 2  # header, epoch 0

@@ -213,17 +213,53 @@ class StopWithoutProgress(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+class TrainingDivergedError(ValueError):
+    """The loss of a fit became NaN or infinite; the message names the run and epoch."""
+
+
+class StopOnNonFiniteLoss(keras.callbacks.Callback):
+    """Ends a fit whose loss (training, or validation) is NaN or infinite by raising
+    `TrainingDivergedError`, before the epoch is checkpointed or logged. The fit ends
+    without its `on_train_end`, so the resume backup stays and the run is not
+    `Run.is_trained()`: nothing scores it as a model. (Keras' TerminateOnNaN stops the
+    fit as if it had finished.)"""
+
+    def __init__(self, run: Run):
+        super().__init__()
+        self.run, self.epoch = run, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check(logs, f"batch {batch + 1} of ")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(logs, "")
+
+    def _check(self, logs, where: str) -> None:
+        for name, value in (logs or {}).items():
+            if name.endswith("loss") and not np.isfinite(value):
+                raise TrainingDivergedError(
+                    f"{self.run.root}: {name} became {float(value)} in {where}epoch "
+                    f"{self.epoch + 1} (history.csv's epoch {self.epoch}); the run is "
+                    "not trained and is not scored. Train it again with --overwrite and "
+                    "a smaller --learning-rate (or check its features)."
+                )
+
+
 def make_callbacks(
     run: Run, has_validation: bool, patience: int = 0
 ) -> list[keras.callbacks.Callback]:
-    """Best checkpoint, resume backup, CSV log, early stopping when `patience` > 0, and
-    TensorBoard on TensorFlow.
+    """A stop on a non-finite loss, best checkpoint, resume backup, CSV log, early
+    stopping when `patience` > 0, and TensorBoard on TensorFlow.
 
     On a resumed fit the checkpoint starts from the best epoch so far (from
     `history.csv`), so that a worse epoch after the resume does not replace it."""
     monitor = "val_last_steps_accuracy" if has_validation else "last_steps_accuracy"
     best = best_so_far(run.history_path, monitor) if run.model_path.is_file() else None
     callbacks = [
+        StopOnNonFiniteLoss(run),  # first: before a diverged epoch is saved
         keras.callbacks.BackupAndRestore(str(run.backup_dir)),
         keras.callbacks.ModelCheckpoint(
             str(run.model_path),
@@ -235,7 +271,7 @@ def make_callbacks(
         keras.callbacks.CSVLogger(str(run.history_path), append=True),
     ]
     if patience > 0:  # after the logger: the epochs before a resume come from its file
-        callbacks.insert(0, StopWithoutProgress(run.history_path, monitor, patience))
+        callbacks.insert(1, StopWithoutProgress(run.history_path, monitor, patience))
     if tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(str(run.tensorboard_dir)))
     return callbacks
@@ -364,6 +400,8 @@ def train(
             invalid, of two recipes or of another stream. Or another process is
             training into `run_dir` (one trainer per run folder:
             `Run.training_lock`), or `run_dir` holds a run of other settings.
+        TrainingDivergedError: The loss became NaN or infinite; the run is left
+            unfinished (not `Run.is_trained()`).
     """
     folder = Run(run_dir)
     store = FeatureStore(store_root)
