@@ -4,7 +4,7 @@ A run is one attention model (or its mean-pooling baseline) trained for one stre
 one split. Its folder is `<runs>/<dataset>/split<k>/<stream>/<model>/`:
 
     config.json        the record: settings, classes, train/validation/test videos,
-                       the feature store and the recipe of its features
+                       the feature store (absolute path) and the recipe of its features
     model.keras        the best epoch (validation accuracy of the last-10 score)
     backup/            the last finished epoch, for resuming (removed when fit completes)
     history.csv        one row per epoch (loss, accuracy, validation loss, accuracy)

@@ -13,6 +13,12 @@ Each run writes one folder, `training.runs.Run` (its layout is described there):
 Re-running the same command after an interruption resumes from the last finished
 epoch; re-running a finished run does nothing (`--overwrite` retrains). Scoring on the
 test list is the next stage: `python -m evaluation.scoring --run <run folder>`.
+
+Inputs that do not make one run are refused before anything is written: settings that
+cannot train (`TrainConfig`), fewer than 2 classes or a class without training videos,
+features missing, invalid or of two recipes (every train, validation and test video's
+must match). A loss that becomes NaN or infinite ends the fit as a failed run
+(`TrainingDivergedError`), never as a trained one.
 """
 
 from __future__ import annotations
