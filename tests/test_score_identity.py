@@ -29,17 +29,10 @@ def copy_run(trained: Run, folder) -> Run:
     return Run(shutil.copytree(trained.root, folder))
 
 
-def rewrite_model(run: Run, change) -> None:
-    """Saves `run`'s model again with each weight array `change(weights)`."""
-    model = run.load_model()
-    for variable in model.trainable_variables:
-        variable.assign(change(keras.ops.convert_to_numpy(variable)))
-    model.save(run.model_path)
-
-
 def test_scores_name_their_model_and_are_stale_once_it_changes(trained, tmp_path, capsys):
     run = copy_run(trained, tmp_path / "appearance")
-    metrics = score_run(run)
+    model = run.load_model()
+    metrics = score_run(run, model=model)
     sha256 = file_sha256(run.model_path)
     assert metrics["model_sha256"] == sha256 and metrics["model_epoch"] == 0
     assert json.loads(run.metrics_path.read_text())["model_sha256"] == sha256
@@ -51,7 +44,9 @@ def test_scores_name_their_model_and_are_stale_once_it_changes(trained, tmp_path
     record["train"]["stream"] = "motion"
     motion.config_path.write_text(json.dumps(record))
     # The run trained on (resumed, say): model.keras changes, its scores do not.
-    rewrite_model(run, lambda weights: -weights)
+    for variable in model.trainable_variables:
+        variable.assign(-keras.ops.convert_to_numpy(variable))
+    model.save(run.model_path)
     for reader, file in ((load_scores, run.scores_path), (load_metrics, run.metrics_path)):
         with pytest.raises(ValueError, match=f"{file} was computed from another model.keras"):
             reader(run)
