@@ -282,7 +282,8 @@ def check_trained(run: Run) -> None:
         raise ValueError(
             f"{run.root}: training is unfinished ({Run.BACKUP}/ holds an interrupted fit; "
             f"{Run.MODEL} is only its best epoch so far). Resume it: run "
-            "`python -m training.train_attention` again with the same flags, then score it."
+            "`python -m training.train_attention` again with the same flags (a fit whose "
+            "loss diverged: with --overwrite and a smaller --learning-rate), then score it."
         )
 
 
