@@ -1,4 +1,4 @@
-"""`python -m benchmarks.pipeline_benchmark --tiny` on 3 real clips, so that it cannot rot.
+"""`python -m benchmarks.pipeline_benchmark --tiny` on 6 real clips, so that it cannot rot.
 
 One run of every stage (../shared/data/ucf101_subset, 36x48 frames, 32 px inputs, a
 VGG16 of 1/16 the widths) checks the JSON lines: every stage is there, its rates are
@@ -87,7 +87,7 @@ def test_tiny_run_reports_every_stage(tmp_path, capsys):
         assert record["items_per_s"] == pytest.approx(record["items"] / record["seconds"])
         assert record["peak_host_bytes"] > 0
         assert record["argv"] and all(isinstance(word, str) for word in record["argv"])
-        assert record["backend"] and record["device"] and record["settings"]["clips"] == 3
+        assert record["backend"] and record["device"] and record["settings"]["clips"] == 6
         for dataset in DATASET_SIZES:
             hours = record[f"projected_hours_{dataset}"]
             overhead = projected_epochs(record["stage"]) * (record["epoch_overhead_s"] or 0.0)
@@ -107,10 +107,10 @@ def test_tiny_run_reports_every_stage(tmp_path, capsys):
             assert record["ratio_to_feed"] == pytest.approx(record["items_per_s"] / feed)
         else:
             assert feed is None and record["ratio_to_feed"] is None
-    # Every frame of the 3 clips was decoded and extracted; a flow pair per frame but one.
+    # Every frame of the 6 clips was decoded and extracted; a flow pair per frame but one.
     by_stage = {record["stage"]: record for record in records}
     frames = by_stage["decode"]["items"]
-    assert by_stage["flow"]["items"] == frames - 3
+    assert by_stage["flow"]["items"] == frames - 6
     assert by_stage["finetune_spatial"]["items"] == 2 * 4  # 2 timed iterations, batch 4
     table = markdown.read_text()
     assert table in capsys.readouterr().out
