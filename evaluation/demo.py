@@ -275,7 +275,7 @@ def train_stream(stream: str, config: DemoConfig, video_root: Path, split_dir: P
                 models=models,
             )
             weights_path = attention_path(config, stream, seed)
-            scored = trained.metrics_path.is_file()
+            scored = is_scored(trained)
             if scored and (model == "baseline" or weights_path.is_file()):
                 print(f"{trained.root}: trained and scored already.", flush=True)
                 continue
@@ -292,7 +292,7 @@ def train_stream(stream: str, config: DemoConfig, video_root: Path, split_dir: P
                         lengths=np.asarray([len(weights[video]) for video in test_videos]),
                         weights=np.concatenate([weights[video] for video in test_videos]),
                     )
-            accuracy = json.loads(trained.metrics_path.read_text())["accuracy"]
+            accuracy = scoring.load_metrics(trained)["accuracy"]
             print(
                 f"seed {seed} {stream} {model}: test accuracy {100 * accuracy:.1f}% "
                 f"({time.perf_counter() - started:.0f} s)",
@@ -319,10 +319,20 @@ def train_streams(config: DemoConfig, summary) -> None:
         raise RuntimeError("Training failed:\n" + report.summary())
 
 
+def is_scored(run: Run) -> bool:
+    """Whether `run` holds scores of its current model (`scoring.load_metrics` accepts
+    them): scores of an earlier model, or of none recorded, are scored again."""
+    try:
+        scoring.load_metrics(run)
+    except ValueError:
+        return False
+    return True
+
+
 def stream_done(config: DemoConfig, stream: str) -> bool:
     """Whether every seed's runs of `stream` are scored and their attention written."""
     return all(
-        run_folder(config, stream, model, seed).metrics_path.is_file()
+        is_scored(run_folder(config, stream, model, seed))
         and attention_path(config, stream, seed).is_file()
         for seed in config.seeds
         for model in MODELS

@@ -115,3 +115,19 @@ def test_stream_processes_get_their_share_of_the_cores_as_tensorflow_threads():
         [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True
     ).stdout.split()
     assert printed == ["1", "1"]
+
+
+def test_a_run_counts_as_scored_only_with_metrics_of_its_current_model(tmp_path):
+    import json
+
+    from evaluation.demo import is_scored
+    from models.feature_extraction import file_sha256
+    from tests.evaluation_fixtures import write_scored_run
+
+    run = write_scored_run(tmp_path)
+    assert not is_scored(run)  # scores, but no metrics
+    metrics = {"accuracy": 1.0, "model_sha256": file_sha256(run.model_path)}
+    run.metrics_path.write_text(json.dumps(metrics))
+    assert is_scored(run)
+    run.model_path.write_bytes(b"the model of a resumed run")  # trained on since
+    assert not is_scored(run)  # scored again by the demo, not read as the new model's
