@@ -87,6 +87,17 @@ def test_a_damaged_frame_is_named_and_its_video_written_again(dataset, tmp_path,
     out = capsys.readouterr().out
     assert "3 already complete" in out and "1 to write" in out and "1 of them damaged" in out
     assert _files(output) == intact
+    # Fine-tuning refuses a damaged training video too, naming the file, before a
+    # network is built (group 1 is the test list: damage one of group 2).
+    from training import finetune_convnet
+
+    trained = store.folder_for("Beta/v_Beta_g02_c01") / image_name("img", 5)
+    trained.write_bytes(trained.read_bytes()[:-2])
+    finetune = [*dataset, "--preset", "spatial", "--frame-root", str(output)]
+    finetune += ["--output-dir", str(tmp_path / "net"), *TINY_FLAGS[:2], "--workers", "0"]
+    with pytest.raises(FrameStoreError, match=trained.name):
+        finetune_convnet.main([*finetune, "--crop-size", "16"])
+    assert not (tmp_path / "net").exists()
 
 
 def test_a_damaged_flow_image_is_named_and_its_flow_computed_again(dataset, tmp_path, capsys):

@@ -729,23 +729,11 @@ def training_clips(
 
 
 def _stored_clips(split, stream: str, frame_root: Path):
+    """The training clips as stored images, after `FrameStore.check_videos`: every one
+    complete, undamaged (as its marker records) and of one size (and flow method), else
+    one error naming the video or file and the command that writes it again."""
     store, part = FrameStore(frame_root), "frames" if stream == "appearance" else "flow"
-    missing = [
-        clip.video_id
-        for clip in split.train
-        if store.status(clip.video_id, part) not in ("complete", "external")
-    ]
-    if missing:
-        command = (
-            "python -m training.extract_frames"
-            if stream == "appearance"
-            else "python -m training.compute_flow --layout frames"
-        )
-        raise ValueError(
-            f"{len(missing)} of {len(split.train)} training videos have no complete {part} "
-            f"in the frame store {frame_root} (first: {missing[0]}). Run `{command} "
-            f"--output {frame_root}` for the training list first."
-        )
+    store.check_videos([clip.video_id for clip in split.train], part)
     return [(StoredClip(frame_root, clip.video_id, stream), clip.label) for clip in split.train]
 
 
