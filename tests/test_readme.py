@@ -323,7 +323,55 @@ def test_results_readmes_are_short(readme):
     assert len(readme.read_text().splitlines()) <= MAX_RESULTS_README_LINES
 
 
+GUARANTEES = ROOT / "docs" / "training_and_evaluation.md"
+# `tests/test_x.py` (`part`, `part`) in a row of the guarantees table.
+CITED_TESTS = re.compile(r"`(tests/test_\w+\.py)`(?: \(([^)]*)\))?")
+
+
+def missing_cited_tests(text: str, root: Path = ROOT) -> list[str]:
+    """`file: part` for each test file, or each unique part of a test's name, that a
+    table row of `text` cites and that does not exist (a part must name exactly one test
+    of its file; a row that cites no test is reported too)."""
+    missing = []
+    for row in (line for line in text.splitlines() if line.startswith("| **")):
+        cited = CITED_TESTS.findall(row)
+        if not cited:
+            missing.append(f"a row cites no test: {row[:60]}")
+        for file, parts in cited:
+            path = root / file
+            if not path.is_file():
+                missing.append(file)
+                continue
+            names = re.findall(r"^def (test_\w+)", path.read_text(), flags=re.MULTILINE)
+            for part in re.findall(r"`(\w+)`", parts):
+                if sum(part in name for name in names) != 1:
+                    missing.append(f"{file}: {part}")
+    return missing
+
+
+def test_every_guarantee_names_tests_that_exist():
+    text = GUARANTEES.read_text()
+    assert "## What is guaranteed" in text
+    assert missing_cited_tests(text.partition("## What is guaranteed")[2]) == []
+
+
 # === The checks themselves ===
+
+
+def test_cited_tests_are_found_by_file_and_unique_part(tmp_path):
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_a.py").write_text("def test_one_thing():\n    pass\n")
+    table = (
+        "| **Good**: ok. | `tests/test_a.py` (`one_thing`) |\n"
+        "| **Wrong part**: no. | `tests/test_a.py` (`two_things`) |\n"
+        "| **No file**: no. | `tests/test_b.py` |\n"
+        "| **No test**: no. | none |\n"
+    )
+    assert missing_cited_tests(table, tmp_path) == [
+        "tests/test_a.py: two_things",
+        "tests/test_b.py",
+        "a row cites no test: | **No test**: no. | none |",
+    ]
 
 
 def test_markdown_files_are_every_page_of_the_project_and_none_of_the_tools(tmp_path):
