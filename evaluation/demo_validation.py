@@ -15,7 +15,6 @@ scored. Writes `validation.md` and `validation.csv` into `--results-dir`.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,20 +25,13 @@ from data.key_frames import read_key_frames
 from data.samples import SampleDataset
 from evaluation import attention, demo
 from evaluation.scoring import accuracy, fuse_scores, predict_video_scores
+from evaluation.selection import validation_curve
 from evaluation.tables import to_markdown
 from models.two_stream_vgg16 import STREAMS
 from runtime.config_flags import exit_on_error, parse_config
 from training import train_attention
 from training.runs import MODELS, Run
 from training.train_attention import ModelCache
-
-MONITOR = "val_last_steps_accuracy"  # one sample per demo clip: the video accuracy
-
-
-def validation_curve(run: Run) -> list[float]:
-    """Validation accuracy of every epoch, from the run's `history.csv`."""
-    with open(run.history_path, newline="") as handle:
-        return [float(row[MONITOR]) for row in csv.DictReader(handle)]
 
 
 def validate_run(run: Run, model, key_frames: dict) -> dict:

@@ -114,6 +114,7 @@ class FinetuneConfig:
     lr_decay: float = 0.1
     # Section 3.2: 10,000 (spatial), 30,000 (temporal).
     max_iterations: int = 10000
+    # Paper silent; SGD momentum 0.9, as in Wang et al. 2015.
     momentum: float = 0.9
     # Paper silent; 256 as in Wang et al. 2015, whose procedure the paper follows.
     batch_size: int = 256

@@ -1,0 +1,987 @@
+"""One experiment from one config file: videos on disk to Tables 1-3, Fig. 1 and the probe.
+
+    python -m evaluation.experiment evaluation/experiments/ucf101_subset.toml
+    python -m evaluation.experiment evaluation/experiments/ucf101.toml --plan
+    python -m evaluation.experiment --print-config > my_experiment.toml
+
+Every stage is the project's own (`run(config)`, as its command line calls it), in
+order, for every split of the config:
+
+ 1. frames: the frame store, RGB JPEGs (`training.extract_frames`);
+ 2. flow: flow images beside them (`training.compute_flow --layout frames`);
+ 3. fine-tuning: a spatial and a temporal net per split (`training.finetune_convnet`),
+    where fine-tuned features are among the candidates;
+ 4. features: per stream, of the frozen net (one store for every split) and/or of
+    each split's fine-tuned nets (`training.extract_features`);
+ 5. the paper's recipe: the attention model and the mean-pooling baseline per
+    stream on each candidate's features (`training.train_attention`);
+ 6. features chosen per stream on the validation parts (`evaluation.selection`);
+ 7. the other recipes on the chosen features; the recipe chosen on validation;
+ 8. scoring of every run on its test list (`evaluation.scoring`), Tables 1-3 of each
+    recipe (`evaluation.tables`), the linear probe on the chosen features as a
+    reference row (`evaluation.linear_probe`), Fig. 1 style figures of test videos
+    of split `splits[0]` (`evaluation.attention`).
+
+Each stage skips what is done, so re-running the command resumes; an interrupted
+stage resumes as the stages do. Choices read validation parts only; the test lists
+are read only to score. `--plan` prints every stage, what of it is done, and its
+amount of work, before any work.
+
+The config file (TOML, or JSON) holds the whole experiment as the stages' own config
+dataclasses, nested: `[source]` (`data.splits.SplitSource`), `[frames]`
+(`FrameSettings`), `[flow]` (`FlowSettings`), `[recipe]` (`FeatureRecipe`), `[finetune]`
+(`FinetuneStage`), `[spatial]` / `[temporal]` (`FinetuneConfig`), `[train]`
+(`TrainConfig`) and `[recipes]` (name = the `[train]` fields it changes). A key left
+out keeps the default that `--print-config` shows; an unknown key, or one the runner
+sets itself (a run's split, stream, model), is refused naming the file. The results
+folder records the config it was made from as `experiment.toml`, which re-makes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import json
+import re
+import shutil
+import sys
+import time
+import tomllib
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from data.feature_store import FeatureStore
+from data.flow_store import FlowSettings
+from data.frame_store import FrameSettings, FrameStore
+from data.splits import SplitSource
+from evaluation import attention, linear_probe, scoring, selection, tables
+from models.feature_extraction import FeatureRecipe
+from models.two_stream_vgg16 import STREAMS
+from runtime.atomic_files import atomic_write
+from runtime.config_flags import exit_on_error
+from training import (
+    compute_flow,
+    extract_features,
+    extract_frames,
+    finetune_convnet,
+    train_attention,
+)
+from training.finetune_convnet import FINAL_NAME, FinetuneConfig, FinetuneConvnetConfig
+from training.runs import MODELS, PRESETS, Run, TrainConfig
+
+FEATURE_SETS = ("finetuned", "frozen")
+# The net fine-tuned for each stream, and its preset in `training.finetune_convnet`.
+NETS = {"appearance": "spatial", "motion": "temporal"}
+PAPER_RECIPE = "paper"
+CONFIG_NAME = "experiment.toml"
+
+
+@dataclass(frozen=True)
+class FinetuneStage:
+    """How both ConvNets are fine-tuned (`training.finetune_convnet`); the backbone and
+    its shape are the features' (`[recipe]`), the schedules `[spatial]` / `[temporal]`."""
+
+    # Weights to start from: "imagenet" (the paper's), "none" or a file.
+    weights: str = "imagenet"
+    # EfficientNet-Lite only: dropout before its classifier (ImageNet training: 0.2).
+    top_dropout: float = 0.2
+    # Initial kernels of a network trained from scratch (loaded weights replace them).
+    kernel_initializer: str = "glorot_uniform"
+    # Processes drawing batches; -1: the stage's default (cores less one).
+    workers: int = -1
+    # "auto": mixed_bfloat16 on a GPU, float32 elsewhere; or float32, mixed_float16,
+    # mixed_bfloat16.
+    precision: str = "auto"
+    # "auto": data parallel over every device JAX sees; "off": one device.
+    data_parallel: str = "auto"
+    # Extension: leave out of fine-tuning the validation part that `[train]` holds out
+    # (so that choosing on validation is not flattered); false: the paper's whole list.
+    hold_out_validation: bool = True
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """The whole experiment; every stage's settings are its own config's fields."""
+
+    # Where the videos and the official split files are, the dataset ("ucf101" or
+    # "hmdb51") and an optional class subset. Its `split` is set per split.
+    source: SplitSource
+    # A name for the results (figures, tables).
+    name: str = "experiment"
+    # Official splits to run (the paper reports the mean over 1, 2 and 3).
+    splits: tuple[int, ...] = (1, 2, 3)
+    # Frames, flow, nets, features and runs go here.
+    work_dir: Path = Path("runs/experiment")
+    # Tables, choices, probe, figures and the config go here.
+    results_dir: Path = Path("evaluation/results/experiment")
+    # Processes of the frame and flow stages; 0: every core.
+    workers: int = 0
+    # The frame store: size the frames are stored at, JPEG quality.
+    frames: FrameSettings = FrameSettings()
+    # Optical flow: method ("auto": tvl1_keras on a GPU, OpenCV's tvl1 elsewhere) and size.
+    flow: FlowSettings = FlowSettings()
+    # Candidate features of each stream: "finetuned" (the paper's: ConvNets fine-tuned
+    # per split) and/or "frozen" (the ImageNet backbone as is). With both, each stream
+    # takes the one of the better mean validation accuracy (paper recipe).
+    features: tuple[str, ...] = FEATURE_SETS
+    # How features are made (backbone, its layer and shape, crop, precision); `weights`
+    # is the frozen candidate's (fine-tuned features read each split's nets).
+    recipe: FeatureRecipe = FeatureRecipe()
+    # Extraction: videos' frames per batch, and reading processes (-1: the stage's default).
+    extract_batch_size: int = 64
+    extract_workers: int = -1
+    # Fine-tuning of both nets, and each net's schedule (section 3.2's by default).
+    finetune: FinetuneStage = FinetuneStage()
+    spatial: FinetuneConfig = finetune_convnet.SPATIAL_PAPER
+    temporal: FinetuneConfig = finetune_convnet.TEMPORAL_PAPER
+    # Every attention and baseline run (section 3.2's by default); its dataset, split,
+    # stream, model and classes are set by the runner.
+    train: TrainConfig = PRESETS["paper"]
+    # Recipes to compare, each the `[train]` fields it changes; the first is also the
+    # one the features are chosen with. The recipe of the best mean validation accuracy
+    # is reported (Tables 1-3 of every recipe are written).
+    recipes: dict = field(default_factory=lambda: {PAPER_RECIPE: {}})
+    # XLA-compile each run's training step (off: plain graphs, faster for tiny models
+    # on a CPU); JAX: keep compiled programs here, shared by the runs (empty: off).
+    jit_compile: bool = True
+    compile_cache: str = ""
+    # Fig. 1 style figures: these test videos of split `splits[0]` (ids such as
+    # "Punch/v_Punch_g01_c01"); empty: the first test video of each class, at most
+    # `num_figures`.
+    figure_videos: tuple[str, ...] = ()
+    num_figures: int = 3
+    # The linear probe on the chosen features, as a reference row.
+    probe: bool = True
+
+    def __post_init__(self):
+        if not self.splits or not set(self.splits) <= {1, 2, 3}:
+            raise ValueError(f"Expected splits among 1, 2, 3. Received: splits={self.splits}")
+        if not self.features or not set(self.features) <= set(FEATURE_SETS):
+            raise ValueError(
+                f"Expected features among {FEATURE_SETS}. Received: features={self.features}"
+            )
+        if not self.recipes:
+            raise ValueError("Expected at least one recipe in [recipes].")
+        for name, changes in self.recipes.items():
+            if not re.fullmatch(r"[\w.-]+", name):
+                raise ValueError(f"Expected a recipe name of letters, digits, _ . -: {name!r}")
+            if not isinstance(changes, dict):
+                raise ValueError(f"Expected [recipes] {name} to be a table of [train] fields.")
+            self.recipe_settings(name)  # every change is a field with a valid value
+
+    def recipe_settings(self, name: str) -> TrainConfig:
+        """`[train]` with the changes of recipe `name`."""
+        changes = self.recipes[name]
+        unknown = sorted(set(changes) - {item.name for item in _settable(TrainConfig)})
+        if unknown:
+            raise ValueError(
+                f"[recipes] {name}: {unknown} are not [train] fields a recipe may change."
+            )
+        return _with_values(self.train, changes, f"[recipes] {name}")
+
+
+# Fields that the runner sets itself: not in a config file.
+SET_BY_RUNNER = {
+    SplitSource: {"split"},
+    FeatureRecipe: {"stream", "height", "width", "flow_method", "flow_size", "image_source"},
+    FinetuneConfig: {"stream"},
+    TrainConfig: {"dataset", "split", "stream", "model", "classes"},
+}
+
+
+# === The config file ===
+
+
+def _comments(config_type) -> dict[str, str]:
+    """Each field's comment: its `help`, else the comment lines just above it in the
+    class's source (or at the end of its line)."""
+    found, last = {}, ""
+    try:
+        lines = inspect.getsource(config_type).splitlines()
+    except (OSError, TypeError):
+        lines = []
+    for index, line in enumerate(lines):
+        match = re.match(r"\s+(\w+): [^=]+(?:=.*)?$", line)
+        if not match:
+            continue
+        above = []
+        for previous in reversed(lines[:index]):
+            if not previous.strip().startswith("#"):
+                break
+            above.insert(0, previous.strip().lstrip("#").strip())
+        trailing = line.partition("  # ")[2]
+        comment = " ".join(above) or trailing
+        if not comment and index and re.match(r"\s+\w+: ", lines[index - 1]):
+            comment = last  # one comment above a group of fields
+        found.setdefault(match.group(1), comment)
+        last = found[match.group(1)]
+    for item in dataclasses.fields(config_type):
+        if item.metadata.get("help"):
+            found[item.name] = item.metadata["help"]
+        elif not found.get(item.name) and item.metadata.get("choices"):
+            found[item.name] = "one of " + ", ".join(map(str, item.metadata["choices"]))
+    return found
+
+
+def _settable(config_type) -> list[dataclasses.Field]:
+    """The fields of `config_type` that a config file may set."""
+    skipped = SET_BY_RUNNER.get(config_type, set())
+    return [
+        item
+        for item in dataclasses.fields(config_type)
+        if item.init and item.name not in skipped and item.metadata.get("flag", True)
+    ]
+
+
+def _convert(value, kind, where: str):
+    """A value read from the file as the field's type (Path, tuple, nested dataclass)."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = [option for option in typing.get_args(kind) if option is not type(None)]
+        return None if value is None else _convert(value, options[0], where)
+    if kind is Path:
+        return Path(value)
+    if origin is tuple or kind is tuple:
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{where}: expected a list. Received: {value!r}")
+        inner = typing.get_args(kind)[0] if typing.get_args(kind) else object
+        return tuple(_convert(item, inner, where) for item in value)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def _with_values(base, values: dict, where: str):
+    """`base` (a config dataclass instance) with the file's `values` set, nested tables
+    building nested configs from `base`'s; unknown keys are named."""
+    config_type = type(base)
+    hints = typing.get_type_hints(config_type)
+    allowed = {item.name for item in _settable(config_type)}
+    unknown = sorted(set(values) - allowed)
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown or runner-set keys {unknown}; expected some of {sorted(allowed)}."
+        )
+    changes = {}
+    for name, value in values.items():
+        kind, current = hints[name], getattr(base, name)
+        if dataclasses.is_dataclass(current) and not isinstance(current, type):
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}.{name}: expected a table.")
+            changes[name] = _with_values(current, value, f"{where}.{name}")
+        else:
+            changes[name] = _convert(value, kind, f"{where}.{name}")
+    try:
+        return config_type(**{**_set_by(base), **changes})
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{where}: {error}") from None
+
+
+def _set_by(instance) -> dict:
+    """The init fields in which `instance` differs from its class's defaults (all of them
+    where the class has no defaults): building from these, and not from every field,
+    lets `__post_init__` derive again what depends on a changed field (a backbone's
+    feature layer, say)."""
+    config_type = type(instance)
+    values = {
+        item.name: getattr(instance, item.name)
+        for item in dataclasses.fields(config_type)
+        if item.init
+    }
+    try:
+        defaults = config_type()
+    except TypeError:
+        return values
+    return {name: value for name, value in values.items() if getattr(defaults, name) != value}
+
+
+def _derived(instance, item: dataclasses.Field) -> bool:
+    """Whether a field that defaults to None holds what its class derives (from the
+    other fields) rather than a value of its own."""
+    if item.default is not None:
+        return False
+    value = getattr(instance, item.name)
+    if value is None:
+        return False
+    settings = {**_set_by(instance)}
+    settings.pop(item.name, None)
+    try:
+        return getattr(type(instance)(**settings), item.name) == value
+    except (TypeError, ValueError):
+        return False
+
+
+def config_from_mapping(values: dict, where: str = "the config") -> ExperimentConfig:
+    """The experiment of a parsed config file (`where` names it in errors)."""
+    values = dict(values)
+    source = values.pop("source", None)
+    if not isinstance(source, dict) or not {"video_root", "split_dir"} <= set(source):
+        raise ValueError(f"{where}: expected a [source] table with video_root and split_dir.")
+    base = ExperimentConfig(
+        source=SplitSource(Path(source["video_root"]), Path(source["split_dir"]))
+    )
+    values["source"] = source
+    return _with_values(base, values, where)
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Reads a `.toml` (or `.json`) experiment file; errors name the file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ValueError(f"Cannot read the experiment config {path}: {error.strerror}.") from None
+    try:
+        values = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid {path.suffix[1:].upper()}: {error}") from None
+    return config_from_mapping(values, str(path))
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key} = {_toml_value(item)}" for key, item in value.items()) + "}"
+    raise TypeError(f"Cannot write {value!r} as TOML.")
+
+
+def _table_lines(instance, comments_of=_comments) -> tuple[list[str], list[tuple[str, object]]]:
+    """`key = value` lines (each after its comment) of a config's plain fields, and its
+    nested configs to write as tables."""
+    lines, nested = [], []
+    comments = comments_of(type(instance))
+    for item in _settable(type(instance)):
+        value = getattr(instance, item.name)
+        if dataclasses.is_dataclass(value):
+            nested.append((item.name, value))
+            continue
+        if item.name == "recipes":
+            nested.append((item.name, value))
+            continue
+        if comments.get(item.name):
+            lines.append(f"# {comments[item.name]}")
+        if value is None:
+            lines.append(f"# {item.name} = (none)")
+        elif _derived(instance, item):
+            lines.append(f"# {item.name} = {_toml_value(value)} (derived; set it to change it)")
+        else:
+            lines.append(f"{item.name} = {_toml_value(value)}")
+    return lines, nested
+
+
+def to_toml(config: ExperimentConfig) -> str:
+    """The config as a TOML file that `load_config` reads back to the same config, each
+    field after its comment."""
+    doc = (ExperimentConfig.__doc__ or "").strip()
+    out = [f"# {doc}", "# python -m evaluation.experiment THIS_FILE [--plan]", ""]
+    top, nested = _table_lines(config)
+    out += top
+    for name, value in nested:
+        out.append("")
+        if name == "recipes":
+            out.append("# Recipes to compare: name = the [train] fields it changes.")
+            out.append("[recipes]")
+            out += [f"{key} = {_toml_value(changes)}" for key, changes in value.items()]
+            continue
+        doc = " ".join((type(value).__doc__ or "").split("\n\n")[0].split())
+        out.append(f"# {doc}")
+        out.append(f"[{name}]")
+        lines, deeper = _table_lines(value)
+        out += lines
+        if deeper:
+            raise TypeError(f"[{name}] has nested tables, which to_toml does not write.")
+    return "\n".join(out) + "\n"
+
+
+# === Paths ===
+
+
+def frames_root(config: ExperimentConfig) -> Path:
+    return config.work_dir / "frames"
+
+
+def net_dir(config: ExperimentConfig, split: int, stream: str) -> Path:
+    return config.work_dir / "convnets" / f"split{split}" / NETS[stream]
+
+
+def feature_store(config: ExperimentConfig, features: str, split: int, stream: str) -> Path:
+    """The frozen features serve every split; fine-tuned ones are each split's."""
+    if features == "frozen":
+        return config.work_dir / "features" / "frozen" / stream
+    return config.work_dir / "features" / "finetuned" / f"split{split}" / stream
+
+
+def runs_root(config: ExperimentConfig, features: str, recipe: str) -> Path:
+    """Runs of one recipe on one feature set ("chosen": each stream's chosen features)."""
+    return config.work_dir / "runs" / features / recipe
+
+
+def source_of(config: ExperimentConfig, split: int) -> SplitSource:
+    return dataclasses.replace(config.source, split=split)
+
+
+def train_settings(
+    config: ExperimentConfig, recipe: str, split: int, stream: str, model: str
+) -> TrainConfig:
+    return dataclasses.replace(
+        config.recipe_settings(recipe),
+        dataset=config.source.dataset,
+        split=split,
+        stream=stream,
+        model=model,
+        classes=config.source.classes,
+    )
+
+
+def all_video_ids(config: ExperimentConfig) -> list[str]:
+    """Every video of the selected classes (split 1's lists hold each once)."""
+    split = source_of(config, 1).load()
+    return [clip.video_id for clip in (*split.train, *split.test)]
+
+
+# === Stages ===
+
+
+def _stage_configs(config: ExperimentConfig):
+    """The configs of the data stages, built once (errors before any work)."""
+    every = source_of(config, 1)
+    workers = {"workers": config.workers} if config.workers > 0 else {}
+    frames = extract_frames.ExtractFramesConfig(
+        source=every, output=frames_root(config), settings=config.frames, **workers
+    )
+    flow = compute_flow.ComputeFlowConfig(
+        source=every,
+        output=frames_root(config),
+        settings=config.flow,
+        layout="frames",
+        **workers,
+    )
+    return frames, flow
+
+
+def finetune_config(config: ExperimentConfig, split: int, stream: str) -> FinetuneConvnetConfig:
+    recipe, options = config.recipe, config.finetune
+    hold_out = {}
+    if options.hold_out_validation:
+        hold_out = {
+            "hold_out_fraction": config.train.validation_fraction,
+            "hold_out_by": config.train.validation_by,
+            "hold_out_seed": config.train.seed,
+        }
+    return FinetuneConvnetConfig(
+        source=source_of(config, split),
+        output_dir=net_dir(config, split, stream),
+        settings=config.spatial if stream == "appearance" else config.temporal,
+        frame_root=frames_root(config),
+        height=config.frames.height,
+        width=config.frames.width,
+        weights=options.weights,
+        backbone=recipe.backbone,
+        top_dropout=options.top_dropout,
+        fc_units=recipe.fc_units,
+        width_multiplier=recipe.width_multiplier,
+        kernel_initializer=options.kernel_initializer,
+        batch_norm=recipe.batch_norm,
+        workers=None if options.workers < 0 else options.workers,
+        precision=options.precision,
+        data_parallel=options.data_parallel,
+        **hold_out,
+    )
+
+
+def extract_config(
+    config: ExperimentConfig, features: str, split: int, stream: str
+) -> extract_features.ExtractFeaturesConfig:
+    weights = config.recipe.weights
+    if features == "finetuned":
+        weights = str(net_dir(config, split, stream) / FINAL_NAME)
+    recipe = dataclasses.replace(
+        config.recipe,
+        stream=stream,
+        weights=weights,
+        height=config.frames.height,
+        width=config.frames.width,
+        image_source="frames",
+    )
+    workers = {} if config.extract_workers < 0 else {"workers": config.extract_workers}
+    return extract_features.ExtractFeaturesConfig(
+        source=source_of(config, split),
+        store=feature_store(config, features, split, stream),
+        recipe=recipe,
+        frame_root=frames_root(config),
+        batch_size=config.extract_batch_size,
+        **workers,
+    )
+
+
+def train_config(
+    config: ExperimentConfig, features: str, recipe: str, split: int, stream: str, model: str,
+    root: Path | None = None,
+) -> train_attention.TrainAttentionConfig:  # fmt: skip
+    return train_attention.TrainAttentionConfig(
+        video_root=config.source.video_root,
+        split_dir=config.source.split_dir,
+        store=feature_store(config, features, split, stream),
+        train=train_settings(config, recipe, split, stream, model),
+        runs=root or runs_root(config, features, recipe),
+        jit_compile=config.jit_compile,
+        compile_cache=Path(config.compile_cache) if config.compile_cache else None,
+    )
+
+
+def trained(train: train_attention.TrainAttentionConfig) -> bool:
+    return Run.for_config(train.runs, train.train).is_trained()
+
+
+def is_scored(run: Run) -> bool:
+    """Whether `run` holds scores of its current model."""
+    try:
+        scoring.load_metrics(run)
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def _sets_of(config: ExperimentConfig) -> list[str]:
+    return list(config.features)
+
+
+def _recipes(config: ExperimentConfig) -> list[str]:
+    return list(config.recipes)
+
+
+def _choices_path(config: ExperimentConfig) -> Path:
+    return config.work_dir / "choices.json"
+
+
+def read_choices(config: ExperimentConfig) -> dict:
+    path = _choices_path(config)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _write_choices(config: ExperimentConfig, choices: dict) -> None:
+    with atomic_write(_choices_path(config)) as path:
+        path.write_text(json.dumps(choices, indent=2))
+
+
+@dataclass
+class Stage:
+    """One stage of the plan: a name, its units of work (name, done?) and the work."""
+
+    name: str
+    units: Callable[[], list[tuple[str, bool | None]]]
+    work: Callable[[], None]
+
+
+def _frame_units(config: ExperimentConfig, part: str) -> list[tuple[str, bool | None]]:
+    store = FrameStore(frames_root(config))
+    return [(video, store.status(video, part) == "complete") for video in all_video_ids(config)]
+
+
+def _first_recipe(config: ExperimentConfig) -> str:
+    return next(iter(config.recipes))
+
+
+def stages(config: ExperimentConfig) -> list[Stage]:
+    """Every stage of the experiment, in order."""
+    frames, flow = _stage_configs(config)
+    splits, sets, streams = config.splits, _sets_of(config), STREAMS
+    first = _first_recipe(config)
+
+    def finetune_units():
+        if "finetuned" not in sets:
+            return []
+        return [
+            (
+                f"split {split} {NETS[stream]}",
+                (net_dir(config, split, stream) / FINAL_NAME).is_file(),
+            )
+            for split in splits
+            for stream in streams
+        ]
+
+    def finetune_work():
+        for name, done in finetune_units():
+            if not done:
+                split, net = int(name.split()[1]), name.split()[2]
+                stream = next(s for s, n in NETS.items() if n == net)
+                print(f"--- fine-tuning the {net} net of split {split}", flush=True)
+                finetune_convnet.run(finetune_config(config, split, stream))
+
+    def feature_jobs():
+        jobs = []
+        for features in sets:
+            for stream in streams:
+                for split in splits if features == "finetuned" else splits[:1]:
+                    jobs.append((features, split, stream))
+        return jobs
+
+    def feature_units():
+        units = []
+        videos = all_video_ids(config)
+        for features, split, stream in feature_jobs():
+            store = feature_store(config, features, split, stream)
+            stored = sum(FeatureStore(store).path_for(video).is_file() for video in videos)
+            units.append((f"{features} {stream} split {split}: {stored} of {len(videos)} videos",
+                          stored == len(videos)))  # fmt: skip
+        return units
+
+    def feature_work():
+        for features, split, stream in feature_jobs():
+            print(f"--- {features} {stream} features (split {split})", flush=True)
+            extract_features.run(extract_config(config, features, split, stream))
+
+    def candidate_trainings():
+        return [
+            train_config(config, features, first, split, stream, model)
+            for features in sets
+            for split in splits
+            for stream in streams
+            for model in MODELS
+        ]
+
+    def train_units(trainings):
+        return [
+            (
+                f"{t.train.stream} {t.train.model} split {t.train.split} on {t.runs}",
+                trained(t),
+            )
+            for t in trainings
+        ]
+
+    def train_all(trainings):
+        for index, train in enumerate(trainings, 1):
+            if trained(train):
+                continue
+            t = train.train
+            print(
+                f"--- run {index} of {len(trainings)}: {t.stream} {t.model}, split {t.split}, "
+                f"{train.runs}",
+                flush=True,
+            )
+            train_attention.run(train, verbose=0)
+
+    def choose_features():
+        candidates = {
+            features: {
+                (t.train.split, t.train.stream, t.train.model): Run.for_config(t.runs, t.train)
+                for t in candidate_trainings()
+                if t.runs == runs_root(config, features, first)
+            }
+            for features in sets
+        }
+        table = selection.candidate_table(candidates)
+        chosen = {stream: selection.choose(table, stream) for stream in streams}
+        markdown = selection.write_choice(
+            table, chosen, streams, config.results_dir / "choice_features", "Features"
+        )
+        print(markdown)
+        _write_choices(config, {**read_choices(config), "features": chosen})
+        for stream, features in chosen.items():  # the first recipe's runs, under "chosen"
+            for split in splits:
+                for model in MODELS:
+                    train = train_config(config, features, first, split, stream, model)
+                    source = Run.for_config(train.runs, train.train).root
+                    target = Run.for_config(runs_root(config, "chosen", first), train.train).root
+                    if target.is_dir() and (target / "model.keras").is_file():
+                        same = (target / "config.json").read_text() == (
+                            source / "config.json"
+                        ).read_text()
+                        if same:
+                            continue
+                        shutil.rmtree(target)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.lock"))
+
+    def recipe_trainings():
+        chosen = read_choices(config).get("features") or {}
+        return [
+            train_config(
+                config,
+                chosen.get(stream, sets[0]),
+                recipe,
+                split,
+                stream,
+                model,
+                root=runs_root(config, "chosen", recipe),
+            )  # fmt: skip
+            for recipe in _recipes(config)[1:]
+            for split in splits
+            for stream in streams
+            for model in MODELS
+        ]
+
+    def choose_recipe():
+        candidates = {}
+        for recipe in _recipes(config):
+            root = runs_root(config, "chosen", recipe)
+            candidates[recipe] = {
+                (split, stream, model): Run.for_config(
+                    root, train_settings(config, recipe, split, stream, model)
+                )
+                for split in splits
+                for stream in streams
+                for model in MODELS
+            }
+        table = selection.candidate_table(candidates)
+        chosen = selection.choose(table)
+        print(
+            selection.write_choice(
+                table, {"both streams": chosen}, streams,
+                config.results_dir / "choice_recipe", "Recipes",
+            )
+        )  # fmt: skip
+        _write_choices(config, {**read_choices(config), "recipe": chosen})
+
+    def chosen_runs():
+        return [
+            Run.for_config(
+                runs_root(config, "chosen", recipe),
+                train_settings(config, recipe, split, stream, model),
+            )
+            for recipe in _recipes(config)
+            for split in splits
+            for stream in streams
+            for model in MODELS
+        ]
+
+    def score_work():
+        waiting = [run for run in chosen_runs() if not is_scored(run)]
+        if waiting:
+            scoring.run(scoring.ScoringConfig(run=tuple(run.root for run in waiting)))
+
+    def table_work():
+        for recipe in _recipes(config):
+            tables.run(
+                tables.TablesConfig(
+                    runs=runs_root(config, "chosen", recipe),
+                    output=config.results_dir / f"tables_{recipe}",
+                )
+            )
+        chosen = read_choices(config).get("recipe")
+        if chosen:
+            (config.results_dir / "chosen_recipe.txt").write_text(chosen + "\n")
+
+    def probe_work():
+        chosen = read_choices(config).get("features") or {}
+        parts = []
+        for split in splits:
+            output = config.work_dir / "probe" / f"split{split}"
+            probe = linear_probe.LinearProbeConfig(
+                source=source_of(config, split),
+                output=output,
+                appearance_store=feature_store(config, chosen["appearance"], split, "appearance"),
+                motion_store=feature_store(config, chosen["motion"], split, "motion"),
+                splits=(split,),
+                validation_by=config.train.validation_by,
+            )
+            parts.append(linear_probe.run(probe))
+        table = pd.concat(parts, ignore_index=True)
+        with atomic_write(config.results_dir / "linear_probe.csv") as path:
+            table.to_csv(path, index=False)
+        with atomic_write(config.results_dir / "linear_probe.md") as path:
+            path.write_text(linear_probe.to_markdown(table))
+
+    def figure_videos():
+        split = source_of(config, splits[0]).load()
+        if config.figure_videos:
+            known = {clip.video_id: clip for clip in split.test}
+            missing = [video for video in config.figure_videos if video not in known]
+            if missing:
+                raise ValueError(
+                    f"figure_videos {missing} are not test videos of split {splits[0]}."
+                )
+            return [known[video] for video in config.figure_videos]
+        first_of_class = {}
+        for clip in split.test:
+            first_of_class.setdefault(clip.label, clip)
+        return list(first_of_class.values())[: config.num_figures]
+
+    def figure_work():
+        recipe = read_choices(config).get("recipe", first)
+        root = runs_root(config, "chosen", recipe)
+        for clip in figure_videos():
+            runs = {
+                stream: Run.for_config(
+                    root, train_settings(config, recipe, splits[0], stream, "attention")
+                ).root
+                for stream in streams
+            }
+            name = clip.video_id.replace("/", "_")
+            attention.run(
+                attention.AttentionConfig(
+                    run=runs["appearance"],
+                    motion_run=runs["motion"],
+                    video_id=clip.video_id,
+                    video=clip.path,
+                    output=config.results_dir / "figures" / name,
+                )
+            )
+
+    def files_units(*paths):
+        return lambda: [(str(path), path.is_file()) for path in paths]
+
+    results = config.results_dir
+    result = [
+        Stage("frames", lambda: _frame_units(config, "frames"), lambda: extract_frames.run(frames)),
+        Stage("flow", lambda: _frame_units(config, "flow"), lambda: compute_flow.run(flow)),
+        Stage("fine-tuning", finetune_units, finetune_work),
+        Stage("features", feature_units, feature_work),
+        Stage(
+            f"train recipe {first} on {', '.join(sets)} features",
+            lambda: train_units(candidate_trainings()),
+            lambda: train_all(candidate_trainings()),
+        ),
+        Stage(
+            "choose features per stream (validation)",
+            files_units(results / "choice_features.csv"),
+            choose_features,
+        ),
+    ]
+    if len(config.recipes) > 1:
+        result += [
+            Stage(
+                f"train recipes {', '.join(_recipes(config)[1:])} on the chosen features",
+                lambda: train_units(recipe_trainings()),
+                lambda: train_all(recipe_trainings()),
+            ),
+        ]
+    result += [
+        Stage(
+            "choose the recipe (validation)",
+            files_units(results / "choice_recipe.csv"),
+            choose_recipe,
+        ),
+        Stage(
+            "score on the test lists",
+            lambda: [(str(run.root), is_scored(run)) for run in chosen_runs()],
+            score_work,
+        ),
+        Stage(
+            "tables 1-3",
+            files_units(
+                *(results / f"tables_{recipe}" / "table1.csv" for recipe in _recipes(config))
+            ),
+            table_work,
+        ),
+    ]
+    if config.probe:
+        result.append(Stage("linear probe", files_units(results / "linear_probe.csv"), probe_work))
+    if config.num_figures > 0 or config.figure_videos:
+        result.append(
+            Stage(
+                "Fig. 1 figures",
+                lambda: [
+                    (
+                        clip.video_id,
+                        (results / "figures" / f"{clip.video_id.replace('/', '_')}.png").is_file(),
+                    )
+                    for clip in figure_videos()
+                ],
+                figure_work,
+            )
+        )
+    return result
+
+
+# === Plan and run ===
+
+
+def plan(config: ExperimentConfig) -> str:
+    """What each stage has done and has left, read from disk; nothing is run."""
+    lines = [f"Experiment {config.name}: {config.source.dataset}, splits {list(config.splits)}"]
+    classes = config.source.classes
+    lines.append(f"classes: {', '.join(classes) if classes else 'all'}")
+    lines.append(f"work: {config.work_dir}, results: {config.results_dir}")
+    for index, stage in enumerate(stages(config), 1):
+        units = stage.units()
+        done = sum(bool(state) for _, state in units)
+        state = "done" if units and done == len(units) else f"{done} of {len(units)} done"
+        if not units:
+            state = "nothing to do"
+        lines.append(f"{index:2d}. {stage.name}: {state}")
+    return "\n".join(lines)
+
+
+def record_config(config: ExperimentConfig) -> Path:
+    """Writes the config into the results folder; a different one already there is
+    refused (the results would mix two experiments)."""
+    config.results_dir.mkdir(parents=True, exist_ok=True)
+    path = config.results_dir / CONFIG_NAME
+    text = to_toml(config)
+    if path.is_file() and load_config(path) != config:
+        raise ValueError(
+            f"{path} records another experiment than this config: give this one its own "
+            "results_dir and work_dir, or delete that folder to make it again."
+        )
+    if not path.is_file() or path.read_text() != text:
+        with atomic_write(path) as written:
+            written.write_text(text)
+    return path
+
+
+def run(config: ExperimentConfig) -> dict:
+    """Every stage, in order, each skipping what is done; writes stage times."""
+    for split in config.splits:  # every split's lists are read (and checked) first
+        source_of(config, split).load()
+    record_config(config)
+    times = []
+    began = time.perf_counter()
+    all_stages = stages(config)
+    for index, stage in enumerate(all_stages, 1):
+        start = time.perf_counter()
+        print(
+            f"\n=== {index} of {len(all_stages)}: {stage.name} (at {start - began:.0f} s) ===",
+            flush=True,
+        )
+        stage.work()
+        times.append({"stage": stage.name, "seconds": round(time.perf_counter() - start, 1)})
+    with atomic_write(config.results_dir / "stage_times.csv") as path:
+        pd.DataFrame(times).to_csv(path, index=False)
+    return {"choices": read_choices(config), "stage_times": times}
+
+
+def main(argv: Sequence[str] | None = None):
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation.experiment",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("config", nargs="?", type=Path, help="experiment file (.toml or .json)")
+    parser.add_argument("--plan", action="store_true", help="print the plan and exit")
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the config (defaults without one)"
+    )
+    args = parser.parse_args(argv)
+    if args.print_config:
+        if args.config is None:
+            config = ExperimentConfig(source=SplitSource(Path("UCF-101"), Path("ucfTrainTestlist")))
+        else:
+            config = load_config(args.config)
+        sys.stdout.write(to_toml(config))
+        return config
+    if args.config is None:
+        parser.error("the experiment config file is required (or --print-config)")
+    config = load_config(args.config)
+    if args.plan:
+        text = plan(config)
+        print(text)
+        return text
+    return run(config)
+
+
+if __name__ == "__main__":
+    exit_on_error(main)

@@ -1,0 +1,264 @@
+"""The experiment runner: its config file, its plan, and every stage end to end at a tiny
+size; and the choices on validation (`evaluation.selection`)."""
+
+import dataclasses
+import re
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from data.synthetic import PRESETS as SYNTHETIC_PRESETS
+from data.synthetic import generate_dataset
+from evaluation import experiment, selection
+from evaluation.experiment import ExperimentConfig, load_config, plan, to_toml
+from tests.synthetic_videos import write_hmdb51_like, write_ucf101_like
+from training.runs import Run
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted((ROOT / "evaluation" / "experiments").glob("*.toml"))
+SUBSET = ROOT.parent / "shared" / "data" / "ucf101_subset"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "experiment.toml"
+    path.write_text(text)
+    return path
+
+
+SOURCE = '[source]\nvideo_root = "videos"\nsplit_dir = "lists"\n'
+
+
+# === The config file ===
+
+
+def test_print_config_reads_back_to_the_same_config_and_comments_every_field(tmp_path):
+    config = load_config(write(tmp_path, SOURCE + "[recipes]\npaper = {}\nmix = {mixup = 0.4}\n"))
+    text = to_toml(config)
+    assert load_config(write(tmp_path, text)) == config
+    lines = text.splitlines()
+    keys = [i for i, line in enumerate(lines) if re.match(r"(# )?\w+ = ", line)]
+    uncommented = [lines[i] for i in keys if not lines[i - 1].startswith("#")]
+    assert uncommented == ["paper = {}", "mix = {mixup = 0.4}"]  # recipes: one comment above
+    assert '# feature_layer = "fc1" (derived; set it to change it)' in lines
+
+
+def test_a_changed_backbone_derives_its_own_layer_and_preprocessing(tmp_path):
+    config = load_config(write(tmp_path, SOURCE + '[recipe]\nbackbone = "EfficientNetLite0"\n'))
+    assert config.recipe.feature_layer == "avg_pool"
+    assert config.recipe.preprocess == "efficientnet_lite"
+    assert load_config(write(tmp_path, to_toml(config))) == config
+
+
+@pytest.mark.parametrize(
+    "text, named",
+    [
+        (SOURCE + "epochs = 3\n", "unknown or runner-set keys ['epochs']"),
+        (SOURCE + '[train]\nstream = "motion"\n', "['stream']"),
+        (SOURCE + "[train]\nunits = -1\n", "units"),
+        (SOURCE + "[recipes]\nfast = {epoch = 2}\n", "[recipes] fast: ['epoch']"),
+        (SOURCE + 'features = ["pretrained"]\n', "features"),
+        ("name = 'x'\n", "[source] table with video_root and split_dir"),
+        (SOURCE + "splits = [4]\n", "splits"),
+    ],
+)
+def test_a_bad_config_is_refused_naming_the_file_and_the_key(tmp_path, text, named):
+    path = write(tmp_path, text)
+    with pytest.raises(ValueError) as error:
+        load_config(path)
+    assert named in str(error.value)
+    assert str(path) in str(error.value) or "[recipes]" in named or "splits" in named
+
+
+def test_a_file_that_is_not_toml_is_named(tmp_path):
+    path = write(tmp_path, "[source\n")
+    with pytest.raises(ValueError, match=re.escape(f"{path} is not valid TOML")):
+        load_config(path)
+
+
+def _stand_in(config: ExperimentConfig, tmp_path: Path) -> ExperimentConfig:
+    """The config on a generated stand-in of its dataset's official layout."""
+    if config.source.dataset == "hmdb51":
+        videos = {
+            "clap": ["a_clap_1.avi", "b_clap_2.avi"],
+            "jump": ["a_jump_1.avi", "c_jump_2.avi"],
+        }
+        video_root, split_dir = write_hmdb51_like(tmp_path / "data", videos, num_frames=4)
+    else:
+        video_root, split_dir = write_ucf101_like(
+            tmp_path / "data", clips_per_class=2, num_frames=4
+        )
+    return dataclasses.replace(
+        config,
+        source=dataclasses.replace(config.source, video_root=video_root, split_dir=split_dir),
+        work_dir=tmp_path / "work",
+        results_dir=tmp_path / "results",
+    )
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda path: path.name)
+def test_each_shipped_config_loads_and_plans(path, tmp_path, capsys):
+    config = load_config(path)
+    assert config.source.dataset in ("ucf101", "hmdb51")
+    if config.source.classes is None:  # the whole dataset: on a stand-in of its layout
+        config = _stand_in(config, tmp_path)
+    elif not SUBSET.is_dir():
+        pytest.skip(f"{SUBSET} not found (the real clips live in ../shared/data)")
+    text = plan(config)
+    assert "1. frames: 0 of" in text and "tables 1-3" in text
+    assert not (config.work_dir).exists()  # a plan does no work
+
+
+# === Choices on validation ===
+
+
+def _history(root: Path, name: str, split: int, stream: str, model: str, values) -> Run:
+    run = Run(root / name / "ucf101" / f"split{split}" / stream / model)
+    run.root.mkdir(parents=True)
+    rows = [{"epoch": i, "val_last_steps_accuracy": value} for i, value in enumerate(values)]
+    pd.DataFrame(rows).to_csv(run.history_path, index=False)
+    return run
+
+
+def test_choice_is_the_best_mean_validation_accuracy_and_the_first_on_a_tie(tmp_path):
+    values = {"paper": (0.5, 0.7), "other": (0.6, 0.6), "third": (0.2, 0.7)}
+    candidates = {
+        name: {
+            (split, stream, "attention"): _history(
+                tmp_path, name, split, stream, "attention", [0.1, best]
+            )
+            for split, best in zip((1, 2), pair, strict=True)
+            for stream in ("appearance", "motion")
+        }
+        for name, pair in values.items()
+    }
+    table = selection.candidate_table(candidates)
+    assert len(table) == 12
+    assert selection.choose(table) == "paper"  # 0.6 == 0.6: the first listed
+    assert selection.choose(table[table["split"] == 2]) == "paper"  # 0.7, as third: first
+    assert selection.choose(table[table["split"] == 1]) == "other"
+    del candidates["third"][(2, "motion", "attention")]
+    with pytest.raises(ValueError, match="other runs than"):
+        selection.choose(selection.candidate_table(candidates))
+
+
+def test_a_run_without_a_validation_accuracy_is_named(tmp_path):
+    run = _history(tmp_path, "paper", 1, "motion", "attention", [])
+    with pytest.raises(ValueError, match=re.escape(str(run.root))):
+        selection.best_validation_accuracy(run)
+
+
+# === End to end ===
+
+TINY = """
+name = "tiny"
+splits = [1]
+features = ["finetuned", "frozen"]
+extract_batch_size = 16
+extract_workers = 0
+workers = 1
+jit_compile = false
+num_figures = 1
+
+[source]
+video_root = "{video_root}"
+split_dir = "{split_dir}"
+
+[frames]
+height = 48
+width = 64
+
+[flow]
+method = "farneback"
+height = 48
+width = 64
+
+[recipe]
+weights = "none"
+input_size = 32
+fc_units = 8
+width_multiplier = 0.0625
+
+[finetune]
+weights = "none"
+workers = 0
+
+[spatial]
+batch_size = 4
+max_iterations = 2
+lr_step = 1
+crop_size = 32
+checkpoint_every = 1
+
+[temporal]
+batch_size = 4
+max_iterations = 2
+lr_step = 1
+crop_size = 32
+checkpoint_every = 1
+
+[train]
+units = 8
+num_layers = 1
+num_steps = 12
+epochs = 2
+batch_size = 8
+validation_fraction = 0.34
+
+[recipes]
+paper = {{}}
+standardize = {{feature_scaling = "standardize"}}
+"""
+
+
+@pytest.mark.slow
+def test_the_runner_goes_from_videos_to_tables_and_a_rerun_does_nothing(tmp_path, capsys):
+    data = generate_dataset(tmp_path / "data", SYNTHETIC_PRESETS["tiny"], progress=False)
+    path = write(tmp_path, TINY.format(video_root=data.video_root, split_dir=data.split_dir))
+    config = dataclasses.replace(
+        load_config(path), work_dir=tmp_path / "work", results_dir=tmp_path / "results"
+    )
+    result = experiment.run(config)
+    results = config.results_dir
+    choices = result["choices"]
+    assert set(choices["features"]) == {"appearance", "motion"}
+    assert set(choices["features"].values()) <= {"finetuned", "frozen"}
+    assert choices["recipe"] in ("paper", "standardize")
+    # Every candidate's validation score is in the results, and the choice beside it.
+    features = pd.read_csv(results / "choice_features.csv")
+    assert set(features["candidate"]) == {"finetuned", "frozen"} and len(features) == 8
+    assert features["validation_accuracy"].between(0, 1).all()
+    recipes = pd.read_csv(results / "choice_recipe.csv")
+    assert set(recipes["candidate"]) == {"paper", "standardize"} and len(recipes) == 8
+    for recipe in ("paper", "standardize"):
+        table1 = pd.read_csv(results / f"tables_{recipe}" / "table1.csv")
+        assert "split 1" in table1.to_string()
+    assert (results / "chosen_recipe.txt").read_text().strip() == choices["recipe"]
+    assert set(pd.read_csv(results / "linear_probe.csv")["stream"]) == {
+        "appearance",
+        "motion",
+        "two-stream",
+    }
+    assert len(list((results / "figures").glob("*.png"))) == 1
+    assert load_config(results / "experiment.toml") == config  # the file that re-makes it
+    stage_times = pd.read_csv(results / "stage_times.csv")
+    assert len(stage_times) == len(experiment.stages(config))
+
+    # Everything is done: the plan says so, and a rerun trains and writes nothing new.
+    assert all(line.endswith(": done") for line in plan(config).splitlines()[3:])
+    models = sorted(config.work_dir.glob("runs/**/model.keras"))
+    assert len(models) == 8 + 4 + 4  # candidates, the second recipe, chosen copies
+    before = {path: path.stat().st_mtime_ns for path in models}
+    capsys.readouterr()
+    experiment.run(config)
+    assert {path: path.stat().st_mtime_ns for path in models} == before
+    assert "--- run" not in capsys.readouterr().out  # no training started
+
+    # The results folder belongs to its config: another experiment is refused.
+    other = dataclasses.replace(config, splits=(1, 2))
+    with pytest.raises(ValueError, match="records another experiment"):
+        experiment.record_config(other)
+    shutil.rmtree(config.work_dir / "runs" / "chosen")  # the copies are made again
+    experiment.run(config)
+    assert len(sorted(config.work_dir.glob("runs/**/model.keras"))) == len(models)
