@@ -662,6 +662,8 @@ def stages(config: ExperimentConfig) -> list[Stage]:
             for t in trainings
         ]
 
+    models = train_attention.ModelCache()  # one trace per architecture, not per run
+
     def train_all(trainings):
         for index, train in enumerate(trainings, 1):
             if trained(train):
@@ -672,7 +674,7 @@ def stages(config: ExperimentConfig) -> list[Stage]:
                 f"{train.runs}",
                 flush=True,
             )
-            train_attention.run(train, verbose=0)
+            train_attention.run(train, verbose=0, models=models)
 
     def choose_features():
         candidates = {

@@ -41,10 +41,13 @@ LONGEST_FILES_FIRST = (
     "test_batched_flow.py",  # about 95 s
     "test_memory_benchmark.py",  # about 95 s
     "test_tvl1.py",  # about 75 s
+    "test_process_feed.py",  # about 60 s
+    "test_experiment.py",  # about 50 s
     "test_recognizer.py",  # about 60 s
     "test_real_clips.py",  # about 55 s
     "test_predict.py",  # about 50 s
     "test_extraction_feed.py",  # about 45 s
+    "test_finetune_resume.py",  # about 15 s
 )
 
 

@@ -3,7 +3,6 @@ size; and the choices on validation (`evaluation.selection`)."""
 
 import dataclasses
 import re
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -208,7 +207,7 @@ validation_fraction = 0.34
 
 [recipes]
 paper = {{}}
-standardize = {{feature_scaling = "standardize"}}
+slow = {{learning_rate = 0.5}}
 """
 
 
@@ -224,14 +223,14 @@ def test_the_runner_goes_from_videos_to_tables_and_a_rerun_does_nothing(tmp_path
     choices = result["choices"]
     assert set(choices["features"]) == {"appearance", "motion"}
     assert set(choices["features"].values()) <= {"finetuned", "frozen"}
-    assert choices["recipe"] in ("paper", "standardize")
+    assert choices["recipe"] in ("paper", "slow")
     # Every candidate's validation score is in the results, and the choice beside it.
     features = pd.read_csv(results / "choice_features.csv")
     assert set(features["candidate"]) == {"finetuned", "frozen"} and len(features) == 8
     assert features["validation_accuracy"].between(0, 1).all()
     recipes = pd.read_csv(results / "choice_recipe.csv")
-    assert set(recipes["candidate"]) == {"paper", "standardize"} and len(recipes) == 8
-    for recipe in ("paper", "standardize"):
+    assert set(recipes["candidate"]) == {"paper", "slow"} and len(recipes) == 8
+    for recipe in ("paper", "slow"):
         table1 = pd.read_csv(results / f"tables_{recipe}" / "table1.csv")
         assert "split 1" in table1.to_string()
     assert (results / "chosen_recipe.txt").read_text().strip() == choices["recipe"]
@@ -259,6 +258,3 @@ def test_the_runner_goes_from_videos_to_tables_and_a_rerun_does_nothing(tmp_path
     other = dataclasses.replace(config, splits=(1, 2))
     with pytest.raises(ValueError, match="records another experiment"):
         experiment.record_config(other)
-    shutil.rmtree(config.work_dir / "runs" / "chosen")  # the copies are made again
-    experiment.run(config)
-    assert len(sorted(config.work_dir.glob("runs/**/model.keras"))) == len(models)
