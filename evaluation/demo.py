@@ -43,7 +43,7 @@ from data.synthetic import PRESETS as SYNTHETIC_PRESETS
 from data.synthetic import generate_dataset
 from data.video import read_video
 from evaluation import attention, scoring
-from evaluation.scoring import fuse_video_scores, load_scores
+from evaluation.scoring import fuse_video_scores, is_scored, load_scores
 from evaluation.tables import to_markdown
 from figures.attention import plot_attention, plot_key_frame_mass
 from models.feature_extraction import FeatureRecipe
@@ -317,16 +317,6 @@ def train_streams(config: DemoConfig, summary) -> None:
     )
     if report.failures:
         raise RuntimeError("Training failed:\n" + report.summary())
-
-
-def is_scored(run: Run) -> bool:
-    """Whether `run` holds scores of its current model (`scoring.load_metrics` accepts
-    them): scores of an earlier model, or of none recorded, are scored again."""
-    try:
-        scoring.load_metrics(run)
-    except ValueError:
-        return False
-    return True
 
 
 def stream_done(config: DemoConfig, stream: str) -> bool:

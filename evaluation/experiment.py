@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import inspect
 import json
 import re
@@ -48,7 +49,6 @@ import shutil
 import sys
 import time
 import tomllib
-import types
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -64,7 +64,7 @@ from evaluation import attention, linear_probe, scoring, selection, tables
 from models.feature_extraction import FeatureRecipe
 from models.two_stream_vgg16 import STREAMS
 from runtime.atomic_files import atomic_write
-from runtime.config_flags import exit_on_error
+from runtime.config_flags import exit_on_error, optional_inner, set_by
 from training import (
     compute_flow,
     extract_features,
@@ -176,14 +176,8 @@ class ExperimentConfig:
             self.recipe_settings(name)  # every change is a field with a valid value
 
     def recipe_settings(self, name: str) -> TrainConfig:
-        """`[train]` with the changes of recipe `name`."""
-        changes = self.recipes[name]
-        unknown = sorted(set(changes) - {item.name for item in _settable(TrainConfig)})
-        if unknown:
-            raise ValueError(
-                f"[recipes] {name}: {unknown} are not [train] fields a recipe may change."
-            )
-        return _with_values(self.train, changes, f"[recipes] {name}")
+        """`[train]` with the changes of recipe `name` (unknown fields are named)."""
+        return _with_values(self.train, self.recipes[name], f"[recipes] {name}")
 
 
 # Fields that the runner sets itself: not in a config file.
@@ -241,10 +235,10 @@ def _settable(config_type) -> list[dataclasses.Field]:
 
 def _convert(value, kind, where: str):
     """A value read from the file as the field's type (Path, tuple, nested dataclass)."""
+    if value is None:
+        return None
+    kind = optional_inner(kind)
     origin = typing.get_origin(kind)
-    if origin in (typing.Union, types.UnionType):
-        options = [option for option in typing.get_args(kind) if option is not type(None)]
-        return None if value is None else _convert(value, options[0], where)
     if kind is Path:
         return Path(value)
     if origin is tuple or kind is tuple:
@@ -278,27 +272,11 @@ def _with_values(base, values: dict, where: str):
         else:
             changes[name] = _convert(value, kind, f"{where}.{name}")
     try:
-        return config_type(**{**_set_by(base), **changes})
+        # From what `base` sets, not every field: `__post_init__` derives again what
+        # depends on a changed field (a backbone's feature layer, say).
+        return config_type(**{**set_by(config_type, base), **changes})
     except (TypeError, ValueError) as error:
         raise ValueError(f"{where}: {error}") from None
-
-
-def _set_by(instance) -> dict:
-    """The init fields in which `instance` differs from its class's defaults (all of them
-    where the class has no defaults): building from these, and not from every field,
-    lets `__post_init__` derive again what depends on a changed field (a backbone's
-    feature layer, say)."""
-    config_type = type(instance)
-    values = {
-        item.name: getattr(instance, item.name)
-        for item in dataclasses.fields(config_type)
-        if item.init
-    }
-    try:
-        defaults = config_type()
-    except TypeError:
-        return values
-    return {name: value for name, value in values.items() if getattr(defaults, name) != value}
 
 
 def _derived(instance, item: dataclasses.Field) -> bool:
@@ -309,7 +287,7 @@ def _derived(instance, item: dataclasses.Field) -> bool:
     value = getattr(instance, item.name)
     if value is None:
         return False
-    settings = {**_set_by(instance)}
+    settings = set_by(type(instance), instance)
     settings.pop(item.name, None)
     try:
         return getattr(type(instance)(**settings), item.name) == value
@@ -358,17 +336,14 @@ def _toml_value(value) -> str:
     raise TypeError(f"Cannot write {value!r} as TOML.")
 
 
-def _table_lines(instance, comments_of=_comments) -> tuple[list[str], list[tuple[str, object]]]:
+def _table_lines(instance) -> tuple[list[str], list[tuple[str, object]]]:
     """`key = value` lines (each after its comment) of a config's plain fields, and its
     nested configs to write as tables."""
     lines, nested = [], []
-    comments = comments_of(type(instance))
+    comments = _comments(type(instance))
     for item in _settable(type(instance)):
         value = getattr(instance, item.name)
-        if dataclasses.is_dataclass(value):
-            nested.append((item.name, value))
-            continue
-        if item.name == "recipes":
+        if dataclasses.is_dataclass(value) or isinstance(value, dict):
             nested.append((item.name, value))
             continue
         if comments.get(item.name):
@@ -546,23 +521,6 @@ def trained(train: train_attention.TrainAttentionConfig) -> bool:
     return Run.for_config(train.runs, train.train).is_trained()
 
 
-def is_scored(run: Run) -> bool:
-    """Whether `run` holds scores of its current model."""
-    try:
-        scoring.load_metrics(run)
-    except (ValueError, OSError):
-        return False
-    return True
-
-
-def _sets_of(config: ExperimentConfig) -> list[str]:
-    return list(config.features)
-
-
-def _recipes(config: ExperimentConfig) -> list[str]:
-    return list(config.recipes)
-
-
 def _choices_path(config: ExperimentConfig) -> Path:
     return config.work_dir / "choices.json"
 
@@ -586,39 +544,40 @@ class Stage:
     work: Callable[[], None]
 
 
-def _frame_units(config: ExperimentConfig, part: str) -> list[tuple[str, bool | None]]:
-    store = FrameStore(frames_root(config))
-    return [(video, store.status(video, part) == "complete") for video in all_video_ids(config)]
-
-
-def _first_recipe(config: ExperimentConfig) -> str:
-    return next(iter(config.recipes))
+def runs_of(config: ExperimentConfig, features: str, recipe: str) -> dict[tuple, Run]:
+    """`{(split, stream, model): Run}` of one recipe's runs under `runs_root`."""
+    return {
+        (split, stream, model): Run.for_config(
+            runs_root(config, features, recipe),
+            train_settings(config, recipe, split, stream, model),
+        )
+        for split in config.splits
+        for stream in STREAMS
+        for model in MODELS
+    }
 
 
 def stages(config: ExperimentConfig) -> list[Stage]:
     """Every stage of the experiment, in order."""
     frames, flow = _stage_configs(config)
-    splits, sets, streams = config.splits, _sets_of(config), STREAMS
-    first = _first_recipe(config)
+    splits, sets, streams = config.splits, list(config.features), STREAMS
+    recipes = list(config.recipes)
+    first = recipes[0]
+    video_ids = functools.cache(lambda: all_video_ids(config))  # read once, when asked
 
-    def finetune_units():
-        if "finetuned" not in sets:
-            return []
-        return [
-            (
-                f"split {split} {NETS[stream]}",
-                (net_dir(config, split, stream) / FINAL_NAME).is_file(),
-            )
-            for split in splits
-            for stream in streams
-        ]
+    def frame_units(part):
+        store = FrameStore(frames_root(config))
+        return [(video, store.status(video, part) == "complete") for video in video_ids()]
+
+    nets = [(split, stream) for split in splits for stream in streams if "finetuned" in sets]
+
+    def net_done(split, stream):
+        return (net_dir(config, split, stream) / FINAL_NAME).is_file()
 
     def finetune_work():
-        for name, done in finetune_units():
-            if not done:
-                split, net = int(name.split()[1]), name.split()[2]
-                stream = next(s for s, n in NETS.items() if n == net)
-                print(f"--- fine-tuning the {net} net of split {split}", flush=True)
+        for split, stream in nets:
+            if not net_done(split, stream):
+                print(f"--- fine-tuning the {NETS[stream]} net of split {split}", flush=True)
                 finetune_convnet.run(finetune_config(config, split, stream))
 
     def feature_jobs():
@@ -631,7 +590,7 @@ def stages(config: ExperimentConfig) -> list[Stage]:
 
     def feature_units():
         units = []
-        videos = all_video_ids(config)
+        videos = video_ids()
         for features, split, stream in feature_jobs():
             store = feature_store(config, features, split, stream)
             stored = sum(FeatureStore(store).path_for(video).is_file() for video in videos)
@@ -677,14 +636,7 @@ def stages(config: ExperimentConfig) -> list[Stage]:
             train_attention.run(train, verbose=0, models=models)
 
     def choose_features():
-        candidates = {
-            features: {
-                (t.train.split, t.train.stream, t.train.model): Run.for_config(t.runs, t.train)
-                for t in candidate_trainings()
-                if t.runs == runs_root(config, features, first)
-            }
-            for features in sets
-        }
+        candidates = {features: runs_of(config, features, first) for features in sets}
         table = selection.candidate_table(candidates)
         chosen = {stream: selection.choose(table, stream) for stream in streams}
         markdown = selection.write_choice(
@@ -692,21 +644,15 @@ def stages(config: ExperimentConfig) -> list[Stage]:
         )
         print(markdown)
         _write_choices(config, {**read_choices(config), "features": chosen})
-        for stream, features in chosen.items():  # the first recipe's runs, under "chosen"
-            for split in splits:
-                for model in MODELS:
-                    train = train_config(config, features, first, split, stream, model)
-                    source = Run.for_config(train.runs, train.train).root
-                    target = Run.for_config(runs_root(config, "chosen", first), train.train).root
-                    if target.is_dir() and (target / "model.keras").is_file():
-                        same = (target / "config.json").read_text() == (
-                            source / "config.json"
-                        ).read_text()
-                        if same:
-                            continue
-                        shutil.rmtree(target)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copytree(source, target, ignore=shutil.ignore_patterns("*.lock"))
+        copies = runs_of(config, "chosen", first)  # the first recipe's runs, under "chosen"
+        for key, target in copies.items():
+            source = candidates[chosen[key[1]]][key]
+            if target.model_path.is_file():
+                if target.config_path.read_text() == source.config_path.read_text():
+                    continue
+                shutil.rmtree(target.root)
+            target.root.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(source.root, target.root, ignore=shutil.ignore_patterns("*.lock"))
 
     def recipe_trainings():
         chosen = read_choices(config).get("features") or {}
@@ -720,24 +666,14 @@ def stages(config: ExperimentConfig) -> list[Stage]:
                 model,
                 root=runs_root(config, "chosen", recipe),
             )  # fmt: skip
-            for recipe in _recipes(config)[1:]
+            for recipe in recipes[1:]
             for split in splits
             for stream in streams
             for model in MODELS
         ]
 
     def choose_recipe():
-        candidates = {}
-        for recipe in _recipes(config):
-            root = runs_root(config, "chosen", recipe)
-            candidates[recipe] = {
-                (split, stream, model): Run.for_config(
-                    root, train_settings(config, recipe, split, stream, model)
-                )
-                for split in splits
-                for stream in streams
-                for model in MODELS
-            }
+        candidates = {recipe: runs_of(config, "chosen", recipe) for recipe in recipes}
         table = selection.candidate_table(candidates)
         chosen = selection.choose(table)
         print(
@@ -749,24 +685,15 @@ def stages(config: ExperimentConfig) -> list[Stage]:
         _write_choices(config, {**read_choices(config), "recipe": chosen})
 
     def chosen_runs():
-        return [
-            Run.for_config(
-                runs_root(config, "chosen", recipe),
-                train_settings(config, recipe, split, stream, model),
-            )
-            for recipe in _recipes(config)
-            for split in splits
-            for stream in streams
-            for model in MODELS
-        ]
+        return [run for recipe in recipes for run in runs_of(config, "chosen", recipe).values()]
 
     def score_work():
-        waiting = [run for run in chosen_runs() if not is_scored(run)]
+        waiting = [run for run in chosen_runs() if not scoring.is_scored(run)]
         if waiting:
             scoring.run(scoring.ScoringConfig(run=tuple(run.root for run in waiting)))
 
     def table_work():
-        for recipe in _recipes(config):
+        for recipe in recipes:
             tables.run(
                 tables.TablesConfig(
                     runs=runs_root(config, "chosen", recipe),
@@ -775,7 +702,8 @@ def stages(config: ExperimentConfig) -> list[Stage]:
             )
         chosen = read_choices(config).get("recipe")
         if chosen:
-            (config.results_dir / "chosen_recipe.txt").write_text(chosen + "\n")
+            with atomic_write(config.results_dir / "chosen_recipe.txt") as path:
+                path.write_text(chosen + "\n")
 
     def probe_work():
         chosen = read_choices(config).get("features") or {}
@@ -838,9 +766,13 @@ def stages(config: ExperimentConfig) -> list[Stage]:
 
     results = config.results_dir
     result = [
-        Stage("frames", lambda: _frame_units(config, "frames"), lambda: extract_frames.run(frames)),
-        Stage("flow", lambda: _frame_units(config, "flow"), lambda: compute_flow.run(flow)),
-        Stage("fine-tuning", finetune_units, finetune_work),
+        Stage("frames", lambda: frame_units("frames"), lambda: extract_frames.run(frames)),
+        Stage("flow", lambda: frame_units("flow"), lambda: compute_flow.run(flow)),
+        Stage(
+            "fine-tuning",
+            lambda: [(f"split {k} {NETS[stream]}", net_done(k, stream)) for k, stream in nets],
+            finetune_work,
+        ),
         Stage("features", feature_units, feature_work),
         Stage(
             f"train recipe {first} on {', '.join(sets)} features",
@@ -856,7 +788,7 @@ def stages(config: ExperimentConfig) -> list[Stage]:
     if len(config.recipes) > 1:
         result += [
             Stage(
-                f"train recipes {', '.join(_recipes(config)[1:])} on the chosen features",
+                f"train recipes {', '.join(recipes[1:])} on the chosen features",
                 lambda: train_units(recipe_trainings()),
                 lambda: train_all(recipe_trainings()),
             ),
@@ -869,14 +801,12 @@ def stages(config: ExperimentConfig) -> list[Stage]:
         ),
         Stage(
             "score on the test lists",
-            lambda: [(str(run.root), is_scored(run)) for run in chosen_runs()],
+            lambda: [(str(run.root), scoring.is_scored(run)) for run in chosen_runs()],
             score_work,
         ),
         Stage(
             "tables 1-3",
-            files_units(
-                *(results / f"tables_{recipe}" / "table1.csv" for recipe in _recipes(config))
-            ),
+            files_units(*(results / f"tables_{recipe}" / "table1.csv" for recipe in recipes)),
             table_work,
         ),
     ]

@@ -464,6 +464,16 @@ def fusable_runs(appearance: Run, motion: Run) -> None:
             )
 
 
+def is_scored(run: Run) -> bool:
+    """Whether `run` holds scores of its current model (`load_metrics` accepts them):
+    scores of an earlier model, or of none recorded, are to be scored again."""
+    try:
+        load_metrics(run)
+    except ValueError:
+        return False
+    return True
+
+
 def current_scores(run: Run, store_root=None, batch_size: int = 64) -> VideoScores:
     """`load_scores`, but a trained run whose scores are missing or stale is scored
     (again) first, as the scoring stage may."""

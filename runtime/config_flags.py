@@ -47,10 +47,10 @@ def _flag_fields(
     config_type, instance=None
 ) -> list[tuple[tuple[str, ...], dataclasses.Field, type]]:
     """`(path of field names, field, resolved type)` of every flag, nested ones flattened.
-    The fields that a nested settings field's default instance sets (`_set_by`) carry its
+    The fields that a nested settings field's default instance sets (`set_by`) carry its
     values as their defaults, so that `--help` shows them."""
     hints = typing.get_type_hints(config_type)
-    overrides = _set_by(config_type, instance) if instance is not None else {}
+    overrides = set_by(config_type, instance) if instance is not None else {}
     found = []
     for field in dataclasses.fields(config_type):
         kind = hints[field.name]
@@ -71,7 +71,7 @@ def _flag_fields(
     return found
 
 
-def _set_by(config_type, instance) -> dict:
+def set_by(config_type, instance) -> dict:
     """The fields that `instance` sets: those in which it differs from `config_type()`
     (values its `__post_init__` derives from the others are the same in both, so they
     are derived again from the flags given). All its fields if `config_type()` needs
@@ -88,7 +88,7 @@ def _set_by(config_type, instance) -> dict:
     }
 
 
-def _optional_inner(kind):
+def optional_inner(kind):
     """`X` for `X | None`, else `kind`."""
     if typing.get_origin(kind) in (typing.Union, types.UnionType):
         inner = [arg for arg in typing.get_args(kind) if arg is not type(None)]
@@ -105,7 +105,7 @@ def _comma_list(item_type):
 
 
 def _parser_type(kind):
-    kind = _optional_inner(kind)
+    kind = optional_inner(kind)
     if typing.get_origin(kind) is tuple:
         return _comma_list(typing.get_args(kind)[0])
     if kind in (int, float, str, Path):
@@ -151,7 +151,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_type, presets=N
         seen.add(name)
         flag = "--" + name.replace("_", "-")
         options = {"dest": "__".join(path), "help": _help(field)}
-        if _optional_inner(kind) is bool:
+        if optional_inner(kind) is bool:
             action = argparse.BooleanOptionalAction if field.default is True else "store_true"
             parser.add_argument(flag, action=action, default=None, **options)
             continue
@@ -161,7 +161,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, config_type, presets=N
         options["metavar"] = field.metadata.get("metavar", default_metavar)
         if "nargs" in field.metadata:  # a tuple given as several values: --weights 0.3 0.7
             options["nargs"] = field.metadata["nargs"]
-            kind = typing.get_args(_optional_inner(kind))[0]
+            kind = typing.get_args(optional_inner(kind))[0]
         if field.metadata.get("positional"):
             options.pop("metavar")
             parser.add_argument(options.pop("dest"), type=_parser_type(kind), **options)
@@ -194,7 +194,7 @@ def _build(config_type, values: dict, path: tuple[str, ...], base, preset):
                     # under the flags given.
                     set_by_default = {
                         "__".join((*inner_path, name)): value
-                        for name, value in _set_by(kind, field.default).items()
+                        for name, value in set_by(kind, field.default).items()
                         if not dataclasses.is_dataclass(value)
                     }
                     inner_values = {**set_by_default, **values}

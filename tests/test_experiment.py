@@ -56,7 +56,10 @@ def test_a_changed_backbone_derives_its_own_layer_and_preprocessing(tmp_path):
         (SOURCE + "epochs = 3\n", "unknown or runner-set keys ['epochs']"),
         (SOURCE + '[train]\nstream = "motion"\n', "['stream']"),
         (SOURCE + "[train]\nunits = -1\n", "units"),
-        (SOURCE + "[recipes]\nfast = {epoch = 2}\n", "[recipes] fast: ['epoch']"),
+        (
+            SOURCE + "[recipes]\nfast = {epoch = 2}\n",
+            "[recipes] fast: unknown or runner-set keys ['epoch']",
+        ),
         (SOURCE + 'features = ["pretrained"]\n', "features"),
         ("name = 'x'\n", "[source] table with video_root and split_dir"),
         (SOURCE + "splits = [4]\n", "splits"),
@@ -66,8 +69,7 @@ def test_a_bad_config_is_refused_naming_the_file_and_the_key(tmp_path, text, nam
     path = write(tmp_path, text)
     with pytest.raises(ValueError) as error:
         load_config(path)
-    assert named in str(error.value)
-    assert str(path) in str(error.value) or "[recipes]" in named or "splits" in named
+    assert named in str(error.value) and str(path) in str(error.value)
 
 
 def test_a_file_that_is_not_toml_is_named(tmp_path):
