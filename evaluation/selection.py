@@ -22,7 +22,7 @@ import pandas as pd
 
 from evaluation.tables import to_markdown
 from runtime.atomic_files import atomic_write
-from training.runs import Run
+from training.runs import MODELS, Run
 from training.train_attention import best_so_far
 
 # One sample per epoch and video: the accuracy of the last 10 steps, per sample.
@@ -97,7 +97,7 @@ def summary(table: pd.DataFrame, streams: Sequence[str]) -> pd.DataFrame:
     for name in dict.fromkeys(table["candidate"]):
         row = {"candidate": name}
         for stream in streams:
-            for model in ("attention", "baseline"):
+            for model in MODELS:
                 if (name, stream, model) in means.index:
                     row[f"{stream} {model}"] = means[name, stream, model]
             present = table[(table["candidate"] == name) & (table["stream"] == stream)]
