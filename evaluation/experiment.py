@@ -44,6 +44,7 @@ import dataclasses
 import functools
 import inspect
 import json
+import os
 import re
 import shutil
 import sys
@@ -54,17 +55,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import pandas as pd
 
 from data.feature_store import FeatureStore
 from data.flow_store import FlowSettings
 from data.frame_store import FrameSettings, FrameStore
 from data.splits import SplitSource
-from evaluation import attention, linear_probe, scoring, selection, tables
+from data.video import VideoError, VideoReader
+from evaluation import attention, linear_probe, scoring, selection, stage_rates, tables
+from evaluation.stage_rates import Rate
 from models.feature_extraction import FeatureRecipe
 from models.two_stream_vgg16 import STREAMS
 from runtime.atomic_files import atomic_write
+from runtime.batch_jobs import run_jobs
 from runtime.config_flags import exit_on_error, optional_inner, set_by
+from runtime.jobs import JobResult, default_workers
 from training import (
     compute_flow,
     extract_features,
@@ -151,6 +157,10 @@ class ExperimentConfig:
     # on a CPU); JAX: keep compiled programs here, shared by the runs (empty: off).
     jit_compile: bool = True
     compile_cache: str = ""
+    # Trainings at once, each in a process of its own (1: one after another in this
+    # process). One attention model leaves a GPU mostly idle; several at once fill it
+    # (on a GPU each process then takes device memory as it needs it, not all at once).
+    train_jobs: int = 1
     # Fig. 1 style figures: these test videos of split `splits[0]` (ids such as
     # "Punch/v_Punch_g01_c01"); empty: the first test video of each class, at most
     # `num_figures`.
@@ -160,6 +170,8 @@ class ExperimentConfig:
     probe: bool = True
 
     def __post_init__(self):
+        if self.train_jobs < 1:
+            raise ValueError(f"Expected train_jobs >= 1. Received: train_jobs={self.train_jobs}")
         if not self.splits or not set(self.splits) <= {1, 2, 3}:
             raise ValueError(f"Expected splits among 1, 2, 3. Received: splits={self.splits}")
         if not self.features or not set(self.features) <= set(FEATURE_SETS):
@@ -421,10 +433,64 @@ def train_settings(
     )
 
 
-def all_video_ids(config: ExperimentConfig) -> list[str]:
+def all_clips(config: ExperimentConfig) -> list:
     """Every video of the selected classes (split 1's lists hold each once)."""
     split = source_of(config, 1).load()
-    return [clip.video_id for clip in (*split.train, *split.test)]
+    return [*split.train, *split.test]
+
+
+def all_video_ids(config: ExperimentConfig) -> list[str]:
+    return [clip.video_id for clip in all_clips(config)]
+
+
+# Videos whose frame count is read from their header to estimate the rest's.
+FRAME_COUNT_SAMPLE = 200
+
+
+def frame_counts(clips: Sequence) -> dict[str, float]:
+    """Each video's frames, from its header; beyond `FRAME_COUNT_SAMPLE` videos, the mean
+    of that many evenly spaced ones stands for the others (an estimate for `--plan`)."""
+    step = max(1, len(clips) // FRAME_COUNT_SAMPLE)
+    counted = {}
+    for clip in clips[::step]:
+        capture = cv2.VideoCapture(str(clip.path))
+        counted[clip.video_id] = max(0.0, capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        capture.release()
+    mean = sum(counted.values()) / max(1, len(counted))
+    return {clip.video_id: counted.get(clip.video_id, mean) for clip in clips}
+
+
+def measure_frame_rate(config: ExperimentConfig, clips: Sequence, videos: int = 3) -> Rate | None:
+    """The frame store's rate, measured now: the first 24 frames of `videos` videos
+    decoded, resized and JPEG-encoded in this process, the time divided by the stage's
+    processes. None when no video can be read."""
+    settings, frames, seconds, written = config.frames, 0, 0.0, 0
+    step = max(1, len(clips) // videos)
+    for clip in list(clips[::step])[:videos]:
+        start = time.perf_counter()
+        try:
+            chunk = next(VideoReader(clip.path, settings.height, settings.width).chunks(24))
+        except (VideoError, StopIteration):
+            continue
+        for frame in chunk:
+            ok, encoded = cv2.imencode(
+                ".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality]
+            )
+            written += len(encoded)
+        seconds += time.perf_counter() - start
+        frames += len(chunk)
+    if not frames:
+        return None
+    workers = config.workers or default_workers()
+    return Rate(
+        seconds=seconds / frames / workers,
+        bytes=written / frames,
+        units=frames,
+        unit="frames",
+        machine=stage_rates.machine(),
+        settings=dataclasses.asdict(settings),
+        source=f"measured now: {frames} frames of {videos} videos, one process, / {workers}",
+    )
 
 
 # === Stages ===
@@ -537,11 +603,59 @@ def _write_choices(config: ExperimentConfig, choices: dict) -> None:
 
 @dataclass
 class Stage:
-    """One stage of the plan: a name, its units of work (name, done?) and the work."""
+    """One stage of the plan: a name, its units of work (name, done?) and the work; the
+    amount of work left in `unit`s, the folders it writes and the settings its speed
+    depends on (`evaluation.stage_rates`)."""
 
     name: str
     units: Callable[[], list[tuple[str, bool | None]]]
     work: Callable[[], None]
+    unit: str = "stage"
+    left: Callable[[], float] | None = None
+    writes: Callable[[], list[Path]] = lambda: []
+    settings: dict = field(default_factory=dict)
+    key: str = ""
+
+    def __post_init__(self):
+        self.key = self.key or self.name
+
+    def amount_left(self) -> float:
+        if self.left is not None:
+            return float(self.left())
+        units = self.units()
+        return float(any(not state for _, state in units))
+
+
+class StageFailed(RuntimeError):
+    """A stage finished with failures (recorded and listed); the later stages would
+    read what is missing, so the runner stops there."""
+
+
+_MODELS: train_attention.ModelCache | None = None
+
+
+def _train_job(label: str, train: train_attention.TrainAttentionConfig) -> JobResult:
+    """One training, a `runtime.batch_jobs` task; a process's trainings share its models
+    (`training.train_attention.ModelCache`: one trace per architecture)."""
+    global _MODELS
+    if _MODELS is None:
+        _MODELS = train_attention.ModelCache()
+    start = time.perf_counter()
+    train_attention.run(train, verbose=0, models=_MODELS)
+    return JobResult(label, "done", seconds=time.perf_counter() - start)
+
+
+def _check_report(stage: str, report, log: Path | None = None) -> None:
+    if report is not None and report.failures:
+        lines = [f"  {failure.item_id}: {failure.message}" for failure in report.failures[:10]]
+        more = len(report.failures) - len(lines)
+        raise StageFailed(
+            f"{stage}: {len(report.failures)} failed"
+            + (f" (listed in {log})" if log else "")
+            + ":\n" + "\n".join(lines) + (f"\n  ... and {more} more" if more > 0 else "")
+            + "\nThe rest is written. Fix or remove these videos (or leave their classes out "
+            "of [source] classes) and run the same command again: it goes on from here."
+        )  # fmt: skip
 
 
 def runs_of(config: ExperimentConfig, features: str, recipe: str) -> dict[tuple, Run]:
@@ -563,45 +677,72 @@ def stages(config: ExperimentConfig) -> list[Stage]:
     splits, sets, streams = config.splits, list(config.features), STREAMS
     recipes = list(config.recipes)
     first = recipes[0]
-    video_ids = functools.cache(lambda: all_video_ids(config))  # read once, when asked
+    clips = functools.cache(lambda: all_clips(config))  # read once, when asked
+    video_ids = functools.cache(lambda: [clip.video_id for clip in clips()])
+    counts = functools.cache(lambda: frame_counts(clips()))
+    train_videos = functools.cache(
+        lambda: {k: len(source_of(config, k).load().train) for k in splits}
+    )
 
     def frame_units(part):
         store = FrameStore(frames_root(config))
         return [(video, store.status(video, part) == "complete") for video in video_ids()]
+
+    def frames_left(part):
+        return lambda: sum(counts()[video] for video, done in frame_units(part) if not done)
 
     nets = [(split, stream) for split in splits for stream in streams if "finetuned" in sets]
 
     def net_done(split, stream):
         return (net_dir(config, split, stream) / FINAL_NAME).is_file()
 
-    def finetune_work():
-        for split, stream in nets:
-            if not net_done(split, stream):
+    def finetune_work(stream):
+        for split, net_stream in nets:
+            if net_stream == stream and not net_done(split, stream):
                 print(f"--- fine-tuning the {NETS[stream]} net of split {split}", flush=True)
                 finetune_convnet.run(finetune_config(config, split, stream))
 
-    def feature_jobs():
-        jobs = []
-        for features in sets:
-            for stream in streams:
-                for split in splits if features == "finetuned" else splits[:1]:
-                    jobs.append((features, split, stream))
-        return jobs
+    def schedule(stream):
+        return config.spatial if stream == "appearance" else config.temporal
 
-    def feature_units():
-        units = []
-        videos = video_ids()
-        for features, split, stream in feature_jobs():
-            store = feature_store(config, features, split, stream)
-            stored = sum(FeatureStore(store).path_for(video).is_file() for video in videos)
-            units.append((f"{features} {stream} split {split}: {stored} of {len(videos)} videos",
-                          stored == len(videos)))  # fmt: skip
+    def feature_jobs(stream):
+        return [
+            (features, split)
+            for features in sets
+            for split in (splits if features == "finetuned" else splits[:1])
+        ]
+
+    def stored(features, split, stream):
+        store = FeatureStore(feature_store(config, features, split, stream))
+        return {video for video in video_ids() if store.path_for(video).is_file()}
+
+    def feature_units(stream):
+        def units():
+            result, videos = [], video_ids()
+            for features, split in feature_jobs(stream):
+                count = len(stored(features, split, stream))
+                result.append((f"{features} split {split}: {count} of {len(videos)} videos",
+                               count == len(videos)))  # fmt: skip
+            return result
+
         return units
 
-    def feature_work():
-        for features, split, stream in feature_jobs():
+    def feature_frames_left(stream):
+        def left():
+            total = 0.0
+            for features, split in feature_jobs(stream):
+                done = stored(features, split, stream)
+                total += sum(n for video, n in counts().items() if video not in done)
+            return total
+
+        return left
+
+    def feature_work(stream):
+        for features, split in feature_jobs(stream):
             print(f"--- {features} {stream} features (split {split})", flush=True)
-            extract_features.run(extract_config(config, features, split, stream))
+            job = extract_config(config, features, split, stream)
+            _check_report(f"{features} {stream} features of split {split}",
+                          extract_features.run(job))  # fmt: skip
 
     def candidate_trainings():
         return [
@@ -621,19 +762,26 @@ def stages(config: ExperimentConfig) -> list[Stage]:
             for t in trainings
         ]
 
-    models = train_attention.ModelCache()  # one trace per architecture, not per run
+    def video_epochs_left(trainings):
+        return lambda: sum(
+            train_videos()[t.train.split] * t.train.epochs for t in trainings() if not trained(t)
+        )
 
     def train_all(trainings):
-        for index, train in enumerate(trainings, 1):
-            if trained(train):
-                continue
-            t = train.train
-            print(
-                f"--- run {index} of {len(trainings)}: {t.stream} {t.model}, split {t.split}, "
-                f"{train.runs}",
-                flush=True,
-            )
-            train_attention.run(train, verbose=0, models=models)
+        waiting = [train for train in trainings if not trained(train)]
+        if not waiting:
+            return
+        tasks = [
+            (f"{t.train.stream} {t.train.model} split {t.train.split} ({t.runs})", t)
+            for t in waiting
+        ]
+        jobs = min(config.train_jobs, len(tasks))
+        if jobs > 1:  # each process takes device memory as it needs it
+            os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+            os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+        print(f"--- {len(tasks)} trainings, {jobs} at once", flush=True)
+        report = run_jobs(_train_job, tasks, workers=jobs, description="trainings", unit="run")
+        _check_report("trainings", report)
 
     def choose_features():
         candidates = {features: runs_of(config, features, first) for features in sets}
@@ -764,35 +912,99 @@ def stages(config: ExperimentConfig) -> list[Stage]:
     def files_units(*paths):
         return lambda: [(str(path), path.is_file()) for path in paths]
 
+    frame_folder = lambda: [frames_root(config)]  # noqa: E731
+    recipe = config.recipe
+    feature_settings = {
+        "backbone": recipe.backbone, "input_size": recipe.input_size,
+        "precision": recipe.precision, "batch_size": config.extract_batch_size,
+    }  # fmt: skip
+    train_speed = {
+        name: getattr(config.train, name)
+        for name in (
+            "units",
+            "num_layers",
+            "num_steps",
+            "num_frames",
+            "stride",
+            "train_stride",
+            "batch_size",
+        )
+    }
+    train_speed |= {"backbone": recipe.backbone, "jobs": config.train_jobs}
     results = config.results_dir
     result = [
-        Stage("frames", lambda: frame_units("frames"), lambda: extract_frames.run(frames)),
-        Stage("flow", lambda: frame_units("flow"), lambda: compute_flow.run(flow)),
         Stage(
-            "fine-tuning",
-            lambda: [(f"split {k} {NETS[stream]}", net_done(k, stream)) for k, stream in nets],
-            finetune_work,
+            "frames",
+            lambda: frame_units("frames"),
+            lambda: _check_report("frames", extract_frames.run(frames)),
+            unit="frames", left=frames_left("frames"), writes=frame_folder,
+            settings=dataclasses.asdict(config.frames),
         ),
-        Stage("features", feature_units, feature_work),
+        Stage(
+            "flow",
+            lambda: frame_units("flow"),
+            lambda: _check_report("flow", compute_flow.run(flow)),
+            unit="frames", left=frames_left("flow"), writes=frame_folder,
+            settings=dataclasses.asdict(config.flow),
+        ),
+    ]  # fmt: skip
+    for stream in streams if nets else ():
+        result.append(
+            Stage(
+                f"fine-tuning the {NETS[stream]} nets",
+                lambda stream=stream: [
+                    (f"split {k}", net_done(k, stream)) for k, s in nets if s == stream
+                ],
+                functools.partial(finetune_work, stream),
+                unit="iterations",
+                left=lambda stream=stream: sum(
+                    schedule(stream).max_iterations for k, s in nets
+                    if s == stream and not net_done(k, stream)
+                ),
+                writes=lambda stream=stream: [net_dir(config, k, stream) for k in splits],
+                settings={"backbone": recipe.backbone, "precision": config.finetune.precision,
+                          **dataclasses.asdict(schedule(stream))},
+                key=f"finetune_{NETS[stream]}",
+            )
+        )  # fmt: skip
+    for stream in streams:
+        result.append(
+            Stage(
+                f"{stream} features",
+                feature_units(stream),
+                functools.partial(feature_work, stream),
+                unit="frames", left=feature_frames_left(stream),
+                writes=lambda stream=stream: [
+                    feature_store(config, features, split, stream)
+                    for features, split in feature_jobs(stream)
+                ],
+                settings=feature_settings, key=f"features_{stream}",
+            )
+        )  # fmt: skip
+    result += [
         Stage(
             f"train recipe {first} on {', '.join(sets)} features",
             lambda: train_units(candidate_trainings()),
             lambda: train_all(candidate_trainings()),
+            unit="video-epochs", left=video_epochs_left(candidate_trainings),
+            writes=lambda: [config.work_dir / "runs"], settings=train_speed, key="train",
         ),
         Stage(
             "choose features per stream (validation)",
             files_units(results / "choice_features.csv"),
             choose_features,
         ),
-    ]
+    ]  # fmt: skip
     if len(config.recipes) > 1:
         result += [
             Stage(
                 f"train recipes {', '.join(recipes[1:])} on the chosen features",
                 lambda: train_units(recipe_trainings()),
                 lambda: train_all(recipe_trainings()),
+                unit="video-epochs", left=video_epochs_left(recipe_trainings),
+                writes=lambda: [config.work_dir / "runs"], settings=train_speed, key="train",
             ),
-        ]
+        ]  # fmt: skip
     result += [
         Stage(
             "choose the recipe (validation)",
@@ -832,19 +1044,64 @@ def stages(config: ExperimentConfig) -> list[Stage]:
 # === Plan and run ===
 
 
-def plan(config: ExperimentConfig) -> str:
-    """What each stage has done and has left, read from disk; nothing is run."""
+def rates_path(config: ExperimentConfig) -> Path:
+    return config.work_dir / "rates.json"
+
+
+def _estimate(stage: Stage, left: float, known: list, here: str):
+    """(seconds, bytes, where the rate comes from) of the work left; None where no
+    rate is known."""
+    rate, note = stage_rates.choose(stage.key, stage.settings, here, known)
+    if rate is None:
+        return None, None, "no rate yet"
+    source = rate.source + (f"; {note}" if note else "")
+    return left * rate.seconds, left * rate.bytes, source
+
+
+def plan(config: ExperimentConfig, rates: Sequence[Path] = ()) -> str:
+    """What each stage has done and has left, read from disk, with the time and disk the
+    rest will take (`evaluation.stage_rates`); nothing is run."""
     lines = [f"Experiment {config.name}: {config.source.dataset}, splits {list(config.splits)}"]
     classes = config.source.classes
     lines.append(f"classes: {', '.join(classes) if classes else 'all'}")
     lines.append(f"work: {config.work_dir}, results: {config.results_dir}")
-    for index, stage in enumerate(stages(config), 1):
+    here = stage_rates.machine()
+    lines.append(f"this machine: {here}")
+    known = [stage_rates.read_rates(rates_path(config))]
+    known += [stage_rates.read_rates(path) for path in rates]
+    all_stages = stages(config)
+    if all_stages[0].key not in {key for records in known for key in records}:
+        measured = measure_frame_rate(config, all_clips(config))
+        if measured is not None:
+            known.append({all_stages[0].key: measured})
+    total_seconds = total_bytes = 0.0
+    unknown = []
+    for index, stage in enumerate(all_stages, 1):
         units = stage.units()
         done = sum(bool(state) for _, state in units)
         state = "done" if units and done == len(units) else f"{done} of {len(units)} done"
         if not units:
             state = "nothing to do"
-        lines.append(f"{index:2d}. {stage.name}: {state}")
+        line = f"{index:2d}. {stage.name}: {state}"
+        left = stage.amount_left() if state not in ("done", "nothing to do") else 0.0
+        if left:
+            seconds, written, source = _estimate(stage, left, known, here)
+            amount = f"{left:,.0f} {stage.unit} left" if stage.unit != "stage" else "to run"
+            if seconds is None:
+                unknown.append(str(index))
+                line += f"; {amount}: {source}"
+            else:
+                total_seconds, total_bytes = total_seconds + seconds, total_bytes + written
+                line += (
+                    f"; {amount}: about {stage_rates.duration(seconds)}, "
+                    f"{stage_rates.size(written)} ({source})"
+                )
+        lines.append(line)
+    lines.append(
+        f"left: about {stage_rates.duration(total_seconds)} and {stage_rates.size(total_bytes)}"
+        + (f", besides stages {', '.join(unknown)} (no rate yet)" if unknown else "")
+        + "; trainings stop early on validation, so theirs is an upper bound"
+    )
     return "\n".join(lines)
 
 
@@ -865,24 +1122,60 @@ def record_config(config: ExperimentConfig) -> Path:
     return path
 
 
+def _add_stage_time(config: ExperimentConfig, stage: str, seconds: float, here: str) -> None:
+    """`stage_times.csv`: each stage's seconds, summed over the runs that resumed it."""
+    path = config.results_dir / "stage_times.csv"
+    table = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["stage", "seconds"])
+    previous = table.loc[table["stage"] == stage, "seconds"].sum()
+    table = table[table["stage"] != stage]
+    row = {"stage": stage, "seconds": round(previous + seconds, 1), "machine": here}
+    table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
+    with atomic_write(path) as written:
+        table.to_csv(written, index=False)
+
+
 def run(config: ExperimentConfig) -> dict:
-    """Every stage, in order, each skipping what is done; writes stage times."""
+    """Every stage, in order, each skipping what is done; records each stage's time
+    (`stage_times.csv`) and rates (`evaluation.stage_rates`).
+
+    Raises:
+        StageFailed: a stage recorded failures (named); the command resumes once
+            they are fixed.
+    """
     for split in config.splits:  # every split's lists are read (and checked) first
         source_of(config, split).load()
     record_config(config)
+    here = stage_rates.machine()
     times = []
     began = time.perf_counter()
     all_stages = stages(config)
     for index, stage in enumerate(all_stages, 1):
         start = time.perf_counter()
-        print(
-            f"\n=== {index} of {len(all_stages)}: {stage.name} (at {start - began:.0f} s) ===",
-            flush=True,
-        )
+        left = stage.amount_left()
+        header = f"\n=== {index} of {len(all_stages)}: {stage.name} (at {start - began:.0f} s)"
+        if left:
+            known = [stage_rates.read_rates(rates_path(config))]
+            seconds, _, source = _estimate(stage, left, known, here)
+            if seconds is not None:
+                header += f", about {stage_rates.duration(seconds)} ({source})"
+        print(header + " ===", flush=True)
+        written = stage_rates.folder_bytes(stage.writes()) if left else 0
         stage.work()
-        times.append({"stage": stage.name, "seconds": round(time.perf_counter() - start, 1)})
-    with atomic_write(config.results_dir / "stage_times.csv") as path:
-        pd.DataFrame(times).to_csv(path, index=False)
+        took = time.perf_counter() - start
+        times.append({"stage": stage.name, "seconds": round(took, 1)})
+        _add_stage_time(config, stage.name, took, here)
+        if left:
+            worked = left - stage.amount_left()
+            if worked > 0:
+                written = stage_rates.folder_bytes(stage.writes()) - written
+                stage_rates.record_rate(
+                    rates_path(config),
+                    stage.key,
+                    stage_rates.Rate(
+                        seconds=took / worked, bytes=max(0, written) / worked, units=worked,
+                        unit=stage.unit, machine=here, settings=stage.settings,
+                    ),
+                )  # fmt: skip
     return {"choices": read_choices(config), "stage_times": times}
 
 
@@ -894,6 +1187,14 @@ def main(argv: Sequence[str] | None = None):
     )
     parser.add_argument("config", nargs="?", type=Path, help="experiment file (.toml or .json)")
     parser.add_argument("--plan", action="store_true", help="print the plan and exit")
+    parser.add_argument(
+        "--rates",
+        type=Path,
+        action="append",
+        default=[],
+        help="with --plan: another run's rates.json, for the stages this work folder has "
+        "not timed yet (repeatable; e.g. evaluation/results/ucf101_subset/rates.json)",
+    )
     parser.add_argument(
         "--print-config", action="store_true", help="print the config (defaults without one)"
     )
@@ -908,11 +1209,18 @@ def main(argv: Sequence[str] | None = None):
     if args.config is None:
         parser.error("the experiment config file is required (or --print-config)")
     config = load_config(args.config)
+    for path in args.rates:
+        if not path.is_file():
+            raise ValueError(f"--rates {path}: no such file.")
     if args.plan:
-        text = plan(config)
+        text = plan(config, args.rates)
         print(text)
         return text
-    return run(config)
+    try:
+        return run(config)
+    except StageFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

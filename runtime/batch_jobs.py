@@ -30,6 +30,7 @@ def run_jobs(
     description: str = "videos",
     initializer: Callable[[], None] | None = None,
     stop_seconds: float = 2.0,
+    unit: str = "video",
 ) -> JobReport:
     """Runs `worker(*task)` for every task, in `workers` processes when `workers > 1`.
 
@@ -37,7 +38,8 @@ def run_jobs(
     its own expected errors; anything it raises is recorded as a failure of that task.
     A worker process that dies (killed for lack of memory, a crash in native code)
     costs only its own task, recorded as "worker process died while computing <id>";
-    a new process takes the rest. A progress bar shows videos/s and frames/s.
+    a new process takes the rest. A progress bar shows `unit`s/s, frames/s and the time
+    left.
 
     Ctrl-C stops every worker, then `KeyboardInterrupt` is raised again (the CLIs exit
     130): each worker gets SIGTERM, which ends a write in progress without its file
@@ -49,12 +51,13 @@ def run_jobs(
         raise ValueError(f"Expected workers >= 1. Received: workers={workers}")
     report = JobReport()
     start = time.perf_counter()
-    bar = tqdm(total=len(tasks), desc=description, unit="video", dynamic_ncols=True)
+    bar = tqdm(total=len(tasks), desc=description, unit=unit, dynamic_ncols=True)
 
     def record(result: JobResult) -> None:
         report.add(result)
         elapsed = max(time.perf_counter() - start, 1e-9)
-        bar.set_postfix(frames_per_s=f"{report.frames / elapsed:.1f}", failed=len(report.failures))
+        rates = {"frames_per_s": f"{report.frames / elapsed:.1f}"} if report.frames else {}
+        bar.set_postfix(failed=len(report.failures), **rates)
         bar.update(1)
 
     try:

@@ -10,7 +10,7 @@ import pytest
 
 from data.synthetic import PRESETS as SYNTHETIC_PRESETS
 from data.synthetic import generate_dataset
-from evaluation import experiment, selection
+from evaluation import experiment, selection, stage_rates
 from evaluation.experiment import ExperimentConfig, load_config, plan, to_toml
 from tests.synthetic_videos import write_hmdb51_like, write_ucf101_like
 from training.runs import Run
@@ -246,8 +246,24 @@ def test_the_runner_goes_from_videos_to_tables_and_a_rerun_does_nothing(tmp_path
     stage_times = pd.read_csv(results / "stage_times.csv")
     assert len(stage_times) == len(experiment.stages(config))
 
+    # Each stage that worked recorded its rate; a new experiment's plan reads them.
+    rates = stage_rates.read_rates(config.work_dir / "rates.json")
+    assert {"frames", "flow", "finetune_temporal", "features_motion", "train"} <= set(rates)
+    assert rates["features_motion"].unit == "frames" and rates["features_motion"].bytes > 0
+    fresh = dataclasses.replace(config, work_dir=tmp_path / "work2", results_dir=tmp_path / "r2")
+    lines = plan(fresh, rates=[config.work_dir / "rates.json"]).splitlines()
+    assert any(
+        re.match(
+            r" *5\. appearance features: 0 of 2 done; [\d,]+ frames left: about "
+            r"\d+ s, [\d.]+ [kMG]?B \(.*rates.json\)",
+            line,
+        )
+        for line in lines
+    ), lines
+    assert lines[-1].startswith("left: about")
+
     # Everything is done: the plan says so, and a rerun trains and writes nothing new.
-    assert all(line.endswith(": done") for line in plan(config).splitlines()[3:])
+    assert all(line.endswith(": done") for line in plan(config).splitlines()[4:-1])
     models = sorted(config.work_dir.glob("runs/**/model.keras"))
     assert len(models) == 8 + 4 + 4  # candidates, the second recipe, chosen copies
     before = {path: path.stat().st_mtime_ns for path in models}
@@ -260,3 +276,27 @@ def test_the_runner_goes_from_videos_to_tables_and_a_rerun_does_nothing(tmp_path
     other = dataclasses.replace(config, splits=(1, 2))
     with pytest.raises(ValueError, match="records another experiment"):
         experiment.record_config(other)
+
+
+def test_a_rate_of_the_same_settings_and_machine_is_taken_and_another_is_only_a_guide(tmp_path):
+    def rate(seconds, machine, backbone):
+        return stage_rates.Rate(seconds, 10.0, 100, "frames", machine, {"backbone": backbone})
+
+    path = tmp_path / "rates.json"
+    stage_rates.record_rate(path, "features", rate(2.0, "16 cores, H100", "VGG16"))
+    stage_rates.record_rate(path, "flow", rate(3.0, "2 cores", "VGG16"))
+    other = stage_rates.read_rates(path)
+    assert other["features"].seconds == 2.0 and other["features"].source == str(path)
+    here = {"features": rate(1.0, "2 cores", "EfficientNetLite0")}
+    chosen, note = stage_rates.choose("features", {"backbone": "VGG16"}, "2 cores", [here, other])
+    assert chosen.seconds == 2.0 and note == "a guide only: measured on 16 cores, H100"
+    chosen, note = stage_rates.choose("features", {"backbone": "ResNet"}, "2 cores", [here, other])
+    assert chosen.seconds == 1.0 and note == "a guide only: measured with other backbone"
+    assert stage_rates.choose("flow", {"backbone": "VGG16"}, "2 cores", [other]) == (
+        other["flow"],
+        "",
+    )
+    assert stage_rates.choose("frames", {}, "2 cores", [here, other]) == (None, "")
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="not a rates record"):
+        stage_rates.read_rates(path)
