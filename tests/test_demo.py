@@ -18,17 +18,18 @@ def test_validation_then_demo_run_every_stage_and_write_tables_and_figures(tmp_p
     args += ["--synthetic-preset", "tiny", "--frame-height", "40", "--frame-width", "48"]
     args += ["--input-size", "32", "--units", "8", "--num-steps", "10", "--epochs", "2"]
     args += ["--num-layers", "1", "--batch-size", "4"]
-    args += ["--seeds", "0,1", "--num-figures", "1"]  # the two streams in two processes
+    # One seed (the summary over several: test_summary_gives_mean_and_std_over_seeds); the
+    # two streams in two processes (jobs=2).
+    args += ["--seeds", "0", "--num-figures", "1"]
 
     # The settings' check on the validation parts trains every run, scores no test video.
     validation = demo_validation.main(args)
     runs = sorted((tmp_path / "work" / "runs").glob("seed*/*/split1/*/*"))
-    assert len(runs) == 8 and all((run / "history.csv").is_file() for run in runs)
+    assert len(runs) == 4 and all((run / "history.csv").is_file() for run in runs)
     assert not [path for run in runs for path in run.glob("test_scores.npz")]
     rows = validation.set_index(["quantity", "stream", "model"])
-    assert (
-        rows.loc[("accuracy", "two-stream", "attention"), ["seed 0", "seed 1"]].between(0, 1).all()
-    )
+    assert rows.loc[("accuracy", "two-stream", "attention"), ["seed 0", "mean"]].between(0, 1).all()
+    assert rows.loc[("accuracy", "two-stream", "attention"), "std"] == 0.0  # one seed
     assert rows.loc[("mass / share", "motion", "attention"), "mean"] > 0
     assert ("best of 10 epochs", "motion", "baseline") not in rows.index  # 2 epochs only
     assert (results / "validation.md").is_file()
@@ -39,34 +40,31 @@ def test_validation_then_demo_run_every_stage_and_write_tables_and_figures(tmp_p
 
     table = pd.read_csv(results / "table1.csv")
     assert list(table.columns) == ["seed", "stream", "model", "accuracy"]
-    assert len(table) == 12 and table["accuracy"].between(0, 1).all()
+    assert len(table) == 6 and table["accuracy"].between(0, 1).all()
     assert set(table["stream"]) == {"appearance", "motion", "two-stream"}
-    assert set(table["seed"]) == {0, 1}
+    assert set(table["seed"]) == {0}
     markdown = (results / "table1.md").read_text()
-    assert "| stream | model | seed 0 | seed 1 | mean | std |" in markdown
+    assert "| stream | model | seed 0 | mean | std |" in markdown
     key_frames = json.loads((results / "key_frames.json").read_text())
     for stream in ("appearance", "motion"):
-        for seed in ("seed 0", "seed 1"):
-            entry = key_frames[seed][stream]
-            assert 0 < entry["key_frame_share"] < 1
-            assert 0 <= entry["attention_mass_on_key_frames"] <= 1
-            assert entry["ratio"] == pytest.approx(
-                entry["attention_mass_on_key_frames"] / entry["key_frame_share"]
-            )
+        entry = key_frames["seed 0"][stream]
+        assert 0 < entry["key_frame_share"] < 1
+        assert 0 <= entry["attention_mass_on_key_frames"] <= 1
+        assert entry["ratio"] == pytest.approx(
+            entry["attention_mass_on_key_frames"] / entry["key_frame_share"]
+        )
     # Attention weights under their final names only: no temporary, no ".npz.npz".
     attention_root = tmp_path / "work" / "attention"
     written = sorted(
         path.relative_to(attention_root).as_posix() for path in attention_root.rglob("*")
     )
-    expected = [
-        f"seed{seed}{file}" for seed in (0, 1) for file in ("", "/appearance.npz", "/motion.npz")
-    ]
-    assert written == expected
+    assert written == ["seed0", "seed0/appearance.npz", "seed0/motion.npz"]
     pngs = sorted(path.name for path in (results / "figures").glob("*.png"))
     assert "key_frame_mass.png" in pngs and len(pngs) == 2  # and one Fig. 1 style figure
 
-    # A second run finds every stage done and gives the same results.
-    again = main(args)
+    # A second run finds every stage done and gives the same results; in this process
+    # (jobs=1), where two stream processes would each start TensorFlow to find nothing to do.
+    again = main([*args, "--jobs", "1"])
     pd.testing.assert_frame_equal(again["summary"], report["summary"])
 
 
