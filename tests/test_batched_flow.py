@@ -17,10 +17,12 @@ from data.optical_flow import load_flow
 from data.video import write_video
 from tests.shell_jobs import ctrl_c_once_written
 from tests.synthetic_videos import write_ucf101_like
+from tests.tvl1_sizes import FLOW_HEIGHT, FLOW_PAIRS, FLOW_WIDTH
 from training.compute_flow import flow_one_video, flow_one_video_to_frames, main, parse_args
 
 REPO = Path(__file__).resolve().parents[1]
-SIZE = ("--height", "48", "--width", "64")
+SIZE = ("--height", str(FLOW_HEIGHT), "--width", str(FLOW_WIDTH))
+PAIRS = str(FLOW_PAIRS)
 
 
 def _args(video_root, split_dir, output, *extra):
@@ -45,19 +47,19 @@ def dataset(tmp_path):
 
 
 def test_batches_across_videos_give_the_files_of_the_per_video_path(tmp_path, monkeypatch):
-    """7-frame videos (6 pairs) in batches of 4: batches end one video and begin the
-    next, and a video's pairs are spread over two batches. (The per-video path batches 4
-    pairs too here: one compiled shape for the file.)"""
+    """7-frame videos (6 pairs) in batches of 4 (FLOW_PAIRS): batches end one video and
+    begin the next, and a video's pairs are spread over two batches. (The per-video path
+    batches 4 pairs too here: one compiled shape for the file.)"""
     import data.optical_flow
 
-    monkeypatch.setattr(data.optical_flow, "TVL1_KERAS_PAIRS", 4)
+    monkeypatch.setattr(data.optical_flow, "TVL1_KERAS_PAIRS", FLOW_PAIRS)
     video_root, split_dir = write_ucf101_like(
         tmp_path / "data", ("Alpha", "Beta"), clips_per_class=2, num_frames=7
     )
-    settings = FlowSettings("tvl1_keras", 48, 64)
+    settings = FlowSettings("tvl1_keras", FLOW_HEIGHT, FLOW_WIDTH)
     for layout in ("npz", "frames"):
         batched, reference = tmp_path / f"batched_{layout}", tmp_path / f"reference_{layout}"
-        extra = ("--batch-pairs", "4", "--workers", "2", "--layout", layout)
+        extra = ("--batch-pairs", PAIRS, "--workers", "2", "--layout", layout)
         assert main(_args(video_root, split_dir, batched, *extra)) == 0
         for video_id, path in _clips(video_root):
             if layout == "npz":
@@ -71,7 +73,7 @@ def test_batches_across_videos_give_the_files_of_the_per_video_path(tmp_path, mo
         assert len(batched_files) == (4 if layout == "npz" else 4 * (1 + 2 * 6))
         assert batched_files == _files(reference)  # byte for byte, metadata included
     flow, metadata = load_flow(tmp_path / "batched_npz" / "Beta" / "v_Beta_g02_c01.npz", True)
-    assert flow.shape == (6, 48, 64, 2) and metadata["method"] == "tvl1_keras"
+    assert flow.shape == (6, FLOW_HEIGHT, FLOW_WIDTH, 2) and metadata["method"] == "tvl1_keras"
 
 
 def test_bad_videos_fail_alone_named_and_leave_nothing(dataset, tmp_path, capsys):
@@ -82,7 +84,7 @@ def test_bad_videos_fail_alone_named_and_leave_nothing(dataset, tmp_path, capsys
     write_video(video_root / "Beta" / "v_Beta_g01_c01.avi", np.zeros((4, 48, 64, 3), np.uint8))
     for layout in ("npz", "frames"):
         output = tmp_path / layout
-        extra = ("--batch-pairs", "4", "--workers", "2", "--layout", layout)
+        extra = ("--batch-pairs", PAIRS, "--workers", "2", "--layout", layout)
         assert main(_args(video_root, split_dir, output, *extra)) == 1
         log_name = "failures.jsonl" if layout == "npz" else "failures-flow.jsonl"
         log = [json.loads(line) for line in (output / log_name).read_text().splitlines()]
@@ -111,10 +113,10 @@ def test_bad_videos_fail_alone_named_and_leave_nothing(dataset, tmp_path, capsys
 @pytest.mark.slow
 def test_ctrl_c_stops_within_seconds_and_a_rerun_completes_the_same_files(tmp_path, capsys):
     video_root, split_dir = write_ucf101_like(
-        tmp_path / "data", ("Alpha", "Beta"), clips_per_class=4, num_frames=28
-    )  # 216 pairs: 54 batches of 4, several seconds of flow
+        tmp_path / "data", ("Alpha", "Beta"), clips_per_class=4, num_frames=40
+    )  # 312 pairs: 78 batches of 4, several seconds of flow
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
-    extra = ("--batch-pairs", "4", "--workers", "2")
+    extra = ("--batch-pairs", PAIRS, "--workers", "2")
     assert main(_args(video_root, split_dir, reference, *extra)) == 0
     argv = ["training.compute_flow", *_args(video_root, split_dir, resumed, *extra)]
     returncode, err, seconds = ctrl_c_once_written(argv, resumed, wait_seconds=120)
@@ -123,7 +125,7 @@ def test_ctrl_c_stops_within_seconds_and_a_rerun_completes_the_same_files(tmp_pa
     written = sorted(resumed.rglob("*.npz"))
     assert 1 <= len(written) < 8, "the interrupt should land mid-run"
     for path in written:  # each complete
-        assert load_flow(path).shape == (27, 48, 64, 2)
+        assert load_flow(path).shape == (39, FLOW_HEIGHT, FLOW_WIDTH, 2)
     assert not [p for p in resumed.rglob("*") if ".tmp-" in p.name]
     capsys.readouterr()
     assert main(_args(video_root, split_dir, resumed, *extra)) == 0  # the re-run
@@ -138,8 +140,8 @@ def test_auto_is_opencv_without_a_gpu_and_tvl1_keras_on_one_that_passes_the_chec
     import runtime.devices
     from training.compute_flow import resolve_settings
 
-    config = replace(parse_args(_args(*dataset, tmp_path / "flow")), batch_pairs=4)
-    config = replace(config, settings=FlowSettings("auto", 48, 64))
+    config = replace(parse_args(_args(*dataset, tmp_path / "flow")), batch_pairs=FLOW_PAIRS)
+    config = replace(config, settings=FlowSettings("auto", FLOW_HEIGHT, FLOW_WIDTH))
     monkeypatch.setattr(runtime.devices, "gpu_visible", lambda: False)
     resolved, note = resolve_settings(config)
     assert resolved.settings.method == "tvl1" and "no GPU" in note
@@ -155,11 +157,13 @@ def test_auto_is_opencv_without_a_gpu_and_tvl1_keras_on_one_that_passes_the_chec
 def test_self_check_passes_the_solver_and_fails_a_wrong_one(monkeypatch):
     import data.tvl1
 
-    error, passed = data.tvl1.self_check(4, 48, 64)  # the shape of the tests above
+    error, passed = data.tvl1.self_check(FLOW_PAIRS, FLOW_HEIGHT, FLOW_WIDTH)  # the tests' shape
     assert passed and error < 0.15  # the solver's error and the quantisation's (0.09 px)
-    zero_flow = np.full((4, 48, 64, 2), 128, np.uint8)  # 0.08 px: about no motion
+    zero_flow = np.full(
+        (FLOW_PAIRS, FLOW_HEIGHT, FLOW_WIDTH, 2), 128, np.uint8
+    )  # 0.08 px: about no motion
     monkeypatch.setattr(data.tvl1, "stage_flow", lambda *args: zero_flow)
-    error, passed = data.tvl1.self_check(4, 48, 64)
+    error, passed = data.tvl1.self_check(FLOW_PAIRS, FLOW_HEIGHT, FLOW_WIDTH)
     assert not passed and error > 1.0
 
 
