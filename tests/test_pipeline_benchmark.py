@@ -22,6 +22,7 @@ from benchmarks.pipeline_benchmark import (
     projected_items,
     total_hours,
 )
+from tests.tvl1_sizes import FLOW_HEIGHT, FLOW_WIDTH
 
 SUBSET = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ucf101_subset"
 needs_clips = pytest.mark.skipif(not SUBSET.is_dir(), reason=f"no real clips at {SUBSET}")
@@ -125,12 +126,14 @@ def test_tiny_run_reports_every_stage(tmp_path, capsys):
 def test_tiny_gpu_flow_stage_passes_its_batch_and_compaction(tmp_path):
     """The flow stage with this project's TV-L1: the stage's batch size and compaction
     reach compute_flow, and its device-only rate is measured with them. (8 pairs compacted
-    down to 5 leaves no smaller batch, so the plain solver runs: a shorter compilation.)"""
+    down to 5 leaves no smaller batch, so the plain solver runs: a shorter compilation; the
+    frames are tests/tvl1_sizes.py's, a 3-level pyramid.)"""
     output = tmp_path / "bench.jsonl"
     pipeline_benchmark.main(
         [
             "--tiny", "--stages", "decode,flow", "--flow-method", "tvl1_keras", "--clips", "2",
             "--flow-batch-pairs", "8", "--flow-compact-to", "5", "--device-repeats", "2",
+            "--height", str(FLOW_HEIGHT), "--width", str(FLOW_WIDTH),
             "--video-root", str(SUBSET / "UCF-101"),
             "--split-dir", str(SUBSET / "ucfTrainTestlist"),
             "--output", str(output), "--work-dir", str(tmp_path / "work"),
