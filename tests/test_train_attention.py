@@ -58,6 +58,16 @@ def dataset(tmp_path_factory):
     return root, split
 
 
+@pytest.fixture(scope="module")
+def models():
+    """One `ModelCache` for the tests whose subject is a run folder (resume, best epoch,
+    patience, scaling, stride, mixup, recipes), so that each architecture is traced once
+    in this file. A cached model trains as a new one, bit for bit
+    (`test_a_cached_model_trains_as_a_new_model_of_its_seed`); the uncached path is
+    trained by the run-folder test and the CLI tests."""
+    return ModelCache()
+
+
 def _clips(names_and_labels):
     return [Clip(name, Path(f"{name}.avi"), label) for name, label in names_and_labels]
 
@@ -138,7 +148,7 @@ def test_run_folder_holds_config_model_history_and_scores(dataset, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def interrupted_run(dataset, tmp_path_factory):
+def interrupted_run(dataset, models, tmp_path_factory):
     """A run of 3 epochs (with a validation part) killed after its epoch 1, trained once
     for this file: each resume test resumes a copy of the folder (`resumable_copy`)."""
     root, split = dataset
@@ -151,6 +161,7 @@ def interrupted_run(dataset, tmp_path_factory):
             store_root=root / "store",
             run_dir=run_dir,
             extra_callbacks=[StopAfterEpoch(1)],
+            models=models,
             verbose=0,
         )
     return config, run_dir
@@ -161,12 +172,13 @@ def resumable_copy(interrupted_run, tmp_path):
     return config, Path(shutil.copytree(run_dir, tmp_path / "run"))
 
 
-def test_interrupted_run_resumes_from_last_epoch(dataset, interrupted_run, tmp_path):
+def test_interrupted_run_resumes_from_last_epoch(dataset, interrupted_run, models, tmp_path):
     root, split = dataset
     config, run_dir = resumable_copy(interrupted_run, tmp_path)
     assert (run_dir / "backup").is_dir() and not (run_dir / "metrics.json").exists()
     assert list(pd.read_csv(run_dir / "history.csv")["epoch"]) == [0, 1]
-    score_run(train(config, split=split, store_root=root / "store", run_dir=run_dir, verbose=0))
+    common = dict(split=split, store_root=root / "store", run_dir=run_dir, verbose=0)
+    score_run(train(config, models=models, **common))
     assert list(pd.read_csv(run_dir / "history.csv")["epoch"]) == [0, 1, 2]  # not 0, 1, 0, 1, 2
     assert (run_dir / "metrics.json").is_file() and not (run_dir / "backup").exists()
     # Other settings in the same folder are refused, not mixed.
@@ -178,6 +190,22 @@ def test_interrupted_run_resumes_from_last_epoch(dataset, interrupted_run, tmp_p
             run_dir=run_dir,
             verbose=0,
         )
+
+
+def test_a_cache_that_resumed_a_run_trains_the_next_one_from_its_first_epoch(
+    dataset, interrupted_run, tmp_path
+):
+    """Keras' BackupAndRestore leaves the resumed epoch on the model; a cached model
+    that resumed a run must not start the next run there (it would skip epochs)."""
+    root, split = dataset
+    config, run_dir = resumable_copy(interrupted_run, tmp_path)
+    common = dict(split=split, store_root=root / "store", verbose=0)
+    cache = ModelCache()
+    train(config, run_dir=run_dir, models=cache, **common)  # resumed at epoch 2
+    after = train(config, run_dir=tmp_path / "after", models=cache, **common)
+    alone = train(config, run_dir=tmp_path / "alone", **common)
+    assert list(pd.read_csv(after.history_path)["epoch"]) == [0, 1, 2]
+    pd.testing.assert_frame_equal(pd.read_csv(after.history_path), pd.read_csv(alone.history_path))
 
 
 def test_cli_trains_with_preset_and_flags(dataset, tmp_path):
@@ -196,7 +224,7 @@ def test_cli_trains_with_preset_and_flags(dataset, tmp_path):
     assert 0.0 <= metrics["accuracy"] <= 1.0
 
 
-def test_a_resume_keeps_the_best_epoch(dataset, interrupted_run, tmp_path):
+def test_a_resume_keeps_the_best_epoch(dataset, interrupted_run, models, tmp_path):
     root, split = dataset
     config, run_dir = resumable_copy(interrupted_run, tmp_path)  # killed after epoch 1
     common = dict(split=split, store_root=root / "store", run_dir=run_dir, verbose=0)
@@ -206,7 +234,7 @@ def test_a_resume_keeps_the_best_epoch(dataset, interrupted_run, tmp_path):
     history["val_last_steps_accuracy"] = 1.0
     history.to_csv(run_dir / "history.csv", index=False)
     saved = (run_dir / "model.keras").read_bytes()
-    train(config, **common)
+    train(config, models=models, **common)
     assert list(pd.read_csv(run_dir / "history.csv")["epoch"]) == [0, 1, 2]
     assert (run_dir / "model.keras").read_bytes() == saved
 
@@ -244,12 +272,12 @@ def test_bad_features_stop_the_run_before_training(dataset, tmp_path):
     assert not (tmp_path / "run" / "history.csv").exists()
 
 
-def test_features_of_another_recipe_are_refused_in_a_trained_run(dataset, tmp_path):
+def test_features_of_another_recipe_are_refused_in_a_trained_run(dataset, models, tmp_path):
     root, split = dataset
     config = TrainConfig(epochs=1, validation_fraction=0.25, **TINY_MODEL)
     store = tmp_path / "store"
     write_separable_features(store, split)
-    train(config, split=split, store_root=store, run_dir=tmp_path / "run", verbose=0)
+    train(config, split=split, store_root=store, run_dir=tmp_path / "run", models=models, verbose=0)
     features = FeatureStore(store, dtype="float32")
     for clip in split.train + split.test:  # extracted again with another network
         values, metadata = features.read(clip.video_id)
@@ -356,10 +384,10 @@ def test_cli_refuses_a_busy_run_folder_in_one_line_and_exits_2(dataset, tmp_path
     assert not (run_dir / "config.json").exists()  # nothing of the busy run was touched
 
 
-def test_patience_stops_where_an_uninterrupted_run_would_after_a_resume(dataset, tmp_path):
+def test_patience_stops_where_an_uninterrupted_run_would_after_a_resume(dataset, models, tmp_path):
     root, split = dataset
     config = TrainConfig(epochs=4, patience=2, validation_fraction=0.25, **TINY_MODEL)
-    common = dict(split=split, store_root=root / "store", verbose=0)
+    common = dict(split=split, store_root=root / "store", models=models, verbose=0)
     with pytest.raises(KeyboardInterrupt):
         train(config, run_dir=tmp_path / "run", extra_callbacks=[StopAfterEpoch(0)], **common)
     # Say epoch 0 was perfect: no later epoch beats it, so the fit must stop at epoch 2
@@ -374,12 +402,13 @@ def test_patience_stops_where_an_uninterrupted_run_would_after_a_resume(dataset,
     assert len(pd.read_csv(unlimited.history_path)) == 4
 
 
-def test_standardize_normalises_with_the_training_part_only(dataset, tmp_path):
+def test_standardize_normalises_with_the_training_part_only(dataset, models, tmp_path):
     root, split = dataset
     config = TrainConfig(
         epochs=1, feature_scaling="standardize", validation_fraction=0.25, **TINY_MODEL
     )
-    run = train(config, split=split, store_root=root / "store", run_dir=tmp_path, verbose=0)
+    common = dict(split=split, store_root=root / "store", models=models, verbose=0)
+    run = train(config, run_dir=tmp_path, **common)
     record = run.load_config()
     store = FeatureStore(root / "store")
     train_clips = [
@@ -438,7 +467,7 @@ class EpochSteps(keras.callbacks.Callback):
         self.steps = self.params["steps"]
 
 
-def test_train_stride_overlaps_the_training_samples_only(dataset, tmp_path):
+def test_train_stride_overlaps_the_training_samples_only(dataset, models, tmp_path):
     root, split = dataset
     store = FeatureStore(root / "store")
     config = TrainConfig(epochs=1, train_stride=2, validation_fraction=0.25, **TINY_MODEL)
@@ -449,6 +478,7 @@ def test_train_stride_overlaps_the_training_samples_only(dataset, tmp_path):
         store_root=root / "store",
         run_dir=tmp_path / "run",
         extra_callbacks=[counter],
+        models=models,
         verbose=0,
     )
     record = run.load_config()
@@ -465,7 +495,7 @@ def test_train_stride_overlaps_the_training_samples_only(dataset, tmp_path):
         TrainConfig(train_stride=0)
 
 
-def test_mixup_trains_on_mixed_samples_and_validates_on_plain_ones(dataset, tmp_path):
+def test_mixup_trains_on_mixed_samples_and_validates_on_plain_ones(dataset, models, tmp_path):
     root, split = dataset
     config = TrainConfig(epochs=1, mixup=0.4, validation_fraction=0.25, **TINY_MODEL)
     seen = {}  # the first batch of what model.fit is given to train and to validate on
@@ -479,7 +509,12 @@ def test_mixup_trains_on_mixed_samples_and_validates_on_plain_ones(dataset, tmp_
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(keras.Model, "fit", fit)
         run = train(
-            config, split=split, store_root=root / "store", run_dir=tmp_path / "run", verbose=0
+            config,
+            split=split,
+            store_root=root / "store",
+            run_dir=tmp_path / "run",
+            models=models,
+            verbose=0,
         )
     assert run.load_config().train.mixup == 0.4 and run.is_trained()
     train_targets, validation_labels = seen["train"][1], seen["validation"][1]
