@@ -34,19 +34,19 @@ _full_float32_matmuls()
 # test_train_attention.py or test_tvl1.py, kept one worker busy while the other idled.
 # Longest first packs the files onto the workers with little idle time at the end.
 LONGEST_FILES_FIRST = (
-    "test_train_attention.py",  # about 140 s
-    "test_demo.py",  # about 110 s
     "test_finetune_convnet.py",  # about 110 s
-    "test_pipeline_benchmark.py",  # about 100 s
-    "test_batched_flow.py",  # about 95 s
-    "test_memory_benchmark.py",  # about 95 s
-    "test_tvl1.py",  # about 75 s
+    "test_train_attention.py",  # about 100 s
+    "test_tvl1.py",  # about 95 s
+    "test_recognizer.py",  # about 60 s
+    "test_predict.py",  # about 60 s
+    "test_real_clips.py",  # about 60 s
+    "test_demo.py",  # about 60 s
     "test_process_feed.py",  # about 60 s
     "test_experiment.py",  # about 50 s
-    "test_recognizer.py",  # about 60 s
-    "test_real_clips.py",  # about 55 s
-    "test_predict.py",  # about 50 s
+    "test_pipeline_benchmark.py",  # about 45 s
     "test_extraction_feed.py",  # about 45 s
+    "test_memory_benchmark.py",  # about 45 s
+    "test_batched_flow.py",  # about 40 s
     "test_finetune_resume.py",  # about 15 s
 )
 
