@@ -208,22 +208,6 @@ def test_a_cache_that_resumed_a_run_trains_the_next_one_from_its_first_epoch(
     pd.testing.assert_frame_equal(pd.read_csv(after.history_path), pd.read_csv(alone.history_path))
 
 
-def test_cli_trains_with_preset_and_flags(dataset, tmp_path):
-    root, _ = dataset
-    trained = main(
-        [
-            "--preset", "tiny", "--epochs", "1", "--model", "attention",
-            "--video-root", str(root / "UCF-101"), "--split-dir", str(root / "ucfTrainTestlist"),
-            "--store", str(root / "store"), "--runs", str(tmp_path),
-        ]
-    )  # fmt: skip
-    run_dir = tmp_path / "ucf101/split1/appearance/attention"
-    assert trained.root == run_dir
-    metrics = score_run(trained)
-    assert json.loads((run_dir / "config.json").read_text())["train"]["epochs"] == 1
-    assert 0.0 <= metrics["accuracy"] <= 1.0
-
-
 def test_a_resume_keeps_the_best_epoch(dataset, interrupted_run, models, tmp_path):
     root, split = dataset
     config, run_dir = resumable_copy(interrupted_run, tmp_path)  # killed after epoch 1
@@ -240,17 +224,20 @@ def test_a_resume_keeps_the_best_epoch(dataset, interrupted_run, models, tmp_pat
 
 
 def test_a_trained_run_is_not_trained_again_before_or_after_scoring(dataset, tmp_path):
+    """The CLI trains with a preset and flags; a trained run is not trained again."""
     root, _ = dataset
     argv = [
-        "--preset", "tiny", "--epochs", "1", "--classes", "Beta,Alpha",
+        "--preset", "tiny", "--epochs", "1", "--model", "attention", "--classes", "Beta,Alpha",
         "--video-root", str(root / "UCF-101"), "--split-dir", str(root / "ucfTrainTestlist"),
         "--store", str(root / "store"), "--runs", str(tmp_path),
     ]  # fmt: skip
     trained = main(argv)
+    assert trained.root == tmp_path / "ucf101/split1/appearance/attention"
+    assert json.loads(trained.config_path.read_text())["train"]["epochs"] == 1  # the flag
     model = trained.model_path.read_bytes()
     # An interrupted scoring leaves no metrics: the run is trained, not retrained.
     assert main(argv).root == trained.root and not trained.metrics_path.exists()
-    score_run(trained)
+    assert 0.0 <= score_run(trained)["accuracy"] <= 1.0
     assert main(argv).root == trained.root  # the same --classes: nothing to do
     assert trained.model_path.read_bytes() == model
     assert len(pd.read_csv(trained.history_path)) == 1
