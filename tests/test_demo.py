@@ -18,11 +18,11 @@ def test_validation_then_demo_run_every_stage_and_write_tables_and_figures(tmp_p
     args += ["--synthetic-preset", "tiny", "--frame-height", "40", "--frame-width", "48"]
     args += ["--input-size", "32", "--units", "8", "--num-steps", "10", "--epochs", "2"]
     args += ["--num-layers", "1", "--batch-size", "4"]
-    # One seed (the summary over several: test_summary_gives_mean_and_std_over_seeds); the
-    # two streams in two processes (jobs=2).
+    # One seed (the summary over several: test_summary_gives_mean_and_std_over_seeds).
     args += ["--seeds", "0", "--num-figures", "1"]
 
-    # The settings' check on the validation parts trains every run, scores no test video.
+    # The settings' check on the validation parts trains every run, scores no test video;
+    # it extracts the two streams' features in two processes (jobs=2, the default).
     validation = demo_validation.main(args)
     runs = sorted((tmp_path / "work" / "runs").glob("seed*/*/split1/*/*"))
     assert len(runs) == 4 and all((run / "history.csv").is_file() for run in runs)
@@ -35,7 +35,10 @@ def test_validation_then_demo_run_every_stage_and_write_tables_and_figures(tmp_p
     assert (results / "validation.md").is_file()
     histories = {run: (run / "history.csv").read_text() for run in runs}
 
-    report = main(args)  # the same runs, trained already: scored on the test list
+    # The demo in this process (jobs=1): the same runs, trained already, scored on the test
+    # list (two stream processes would each start TensorFlow to find the features done).
+    args += ["--jobs", "1"]
+    report = main(args)
     assert {run: (run / "history.csv").read_text() for run in runs} == histories
 
     table = pd.read_csv(results / "table1.csv")
@@ -62,9 +65,8 @@ def test_validation_then_demo_run_every_stage_and_write_tables_and_figures(tmp_p
     pngs = sorted(path.name for path in (results / "figures").glob("*.png"))
     assert "key_frame_mass.png" in pngs and len(pngs) == 2  # and one Fig. 1 style figure
 
-    # A second run finds every stage done and gives the same results; in this process
-    # (jobs=1), where two stream processes would each start TensorFlow to find nothing to do.
-    again = main([*args, "--jobs", "1"])
+    # A second run finds every stage done and gives the same results.
+    again = main(args)
     pd.testing.assert_frame_equal(again["summary"], report["summary"])
 
 
