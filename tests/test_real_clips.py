@@ -20,7 +20,7 @@ from evaluation.scoring import score_run
 from models.feature_extraction import FeatureRecipe
 from training import compute_flow, extract_features
 from training.runs import TrainConfig
-from training.train_attention import train
+from training.train_attention import ModelCache, train
 
 SUBSET = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ucf101_subset"
 pytestmark = pytest.mark.skipif(not SUBSET.is_dir(), reason=f"no real clips at {SUBSET}")
@@ -117,8 +117,15 @@ def test_real_clips_give_pretrained_features_of_both_streams(stores):
     assert hits >= 2
 
 
+@pytest.fixture(scope="module")
+def models():
+    """One `ModelCache` for both streams: their features have one size, so each model is
+    traced once (a cached model trains as a new one: test_train_attention.py)."""
+    return ModelCache()
+
+
 @pytest.mark.parametrize("stream", ["appearance", "motion"])
-def test_real_features_train_and_score(stores, tmp_path, stream):
+def test_real_features_train_and_score(stores, models, tmp_path, stream):
     root, source = stores
     split = source.load()
     for model in ("attention", "baseline"):
@@ -126,7 +133,9 @@ def test_real_features_train_and_score(stores, tmp_path, stream):
             stream=stream, model=model, units=8, num_layers=1, num_steps=12, epochs=2,
             batch_size=4, validation_fraction=0.0, classes=CLASSES,
         )  # fmt: skip
-        run = train(config, split=split, store_root=root / stream, run_dir=tmp_path / model)
+        run = train(
+            config, split=split, store_root=root / stream, run_dir=tmp_path / model, models=models
+        )
         metrics = score_run(run)
         assert metrics["num_videos"] == len(TEST)
         assert 0.0 <= metrics["accuracy"] <= 1.0
