@@ -130,6 +130,9 @@ class ModelCache:
             cached.optimizer.variables, fresh.optimizer.variables, strict=True
         ):
             target.assign(source)  # iterations and Adadelta's accumulators
+        # A resumed fit leaves the epoch it resumed at on the model (Keras'
+        # BackupAndRestore sets `_initial_epoch`, which every later `fit` starts from).
+        cached._initial_epoch = None
         return cached
 
     def best(self, run: Run) -> keras.Model:
