@@ -23,9 +23,13 @@ order, for every split of the config:
     of split `splits[0]` (`evaluation.attention`).
 
 Each stage skips what is done, so re-running the command resumes; an interrupted
-stage resumes as the stages do. Choices read validation parts only; the test lists
-are read only to score. `--plan` prints every stage, what of it is done, and its
-amount of work, before any work.
+stage resumes as the stages do, except a training stopped in the middle, which is
+trained again from its first epoch (so that results do not depend on where the run was
+stopped). A stage that records failures stops the runner (exit status 1, the failures
+named). Trainings run `train_jobs` at once. Choices read validation parts only; the
+test lists are read only to score. `--plan` prints every stage, what of it is done, and
+the time and disk the rest will take (`evaluation.stage_rates`: this work folder's
+measured rates, or another run's given with `--rates`), before any work.
 
 The config file (TOML, or JSON) holds the whole experiment as the stages' own config
 dataclasses, nested: `[source]` (`data.splits.SplitSource`), `[frames]`
@@ -641,6 +645,11 @@ def _train_job(label: str, train: train_attention.TrainAttentionConfig) -> JobRe
     if _MODELS is None:
         _MODELS = train_attention.ModelCache()
     start = time.perf_counter()
+    if Run.for_config(train.runs, train.train).root.exists():  # stopped in the middle
+        # Trained again from its first epoch: a resume (Keras' BackupAndRestore) puts back
+        # the weights and the optimizer, not the data order's and dropout's random state,
+        # so it would not end where an uninterrupted training does.
+        train = dataclasses.replace(train, overwrite=True)
     train_attention.run(train, verbose=0, models=_MODELS)
     return JobResult(label, "done", seconds=time.perf_counter() - start)
 
@@ -776,9 +785,6 @@ def stages(config: ExperimentConfig) -> list[Stage]:
             for t in waiting
         ]
         jobs = min(config.train_jobs, len(tasks))
-        if jobs > 1:  # each process takes device memory as it needs it
-            os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-            os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
         print(f"--- {len(tasks)} trainings, {jobs} at once", flush=True)
         report = run_jobs(_train_job, tasks, workers=jobs, description="trainings", unit="run")
         _check_report("trainings", report)
@@ -909,8 +915,26 @@ def stages(config: ExperimentConfig) -> list[Stage]:
                 )
             )
 
-    def files_units(*paths):
-        return lambda: [(str(path), path.is_file()) for path in paths]
+    def files_units(*paths, after=lambda: []):
+        """Done: each file exists and is newer than every file `after()` lists (what it
+        is made from), so that results left by another work folder are made again."""
+
+        def units():
+            sources = [path for path in after() if path.is_file()]
+            newest = max((path.stat().st_mtime_ns for path in sources), default=0)
+            return [(str(path), path.is_file() and path.stat().st_mtime_ns >= newest)
+                    for path in paths]  # fmt: skip
+
+        return units
+
+    def chosen(kind, *paths):
+        """Done: the choice is in this work folder's choices.json and its files exist."""
+        return lambda: [
+            (str(path), path.is_file() and kind in read_choices(config)) for path in paths
+        ]
+
+    def scores():
+        return [run.scores_path for run in chosen_runs()]
 
     frame_folder = lambda: [frames_root(config)]  # noqa: E731
     recipe = config.recipe
@@ -991,7 +1015,7 @@ def stages(config: ExperimentConfig) -> list[Stage]:
         ),
         Stage(
             "choose features per stream (validation)",
-            files_units(results / "choice_features.csv"),
+            chosen("features", results / "choice_features.csv"),
             choose_features,
         ),
     ]  # fmt: skip
@@ -1008,7 +1032,7 @@ def stages(config: ExperimentConfig) -> list[Stage]:
     result += [
         Stage(
             "choose the recipe (validation)",
-            files_units(results / "choice_recipe.csv"),
+            chosen("recipe", results / "choice_recipe.csv"),
             choose_recipe,
         ),
         Stage(
@@ -1018,23 +1042,26 @@ def stages(config: ExperimentConfig) -> list[Stage]:
         ),
         Stage(
             "tables 1-3",
-            files_units(*(results / f"tables_{recipe}" / "table1.csv" for recipe in recipes)),
+            files_units(
+                *(results / f"tables_{recipe}" / "table1.csv" for recipe in recipes), after=scores
+            ),
             table_work,
         ),
     ]
     if config.probe:
-        result.append(Stage("linear probe", files_units(results / "linear_probe.csv"), probe_work))
+        probe = files_units(results / "linear_probe.csv", after=lambda: [_choices_path(config)])
+        result.append(Stage("linear probe", probe, probe_work))
     if config.num_figures > 0 or config.figure_videos:
         result.append(
             Stage(
                 "Fig. 1 figures",
-                lambda: [
-                    (
-                        clip.video_id,
-                        (results / "figures" / f"{clip.video_id.replace('/', '_')}.png").is_file(),
-                    )
-                    for clip in figure_videos()
-                ],
+                lambda: files_units(
+                    *(
+                        results / "figures" / f"{clip.video_id.replace('/', '_')}.png"
+                        for clip in figure_videos()
+                    ),
+                    after=lambda: [_choices_path(config)],
+                )(),
                 figure_work,
             )
         )
@@ -1145,12 +1172,20 @@ def run(config: ExperimentConfig) -> dict:
     for split in config.splits:  # every split's lists are read (and checked) first
         source_of(config, split).load()
     record_config(config)
+    if config.train_jobs > 1:
+        # Every process, this one too, takes device memory as it needs it (not most of
+        # it at its first use), so that the trainings at once fit beside each other.
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+        os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
     here = stage_rates.machine()
     times = []
     began = time.perf_counter()
     all_stages = stages(config)
     for index, stage in enumerate(all_stages, 1):
         start = time.perf_counter()
+        if all(done for _, done in stage.units()):
+            print(f"=== {index} of {len(all_stages)}: {stage.name}: done ===", flush=True)
+            continue
         left = stage.amount_left()
         header = f"\n=== {index} of {len(all_stages)}: {stage.name} (at {start - began:.0f} s)"
         if left:
@@ -1160,12 +1195,13 @@ def run(config: ExperimentConfig) -> dict:
                 header += f", about {stage_rates.duration(seconds)} ({source})"
         print(header + " ===", flush=True)
         written = stage_rates.folder_bytes(stage.writes()) if left else 0
-        stage.work()
-        took = time.perf_counter() - start
-        times.append({"stage": stage.name, "seconds": round(took, 1)})
-        _add_stage_time(config, stage.name, took, here)
-        if left:
-            worked = left - stage.amount_left()
+        try:
+            stage.work()
+        finally:  # a stage stopped with Ctrl-C records what it took and did, too
+            took = time.perf_counter() - start
+            times.append({"stage": stage.name, "seconds": round(took, 1)})
+            _add_stage_time(config, stage.name, took, here)
+            worked = left - stage.amount_left() if left else 0
             if worked > 0:
                 written = stage_rates.folder_bytes(stage.writes()) - written
                 stage_rates.record_rate(

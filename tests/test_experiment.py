@@ -12,6 +12,7 @@ from data.synthetic import PRESETS as SYNTHETIC_PRESETS
 from data.synthetic import generate_dataset
 from evaluation import experiment, selection, stage_rates
 from evaluation.experiment import ExperimentConfig, load_config, plan, to_toml
+from tests.shell_jobs import ctrl_c_once_written
 from tests.synthetic_videos import write_hmdb51_like, write_ucf101_like
 from training.runs import Run
 
@@ -276,6 +277,124 @@ def test_the_runner_goes_from_videos_to_tables_and_a_rerun_does_nothing(tmp_path
     other = dataclasses.replace(config, splits=(1, 2))
     with pytest.raises(ValueError, match="records another experiment"):
         experiment.record_config(other)
+
+    # Ctrl-C in the middle of the trainings (once the first run's model is written),
+    # then the same command again: the same choices and tables as the run above.
+    _stop_resume_and_compare(
+        config, tmp_path / "again", watch="runs", pattern="model.keras", stage=" 7. train"
+    )
+
+
+def _stop_resume_and_compare(config, folder: Path, watch: str, pattern: str, stage: str):
+    """Runs `config` again in `folder` as a shell job, interrupts it with Ctrl-C once a
+    file matching `pattern` appears under its work folder's `watch`, checks that the
+    stage (the plan's line starting with `stage`) is part done, runs the command again
+    and compares the choices and tables with `config`'s."""
+    again = dataclasses.replace(config, work_dir=folder / "work", results_dir=folder / "results")
+    folder.mkdir()
+    path = write(folder, to_toml(again))
+    status, err, seconds = ctrl_c_once_written(
+        ["evaluation.experiment", str(path)], again.work_dir / watch, pattern, wait_seconds=300
+    )
+    assert status == 130 and "interrupted" in err, err[-2000:]
+    assert seconds < 30
+    line = next(line for line in plan(again).splitlines() if line.startswith(stage))
+    assert re.search(r": \d+ of \d+ done", line), line  # stopped in the middle of the stage
+    experiment.run(again)
+    assert experiment.read_choices(again) == experiment.read_choices(config)
+    for table in sorted(config.results_dir.glob("tables_*/table*.csv")):
+        resumed = again.results_dir / table.relative_to(config.results_dir)
+        pd.testing.assert_frame_equal(pd.read_csv(resumed), pd.read_csv(table))
+    for choice in ("choice_features.csv", "choice_recipe.csv"):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(again.results_dir / choice), pd.read_csv(config.results_dir / choice)
+        )
+
+
+REAL = """
+name = "real"
+splits = [1]
+features = ["frozen"]
+extract_batch_size = 32
+extract_workers = 0
+workers = 1
+jit_compile = false
+num_figures = 0
+probe = false
+
+[source]
+video_root = "{video_root}"
+split_dir = "{split_dir}"
+classes = ["Punch", "PushUps"]
+
+[frames]
+height = 48
+width = 64
+
+[flow]
+method = "dis"
+height = 48
+width = 64
+
+[recipe]
+weights = "none"
+input_size = 32
+fc_units = 8
+width_multiplier = 0.0625
+
+[train]
+units = 8
+num_layers = 1
+num_steps = 12
+epochs = 2
+batch_size = 8
+validation_fraction = 0.34
+"""
+
+
+def _real_lists(folder: Path, classes=("Punch", "PushUps"), train_groups=(8, 9, 10)) -> Path:
+    """Split 1's lists cut down to a few real clips a class: clip c01 of three training
+    groups and of the first test group."""
+    lists = SUBSET / "ucfTrainTestlist"
+    folder.mkdir(parents=True)
+    (folder / "classInd.txt").write_bytes((lists / "classInd.txt").read_bytes())
+    train = [
+        line
+        for line in (lists / "trainlist01.txt").read_text().splitlines()
+        for name in classes
+        for group in train_groups
+        if line.startswith(f"{name}/v_{name}_g{group:02d}_c01.avi")
+    ]
+    test = [
+        line
+        for line in (lists / "testlist01.txt").read_text().splitlines()
+        for name in classes
+        if line.startswith(f"{name}/v_{name}_g01_c01.avi")
+    ]
+    assert len(train) == 3 * len(classes) and len(test) == len(classes)
+    (folder / "trainlist01.txt").write_text("\n".join(train) + "\n")
+    (folder / "testlist01.txt").write_text("\n".join(test) + "\n")
+    return folder
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SUBSET.is_dir(), reason=f"no real clips at {SUBSET}")
+def test_the_runner_on_real_clips_stopped_and_resumed_makes_the_same_tables(tmp_path):
+    split_dir = _real_lists(tmp_path / "lists")
+    text = REAL.format(video_root=SUBSET / "UCF-101", split_dir=split_dir)
+    config = dataclasses.replace(
+        load_config(write(tmp_path, text)),
+        work_dir=tmp_path / "work",
+        results_dir=tmp_path / "results",
+    )
+    experiment.run(config)
+    table1 = pd.read_csv(config.results_dir / "tables_paper" / "table1.csv")
+    assert "split 1" in table1.to_string()
+    # Ctrl-C while the motion features are written, then the same command again.
+    _stop_resume_and_compare(
+        config, tmp_path / "again", watch="features/frozen/motion", pattern="*.npz",
+        stage=" 4. motion features",
+    )  # fmt: skip
 
 
 def test_a_rate_of_the_same_settings_and_machine_is_taken_and_another_is_only_a_guide(tmp_path):
