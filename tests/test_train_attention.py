@@ -28,7 +28,9 @@ from tests.evaluation_fixtures import (
 )
 from training.runs import Run, TrainConfig
 from training.train_attention import (
+    BestCheckpoint,
     ModelCache,
+    backed_up_epochs,
     feature_statistics,
     hold_out_validation,
     main,
@@ -221,6 +223,55 @@ def test_a_resume_keeps_the_best_epoch(dataset, interrupted_run, models, tmp_pat
     train(config, models=models, **common)
     assert list(pd.read_csv(run_dir / "history.csv")["epoch"]) == [0, 1, 2]
     assert (run_dir / "model.keras").read_bytes() == saved
+
+
+def test_a_fit_stopped_before_its_backup_runs_that_epoch_again_and_logs_it_once(
+    dataset, models, monkeypatch, tmp_path
+):
+    """Stopped after epoch 1 is logged and checkpointed but before it is backed up: the
+    resume runs epoch 1 again, and the history holds each epoch once."""
+    root, split = dataset
+    config = TrainConfig(epochs=3, validation_fraction=0.25, **TINY_MODEL)
+    common = dict(split=split, store_root=root / "store", run_dir=tmp_path / "run", verbose=0)
+    backup = keras.callbacks.BackupAndRestore._save_model
+
+    def stop_before_the_second_backup(callback):
+        if callback._current_epoch == 2:
+            raise KeyboardInterrupt("stopped before the backup of epoch 1")
+        backup(callback)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(
+            keras.callbacks.BackupAndRestore, "_save_model", stop_before_the_second_backup
+        )
+        with pytest.raises(KeyboardInterrupt):
+            train(config, models=models, **common)
+    run = Run(tmp_path / "run")
+    assert list(pd.read_csv(run.history_path)["epoch"]) == [0, 1] and backed_up_epochs(run) == 1
+    train(config, models=models, **common)
+    assert list(pd.read_csv(run.history_path)["epoch"]) == [0, 1, 2]  # not 0, 1, 1, 2
+
+
+def test_a_checkpoint_stopped_while_it_saves_leaves_the_previous_model_whole(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    checkpoint = BestCheckpoint(tmp_path / "model.keras", "accuracy")
+    checkpoint.set_model(model)
+    checkpoint.on_epoch_end(0, {"accuracy": 0.5})
+    saved = (tmp_path / "model.keras").read_bytes()
+    checkpoint.on_epoch_end(1, {"accuracy": 0.5})  # a tie keeps the earlier epoch
+    checkpoint.on_epoch_end(2, {"accuracy": float("nan")})
+    assert (tmp_path / "model.keras").read_bytes() == saved
+
+    def save_half_then_stop(path, *args, **kwargs):
+        Path(path).write_bytes(saved[: len(saved) // 2])
+        raise KeyboardInterrupt
+
+    model.save = save_half_then_stop
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.on_epoch_end(3, {"accuracy": 0.9})
+    assert (tmp_path / "model.keras").read_bytes() == saved
+    assert [path.name for path in tmp_path.iterdir()] == ["model.keras"]  # no temporary left
+    keras.saving.load_model(tmp_path / "model.keras")
 
 
 def test_a_trained_run_is_not_trained_again_before_or_after_scoring(dataset, tmp_path):

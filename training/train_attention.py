@@ -28,6 +28,7 @@ import dataclasses
 import functools
 import hashlib
 import importlib.util
+import json
 import random
 import sys
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ from data.samples import MixupDataset, SampleDataset
 from data.splits import SplitSource, hold_out_validation
 from models.feature_extraction import FeatureRecipe
 from models.recognizer import build_attention_model
+from runtime.atomic_files import atomic_write
 from runtime.config_flags import exit_on_error, parse_config
 from runtime.devices import use_compilation_cache
 from training.runs import PRESETS, Run, RunRecord, TrainConfig
@@ -257,27 +259,70 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
                 )
 
 
+class BestCheckpoint(keras.callbacks.Callback):
+    """Keras' `ModelCheckpoint(save_best_only=True, mode="max")`, written atomically
+    (`runtime.atomic_files`): a fit stopped while it saves (Ctrl-C) leaves the previous
+    best `model.keras` whole, not a truncated file."""
+
+    def __init__(self, path: Path, monitor: str, best: float | None = None):
+        super().__init__()
+        self.path, self.monitor, self.best = Path(path), monitor, best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or not np.isfinite(value):
+            return
+        if self.best is not None and not value > self.best:  # a tie keeps the earlier
+            return
+        self.best = float(value)
+        with atomic_write(self.path, suffix=".keras") as temporary:
+            self.model.save(temporary)
+
+
+def backed_up_epochs(run: Run) -> int:
+    """Epochs that the resume backup holds (Keras' BackupAndRestore resumes at this
+    one); 0 without a backup."""
+    path = run.backup_dir / "training_metadata.json"
+    try:
+        return int(json.loads(path.read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def keep_backed_up_history(run: Run) -> None:
+    """Drops from `history.csv` the epochs past the resume backup: a fit stopped after
+    logging an epoch but before backing it up runs that epoch again on resume, and
+    logs it again."""
+    if not run.history_path.is_file():
+        return
+    epochs = backed_up_epochs(run)
+    with open(run.history_path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) < epochs]
+    if len(kept) < len(rows):
+        with atomic_write(run.history_path) as temporary:
+            with open(temporary, "w", newline="") as handle:
+                csv.writer(handle).writerows(kept)
+
+
 def make_callbacks(
     run: Run, has_validation: bool, patience: int = 0
 ) -> list[keras.callbacks.Callback]:
-    """A stop on a non-finite loss, best checkpoint, resume backup, CSV log, early
-    stopping when `patience` > 0, and TensorBoard on TensorFlow.
+    """A stop on a non-finite loss, CSV log, best checkpoint, resume backup (in this
+    order at an epoch's end: an epoch is backed up only once logged and checkpointed),
+    early stopping when `patience` > 0, and TensorBoard on TensorFlow.
 
-    On a resumed fit the checkpoint starts from the best epoch so far (from
-    `history.csv`), so that a worse epoch after the resume does not replace it."""
+    On a resumed fit the history keeps the backed-up epochs only, and the checkpoint
+    starts from the best of them, so that a worse epoch after the resume does not
+    replace it."""
     monitor = "val_last_steps_accuracy" if has_validation else "last_steps_accuracy"
+    keep_backed_up_history(run)
     best = best_so_far(run.history_path, monitor) if run.model_path.is_file() else None
     callbacks = [
         StopOnNonFiniteLoss(run),  # first: before a diverged epoch is saved
-        keras.callbacks.BackupAndRestore(str(run.backup_dir)),
-        keras.callbacks.ModelCheckpoint(
-            str(run.model_path),
-            monitor=monitor,
-            mode="max",
-            save_best_only=True,
-            initial_value_threshold=best,
-        ),
         keras.callbacks.CSVLogger(str(run.history_path), append=True),
+        BestCheckpoint(run.model_path, monitor, best),
+        keras.callbacks.BackupAndRestore(str(run.backup_dir)),
     ]
     if patience > 0:  # after the logger: the epochs before a resume come from its file
         callbacks.insert(1, StopWithoutProgress(run.history_path, monitor, patience))
