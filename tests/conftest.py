@@ -35,6 +35,7 @@ _full_float32_matmuls()
 # Longest first packs the files onto the workers with little idle time at the end.
 LONGEST_FILES_FIRST = (
     "test_finetune_convnet.py",  # about 110 s
+    "test_experiment.py",  # about 105 s
     "test_train_attention.py",  # about 100 s
     "test_tvl1.py",  # about 95 s
     "test_recognizer.py",  # about 60 s
@@ -42,7 +43,6 @@ LONGEST_FILES_FIRST = (
     "test_real_clips.py",  # about 60 s
     "test_demo.py",  # about 60 s
     "test_process_feed.py",  # about 60 s
-    "test_experiment.py",  # about 50 s
     "test_pipeline_benchmark.py",  # about 45 s
     "test_extraction_feed.py",  # about 45 s
     "test_memory_benchmark.py",  # about 45 s

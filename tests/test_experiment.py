@@ -1,8 +1,11 @@
 """The experiment runner: its config file, its plan, and every stage end to end at a tiny
 size; and the choices on validation (`evaluation.selection`)."""
 
+import _thread
 import dataclasses
 import re
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -281,23 +284,52 @@ def test_the_runner_goes_from_videos_to_tables_and_a_rerun_does_nothing(tmp_path
     # Ctrl-C in the middle of the trainings (once the first run's model is written),
     # then the same command again: the same choices and tables as the run above.
     _stop_resume_and_compare(
-        config, tmp_path / "again", watch="runs", pattern="model.keras", stage=" 7. train"
+        config, tmp_path / "again", "runs", "model.keras", " 7. train", as_command=False
     )
 
 
-def _stop_resume_and_compare(config, folder: Path, watch: str, pattern: str, stage: str):
-    """Runs `config` again in `folder` as a shell job, interrupts it with Ctrl-C once a
-    file matching `pattern` appears under its work folder's `watch`, checks that the
-    stage (the plan's line starting with `stage`) is part done, runs the command again
-    and compares the choices and tables with `config`'s."""
+def _interrupt_once_written(work, watch: Path, pattern: str, wait_seconds: float = 300):
+    """Runs `work()` in this process and interrupts it as Ctrl-C does (KeyboardInterrupt
+    in the main thread) once a file matching `pattern` appears under `watch`."""
+    found = threading.Event()
+
+    def watcher():
+        deadline = time.monotonic() + wait_seconds
+        while not found.is_set() and time.monotonic() < deadline:
+            if list(watch.rglob(pattern)):
+                _thread.interrupt_main()
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=watcher, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            work()
+    finally:
+        found.set()
+        thread.join()
+
+
+def _stop_resume_and_compare(
+    config, folder: Path, watch: str, pattern: str, stage: str, as_command: bool
+):
+    """Runs `config` again in `folder`, interrupts it with Ctrl-C once a file matching
+    `pattern` appears under its work folder's `watch` (`as_command`: the command, as a
+    shell job; else `run` in this process), checks that the stage (the plan's line
+    starting with `stage`) is part done, runs it again and compares the choices and
+    tables with `config`'s."""
     again = dataclasses.replace(config, work_dir=folder / "work", results_dir=folder / "results")
     folder.mkdir()
     path = write(folder, to_toml(again))
-    status, err, seconds = ctrl_c_once_written(
-        ["evaluation.experiment", str(path)], again.work_dir / watch, pattern, wait_seconds=300
-    )
-    assert status == 130 and "interrupted" in err, err[-2000:]
-    assert seconds < 30
+    if as_command:
+        status, err, seconds = ctrl_c_once_written(
+            ["evaluation.experiment", str(path)], again.work_dir / watch, pattern, wait_seconds=300
+        )
+        assert status == 130 and "interrupted" in err, err[-2000:]
+        assert seconds < 30
+    else:
+        _interrupt_once_written(lambda: experiment.run(again), again.work_dir / watch, pattern)
     line = next(line for line in plan(again).splitlines() if line.startswith(stage))
     assert re.search(r": \d+ of \d+ done", line), line  # stopped in the middle of the stage
     experiment.run(again)
@@ -325,7 +357,7 @@ probe = false
 [source]
 video_root = "{video_root}"
 split_dir = "{split_dir}"
-classes = ["Punch", "PushUps"]
+classes = ["BabyCrawling", "PushUps"]
 
 [frames]
 height = 48
@@ -352,26 +384,29 @@ validation_fraction = 0.34
 """
 
 
-def _real_lists(folder: Path, classes=("Punch", "PushUps"), train_groups=(8, 9, 10)) -> Path:
-    """Split 1's lists cut down to a few real clips a class: clip c01 of three training
-    groups and of the first test group."""
+# Short clips (56-109 frames): clip c01 of three training groups and of one test group.
+REAL_CLIPS = {"BabyCrawling": ((11, 12, 19), 2), "PushUps": ((11, 22, 23), 1)}
+
+
+def _real_lists(folder: Path, clips=REAL_CLIPS) -> Path:
+    """Split 1's lists cut down to a few real clips a class (`REAL_CLIPS`)."""
     lists = SUBSET / "ucfTrainTestlist"
     folder.mkdir(parents=True)
     (folder / "classInd.txt").write_bytes((lists / "classInd.txt").read_bytes())
     train = [
         line
         for line in (lists / "trainlist01.txt").read_text().splitlines()
-        for name in classes
-        for group in train_groups
+        for name, (groups, _) in clips.items()
+        for group in groups
         if line.startswith(f"{name}/v_{name}_g{group:02d}_c01.avi")
     ]
     test = [
         line
         for line in (lists / "testlist01.txt").read_text().splitlines()
-        for name in classes
-        if line.startswith(f"{name}/v_{name}_g01_c01.avi")
+        for name, (_, group) in clips.items()
+        if line.startswith(f"{name}/v_{name}_g{group:02d}_c01.avi")
     ]
-    assert len(train) == 3 * len(classes) and len(test) == len(classes)
+    assert len(train) == 3 * len(clips) and len(test) == len(clips)
     (folder / "trainlist01.txt").write_text("\n".join(train) + "\n")
     (folder / "testlist01.txt").write_text("\n".join(test) + "\n")
     return folder
@@ -392,8 +427,8 @@ def test_the_runner_on_real_clips_stopped_and_resumed_makes_the_same_tables(tmp_
     assert "split 1" in table1.to_string()
     # Ctrl-C while the motion features are written, then the same command again.
     _stop_resume_and_compare(
-        config, tmp_path / "again", watch="features/frozen/motion", pattern="*.npz",
-        stage=" 4. motion features",
+        config, tmp_path / "again", "features/frozen/motion", "*.npz", " 4. motion features",
+        as_command=True,
     )  # fmt: skip
 
 
