@@ -230,7 +230,8 @@ def _damage(folder: Path, part: _Part, marker: dict) -> str | None:
     return None
 
 
-def _encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    """One image as the store encodes it (BGR or one plane, OpenCV's quality scale)."""
     ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise FrameStoreError(f"OpenCV could not encode a {image.shape} image as JPEG.")
@@ -434,7 +435,7 @@ class PartWriter:
                     f"after images of {_size_label(self.shape)}; a video's are of one size."
                 )
             for prefix, plane in zip(self.part.prefixes, self._planes(image), strict=True):
-                encoded = _encode_jpeg(np.ascontiguousarray(plane), self.quality)
+                encoded = encode_jpeg(np.ascontiguousarray(plane), self.quality)
                 with atomic_write(self.folder / image_name(prefix, self.count)) as temporary:
                     temporary.write_bytes(encoded)
                 self.bytes += len(encoded)

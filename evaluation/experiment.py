@@ -64,7 +64,7 @@ import pandas as pd
 
 from data.feature_store import FeatureStore
 from data.flow_store import FlowSettings
-from data.frame_store import FrameSettings, FrameStore
+from data.frame_store import FrameSettings, FrameStore, encode_jpeg
 from data.splits import SplitSource
 from data.video import VideoError, VideoReader
 from evaluation import attention, linear_probe, scoring, selection, stage_rates, tables
@@ -477,10 +477,7 @@ def measure_frame_rate(config: ExperimentConfig, clips: Sequence, videos: int = 
         except (VideoError, StopIteration):
             continue
         for frame in chunk:
-            ok, encoded = cv2.imencode(
-                ".jpg", frame[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, settings.jpeg_quality]
-            )
-            written += len(encoded)
+            written += len(encode_jpeg(frame[..., ::-1], settings.jpeg_quality))
         seconds += time.perf_counter() - start
         frames += len(chunk)
     if not frames:
@@ -654,14 +651,13 @@ def _train_job(label: str, train: train_attention.TrainAttentionConfig) -> JobRe
     return JobResult(label, "done", seconds=time.perf_counter() - start)
 
 
-def _check_report(stage: str, report, log: Path | None = None) -> None:
+def _check_report(stage: str, report) -> None:
     if report is not None and report.failures:
         lines = [f"  {failure.item_id}: {failure.message}" for failure in report.failures[:10]]
         more = len(report.failures) - len(lines)
         raise StageFailed(
-            f"{stage}: {len(report.failures)} failed"
-            + (f" (listed in {log})" if log else "")
-            + ":\n" + "\n".join(lines) + (f"\n  ... and {more} more" if more > 0 else "")
+            f"{stage}: {len(report.failures)} failed:\n" + "\n".join(lines)
+            + (f"\n  ... and {more} more" if more > 0 else "")
             + "\nThe rest is written. Fix or remove these videos (or leave their classes out "
             "of [source] classes) and run the same command again: it goes on from here."
         )  # fmt: skip

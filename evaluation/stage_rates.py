@@ -116,19 +116,20 @@ def choose(key: str, settings: dict, here: str, known: Sequence[dict[str, Rate]]
     with a note of what differs ("" when nothing does). None when none is known."""
     rates = [records[key] for records in known if key in records]
     same = [rate for rate in rates if rate.settings == settings]
-    for rate in [r for r in same if r.machine == here] + same + rates:
-        differs = []
-        if rate.settings != settings:
-            names = sorted(
-                name
-                for name in set(settings) | set(rate.settings)
-                if settings.get(name) != rate.settings.get(name)
-            )
-            differs.append("with other " + ", ".join(names))
-        if rate.machine != here:
-            differs.append(f"on {rate.machine}")
-        return rate, ("a guide only: measured " + " and ".join(differs)) if differs else ""
-    return None, ""
+    ranked = [rate for rate in same if rate.machine == here] + same + rates
+    if not ranked:
+        return None, ""
+    rate, differs = ranked[0], []
+    if rate.settings != settings:
+        names = sorted(
+            name
+            for name in set(settings) | set(rate.settings)
+            if settings.get(name) != rate.settings.get(name)
+        )
+        differs.append("with other " + ", ".join(names))
+    if rate.machine != here:
+        differs.append(f"on {rate.machine}")
+    return rate, ("a guide only: measured " + " and ".join(differs)) if differs else ""
 
 
 def duration(seconds: float) -> str:
