@@ -15,6 +15,7 @@ from data.synthetic import PRESETS as SYNTHETIC_PRESETS
 from data.synthetic import generate_dataset
 from evaluation import experiment, selection, stage_rates
 from evaluation.experiment import ExperimentConfig, load_config, plan, to_toml
+from runtime.jobs import JobReport, JobResult
 from tests.shell_jobs import ctrl_c_once_written
 from tests.synthetic_videos import write_hmdb51_like, write_ucf101_like
 from training.runs import Run
@@ -454,3 +455,16 @@ def test_a_rate_of_the_same_settings_and_machine_is_taken_and_another_is_only_a_
     path.write_text("{not json")
     with pytest.raises(ValueError, match="not a rates record"):
         stage_rates.read_rates(path)
+
+
+def test_a_stage_with_failures_stops_the_runner_naming_them():
+    report = JobReport()
+    report.add(JobResult("Punch/v_Punch_g01_c01", "done"))
+    experiment._check_report("frames", report)  # nothing failed: goes on
+    for index in range(12):
+        report.add(JobResult(f"Punch/v_Punch_g{index:02d}_c02", "failed", "truncated video"))
+    with pytest.raises(experiment.StageFailed) as error:
+        experiment._check_report("frames", report)
+    message = str(error.value)
+    assert message.startswith("frames: 12 failed:\n  Punch/v_Punch_g00_c02: truncated video")
+    assert "... and 2 more" in message and "run the same command again" in message
