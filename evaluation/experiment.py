@@ -88,6 +88,9 @@ from training.runs import MODELS, PRESETS, Run, TrainConfig
 FEATURE_SETS = ("finetuned", "frozen")
 # The net fine-tuned for each stream, and its preset in `training.finetune_convnet`.
 NETS = {"appearance": "spatial", "motion": "temporal"}
+# The fine-tuning schedule's fields an iteration's time depends on: a rate measured on a
+# short schedule plans a long one of the same batch.
+FINETUNE_SPEED = ("batch_size", "crop_size", "frames_per_clip", "checkpoint_every")
 PAPER_RECIPE = "paper"
 CONFIG_NAME = "experiment.toml"
 
@@ -951,6 +954,15 @@ def stages(config: ExperimentConfig) -> list[Stage]:
         )
     }
     train_speed |= {"backbone": recipe.backbone, "jobs": config.train_jobs}
+
+    def finetune_speed(stream):
+        """What an iteration's time depends on (not the schedule's length or rates)."""
+        return {
+            "backbone": recipe.backbone, "precision": config.finetune.precision,
+            "data_parallel": config.finetune.data_parallel, "workers": config.finetune.workers,
+            **{name: getattr(schedule(stream), name) for name in FINETUNE_SPEED},
+        }  # fmt: skip
+
     results = config.results_dir
     result = [
         Stage(
@@ -982,8 +994,7 @@ def stages(config: ExperimentConfig) -> list[Stage]:
                     if s == stream and not net_done(k, stream)
                 ),
                 writes=lambda stream=stream: [net_dir(config, k, stream) for k in splits],
-                settings={"backbone": recipe.backbone, "precision": config.finetune.precision,
-                          **dataclasses.asdict(schedule(stream))},
+                settings=finetune_speed(stream),
                 key=f"finetune_{NETS[stream]}",
             )
         )  # fmt: skip

@@ -255,8 +255,14 @@ def test_the_runner_goes_from_videos_to_tables_and_a_rerun_does_nothing(tmp_path
     rates = stage_rates.read_rates(config.work_dir / "rates.json")
     assert {"frames", "flow", "finetune_temporal", "features_motion", "train"} <= set(rates)
     assert rates["features_motion"].unit == "frames" and rates["features_motion"].bytes > 0
-    fresh = dataclasses.replace(config, work_dir=tmp_path / "work2", results_dir=tmp_path / "r2")
+    longer = dataclasses.replace(config.temporal, max_iterations=3 * config.temporal.max_iterations)
+    fresh = dataclasses.replace(
+        config, work_dir=tmp_path / "work2", results_dir=tmp_path / "r2", temporal=longer
+    )
     lines = plan(fresh, rates=[config.work_dir / "rates.json"]).splitlines()
+    # a short schedule's rate plans a longer one of the same batch, as a rate of its settings
+    (temporal,) = [line for line in lines if "fine-tuning the temporal nets" in line]
+    assert re.search(r"about \d+ s, .*rates.json\)$", temporal) and "guide" not in temporal
     assert any(
         re.match(
             r" *5\. appearance features: 0 of 2 done; [\d,]+ frames left: about "
