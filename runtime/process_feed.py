@@ -39,9 +39,11 @@ import contextlib
 import dataclasses
 import itertools
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
+import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -331,10 +333,44 @@ def _pooled_until_stopped(function, items: Iterator, workers: int, ahead: int) -
     finally:
         for _, future in pending:
             future.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+        _shut_down(pool)
         for _, future in pending:  # results computed but never read: free their memory
             if future.done() and not future.cancelled() and future.exception() is None:
                 _discard_shared(future.result())
+
+
+def _shut_down(pool: ProcessPoolExecutor) -> None:
+    """`pool.shutdown(wait=True, cancel_futures=True)` that also returns when a worker
+    died (killed from outside, out of memory). An idle worker waits for its next item
+    holding the lock of the pool's call queue; one that dies there leaves that lock
+    taken, so the other workers never get the pool's stop message, and a shutdown that
+    waits for them waits forever. `concurrent.futures` stops them itself only where it
+    sees the death before the shutdown (a race: a test that stops a worker hung 1 time
+    in 10). So while the shutdown waits, a watcher stops the other workers once one has
+    died (SIGTERM: each removes the results it has not handed over, `_exit_on_sigterm`),
+    as the pool does when it sees the death."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # before shutdown
+    done = threading.Event()
+    watcher = threading.Thread(
+        target=_stop_all_once_one_dies, args=(processes, done), name="feed-shutdown", daemon=True
+    )
+    watcher.start()
+    try:
+        pool.shutdown(wait=True, cancel_futures=True)
+    finally:
+        done.set()
+        watcher.join()
+
+
+def _stop_all_once_one_dies(processes: list, done: threading.Event) -> None:
+    alive = processes
+    while alive and not done.is_set():
+        if any(process.exitcode not in (None, 0) for process in processes):
+            for process in alive:
+                process.terminate()
+            return
+        multiprocessing.connection.wait([process.sentinel for process in alive], timeout=0.1)
+        alive = [process for process in alive if process.is_alive()]
 
 
 def default_ahead(workers: int) -> int:

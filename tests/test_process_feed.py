@@ -5,12 +5,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from runtime import process_feed
 from runtime.process_feed import ordered_map
 from tests.feed_workers import AHEAD, WORKERS
 from tests.shell_jobs import REPO, is_running, wait_until
@@ -187,6 +189,39 @@ def test_results_lost_with_a_stopped_worker_are_an_error_naming_the_item():
         next(feed)
     feed.close()
     assert not _feed_segments(os.getpid())
+
+
+def _busy(folder: str) -> None:
+    Path(folder, str(os.getpid())).touch()  # this worker has taken its item
+    time.sleep(1.0)
+
+
+def test_a_worker_that_dies_with_the_pools_queue_locked_does_not_hang_the_shutdown(tmp_path):
+    # An idle worker waits for its next item holding the lock of the pool's call queue;
+    # dying there, it leaves the other workers unable to read the pool's stop message.
+    # concurrent.futures' own shutdown then waits for them forever unless it saw the
+    # death first (a race: the test above hung 1 time in 10 before the fix). Here this
+    # process takes that lock while both workers are busy (so they wait for it once
+    # done), the shutdown gets under way, and then a worker dies: the feed's shutdown
+    # stops the other worker and returns.
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import wait as wait_for
+
+    pool = ProcessPoolExecutor(2, mp_context=process_feed._context())
+    busy = [pool.submit(_busy, str(tmp_path)) for _ in range(2)]
+    wait_until(lambda: len(list(tmp_path.iterdir())) == 2)
+    processes = list(pool._processes.values())
+    pool._call_queue._rlock.acquire()
+    wait_for(busy)
+    killer = threading.Timer(0.5, os.kill, (processes[0].pid, signal.SIGKILL))
+    killer.start()
+    shutdown = threading.Thread(target=process_feed._shut_down, args=(pool,), daemon=True)
+    shutdown.start()
+    shutdown.join(timeout=20)
+    stuck = shutdown.is_alive()
+    for process in processes:  # a failed test leaves no worker behind
+        process.kill()
+    assert not stuck, "the shutdown waits for a worker that cannot stop"
 
 
 @pytest.mark.slow
