@@ -26,7 +26,7 @@ Each stage skips what is done, so re-running the command resumes; an interrupted
 stage resumes as the stages do, except a training stopped in the middle, which is
 trained again from its first epoch (so that results do not depend on where the run was
 stopped). A stage that records failures stops the runner (exit status 1, the failures
-named). Trainings run `train_jobs` at once. Choices read validation parts only; the
+named). Trainings and scorings run `train_jobs` at once. Choices read validation parts only; the
 test lists are read only to score. `--plan` prints every stage, what of it is done, and
 the time and disk the rest will take (`evaluation.stage_rates`: this work folder's
 measured rates, or another run's given with `--rates`), before any work.
@@ -164,8 +164,8 @@ class ExperimentConfig:
     # on a CPU); JAX: keep compiled programs here, shared by the runs (empty: off).
     jit_compile: bool = True
     compile_cache: str = ""
-    # Trainings at once, each in a process of its own (1: one after another in this
-    # process). One attention model leaves a GPU mostly idle; several at once fill it
+    # Trainings (and scorings) at once, each in a process of its own (1: one after
+    # another in this process). One attention model leaves a GPU mostly idle; several fill it
     # (on a GPU each process then takes device memory as it needs it, not all at once).
     train_jobs: int = 1
     # Fig. 1 style figures: these test videos of split `splits[0]` (ids such as
@@ -654,6 +654,16 @@ def _train_job(label: str, train: train_attention.TrainAttentionConfig) -> JobRe
     return JobResult(label, "done", seconds=time.perf_counter() - start)
 
 
+def _score_job(label: str, root: str) -> JobResult:
+    """Scores one run on its test list (`evaluation.scoring.score_run`), a
+    `runtime.batch_jobs` task: the runs to score at once are `train_jobs`, as trainings."""
+    start = time.perf_counter()
+    metrics = scoring.score_run(Run(root))
+    message = f"accuracy {100 * metrics['accuracy']:.1f}% on {metrics['num_videos']} videos"
+    print(f"{root}: {message}", flush=True)
+    return JobResult(label, "done", message, seconds=time.perf_counter() - start)
+
+
 def _check_report(stage: str, report) -> None:
     if report is not None and report.failures:
         lines = [f"  {failure.item_id}: {failure.message}" for failure in report.failures[:10]]
@@ -842,8 +852,15 @@ def stages(config: ExperimentConfig) -> list[Stage]:
 
     def score_work():
         waiting = [run for run in chosen_runs() if not scoring.is_scored(run)]
-        if waiting:
-            scoring.run(scoring.ScoringConfig(run=tuple(run.root for run in waiting)))
+        if not waiting:
+            return
+        for run in waiting:  # every run, before the first is scored
+            scoring.check_trained(run)
+        jobs = min(config.train_jobs, len(waiting))
+        tasks = [(str(run.root), str(run.root)) for run in waiting]
+        print(f"--- {len(tasks)} runs to score, {jobs} at once", flush=True)
+        report = run_jobs(_score_job, tasks, workers=jobs, description="scoring", unit="run")
+        _check_report("scoring", report)
 
     def table_work():
         for recipe in recipes:
