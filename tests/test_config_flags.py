@@ -82,8 +82,9 @@ def test_two_fields_with_one_flag_name_are_refused():
 @pytest.mark.parametrize(
     "module", ["training.train_attention", "evaluation.predict", "evaluation.scoring"]
 )
-def test_a_user_error_is_one_line_and_exit_status_2(module, tmp_path):
-    import subprocess
+def test_a_user_error_is_one_line_and_exit_status_2(module, tmp_path, monkeypatch, capsys):
+    # The module run as `python -m` runs it (its `__main__` block), in this process.
+    import runpy
     import sys
 
     arguments = {
@@ -91,13 +92,13 @@ def test_a_user_error_is_one_line_and_exit_status_2(module, tmp_path):
         "evaluation.predict": ["missing.avi", "--appearance-run", str(tmp_path)],
         "evaluation.scoring": ["--run", str(tmp_path)],
     }[module]
-    result = subprocess.run(
-        [sys.executable, "-m", module, *arguments],
-        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=120,
-    )  # fmt: skip
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert result.returncode == 2 and len(errors) == 1, result.stderr
-    assert "Traceback" not in result.stderr
+    monkeypatch.setattr(sys, "argv", [module, *arguments])
+    with pytest.raises(SystemExit) as stopped:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    stderr = capsys.readouterr().err
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert stopped.value.code == 2 and len(errors) == 1, stderr
+    assert "Traceback" not in stderr
 
 
 def test_an_interrupted_command_is_one_line_and_exit_status_130_or_143(capsys):
