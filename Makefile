@@ -20,7 +20,8 @@ venv: $(STAMP)
 demo: $(STAMP)
 	KERAS_BACKEND=tensorflow $(BIN)/python -m evaluation.demo
 
-# The whole suite on TensorFlow (default backend), then the model tests on JAX and PyTorch,
+# The whole suite on TensorFlow (default backend), then the model tests on JAX and PyTorch
+# and the device flow solver's end-to-end tests on JAX (marked `jax`, skipped on the others),
 # each spread over the machine's cores (pytest-xdist; at most 4 processes, one test file
 # per process so that a file's shared fixtures are computed once).
 PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile
@@ -29,7 +30,7 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory test-backends
 
 test-backends: $(STAMP)
-	KERAS_BACKEND=jax $(BIN)/python -m pytest $(PARALLEL) -m multibackend
+	KERAS_BACKEND=jax $(BIN)/python -m pytest $(PARALLEL) -m "multibackend or jax"
 	KERAS_BACKEND=torch $(BIN)/python -m pytest $(PARALLEL) -m multibackend
 
 lint: $(STAMP)

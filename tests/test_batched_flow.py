@@ -46,6 +46,7 @@ def dataset(tmp_path):
     return write_ucf101_like(tmp_path / "data", ("Alpha", "Beta"), clips_per_class=3)
 
 
+@pytest.mark.jax
 def test_batches_across_videos_give_the_files_of_the_per_video_path(tmp_path, monkeypatch):
     """7-frame videos (6 pairs) in batches of 4 (FLOW_PAIRS): batches end one video and
     begin the next, and a video's pairs are spread over two batches. (The per-video path
@@ -110,6 +111,7 @@ def test_bad_videos_fail_alone_named_and_leave_nothing(dataset, tmp_path, capsys
         assert not [p for p in output.rglob("*") if ".tmp-" in p.name]
 
 
+@pytest.mark.jax
 @pytest.mark.slow
 def test_ctrl_c_stops_within_seconds_and_a_rerun_completes_the_same_files(tmp_path, capsys):
     video_root, split_dir = write_ucf101_like(

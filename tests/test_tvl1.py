@@ -47,6 +47,7 @@ def end_point_error(flow, truth):
     return np.linalg.norm(flow - truth, axis=-1)[:, MARGIN[0], MARGIN[1]].mean(axis=(1, 2))
 
 
+@pytest.mark.jax
 def test_end_point_error_on_known_flows_within_1_1_of_opencv(flows):
     ours, theirs, truth = flows
     ours_epe, theirs_epe = end_point_error(ours[:3], truth), end_point_error(theirs[:3], truth)
@@ -56,6 +57,7 @@ def test_end_point_error_on_known_flows_within_1_1_of_opencv(flows):
     assert (ours_epe < 0.15).all()  # every field is recovered to a small fraction of a pixel
 
 
+@pytest.mark.jax
 def test_quantised_flow_agrees_with_opencv_on_real_frames(flows):
     ours, theirs, _ = flows
     difference = np.abs(
@@ -164,6 +166,7 @@ def test_compaction_sizes_halve_down_to_the_smallest():
     assert tvl1.compaction_sizes(4, 8) == [4]
 
 
+@pytest.mark.jax
 def test_compacted_and_stage_solvers_give_each_pair_the_reference_flow():
     """Pairs that converge at very different speeds (identical frames stop at once, known
     shifts and real motion later), in rounds short enough that pairs stop within a round
