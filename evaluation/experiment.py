@@ -26,8 +26,8 @@ Each stage skips what is done, so re-running the command resumes; an interrupted
 stage resumes as the stages do, except a training stopped in the middle, which is
 trained again from its first epoch (so that results do not depend on where the run was
 stopped). A stage that records failures stops the runner (exit status 1, the failures
-named). Trainings and scorings run `train_jobs` at once. Choices read validation parts only; the
-test lists are read only to score. `--plan` prints every stage, what of it is done, and
+named). Trainings and scorings run `train_jobs` at once. Choices read validation parts
+only; the test lists are read only to score. `--plan` prints every stage, what of it is done, and
 the time and disk the rest will take (`evaluation.stage_rates`: this work folder's
 measured rates, or another run's given with `--rates`), before any work.
 
@@ -658,10 +658,8 @@ def _score_job(label: str, root: str) -> JobResult:
     """Scores one run on its test list (`evaluation.scoring.score_run`), a
     `runtime.batch_jobs` task: the runs to score at once are `train_jobs`, as trainings."""
     start = time.perf_counter()
-    metrics = scoring.score_run(Run(root))
-    message = f"accuracy {100 * metrics['accuracy']:.1f}% on {metrics['num_videos']} videos"
-    print(f"{root}: {message}", flush=True)
-    return JobResult(label, "done", message, seconds=time.perf_counter() - start)
+    scoring.run(scoring.ScoringConfig(run=(root,)))  # prints the run's accuracy
+    return JobResult(label, "done", seconds=time.perf_counter() - start)
 
 
 def _check_report(stage: str, report) -> None:
