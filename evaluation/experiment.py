@@ -591,6 +591,27 @@ def trained(train: train_attention.TrainAttentionConfig) -> bool:
     return Run.for_config(train.runs, train.train).is_trained()
 
 
+def epochs_logged(train: train_attention.TrainAttentionConfig) -> int:
+    """The epochs a training has finished so far (rows of its `history.csv`)."""
+    path = Run.for_config(train.runs, train.train).history_path
+    try:
+        with open(path, "rb") as handle:
+            return max(0, handle.read().count(b"\n") - 1)
+    except OSError:
+        return 0
+
+
+def iterations_logged(folder: Path) -> int:
+    """The last iteration a fine-tuning has logged (`log.csv`'s last row), 0 if none."""
+    try:
+        with open(folder / finetune_convnet.LOG_NAME, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - 4096))
+            last = handle.read().rstrip(b"\n").rsplit(b"\n", 1)[-1]
+        return int(last.split(b",", 1)[0])
+    except (OSError, ValueError):
+        return 0
+
+
 def _choices_path(config: ExperimentConfig) -> Path:
     return config.work_dir / "choices.json"
 
@@ -619,6 +640,11 @@ class Stage:
     writes: Callable[[], list[Path]] = lambda: []
     settings: dict = field(default_factory=dict)
     key: str = ""
+    # The units done so far, read while the stage works (`stage_rates.Progress`); None:
+    # the units left when it began less those left now.
+    done: Callable[[], float] | None = None
+    # The networks or runs left, for a stage whose disk grows by job, not by unit.
+    jobs_left: Callable[[], float] | None = None
 
     def __post_init__(self):
         self.key = self.key or self.name
@@ -782,6 +808,12 @@ def stages(config: ExperimentConfig) -> list[Stage]:
         return lambda: sum(
             train_videos()[t.train.split] * t.train.epochs for t in trainings() if not trained(t)
         )
+
+    def video_epochs_done(trainings):
+        return lambda: sum(train_videos()[t.train.split] * epochs_logged(t) for t in trainings())
+
+    def trainings_left(trainings):
+        return lambda: sum(not trained(t) for t in trainings())
 
     def train_all(trainings):
         waiting = [train for train in trainings if not trained(train)]
@@ -1011,6 +1043,12 @@ def stages(config: ExperimentConfig) -> list[Stage]:
                 writes=lambda stream=stream: [net_dir(config, k, stream) for k in splits],
                 settings=finetune_speed(stream),
                 key=f"finetune_{NETS[stream]}",
+                done=lambda stream=stream: sum(
+                    iterations_logged(net_dir(config, k, s)) for k, s in nets if s == stream
+                ),
+                jobs_left=lambda stream=stream: sum(
+                    not net_done(k, s) for k, s in nets if s == stream
+                ),
             )
         )  # fmt: skip
     for stream in streams:
@@ -1034,6 +1072,8 @@ def stages(config: ExperimentConfig) -> list[Stage]:
             lambda: train_all(candidate_trainings()),
             unit="video-epochs", left=video_epochs_left(candidate_trainings),
             writes=lambda: [config.work_dir / "runs"], settings=train_speed, key="train",
+            done=video_epochs_done(candidate_trainings),
+            jobs_left=trainings_left(candidate_trainings),
         ),
         Stage(
             "choose features per stream (validation)",
@@ -1049,6 +1089,8 @@ def stages(config: ExperimentConfig) -> list[Stage]:
                 lambda: train_all(recipe_trainings()),
                 unit="video-epochs", left=video_epochs_left(recipe_trainings),
                 writes=lambda: [config.work_dir / "runs"], settings=train_speed, key="train",
+                done=video_epochs_done(recipe_trainings),
+                jobs_left=trainings_left(recipe_trainings),
             ),
         ]  # fmt: skip
     result += [
@@ -1104,7 +1146,8 @@ def _estimate(stage: Stage, left: float, known: list, here: str):
     if rate is None:
         return None, None, "no rate yet"
     source = rate.source + (f"; {note}" if note else "")
-    return left * rate.seconds, left * rate.bytes, source
+    jobs = stage.jobs_left() if stage.jobs_left is not None else None
+    return *rate.estimate(left, jobs), source
 
 
 def plan(config: ExperimentConfig, rates: Sequence[Path] = ()) -> str:
@@ -1217,24 +1260,48 @@ def run(config: ExperimentConfig) -> dict:
                 header += f", about {stage_rates.duration(seconds)} ({source})"
         print(header + " ===", flush=True)
         written = stage_rates.folder_bytes(stage.writes()) if left else 0
+        jobs = stage.jobs_left() if left and stage.jobs_left is not None else None
+        done = stage.done or functools.partial(_done_from_left, stage, left)
+        progress = stage_rates.Progress(done)
         try:
-            stage.work()
+            with progress:
+                stage.work()
         finally:  # a stage stopped with Ctrl-C records what it took and did, too
             took = time.perf_counter() - start
             times.append({"stage": stage.name, "seconds": round(took, 1)})
             _add_stage_time(config, stage.name, took, here)
-            worked = left - stage.amount_left() if left else 0
-            if worked > 0:
-                written = stage_rates.folder_bytes(stage.writes()) - written
-                stage_rates.record_rate(
-                    rates_path(config),
-                    stage.key,
-                    stage_rates.Rate(
-                        seconds=took / worked, bytes=max(0, written) / worked, units=worked,
-                        unit=stage.unit, machine=here, settings=stage.settings,
-                    ),
-                )  # fmt: skip
+            if left:
+                _record_rate(config, stage, progress, took, written, jobs, here)
     return {"choices": read_choices(config), "stage_times": times}
+
+
+def _done_from_left(stage: Stage, left_at_start: float) -> float:
+    return left_at_start - stage.amount_left()
+
+
+def _record_rate(config, stage, progress, took, written_before, jobs_before, here) -> None:
+    """Records what a unit of `stage` took (`evaluation.stage_rates`): its start apart
+    from the time a unit takes after it, read from its progress; its disk per unit, or
+    per job for a stage that counts jobs."""
+    worked = progress.total()
+    if worked <= 0:
+        return
+    start, seconds = stage_rates.steady_rate(progress.samples, took, worked)
+    written = max(0, stage_rates.folder_bytes(stage.writes()) - written_before)
+    per_job = jobs_before is not None
+    if per_job:
+        jobs = jobs_before - stage.jobs_left()
+        if jobs <= 0:
+            return
+    stage_rates.record_rate(
+        rates_path(config),
+        stage.key,
+        stage_rates.Rate(
+            seconds=seconds, bytes=written / (jobs if per_job else worked), units=worked,
+            unit=stage.unit, machine=here, settings=stage.settings, start=start,
+            bytes_per="job" if per_job else "unit",
+        ),
+    )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None):

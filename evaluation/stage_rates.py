@@ -18,6 +18,20 @@ A rate measured with other settings (another backbone, flow method, size) or on
 another machine is shown as a guide only, and the plan says so; a stage with no rate
 says "no rate yet". Early stopping ends trainings before their last epoch, so their
 estimate is an upper bound.
+
+A stage pays a one-off start before its first unit is done (building and compiling its
+networks, the flow solver's self-check): on a short run that start is most of the time
+(the flow stage on 156 clips of an H100: about 77 s of start, then 64 s of flow), and a
+rate of the stage's seconds over its units would put it into every unit of a long run.
+While a stage works, the runner therefore reads how much it has done every few seconds
+(`Progress`); the rate keeps the start apart (`start`, seconds) from the time a unit
+takes after it (`steady_rate`), and a plan is the start plus the units left times that
+time. Where no progress shows before the end (units too coarse, or a stage of seconds),
+the start is 0 and the rate is the stage's seconds over its units, as before.
+
+Disk: frames, flow and features grow with their units; fine-tuning and the trainings
+write a few files a network or run (checkpoints, models), whatever its length, so those
+stages record bytes per job (`bytes_per = "job"`) and the plan multiplies the jobs left.
 """
 
 from __future__ import annotations
@@ -26,7 +40,9 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -38,13 +54,77 @@ from runtime.jobs import default_workers
 class Rate:
     """What one unit of a stage took, and where it was measured."""
 
-    seconds: float  # per unit
-    bytes: float  # written per unit
+    seconds: float  # per unit, after the start
+    bytes: float  # written per unit (per job where bytes_per is "job")
     units: float  # the amount it was measured over
     unit: str
     machine: str
     settings: dict = field(default_factory=dict)
+    start: float = 0.0  # one-off seconds before the first unit is done
+    bytes_per: str = "unit"  # or "job": a network or a run
     source: str = ""  # the record it was read from (not stored)
+
+    def estimate(self, left: float, jobs: float | None = None) -> tuple[float, float]:
+        """(seconds, bytes) of `left` units in `jobs` jobs."""
+        per_job = self.bytes_per == "job" and jobs is not None
+        return self.start + left * self.seconds, self.bytes * (jobs if per_job else left)
+
+
+# How often the runner reads a working stage's progress, in seconds.
+PROGRESS_EVERY = 5.0
+
+
+class Progress:
+    """Reads `done()` (the units done so far) every `every` seconds in a thread while
+    a stage works: `with Progress(done) as progress: ...`; then `progress.samples` is
+    [(seconds since the start, units done since the start)], the first at 0."""
+
+    def __init__(self, done: Callable[[], float], every: float | None = None):
+        self.done, self.every = done, PROGRESS_EVERY if every is None else every
+        self.samples: list[tuple[float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _read(self) -> float | None:
+        try:
+            return float(self.done())
+        except Exception:  # a file replaced while read: the next reading counts
+            return None
+
+    def _sample(self):
+        while not self._stop.wait(self.every):
+            value = self._read()
+            if value is not None:
+                self.samples.append((time.perf_counter() - self._began, value - self._first))
+
+    def __enter__(self):
+        self._began, self._first = time.perf_counter(), self._read() or 0.0
+        self.samples.append((0.0, 0.0))
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def total(self) -> float:
+        """The units done since the start, read now (0 if it cannot be read)."""
+        value = self._read()
+        return 0.0 if value is None else value - self._first
+
+
+def steady_rate(samples: Sequence[tuple[float, float]], took: float, worked: float):
+    """(start, seconds a unit after it) of a stage that took `took` seconds for
+    `worked` units, from its progress `samples` (`Progress`). The start is the last
+    reading before the first progress; its units are all the work. Without progress
+    before the end, or when the first progress is over a tenth of the work (units too
+    coarse to tell a start from work done in parallel): (0, took / worked)."""
+    for (before, _), (_, value) in zip(samples, samples[1:], strict=False):
+        if value > 0:
+            if value > 0.1 * worked:
+                break
+            return before, (took - before) / worked
+    return 0.0, took / worked
 
 
 def machine() -> str:

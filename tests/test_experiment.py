@@ -255,6 +255,10 @@ def test_the_runner_goes_from_videos_to_tables_and_a_rerun_does_nothing(tmp_path
     rates = stage_rates.read_rates(config.work_dir / "rates.json")
     assert {"frames", "flow", "finetune_temporal", "features_motion", "train"} <= set(rates)
     assert rates["features_motion"].unit == "frames" and rates["features_motion"].bytes > 0
+    assert rates["features_motion"].bytes_per == "unit"
+    # fine-tuning and the trainings write files a network or run, whatever their length
+    assert rates["finetune_temporal"].bytes_per == rates["train"].bytes_per == "job"
+    assert rates["train"].bytes > 0 and rates["train"].units > 0
     longer = dataclasses.replace(config.temporal, max_iterations=3 * config.temporal.max_iterations)
     fresh = dataclasses.replace(
         config, work_dir=tmp_path / "work2", results_dir=tmp_path / "r2", temporal=longer
@@ -461,6 +465,36 @@ def test_a_rate_of_the_same_settings_and_machine_is_taken_and_another_is_only_a_
     path.write_text("{not json")
     with pytest.raises(ValueError, match="not a rates record"):
         stage_rates.read_rates(path)
+
+
+def test_a_rate_keeps_the_stages_start_apart_from_the_time_a_unit_takes():
+    # 10 s of start (nothing done at the readings of 5 and 10 s), then 200 units in 10 s
+    samples = [(0.0, 0.0), (5.0, 0.0)] + [(10.0 + s, 20.0 * s) for s in range(11)]
+    assert stage_rates.steady_rate(samples, took=20.0, worked=200) == (10.0, 0.05)
+    # no progress before the end: the stage's seconds over its units
+    assert stage_rates.steady_rate([(0.0, 0.0), (5.0, 0.0)], took=8.0, worked=4) == (0.0, 2.0)
+    # a first progress of over a tenth of the work (4 runs at once, one finished): units
+    # too coarse to tell the start from work done meanwhile
+    coarse = [(0.0, 0.0), (50.0, 0.0), (55.0, 30.0), (60.0, 120.0)]
+    assert stage_rates.steady_rate(coarse, took=60.0, worked=120) == (0.0, 0.5)
+
+    rate = stage_rates.Rate(0.5, 3.0, 20, "frames", "m", start=10.0)
+    assert rate.estimate(100) == (60.0, 300.0)  # the start once, then 100 units
+    per_job = dataclasses.replace(rate, bytes=1e6, bytes_per="job")
+    assert per_job.estimate(100, jobs=3) == (60.0, 3e6)  # disk by job, not by unit
+
+    # the readings, taken in a thread while the work runs
+    counter = {"done": 5.0}
+    with stage_rates.Progress(lambda: counter["done"], every=0.01) as progress:
+        for _ in range(5):
+            time.sleep(0.03)
+            counter["done"] += 1
+        time.sleep(0.03)
+    assert progress.samples[0] == (0.0, 0.0)  # relative to what was done at the start
+    values = [value for _, value in progress.samples]
+    assert values == sorted(values) and values[-1] == 5.0 and progress.total() == 5.0
+    times = [seconds for seconds, _ in progress.samples]
+    assert times == sorted(times) and len(times) > 5
 
 
 def test_a_stage_with_failures_stops_the_runner_naming_them():
