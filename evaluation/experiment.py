@@ -1318,7 +1318,7 @@ def main(argv: Sequence[str] | None = None):
         action="append",
         default=[],
         help="with --plan: another run's rates.json, for the stages this work folder has "
-        "not timed yet (repeatable; e.g. evaluation/results/ucf101_subset/rates.json)",
+        "not timed yet (repeatable; e.g. evaluation/results/ucf101_subset/record/rates.json)",
     )
     parser.add_argument(
         "--print-config", action="store_true", help="print the config (defaults without one)"
