@@ -33,6 +33,11 @@ def ctrl_c_once_written(
     while not list(Path(watch).rglob(pattern)) and time.monotonic() < deadline:
         time.sleep(0.01)
     sent = time.monotonic()
+    finished = process.poll()
+    assert finished is None, (
+        f"the command ended (status {finished}) before a file matching {pattern} showed "
+        f"under {watch}: nothing left to interrupt"
+    )
     os.killpg(process.pid, signal.SIGINT)  # a terminal's Ctrl-C: parent and workers
     _, err = process.communicate(timeout=30)
     return process.returncode, err, time.monotonic() - sent
