@@ -1261,8 +1261,12 @@ def run(config: ExperimentConfig) -> dict:
         print(header + " ===", flush=True)
         written = stage_rates.folder_bytes(stage.writes()) if left else 0
         jobs = stage.jobs_left() if left and stage.jobs_left is not None else None
-        done = stage.done or functools.partial(_done_from_left, stage, left)
-        progress = stage_rates.Progress(done)
+        if stage.done is None:  # nothing done yet of the `left` just measured
+            progress = stage_rates.Progress(
+                functools.partial(_done_from_left, stage, left), first=0
+            )
+        else:
+            progress = stage_rates.Progress(stage.done)
         try:
             with progress:
                 stage.work()

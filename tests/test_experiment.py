@@ -498,6 +498,16 @@ def test_a_rate_keeps_the_stages_start_apart_from_the_time_a_unit_takes():
     times = [seconds for seconds, _ in progress.samples]
     assert times == sorted(times) and len(times) > 5
 
+    # a slow reading (a large store's state) is taken less often: 20 times its duration
+    def slow():
+        time.sleep(0.02)
+        return counter["done"]
+
+    with stage_rates.Progress(slow, every=0.001, first=0.0) as progress:
+        time.sleep(0.5)
+    assert len(progress.samples) <= 3  # the start and at most one reading a 0.4 s or so
+    assert progress.samples[0] == (0.0, 0.0)
+
 
 def test_a_stage_with_failures_stops_the_runner_naming_them():
     report = JobReport()
