@@ -4,6 +4,7 @@ size; and the choices on validation (`evaluation.selection`)."""
 import _thread
 import dataclasses
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -329,10 +330,19 @@ def _stop_resume_and_compare(
     `pattern` appears under its work folder's `watch` (`as_command`: the command, as a
     shell job; else `run` in this process), checks that the stage (the plan's line
     starting with `stage`) is part done, runs it again and compares the choices and
-    tables with `config`'s."""
+    tables with `config`'s. The stages before the trainings start from a copy of
+    `config`'s (their own stop and resume are tested stage by stage), so the stop lands in
+    the stage under test and only what follows it runs twice."""
     again = dataclasses.replace(config, work_dir=folder / "work", results_dir=folder / "results")
     folder.mkdir()
+    for name in ("frames", "flow", "convnets", "features"):
+        if (config.work_dir / name).is_dir():
+            shutil.copytree(config.work_dir / name, again.work_dir / name)
     path = write(folder, to_toml(again))
+    before = plan(again).splitlines()
+    start = next(i for i, line in enumerate(before) if line.startswith(stage))
+    assert all(line.endswith(": done") for line in before[4:start]), before  # copied, not stale
+    assert not before[start].endswith(": done"), before[start]
     if as_command:
         status, err, seconds = ctrl_c_once_written(
             ["evaluation.experiment", str(path)], again.work_dir / watch, pattern, wait_seconds=300
