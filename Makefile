@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+RUNTIME := $(VENV)/.installed-runtime
 STAMP := $(VENV)/.installed
 
 .PHONY: venv demo test test-backends lint clean
@@ -9,15 +10,24 @@ STAMP := $(VENV)/.installed
 # --no-compile: Python compiles the modules a program imports when it first imports them,
 # instead of pip compiling every file of TensorFlow, PyTorch and JAX up front (a fresh
 # install here: 116 s -> 53 s).
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+# `make demo` installs what the library needs (requirements.txt: TensorFlow on the CPU);
+# `make test` adds the tests' set: PyTorch's CPU build from PyTorch's index (asked for
+# torch only, at most twice: a machine that cannot reach it and holds the wheel goes on),
+# then requirements-dev.txt.
+$(RUNTIME): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --no-compile -r requirements.txt
+	touch $(RUNTIME)
+
+$(STAMP): $(RUNTIME) requirements-dev.txt requirements-torch-cpu.txt
+	$(BIN)/python -m pip install --quiet --no-compile --retries 1 -r requirements-torch-cpu.txt
 	$(BIN)/python -m pip install --quiet --no-compile -r requirements-dev.txt
 	touch $(STAMP)
 
 venv: $(STAMP)
 
 # The whole method on synthetic videos, CPU only: writes evaluation/results/demo/.
-demo: $(STAMP)
+demo: $(RUNTIME)
 	KERAS_BACKEND=tensorflow $(BIN)/python -m evaluation.demo
 
 # The whole suite on TensorFlow (default backend), then the model tests on JAX and PyTorch

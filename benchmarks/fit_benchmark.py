@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.config_flags import exit_on_error, parse_config
-from runtime.devices import device_name, peak_device_bytes
+from temporal_attention.runtime.config_flags import exit_on_error, parse_config
+from temporal_attention.runtime.devices import device_name, peak_device_bytes
 
 PRECISIONS = ("float32", "mixed_bfloat16")
 
@@ -185,8 +185,8 @@ def build_keras_case(case: FitCase):
     """The compiled recogniser of `case`, under its dtype policy and seed."""
     import keras
 
-    from models.recognizer import build_attention_model
-    from runtime.devices import use_compilation_cache
+    from temporal_attention.models.recognizer import build_attention_model
+    from temporal_attention.runtime.devices import use_compilation_cache
 
     if case.compile_cache is not None:
         use_compilation_cache(case.compile_cache)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.fit_benchmark import FitCase, build_keras_case, fit_data, random_data
-from runtime.config_flags import exit_on_error, parse_config
+from temporal_attention.runtime.config_flags import exit_on_error, parse_config
 
 # Kernel kinds, by name (the first that matches).
 KINDS = (

@@ -31,10 +31,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data.flow_quantization import quantize_flow
-from data.optical_flow import flow_function
-from data.video import FRAME_HEIGHT, FRAME_WIDTH, read_video
-from runtime.config_flags import exit_on_error, parse_config
+from temporal_attention.data.flow_quantization import quantize_flow
+from temporal_attention.data.optical_flow import flow_function
+from temporal_attention.data.video import FRAME_HEIGHT, FRAME_WIDTH, read_video
+from temporal_attention.runtime.config_flags import exit_on_error, parse_config
 
 CPU_METHODS = ("tvl1", "farneback", "dis")
 
@@ -104,7 +104,7 @@ def end_point_error(flow: np.ndarray, truth: np.ndarray, margin: int) -> float:
 
 def _flows(method: str, first: list[np.ndarray], second: list[np.ndarray]) -> np.ndarray:
     if method == "tvl1_keras":
-        from data.tvl1 import tvl1_flow
+        from temporal_attention.data.tvl1 import tvl1_flow
 
         return tvl1_flow(np.stack(first), np.stack(second))
     flow_between = flow_function(method)
@@ -131,7 +131,9 @@ def time_speed(method, first, second, workers: int, batch: int) -> dict:
         for start in range(0, pairs, batch):
             _flows(method, first[start : start + batch], second[start : start + batch])
         seconds = time.perf_counter() - began
-        from runtime.devices import peak_device_bytes  # Keras: not in the OpenCV workers
+        from temporal_attention.runtime.devices import (
+            peak_device_bytes,
+        )  # Keras: not in the OpenCV workers
 
         peak = peak_device_bytes()
         return {"pairs_per_s": pairs / seconds, "batch": batch, "workers": None,
@@ -216,7 +218,7 @@ def run_benchmark(
 def _device() -> str:
     import keras  # here, not at import: the OpenCV worker processes never load Keras
 
-    from runtime.devices import device_name
+    from temporal_attention.runtime.devices import device_name
 
     return f"{keras.backend.backend()}: {device_name()}"
 

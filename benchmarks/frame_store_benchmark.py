@@ -35,9 +35,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data.frame_store import FrameStore
-from data.video import read_video
-from runtime.config_flags import exit_on_error, parse_config
+from temporal_attention.data.frame_store import FrameStore
+from temporal_attention.data.video import read_video
+from temporal_attention.runtime.config_flags import exit_on_error, parse_config
 
 UCF101_VIDEOS = 13_320
 UCF101_FRAMES = 2_500_000  # about: 13,320 clips of 186 frames on average

@@ -35,8 +35,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data.video import FRAME_HEIGHT, FRAME_WIDTH
-from runtime.config_flags import exit_on_error, parse_config
+from temporal_attention.data.video import FRAME_HEIGHT, FRAME_WIDTH
+from temporal_attention.runtime.config_flags import exit_on_error, parse_config
 
 STAGES = ("flow", "appearance", "motion", "predict-appearance", "predict-motion")
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -52,8 +52,8 @@ _MEASURE = (
 # evaluation.predict's feature computation for one video and one stream.
 _PREDICT = (
     "import json, sys\n"
-    "from evaluation.predict import video_features\n"
-    "from models.feature_extraction import FeatureRecipe\n"
+    "from temporal_attention.evaluation.predict import video_features\n"
+    "from temporal_attention.models.feature_extraction import FeatureRecipe\n"
     "recipe = FeatureRecipe.from_metadata(json.loads(sys.argv[2]))\n"
     "features = video_features(sys.argv[1], recipe, sys.argv[3])\n"
     "print('features', features.shape)\n"
@@ -151,7 +151,7 @@ def peak_memory(command: Sequence[str]) -> dict:
 
 
 def _save_network(stream: str, config: MemoryBenchmarkConfig, path: Path) -> Path:
-    from models.two_stream_vgg16 import build_stream_vgg16
+    from temporal_attention.models.two_stream_vgg16 import build_stream_vgg16
 
     if not path.is_file():
         network = build_stream_vgg16(

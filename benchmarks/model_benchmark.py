@@ -22,8 +22,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from models.recognizer import build_attention_model
-from runtime.config_flags import exit_on_error, parse_config
+from temporal_attention.models.recognizer import build_attention_model
+from temporal_attention.runtime.config_flags import exit_on_error, parse_config
 
 
 @dataclass(frozen=True)

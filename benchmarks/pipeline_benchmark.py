@@ -52,10 +52,10 @@ from pathlib import Path
 
 import numpy as np
 
-from data.crops import CROP_SIZE
-from data.video import FRAME_HEIGHT, FRAME_WIDTH
-from runtime.config_flags import exit_on_error, parse_config
-from runtime.devices import device_name, peak_device_bytes
+from temporal_attention.data.crops import CROP_SIZE
+from temporal_attention.data.video import FRAME_HEIGHT, FRAME_WIDTH
+from temporal_attention.runtime.config_flags import exit_on_error, parse_config
+from temporal_attention.runtime.devices import device_name, peak_device_bytes
 
 STAGES = (
     "decode",
@@ -267,7 +267,7 @@ def _network_flags(config: BenchmarkConfig) -> list[str]:
 
 
 def _workers(config: BenchmarkConfig) -> int:
-    from runtime.jobs import default_workers
+    from temporal_attention.runtime.jobs import default_workers
 
     return config.workers or default_workers()
 
@@ -304,7 +304,7 @@ def finetune_warmup(config: BenchmarkConfig) -> int:
     """Fine-tuning iterations left out after the first (it compiles): the batches its
     workers draw ahead (`runtime.process_feed.default_ahead`, the stage's default), made
     while it compiled, so that the timed ones are drawn at the feed's own pace."""
-    from runtime.process_feed import default_ahead
+    from temporal_attention.runtime.process_feed import default_ahead
 
     return default_ahead(_workers(config))
 
@@ -498,9 +498,9 @@ def finetune_device_rate(stage_config, num_classes: int, repeats: int) -> float:
     stage compiles it, on one batch already on the device."""
     import keras
 
-    from models.image_preprocessing import with_preprocessing
-    from runtime.devices import resolve_precision
-    from training import finetune_convnet
+    from temporal_attention.models.image_preprocessing import with_preprocessing
+    from temporal_attention.runtime.devices import resolve_precision
+    from temporal_attention.training import finetune_convnet
 
     settings = stage_config.settings
     keras.utils.set_random_seed(settings.seed)
@@ -521,8 +521,12 @@ def finetune_device_rate(stage_config, num_classes: int, repeats: int) -> float:
 def extract_device_rate(stage_config, repeats: int) -> float:
     """Images/s of `predict_on_batch` of the extraction stage's network on one batch
     already on the device (the call `models.feature_extraction` makes per batch)."""
-    from models.feature_extraction import build_extractor, identify_weights, uint8_extractor
-    from runtime.devices import resolve_precision
+    from temporal_attention.models.feature_extraction import (
+        build_extractor,
+        identify_weights,
+        uint8_extractor,
+    )
+    from temporal_attention.runtime.devices import resolve_precision
 
     recipe = identify_weights(stage_config.recipe)
     recipe = dataclasses.replace(recipe, precision=resolve_precision(recipe.precision))
@@ -641,7 +645,7 @@ def _sampled(config: BenchmarkConfig, function: Callable, *arguments):
 
 
 def run_decode(config: BenchmarkConfig, work: WorkFolders) -> Measurement:
-    from training import extract_frames
+    from temporal_attention.training import extract_frames
 
     argv = extract_frames_argv(config, work.lists, work.frames)
     (report, seconds), profile = _sampled(
@@ -656,7 +660,7 @@ def run_flow(config: BenchmarkConfig, work: WorkFolders) -> Measurement:
     """The flow stage. For `tvl1_keras` the solver is compiled first, outside the timing
     (once per run of the stage, whatever the dataset's size), and its device-only rate is
     that of one batch of real frames already on the device (`flow_device_rate`)."""
-    from training import compute_flow
+    from temporal_attention.training import compute_flow
 
     argv = compute_flow_argv(config, work.lists, work.frames)
     stage_config, _ = compute_flow.resolve_settings(compute_flow.parse_args(argv))
@@ -718,7 +722,7 @@ def flow_device_rate(
     slowest pair converges, so the rate depends on the frames: these are the stage's own."""
     import keras
 
-    from data.tvl1 import TVL1Settings, batch_solver
+    from temporal_attention.data.tvl1 import TVL1Settings, batch_solver
 
     settings, count = stage_config.settings, stage_config.batch_pairs
     if len(pairs) < count:
@@ -750,7 +754,7 @@ def flow_device_rate(
 
 
 def run_finetune(config: BenchmarkConfig, work: WorkFolders, stream: str) -> Measurement:
-    from training import finetune_convnet
+    from temporal_attention.training import finetune_convnet
 
     output_dir = work.finetune(stream)
     argv = finetune_argv(config, work.lists, output_dir, stream, work.frames)
@@ -776,9 +780,13 @@ def finetune_feed_rate(stage_config, warmup: int, iterations: int) -> float:
     `runtime.process_feed.ordered_map`, the stage's number of workers and batches ahead)
     and received here, with no network; the last `iterations` are timed, as in the
     stage's rate."""
-    from data.frame_batches import draw_batch
-    from runtime.process_feed import ordered_map
-    from training.finetune_convnet import batch_workers, stage_clips, training_batches
+    from temporal_attention.data.frame_batches import draw_batch
+    from temporal_attention.runtime.process_feed import ordered_map
+    from temporal_attention.training.finetune_convnet import (
+        batch_workers,
+        stage_clips,
+        training_batches,
+    )
 
     _, _, clips = stage_clips(stage_config)
     batches = training_batches(clips, stage_config.settings)
@@ -801,7 +809,7 @@ def finetune_feed_rate(stage_config, warmup: int, iterations: int) -> float:
 
 def run_extract(config: BenchmarkConfig, work: WorkFolders, stream: str) -> Measurement:
     """Every image of every clip; the rate leaves out the first video (it compiles)."""
-    from training import extract_features
+    from temporal_attention.training import extract_features
 
     store = work.features(stream)
     argv = extract_features_argv(config, work.lists, store, stream, work.frames)
@@ -821,7 +829,7 @@ def extract_feed_rate(stage_config) -> float:
     by the stage's own feed (`training.extract_features.read_pieces`, the same number of
     worker processes), with no network; the first video is left out, as in the stage's rate
     (here it holds the workers' start). Raises on a video that cannot be read."""
-    from training.extract_features import image_fields, image_source, read_pieces
+    from temporal_attention.training.extract_features import image_fields, image_source, read_pieces
 
     clips = list(stage_config.source.load(on_missing="skip").subset(stage_config.subset))
     fields = image_fields(stage_config, [clip.video_id for clip in clips])
@@ -845,10 +853,10 @@ def extract_feed_rate(stage_config) -> float:
 
 def run_attention(config: BenchmarkConfig, work: WorkFolders) -> Measurement:
     """Training on the appearance features; the rate leaves out the first epoch."""
-    from data.feature_store import FeatureStore
-    from data.samples import SampleDataset
-    from training import train_attention
-    from training.runs import Run
+    from temporal_attention.data.feature_store import FeatureStore
+    from temporal_attention.data.samples import SampleDataset
+    from temporal_attention.training import train_attention
+    from temporal_attention.training.runs import Run
 
     argv = train_attention_argv(config, work.lists, work.features("appearance"), work.runs)
     stage_config = train_attention.parse_args(argv)

@@ -35,10 +35,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data.flow_store import FlowSettings, FlowStore, flow_metadata
-from data.frame_store import FrameStore
-from data.video import VideoError, VideoReader
-from runtime.jobs import JobReport, JobResult
+from temporal_attention.data.flow_store import FlowSettings, FlowStore, flow_metadata
+from temporal_attention.data.frame_store import FrameStore
+from temporal_attention.data.video import VideoError, VideoReader
+from temporal_attention.runtime.jobs import JobReport, JobResult
 
 # Writes waiting per writer thread before the main thread waits: bounds the batches held.
 _WRITER_QUEUE = 8
@@ -274,7 +274,10 @@ class _Batches:
         """Starts the current batch (padded to `batch_pairs`), then hands on the one before."""
         result = None
         if self.count:
-            from data.tvl1 import padded_to, tvl1_flow_dispatch  # Keras: not in OpenCV's workers
+            from temporal_attention.data.tvl1 import (
+                padded_to,
+                tvl1_flow_dispatch,
+            )  # Keras: not in OpenCV's workers
 
             first = padded_to(np.concatenate(self.first), self.batch_pairs)
             second = padded_to(np.concatenate(self.second), self.batch_pairs)

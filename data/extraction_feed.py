@@ -45,12 +45,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from data.crops import CROP_SIZE, center_crop
-from data.flow_store import FlowStore
-from data.frame_store import FrameStore, FrameStoreError
-from data.npz_files import read_npz_metadata
-from data.optical_flow import STACK_LENGTH, flow_stacks
-from data.video import FRAME_HEIGHT, FRAME_WIDTH, VideoReader
+from temporal_attention.data.crops import CROP_SIZE, center_crop
+from temporal_attention.data.flow_store import FlowStore
+from temporal_attention.data.frame_store import FrameStore, FrameStoreError
+from temporal_attention.data.npz_files import read_npz_metadata
+from temporal_attention.data.optical_flow import STACK_LENGTH, flow_stacks
+from temporal_attention.data.video import FRAME_HEIGHT, FRAME_WIDTH, VideoReader
 
 IMAGE_KINDS = ("video", "flow_store", "frames")
 # Bytes of uint8 crops per task: 167 RGB crops or 50 flow stacks at 224x224. With

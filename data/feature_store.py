@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data.npz_files import read_npz, read_npz_metadata, write_npz
-from runtime.atomic_files import is_temp_file
+from temporal_attention.data.npz_files import read_npz, read_npz_metadata, write_npz
+from temporal_attention.runtime.atomic_files import is_temp_file
 
 STORE_DTYPES = ("float16", "float32")
 # zlib level of the feature files. Level 1 deflates ReLU features (float16, about half

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from data.flow_quantization import FLOW_BOUND
-from data.frame_store import kind_label
-from data.npz_files import SpooledArray, read_npz_metadata
-from data.optical_flow import (
+from temporal_attention.data.flow_quantization import FLOW_BOUND
+from temporal_attention.data.frame_store import kind_label
+from temporal_attention.data.npz_files import SpooledArray, read_npz_metadata
+from temporal_attention.data.optical_flow import (
     CHUNK_FLOWS,
     FLOW_METHODS,
     STACK_LENGTH,
@@ -36,8 +36,8 @@ from data.optical_flow import (
     load_flow_chunks,
     save_flow,
 )
-from data.video import FRAME_HEIGHT, FRAME_WIDTH
-from runtime.atomic_files import is_temp_file
+from temporal_attention.data.video import FRAME_HEIGHT, FRAME_WIDTH
+from temporal_attention.runtime.atomic_files import is_temp_file
 
 FLOW_STATUSES = ("missing", "complete", "corrupt", "mismatch")
 # Revisions of the solvers written in this project, raised whenever a change alters their

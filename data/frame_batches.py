@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from data.crops import CROP_SIZE, random_crop_and_flip
-from data.frame_store import FrameStore, StoredVideo, common_kind
-from data.video import FRAME_HEIGHT, FRAME_WIDTH, read_video
+from temporal_attention.data.crops import CROP_SIZE, random_crop_and_flip
+from temporal_attention.data.frame_store import FrameStore, StoredVideo, common_kind
+from temporal_attention.data.video import FRAME_HEIGHT, FRAME_WIDTH, read_video
 
 # A clip: a callable returning its images (frames or flow stacks), and its label.
 ClipLoader = Callable[[], np.ndarray]

@@ -53,9 +53,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data.optical_flow import STACK_LENGTH
-from data.video import FRAME_HEIGHT, FRAME_WIDTH
-from runtime.atomic_files import atomic_write, remove_stale_temp_files_in
+from temporal_attention.data.optical_flow import STACK_LENGTH
+from temporal_attention.data.video import FRAME_HEIGHT, FRAME_WIDTH
+from temporal_attention.runtime.atomic_files import atomic_write, remove_stale_temp_files_in
 
 # JPEG quality of the frames (OpenCV's scale, 0-100). 90 keeps the mean error of a
 # 256x340 UCF101 frame near 1 grey level at 17 KB (docs/data_pipeline.md, measured);

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.atomic_files import atomic_write, remove_stale_temp_files
+from temporal_attention.runtime.atomic_files import atomic_write, remove_stale_temp_files
 
 # Zip timestamps normally record the wall clock; a fixed one keeps files reproducible.
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)

@@ -28,9 +28,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data.flow_quantization import quantize_flow
-from data.npz_files import SpooledArray, read_npz, read_npz_chunks, write_npz
-from data.video import VideoError, to_rgb
+from temporal_attention.data.flow_quantization import quantize_flow
+from temporal_attention.data.npz_files import SpooledArray, read_npz, read_npz_chunks, write_npz
+from temporal_attention.data.video import VideoError, to_rgb
 
 STACK_LENGTH = 5  # flow fields per motion input (10 channels)
 CHUNK_FLOWS = 32  # flow fields read at a time: 32 x 256 x 340 x 2 bytes = 5.6 MB
@@ -55,7 +55,7 @@ def flow_function(method: str):
         estimator = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         return lambda previous, current: estimator.calc(previous, current, None)
     if method == "tvl1_keras":  # one pair at a time here; iter_flow batches it
-        from data.tvl1 import tvl1_flow
+        from temporal_attention.data.tvl1 import tvl1_flow
 
         return tvl1_flow
     raise ValueError(f"Expected method in {FLOW_METHODS}. Received: method={method!r}")
@@ -135,7 +135,7 @@ def iter_flow(frame_chunks: Iterable[np.ndarray], method: str = "tvl1") -> Itera
 
 def _iter_flow_batched(frame_chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
     """`iter_flow` for `data.tvl1`: the pairs of a chunk in batches of `TVL1_KERAS_PAIRS`."""
-    from data.tvl1 import padded_to, stage_flow
+    from temporal_attention.data.tvl1 import padded_to, stage_flow
 
     previous, num_frames = None, 0
     for chunk in frame_chunks:

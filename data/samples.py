@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
-from data.feature_store import FeatureStore
+from temporal_attention.data.feature_store import FeatureStore
 
 NUM_FRAMES = 30  # frames per sample (paper: 30)
 

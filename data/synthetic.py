@@ -48,9 +48,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from data.synthetic_drawing import ACTION_CLASSES, DISTRACTOR_KINDS, action_shot, distractor_shot
-from data.video import write_video
-from runtime.atomic_files import atomic_write, remove_stale_temp_files
+from temporal_attention.data.synthetic_drawing import (
+    ACTION_CLASSES,
+    DISTRACTOR_KINDS,
+    action_shot,
+    distractor_shot,
+)
+from temporal_attention.data.video import write_video
+from temporal_attention.runtime.atomic_files import atomic_write, remove_stale_temp_files
 
 MANIFEST_NAME = "synthetic_config.json"
 KEY_FRAMES_NAME = "key_frames.csv"

@@ -1,6 +1,6 @@
 """TV-L1 optical flow in `keras.ops`, batched over frame pairs, compiled where the backend can.
 
-    from data.tvl1 import TVL1Settings, tvl1_flow
+    from temporal_attention.data.tvl1 import TVL1Settings, tvl1_flow
     flow = tvl1_flow(previous_gray, next_gray)  # (pairs, H, W) uint8 or float -> (pairs, H, W, 2)
 
 Written from the equations of Zach, Pock and Bischof, "A Duality Based Approach for
@@ -50,7 +50,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from data.flow_quantization import FLOW_BOUND, dequantize_flow
+from temporal_attention.data.flow_quantization import FLOW_BOUND, dequantize_flow
 
 
 @dataclass(frozen=True)

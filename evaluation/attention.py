@@ -32,16 +32,20 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from data.feature_store import FeatureStore
-from data.key_frames import read_key_frames
-from data.optical_flow import STACK_LENGTH
-from data.samples import make_samples, sample_starts
-from data.video import read_video
-from evaluation.scoring import check_trained, sample_scores
-from figures.attention import plot_attention, plot_key_frame_mass
-from models.recognizer import NUM_SCORED_STEPS, build_attention_readout, last_steps_scores
-from runtime.config_flags import exit_on_error, parse_config
-from training.runs import Run
+from temporal_attention.data.feature_store import FeatureStore
+from temporal_attention.data.key_frames import read_key_frames
+from temporal_attention.data.optical_flow import STACK_LENGTH
+from temporal_attention.data.samples import make_samples, sample_starts
+from temporal_attention.data.video import read_video
+from temporal_attention.evaluation.scoring import check_trained, sample_scores
+from temporal_attention.figures.attention import plot_attention, plot_key_frame_mass
+from temporal_attention.models.recognizer import (
+    NUM_SCORED_STEPS,
+    build_attention_readout,
+    last_steps_scores,
+)
+from temporal_attention.runtime.config_flags import exit_on_error, parse_config
+from temporal_attention.training.runs import Run
 
 # === Attention per frame ===
 

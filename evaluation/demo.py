@@ -36,26 +36,26 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.flow_store import FlowSettings
-from data.key_frames import read_key_frames
-from data.splits import SplitSource
-from data.synthetic import PRESETS as SYNTHETIC_PRESETS
-from data.synthetic import generate_dataset
-from data.video import read_video
-from evaluation import attention, scoring
-from evaluation.scoring import fuse_video_scores, is_scored, load_scores
-from evaluation.tables import to_markdown
-from figures.attention import plot_attention, plot_key_frame_mass
-from models.feature_extraction import FeatureRecipe
-from models.two_stream_vgg16 import STREAMS
-from runtime.atomic_files import atomic_write
-from runtime.batch_jobs import run_jobs
-from runtime.config_flags import exit_on_error, parse_config
-from runtime.jobs import JobResult, default_workers
-from training import compute_flow, extract_features, train_attention
-from training.runs import MODELS, Run, TrainConfig
-from training.runs import PRESETS as TRAIN_PRESETS
-from training.train_attention import ModelCache
+from temporal_attention.data.flow_store import FlowSettings
+from temporal_attention.data.key_frames import read_key_frames
+from temporal_attention.data.splits import SplitSource
+from temporal_attention.data.synthetic import PRESETS as SYNTHETIC_PRESETS
+from temporal_attention.data.synthetic import generate_dataset
+from temporal_attention.data.video import read_video
+from temporal_attention.evaluation import attention, scoring
+from temporal_attention.evaluation.scoring import fuse_video_scores, is_scored, load_scores
+from temporal_attention.evaluation.tables import to_markdown
+from temporal_attention.figures.attention import plot_attention, plot_key_frame_mass
+from temporal_attention.models.feature_extraction import FeatureRecipe
+from temporal_attention.models.two_stream_vgg16 import STREAMS
+from temporal_attention.runtime.atomic_files import atomic_write
+from temporal_attention.runtime.batch_jobs import run_jobs
+from temporal_attention.runtime.config_flags import exit_on_error, parse_config
+from temporal_attention.runtime.jobs import JobResult, default_workers
+from temporal_attention.training import compute_flow, extract_features, train_attention
+from temporal_attention.training.runs import MODELS, Run, TrainConfig
+from temporal_attention.training.runs import PRESETS as TRAIN_PRESETS
+from temporal_attention.training.train_attention import ModelCache
 
 TABLE_STREAMS = (*STREAMS, "two-stream")
 # TrainConfig fields each of the demo's runs sets itself (not flags of the demo).

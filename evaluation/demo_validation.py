@@ -20,18 +20,18 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from data.feature_store import FeatureStore
-from data.key_frames import read_key_frames
-from data.samples import SampleDataset
-from evaluation import attention, demo
-from evaluation.scoring import accuracy, fuse_scores, predict_video_scores
-from evaluation.selection import validation_curve
-from evaluation.tables import to_markdown
-from models.two_stream_vgg16 import STREAMS
-from runtime.config_flags import exit_on_error, parse_config
-from training import train_attention
-from training.runs import MODELS, Run
-from training.train_attention import ModelCache
+from temporal_attention.data.feature_store import FeatureStore
+from temporal_attention.data.key_frames import read_key_frames
+from temporal_attention.data.samples import SampleDataset
+from temporal_attention.evaluation import attention, demo
+from temporal_attention.evaluation.scoring import accuracy, fuse_scores, predict_video_scores
+from temporal_attention.evaluation.selection import validation_curve
+from temporal_attention.evaluation.tables import to_markdown
+from temporal_attention.models.two_stream_vgg16 import STREAMS
+from temporal_attention.runtime.config_flags import exit_on_error, parse_config
+from temporal_attention.training import train_attention
+from temporal_attention.training.runs import MODELS, Run
+from temporal_attention.training.train_attention import ModelCache
 
 
 def validate_run(run: Run, model, key_frames: dict) -> dict:

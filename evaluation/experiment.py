@@ -62,28 +62,39 @@ from pathlib import Path
 import cv2
 import pandas as pd
 
-from data.feature_store import FeatureStore
-from data.flow_store import FlowSettings
-from data.frame_store import FrameSettings, FrameStore, encode_jpeg
-from data.splits import SplitSource
-from data.video import VideoError, VideoReader
-from evaluation import attention, linear_probe, scoring, selection, stage_rates, tables
-from evaluation.stage_rates import Rate
-from models.feature_extraction import FeatureRecipe
-from models.two_stream_vgg16 import STREAMS
-from runtime.atomic_files import atomic_write
-from runtime.batch_jobs import run_jobs
-from runtime.config_flags import exit_on_error, optional_inner, set_by
-from runtime.jobs import JobResult, default_workers
-from training import (
+from temporal_attention.data.feature_store import FeatureStore
+from temporal_attention.data.flow_store import FlowSettings
+from temporal_attention.data.frame_store import FrameSettings, FrameStore, encode_jpeg
+from temporal_attention.data.splits import SplitSource
+from temporal_attention.data.video import VideoError, VideoReader
+from temporal_attention.evaluation import (
+    attention,
+    linear_probe,
+    scoring,
+    selection,
+    stage_rates,
+    tables,
+)
+from temporal_attention.evaluation.stage_rates import Rate
+from temporal_attention.models.feature_extraction import FeatureRecipe
+from temporal_attention.models.two_stream_vgg16 import STREAMS
+from temporal_attention.runtime.atomic_files import atomic_write
+from temporal_attention.runtime.batch_jobs import run_jobs
+from temporal_attention.runtime.config_flags import exit_on_error, optional_inner, set_by
+from temporal_attention.runtime.jobs import JobResult, default_workers
+from temporal_attention.training import (
     compute_flow,
     extract_features,
     extract_frames,
     finetune_convnet,
     train_attention,
 )
-from training.finetune_convnet import FINAL_NAME, FinetuneConfig, FinetuneConvnetConfig
-from training.runs import MODELS, PRESETS, Run, TrainConfig
+from temporal_attention.training.finetune_convnet import (
+    FINAL_NAME,
+    FinetuneConfig,
+    FinetuneConvnetConfig,
+)
+from temporal_attention.training.runs import MODELS, PRESETS, Run, TrainConfig
 
 FEATURE_SETS = ("finetuned", "frozen")
 # The net fine-tuned for each stream, and its preset in `training.finetune_convnet`.

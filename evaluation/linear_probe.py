@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.feature_store import FeatureStore
-from data.splits import SPLITS, SplitSource, hold_out_validation
-from evaluation.scoring import TWO_STREAM_WEIGHTS
-from runtime.atomic_files import atomic_write
-from runtime.config_flags import exit_on_error, parse_config
+from temporal_attention.data.feature_store import FeatureStore
+from temporal_attention.data.splits import SPLITS, SplitSource, hold_out_validation
+from temporal_attention.evaluation.scoring import TWO_STREAM_WEIGHTS
+from temporal_attention.runtime.atomic_files import atomic_write
+from temporal_attention.runtime.config_flags import exit_on_error, parse_config
 
 L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 ITERATIONS = 1000

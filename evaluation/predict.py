@@ -22,20 +22,20 @@ from pathlib import Path
 
 import numpy as np
 
-from data.optical_flow import iter_flow, iter_flow_stacks
-from data.video import VideoReader
-from evaluation.attention import video_attention
-from evaluation.scoring import TWO_STREAM_WEIGHTS, check_trained, fuse_scores
-from figures.attention import plot_attention, thumbnail_indices
-from models.feature_extraction import (
+from temporal_attention.data.optical_flow import iter_flow, iter_flow_stacks
+from temporal_attention.data.video import VideoReader
+from temporal_attention.evaluation.attention import video_attention
+from temporal_attention.evaluation.scoring import TWO_STREAM_WEIGHTS, check_trained, fuse_scores
+from temporal_attention.figures.attention import plot_attention, thumbnail_indices
+from temporal_attention.models.feature_extraction import (
     FeatureRecipe,
     build_extractor,
     extract_chunked_features,
     file_sha256,
 )
-from runtime.atomic_files import check_output_folder
-from runtime.config_flags import exit_on_error, parse_config
-from training.runs import Run
+from temporal_attention.runtime.atomic_files import check_output_folder
+from temporal_attention.runtime.config_flags import exit_on_error, parse_config
+from temporal_attention.training.runs import Run
 
 
 def rebuild_extractor(recipe: FeatureRecipe):

@@ -38,14 +38,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from data.feature_store import FeatureStore
-from data.samples import SampleDataset
-from models.feature_extraction import FeatureRecipe, file_sha256
-from models.recognizer import NUM_SCORED_STEPS, last_steps_scores
-from models.two_stream_vgg16 import STREAMS
-from runtime.atomic_files import atomic_write
-from runtime.config_flags import exit_on_error, parse_config
-from training.runs import Run
+from temporal_attention.data.feature_store import FeatureStore
+from temporal_attention.data.samples import SampleDataset
+from temporal_attention.models.feature_extraction import FeatureRecipe, file_sha256
+from temporal_attention.models.recognizer import NUM_SCORED_STEPS, last_steps_scores
+from temporal_attention.models.two_stream_vgg16 import STREAMS
+from temporal_attention.runtime.atomic_files import atomic_write
+from temporal_attention.runtime.config_flags import exit_on_error, parse_config
+from temporal_attention.training.runs import Run
 
 # Section 3.2: 1/3 appearance + 2/3 motion.
 TWO_STREAM_WEIGHTS = (1.0 / 3.0, 2.0 / 3.0)

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from evaluation.tables import to_markdown
-from runtime.atomic_files import atomic_write
-from training.runs import MODELS, Run
-from training.train_attention import best_so_far
+from temporal_attention.evaluation.tables import to_markdown
+from temporal_attention.runtime.atomic_files import atomic_write
+from temporal_attention.training.runs import MODELS, Run
+from temporal_attention.training.train_attention import best_so_far
 
 # One sample per epoch and video: the accuracy of the last 10 steps, per sample.
 MONITOR = "val_last_steps_accuracy"

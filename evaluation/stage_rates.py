@@ -46,8 +46,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from runtime.atomic_files import atomic_write
-from runtime.jobs import default_workers
+from temporal_attention.runtime.atomic_files import atomic_write
+from temporal_attention.runtime.jobs import default_workers
 
 
 @dataclass(frozen=True)

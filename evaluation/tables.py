@@ -52,12 +52,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.splits import SPLITS
-from evaluation.scoring import TWO_STREAM_WEIGHTS, VideoScores, fuse_video_scores, load_scores
-from models.feature_extraction import FeatureRecipe
-from runtime.atomic_files import atomic_write, check_output_folder
-from runtime.config_flags import exit_on_error, parse_config
-from training.runs import Run, RunRecord
+from temporal_attention.data.splits import SPLITS
+from temporal_attention.evaluation.scoring import (
+    TWO_STREAM_WEIGHTS,
+    VideoScores,
+    fuse_video_scores,
+    load_scores,
+)
+from temporal_attention.models.feature_extraction import FeatureRecipe
+from temporal_attention.runtime.atomic_files import atomic_write, check_output_folder
+from temporal_attention.runtime.config_flags import exit_on_error, parse_config
+from temporal_attention.training.runs import Run, RunRecord
 
 DATASETS = {"ucf101": "UCF101", "hmdb51": "HMDB51"}
 # The classes of each whole dataset, which the paper's numbers are measured on.

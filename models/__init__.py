@@ -1,7 +1,10 @@
 """Models of the temporal attention recogniser (Liu, Tian, Wang, ICIP 2017)."""
 
-from models.efficientnet_lite import build_efficientnet_lite, build_stream_efficientnet_lite
-from models.recognizer import (
+from temporal_attention.models.efficientnet_lite import (
+    build_efficientnet_lite,
+    build_stream_efficientnet_lite,
+)
+from temporal_attention.models.recognizer import (
     LastStepsAccuracy,
     StepwiseCrossEntropy,
     build_attention_model,
@@ -9,8 +12,8 @@ from models.recognizer import (
     last_steps_scores,
     paper_optimizer,
 )
-from models.temporal_attention_lstm import TemporalAttentionLSTM
-from models.two_stream_vgg16 import (
+from temporal_attention.models.temporal_attention_lstm import TemporalAttentionLSTM
+from temporal_attention.models.two_stream_vgg16 import (
     build_stream_vgg16,
     build_vgg16,
     copy_weights_by_name,

@@ -42,9 +42,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from models.torch_checkpoint import read_torch_checkpoint
-from models.two_stream_vgg16 import STREAMS, copy_weights_by_name, stream_input_shape
-from runtime.atomic_files import atomic_write
+from temporal_attention.models.torch_checkpoint import read_torch_checkpoint
+from temporal_attention.models.two_stream_vgg16 import (
+    STREAMS,
+    copy_weights_by_name,
+    stream_input_shape,
+)
+from temporal_attention.runtime.atomic_files import atomic_write
 
 # (width coefficient, depth coefficient, training resolution, dropout) of each variant.
 VARIANTS = {

@@ -43,11 +43,11 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from data.crops import CROP_SIZE, center_crop
-from data.video import FRAME_HEIGHT, FRAME_WIDTH
-from models import efficientnet_lite
-from models.image_preprocessing import with_preprocessing
-from models.two_stream_vgg16 import (
+from temporal_attention.data.crops import CROP_SIZE, center_crop
+from temporal_attention.data.video import FRAME_HEIGHT, FRAME_WIDTH
+from temporal_attention.models import efficientnet_lite
+from temporal_attention.models.image_preprocessing import with_preprocessing
+from temporal_attention.models.two_stream_vgg16 import (
     FEATURE_LAYER,
     STREAMS,
     build_stream_vgg16,
@@ -56,7 +56,7 @@ from models.two_stream_vgg16 import (
     preprocess_flow,
     stream_input_shape,
 )
-from runtime.devices import PRECISIONS, resolve_precision
+from temporal_attention.runtime.devices import PRECISIONS, resolve_precision
 
 DEFAULT_BACKBONE = "VGG16"
 # RGB preprocessing: the modes of keras.applications.imagenet_utils.preprocess_input,

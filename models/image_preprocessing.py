@@ -28,8 +28,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from models import efficientnet_lite
-from models.two_stream_vgg16 import CAFFE_BGR_MEAN, FLOW_ZERO
+from temporal_attention.models import efficientnet_lite
+from temporal_attention.models.two_stream_vgg16 import CAFFE_BGR_MEAN, FLOW_ZERO
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from models.temporal_attention_lstm import TemporalAttentionLSTM
+from temporal_attention.models.temporal_attention_lstm import TemporalAttentionLSTM
 
 # Paper silent. Eq. 8 sums the cross-entropy over the 30 steps (about 30 * ln C
 # at the start), so a weak decay keeps the squared-weight term a small fraction

@@ -19,8 +19,8 @@ from multiprocessing.process import BaseProcess
 
 from tqdm import tqdm
 
-from runtime.jobs import JobReport, JobResult
-from runtime.stopping import exit_with_parent
+from temporal_attention.runtime.jobs import JobReport, JobResult
+from temporal_attention.runtime.stopping import exit_with_parent
 
 
 def run_jobs(

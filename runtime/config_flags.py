@@ -241,7 +241,7 @@ def exit_on_error(main, argv=None):
     worker pool turned it into `runtime.stopping.Terminated`, is one line
     `interrupted` and status 130 or 143 (the stage has unwound: pools shut down, no
     file left half written); an integer result is the exit status."""
-    from runtime.stopping import Terminated
+    from temporal_attention.runtime.stopping import Terminated
 
     try:
         result = main(argv)

@@ -136,3 +136,61 @@ def device_name() -> str:
 
     gpus = tf.config.list_logical_devices("GPU")
     return gpus[0].name if gpus else "cpu"
+
+
+def visible_devices() -> list[str]:
+    """Every device the Keras backend computes on, each as "kind:index (name)"."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return [f"{d.platform}:{d.id} ({d.device_kind})" for d in jax.devices()]
+    if backend == "torch":
+        import torch
+
+        gpus = [
+            f"cuda:{i} ({torch.cuda.get_device_name(i)})" for i in range(torch.cuda.device_count())
+        ]
+        return gpus or ["cpu:0"]
+    import tensorflow as tf
+
+    found = []
+    physical_gpus = iter(tf.config.list_physical_devices("GPU"))
+    for device in tf.config.list_logical_devices():
+        name = device.name.split("device:")[-1].lower()
+        physical = next(physical_gpus, None) if device.device_type == "GPU" else None
+        if physical is not None:
+            details = tf.config.experimental.get_device_details(physical)
+            name += f" ({details.get('device_name', 'GPU')})"
+        found.append(name)
+    return found
+
+
+def main(argv=None) -> dict:
+    """`temporal-attention devices` (`python -m runtime.devices` in a clone): the Keras
+    backend, the devices it computes on, and what "auto" precision and data parallelism
+    become on them; the check after an install."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        description="The Keras backend (KERAS_BACKEND), the devices it computes on, and "
+        "what the stages' 'auto' precision and data parallelism become there."
+    )
+    parser.parse_args(argv)
+    report = {
+        "backend": keras.backend.backend(),
+        "devices": visible_devices(),
+        "gpu": gpu_visible(),
+        "auto precision": resolve_precision("auto"),
+    }
+    parallel = keras.backend.backend() == "jax" and len(report["devices"]) > 1
+    report["auto data parallel"] = f"over {len(report['devices'])} devices" if parallel else "off"
+    for key, value in report.items():
+        print(f"{key}: {', '.join(value) if isinstance(value, list) else value}")
+    return report
+
+
+if __name__ == "__main__":
+    from temporal_attention.runtime.config_flags import exit_on_error
+
+    exit_on_error(main)

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runtime.stopping import Terminated
+from temporal_attention.runtime.stopping import Terminated
 
 
 def parse_shard(shard: str | None) -> tuple[int, int]:

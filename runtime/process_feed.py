@@ -54,7 +54,7 @@ from typing import Any
 
 import numpy as np
 
-from runtime.stopping import exit_with_parent, sigterm_as_interrupt
+from temporal_attention.runtime.stopping import exit_with_parent, sigterm_as_interrupt
 
 try:
     import _posixshmem  # the POSIX calls behind multiprocessing.shared_memory

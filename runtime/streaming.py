@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from runtime.devices import gpu_visible, to_device
+from temporal_attention.runtime.devices import gpu_visible, to_device
 
 
 def _predict_batch(extractor: keras.Model, batch: np.ndarray) -> np.ndarray:

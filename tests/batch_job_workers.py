@@ -13,9 +13,9 @@ import signal
 import time
 from pathlib import Path
 
-from runtime.atomic_files import atomic_write
-from runtime.batch_jobs import run_jobs
-from runtime.jobs import JobResult
+from temporal_attention.runtime.atomic_files import atomic_write
+from temporal_attention.runtime.batch_jobs import run_jobs
+from temporal_attention.runtime.jobs import JobResult
 
 
 def write_after_pause(

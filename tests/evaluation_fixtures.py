@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from data.feature_store import FeatureStore
-from data.splits import load_split
-from evaluation.scoring import VideoScores
-from models.feature_extraction import FeatureRecipe, file_sha256
+from temporal_attention.data.feature_store import FeatureStore
+from temporal_attention.data.splits import load_split
+from temporal_attention.evaluation.scoring import VideoScores
+from temporal_attention.models.feature_extraction import FeatureRecipe, file_sha256
+from temporal_attention.training.runs import Run, RunRecord, TrainConfig
 from tests.synthetic_videos import write_ucf101_like
-from training.runs import Run, RunRecord, TrainConfig
 
 CLASSES = ("Alpha", "Beta")
 FEATURE_DIM = 16

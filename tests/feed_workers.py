@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.jobs import JobReport, exit_status
-from runtime.process_feed import ordered_map
+from temporal_attention.runtime.jobs import JobReport, exit_status
+from temporal_attention.runtime.process_feed import ordered_map
 
 WORKERS = 3
 AHEAD = 6  # results computed ahead of the consumer, each waiting in its own segment

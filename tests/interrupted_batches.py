@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 
-from data.frame_batches import FrameBatches
+from temporal_attention.data.frame_batches import FrameBatches
 
 
 @dataclasses.dataclass(frozen=True)

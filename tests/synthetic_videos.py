@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from data.video import write_video
+from temporal_attention.data.video import write_video
 
 
 def shifted_texture_frames(

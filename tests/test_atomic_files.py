@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import runtime.atomic_files
-from data.npz_files import read_npz, write_npz
-from runtime.atomic_files import (
+import temporal_attention.runtime.atomic_files
+from temporal_attention.data.npz_files import read_npz, write_npz
+from temporal_attention.runtime.atomic_files import (
     LockHeldError,
     PidLock,
     atomic_write,
@@ -167,7 +167,7 @@ def test_two_processes_writing_one_npz_both_succeed(tmp_path):
 def lock_kind(request, monkeypatch):
     """PidLock as on Linux and macOS (the kernel's flock), and as without fcntl."""
     if request.param == "exclusive file":
-        monkeypatch.setattr(runtime.atomic_files, "fcntl", None)
+        monkeypatch.setattr(temporal_attention.runtime.atomic_files, "fcntl", None)
     return request.param
 
 
@@ -184,7 +184,7 @@ def test_a_pid_lock_is_exclusive_names_its_holder_and_is_removed(tmp_path, lock_
 
 
 HOLD_LOCK = (
-    "import sys, time; from runtime.atomic_files import PidLock; "
+    "import sys, time; from temporal_attention.runtime.atomic_files import PidLock; "
     "lock = PidLock(sys.argv[1]); lock.acquire(); print('held', flush=True); time.sleep(60)"
 )
 

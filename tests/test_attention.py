@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from data.samples import make_samples, sample_starts
-from evaluation.attention import frame_attention, key_frame_mass
+from temporal_attention.data.samples import make_samples, sample_starts
+from temporal_attention.evaluation.attention import frame_attention, key_frame_mass
 
 
 def test_frame_attention_maps_samples_back_to_frames_without_padding():

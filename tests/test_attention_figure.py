@@ -3,7 +3,7 @@
 import numpy as np
 from matplotlib.patches import Rectangle
 
-from figures.attention import draw_attention, plot_attention, plot_key_frame_mass
+from temporal_attention.figures.attention import draw_attention, plot_attention, plot_key_frame_mass
 
 
 def test_figure_has_one_bar_per_frame_per_stream(tmp_path):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.batch_jobs import run_jobs
+from temporal_attention.runtime.batch_jobs import run_jobs
 from tests.batch_job_workers import write_after_pause
 from tests.shell_jobs import REPO, is_running, wait_until
 

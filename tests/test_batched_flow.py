@@ -12,13 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.flow_store import FlowSettings, FlowStore
-from data.optical_flow import load_flow
-from data.video import write_video
+from temporal_attention.data.flow_store import FlowSettings, FlowStore
+from temporal_attention.data.optical_flow import load_flow
+from temporal_attention.data.video import write_video
+from temporal_attention.training.compute_flow import (
+    flow_one_video,
+    flow_one_video_to_frames,
+    main,
+    parse_args,
+)
 from tests.shell_jobs import ctrl_c_once_written
 from tests.synthetic_videos import write_ucf101_like
 from tests.tvl1_sizes import FLOW_HEIGHT, FLOW_PAIRS, FLOW_WIDTH
-from training.compute_flow import flow_one_video, flow_one_video_to_frames, main, parse_args
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = ("--height", str(FLOW_HEIGHT), "--width", str(FLOW_WIDTH))
@@ -51,9 +56,9 @@ def test_batches_across_videos_give_the_files_of_the_per_video_path(tmp_path, mo
     """7-frame videos (6 pairs) in batches of 4 (FLOW_PAIRS): batches end one video and
     begin the next, and a video's pairs are spread over two batches. (The per-video path
     batches 4 pairs too here: one compiled shape for the file.)"""
-    import data.optical_flow
+    import temporal_attention.data.optical_flow
 
-    monkeypatch.setattr(data.optical_flow, "TVL1_KERAS_PAIRS", FLOW_PAIRS)
+    monkeypatch.setattr(temporal_attention.data.optical_flow, "TVL1_KERAS_PAIRS", FLOW_PAIRS)
     video_root, split_dir = write_ucf101_like(
         tmp_path / "data", ("Alpha", "Beta"), clips_per_class=2, num_frames=7
     )
@@ -138,34 +143,38 @@ def test_ctrl_c_stops_within_seconds_and_a_rerun_completes_the_same_files(tmp_pa
 def test_auto_is_opencv_without_a_gpu_and_tvl1_keras_on_one_that_passes_the_check(
     dataset, tmp_path, monkeypatch
 ):
-    import data.tvl1
-    import runtime.devices
-    from training.compute_flow import resolve_settings
+    import temporal_attention.data.tvl1
+    import temporal_attention.runtime.devices
+    from temporal_attention.training.compute_flow import resolve_settings
 
     config = replace(parse_args(_args(*dataset, tmp_path / "flow")), batch_pairs=FLOW_PAIRS)
     config = replace(config, settings=FlowSettings("auto", FLOW_HEIGHT, FLOW_WIDTH))
-    monkeypatch.setattr(runtime.devices, "gpu_visible", lambda: False)
+    monkeypatch.setattr(temporal_attention.runtime.devices, "gpu_visible", lambda: False)
     resolved, note = resolve_settings(config)
     assert resolved.settings.method == "tvl1" and "no GPU" in note
-    monkeypatch.setattr(runtime.devices, "gpu_visible", lambda: True)
+    monkeypatch.setattr(temporal_attention.runtime.devices, "gpu_visible", lambda: True)
     resolved, note = resolve_settings(config)
     assert resolved.settings.method == "tvl1_keras", note
     assert resolved.settings.solver_revision is not None and "px end-point error" in note
-    monkeypatch.setattr(data.tvl1, "self_check", lambda *args, **kwargs: (3.2, False))
+    monkeypatch.setattr(
+        temporal_attention.data.tvl1, "self_check", lambda *args, **kwargs: (3.2, False)
+    )
     resolved, note = resolve_settings(config)
     assert resolved.settings.method == "tvl1" and "failed" in note
 
 
 def test_self_check_passes_the_solver_and_fails_a_wrong_one(monkeypatch):
-    import data.tvl1
+    import temporal_attention.data.tvl1
 
-    error, passed = data.tvl1.self_check(FLOW_PAIRS, FLOW_HEIGHT, FLOW_WIDTH)  # the tests' shape
+    error, passed = temporal_attention.data.tvl1.self_check(
+        FLOW_PAIRS, FLOW_HEIGHT, FLOW_WIDTH
+    )  # the tests' shape
     assert passed and error < 0.15  # the solver's error and the quantisation's (0.09 px)
     zero_flow = np.full(
         (FLOW_PAIRS, FLOW_HEIGHT, FLOW_WIDTH, 2), 128, np.uint8
     )  # 0.08 px: about no motion
-    monkeypatch.setattr(data.tvl1, "stage_flow", lambda *args: zero_flow)
-    error, passed = data.tvl1.self_check(FLOW_PAIRS, FLOW_HEIGHT, FLOW_WIDTH)
+    monkeypatch.setattr(temporal_attention.data.tvl1, "stage_flow", lambda *args: zero_flow)
+    error, passed = temporal_attention.data.tvl1.self_check(FLOW_PAIRS, FLOW_HEIGHT, FLOW_WIDTH)
     assert not passed and error > 1.0
 
 

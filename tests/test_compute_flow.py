@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.optical_flow import compute_flow, load_flow, save_flow
-from data.video import VideoReader, read_video, write_video
+from temporal_attention.data.optical_flow import compute_flow, load_flow, save_flow
+from temporal_attention.data.video import VideoReader, read_video, write_video
+from temporal_attention.training.compute_flow import main
 from tests.shell_jobs import ctrl_c_once_written
 from tests.synthetic_videos import write_ucf101_like
-from training.compute_flow import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -207,7 +207,7 @@ def test_ctrl_c_with_workers_exits_130_within_seconds_and_writes_nothing_after(t
 
 
 def test_decode_videos_indexes_frames_and_names_bad_files(dataset, tmp_path, capsys):
-    from training.decode_videos import main as decode_main
+    from temporal_attention.training.decode_videos import main as decode_main
 
     video_root, split_dir = dataset
     (video_root / "Beta" / "v_Beta_g02_c01.avi").write_bytes(b"\x00" * 100)
@@ -223,7 +223,7 @@ def test_decode_videos_indexes_frames_and_names_bad_files(dataset, tmp_path, cap
 
 
 def test_missing_clips_are_reported_once_in_their_subset_and_shard(dataset, tmp_path):
-    from training.decode_videos import main as decode_main
+    from temporal_attention.training.decode_videos import main as decode_main
 
     video_root, split_dir = dataset
     (video_root / "Alpha" / "v_Alpha_g03_c01.avi").unlink()  # a train clip

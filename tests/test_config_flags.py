@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.config_flags import add_config_arguments, config_from_arguments
+from temporal_attention.runtime.config_flags import add_config_arguments, config_from_arguments
 
 
 @dataclass(frozen=True)
@@ -102,8 +102,8 @@ def test_a_user_error_is_one_line_and_exit_status_2(module, tmp_path, monkeypatc
 
 
 def test_an_interrupted_command_is_one_line_and_exit_status_130_or_143(capsys):
-    from runtime.config_flags import exit_on_error
-    from runtime.stopping import Terminated
+    from temporal_attention.runtime.config_flags import exit_on_error
+    from temporal_attention.runtime.stopping import Terminated
 
     def stopped(signal_kind):
         def main(argv):

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation import demo, demo_validation
-from evaluation.demo import DemoConfig, main, summarize
-from runtime.jobs import default_workers
+from temporal_attention.evaluation import demo, demo_validation
+from temporal_attention.evaluation.demo import DemoConfig, main, summarize
+from temporal_attention.runtime.jobs import default_workers
 
 
 @pytest.mark.slow
@@ -106,7 +106,8 @@ def test_stream_processes_get_their_share_of_the_cores_as_tensorflow_threads():
     assert demo.threads_per_job(DemoConfig(jobs=5)) == max(1, default_workers() // 2)
     assert demo.threads_per_job(DemoConfig(jobs=1)) == default_workers()
     code = (
-        "from evaluation.demo import limit_threads; limit_threads(1); import tensorflow as tf; "
+        "from temporal_attention.evaluation.demo import limit_threads; limit_threads(1); "
+        "import tensorflow as tf; "
         "print(tf.config.threading.get_intra_op_parallelism_threads(), "
         "tf.config.threading.get_inter_op_parallelism_threads())"
     )
@@ -120,8 +121,8 @@ def test_stream_processes_get_their_share_of_the_cores_as_tensorflow_threads():
 def test_a_run_counts_as_scored_only_with_metrics_of_its_current_model(tmp_path):
     import json
 
-    from evaluation.demo import is_scored
-    from models.feature_extraction import file_sha256
+    from temporal_attention.evaluation.demo import is_scored
+    from temporal_attention.models.feature_extraction import file_sha256
     from tests.evaluation_fixtures import write_scored_run
 
     run = write_scored_run(tmp_path)

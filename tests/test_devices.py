@@ -10,7 +10,8 @@ from pathlib import Path
 import keras
 import pytest
 
-from runtime.devices import use_compilation_cache
+from temporal_attention.runtime.devices import main as devices_main
+from temporal_attention.runtime.devices import use_compilation_cache
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -20,7 +21,7 @@ SCRIPT = """
 import json, logging, sys
 import numpy as np
 import jax
-from runtime.devices import use_compilation_cache
+from temporal_attention.runtime.devices import use_compilation_cache
 records = []
 class Keep(logging.Handler):
     def emit(self, record):
@@ -30,7 +31,7 @@ jax.config.update("jax_log_compiles", True)
 assert use_compilation_cache(sys.argv[1], min_compile_seconds=0.0)
 import keras
 keras.utils.set_random_seed(0)
-from models import build_attention_model
+from temporal_attention.models import build_attention_model
 rng = np.random.default_rng(0)
 features = rng.random((8, 6, 16), dtype=np.float32)
 labels = rng.integers(0, 3, 8)
@@ -69,3 +70,13 @@ def test_a_second_process_loads_the_compiled_step_and_trains_the_same_model(tmp_
 def test_other_backends_say_the_cache_is_off(tmp_path):
     assert use_compilation_cache(tmp_path / "xla_cache") is False
     assert not (tmp_path / "xla_cache").exists()
+
+
+@pytest.mark.multibackend
+def test_the_devices_command_names_the_backend_and_its_devices(capsys):
+    report = devices_main([])
+    printed = capsys.readouterr().out
+    assert report["backend"] == keras.backend.backend()
+    assert report["devices"] and all(isinstance(name, str) for name in report["devices"])
+    assert report["auto precision"] == ("mixed_bfloat16" if report["gpu"] else "float32")
+    assert f"backend: {keras.backend.backend()}\ndevices: {report['devices'][0]}" in printed

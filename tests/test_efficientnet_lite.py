@@ -18,11 +18,11 @@ import keras
 import numpy as np
 import pytest
 
-from data.crops import center_crop
-from data.splits import SplitSource
-from data.video import read_video
-from evaluation.predict import rebuild_extractor
-from models.efficientnet_lite import (
+from temporal_attention.data.crops import center_crop
+from temporal_attention.data.splits import SplitSource
+from temporal_attention.data.video import read_video
+from temporal_attention.evaluation.predict import rebuild_extractor
+from temporal_attention.models.efficientnet_lite import (
     BLOCK_GROUPS,
     FEATURE_LAYER,
     block_settings,
@@ -36,16 +36,16 @@ from models.efficientnet_lite import (
     preprocess_images,
     preprocess_rgb,
 )
-from models.feature_extraction import (
+from temporal_attention.models.feature_extraction import (
     FeatureRecipe,
     build_extractor,
     extract_video_features,
     prepare_images,
     resolve_precision,
 )
-from models.torch_checkpoint import read_torch_checkpoint
-from models.two_stream_vgg16 import cross_modality_kernel, feature_extractor
-from training.finetune_convnet import (
+from temporal_attention.models.torch_checkpoint import read_torch_checkpoint
+from temporal_attention.models.two_stream_vgg16 import cross_modality_kernel, feature_extractor
+from temporal_attention.training.finetune_convnet import (
     CHECKPOINT_NAME,
     FINAL_NAME,
     FinetuneConfig,

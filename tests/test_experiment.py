@@ -12,14 +12,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from data.synthetic import PRESETS as SYNTHETIC_PRESETS
-from data.synthetic import generate_dataset
-from evaluation import experiment, selection, stage_rates
-from evaluation.experiment import ExperimentConfig, load_config, plan, to_toml
-from runtime.jobs import JobReport, JobResult
+from temporal_attention.data.synthetic import PRESETS as SYNTHETIC_PRESETS
+from temporal_attention.data.synthetic import generate_dataset
+from temporal_attention.evaluation import experiment, selection, stage_rates
+from temporal_attention.evaluation.experiment import ExperimentConfig, load_config, plan, to_toml
+from temporal_attention.runtime.jobs import JobReport, JobResult
+from temporal_attention.training.runs import Run
 from tests.shell_jobs import ctrl_c_once_written
 from tests.synthetic_videos import write_hmdb51_like, write_ucf101_like
-from training.runs import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "evaluation" / "experiments").glob("*.toml"))

@@ -6,8 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from data.crops import center_crop
-from models.feature_extraction import (
+from temporal_attention.data.crops import center_crop
+from temporal_attention.models.feature_extraction import (
     FeatureRecipe,
     build_extractor,
     describe_network,
@@ -15,7 +15,7 @@ from models.feature_extraction import (
     extract_video_features,
     prepare_images,
 )
-from models.two_stream_vgg16 import (
+from temporal_attention.models.two_stream_vgg16 import (
     build_stream_vgg16,
     copy_weights_by_name,
     cross_modality_kernel,

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.extraction_feed import ImageSource, ReadTask, plan_tasks, read_crops
-from data.feature_store import FeatureStore
-from data.frame_store import FrameStore
-from models.feature_extraction import (
+from temporal_attention.data.extraction_feed import ImageSource, ReadTask, plan_tasks, read_crops
+from temporal_attention.data.feature_store import FeatureStore
+from temporal_attention.data.frame_store import FrameStore
+from temporal_attention.models.feature_extraction import (
     FeatureRecipe,
     build_extractor,
     extract_video_features,
@@ -24,10 +24,10 @@ from models.feature_extraction import (
     resolve_precision,
     uint8_extractor,
 )
-from runtime.process_feed import ordered_map
-from runtime.streaming import extract_streamed_features
+from temporal_attention.runtime.process_feed import ordered_map
+from temporal_attention.runtime.streaming import extract_streamed_features
+from temporal_attention.training import compute_flow, extract_features, extract_frames
 from tests.synthetic_videos import write_ucf101_like
-from training import compute_flow, extract_features, extract_frames
 
 REPO = Path(__file__).resolve().parents[1]
 HEIGHT, WIDTH = 48, 64
@@ -43,7 +43,7 @@ def generated_images(channels: int, num_images: int, seed: int) -> np.ndarray:
 
 def pieces_of(videos: dict, piece_size: int, input_size: int = 32):
     """`read_crops`-like pieces of in-memory videos: central crops, `piece_size` at a time."""
-    from data.crops import center_crop
+    from temporal_attention.data.crops import center_crop
 
     for video_id, images in videos.items():
         crops = center_crop(images, input_size)
@@ -87,7 +87,7 @@ def test_uint8_crops_across_videos_equal_host_preprocessed_per_video_features(st
 
 def _record_predictions(monkeypatch, record):
     """Wraps each batch's prediction (on every backend): `record(batch, predict)`."""
-    from runtime import streaming
+    from temporal_attention.runtime import streaming
 
     original = streaming._predict_assembled
     monkeypatch.setattr(
@@ -159,7 +159,7 @@ def test_batches_are_assembled_beside_the_feeding_loop_and_a_failed_one_fails_it
     fails the videos with rows in it and the others come out whole."""
     import threading
 
-    from runtime import streaming
+    from temporal_attention.runtime import streaming
 
     recipe = FeatureRecipe(stream="appearance", **TINY)
     network = build_extractor(recipe)
@@ -343,8 +343,8 @@ def test_frame_store_tasks_are_chunks_read_in_workers(frame_dataset):
 DATA_PARALLEL_SCRIPT = """
 import json, sys
 import keras, numpy as np
-from data.feature_store import FeatureStore
-from training import extract_features
+from temporal_attention.data.feature_store import FeatureStore
+from temporal_attention.training import extract_features
 
 shardings = []
 original = keras.distribution.distribute_tensor
@@ -394,9 +394,9 @@ def test_data_parallel_over_two_devices_gives_the_features_of_one(frame_dataset,
 
 @pytest.mark.parametrize("kind", ["video", "flow_store"])
 def test_video_and_flow_files_are_read_in_tasks_of_chunks(frame_dataset, kind):
-    from data.crops import center_crop
-    from data.flow_store import FlowStore
-    from data.video import read_video
+    from temporal_attention.data.crops import center_crop
+    from temporal_attention.data.flow_store import FlowStore
+    from temporal_attention.data.video import read_video
 
     stream = "appearance" if kind == "video" else "motion"
     root = None if kind == "video" else str(frame_dataset["flow"])
@@ -431,9 +431,9 @@ def test_the_fed_stage_gives_the_serial_host_path_features(
     # tasks, each read from its start), in this process (a patched class does not reach
     # a worker): the stored features are those of the serial path of before (host
     # preprocessing, per-video batches), bit for bit (float16 store).
-    from data.extraction_feed import ImageSource as Source
-    from data.flow_store import FlowStore
-    from data.video import read_video
+    from temporal_attention.data.extraction_feed import ImageSource as Source
+    from temporal_attention.data.flow_store import FlowStore
+    from temporal_attention.data.video import read_video
 
     store = tmp_path / "store"
     original = Source.__post_init__

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-import data.npz_files
-from data.feature_store import FeatureStore, FeatureStoreError
-from data.npz_files import write_npz
-from runtime.jobs import parse_shard, shard_items
+import temporal_attention.data.npz_files
+from temporal_attention.data.feature_store import FeatureStore, FeatureStoreError
+from temporal_attention.data.npz_files import write_npz
+from temporal_attention.runtime.jobs import parse_shard, shard_items
 
 METADATA = {"backbone": "vgg16", "stream": "rgb", "weights": "imagenet", "layer": "fc1"}
 
@@ -107,7 +107,9 @@ def test_a_write_that_dies_midway_leaves_the_old_file_intact(tmp_path, monkeypat
     def crash(*args, **kwargs):
         raise KeyboardInterrupt  # e.g. Ctrl-C while the new file is being written
 
-    monkeypatch.setattr(data.npz_files.np.lib.format, "write_array_header_1_0", crash)
+    monkeypatch.setattr(
+        temporal_attention.data.npz_files.np.lib.format, "write_array_header_1_0", crash
+    )
     with pytest.raises(KeyboardInterrupt):
         store.write("A/x", _features(seed=2), METADATA)
     monkeypatch.undo()

@@ -14,13 +14,12 @@ import keras
 import numpy as np
 import pytest
 
-from data.frame_batches import StoredClip, draw_batch
-from data.frame_store import FrameSettings, FrameStore
-from models.image_preprocessing import with_preprocessing
-from models.two_stream_vgg16 import build_stream_vgg16, preprocess_images
-from runtime.process_feed import ordered_map
-from tests.interrupted_batches import InterruptedBatches
-from training.finetune_convnet import (
+from temporal_attention.data.frame_batches import StoredClip, draw_batch
+from temporal_attention.data.frame_store import FrameSettings, FrameStore
+from temporal_attention.models.image_preprocessing import with_preprocessing
+from temporal_attention.models.two_stream_vgg16 import build_stream_vgg16, preprocess_images
+from temporal_attention.runtime.process_feed import ordered_map
+from temporal_attention.training.finetune_convnet import (
     CHECKPOINT_NAME,
     FINAL_NAME,
     LOG_NAME,
@@ -35,6 +34,7 @@ from training.finetune_convnet import (
     parse_args,
     training_batches,
 )
+from tests.interrupted_batches import InterruptedBatches
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -305,7 +305,7 @@ def split_videos(tmp_path_factory):
 
 
 def test_the_stage_trains_from_a_frame_store_and_names_missing_videos(split_videos, tmp_path):
-    from training import extract_frames, finetune_convnet
+    from temporal_attention.training import extract_frames, finetune_convnet
 
     frame_root = tmp_path / "frames"
     with pytest.raises(ValueError, match=r"frames/Alpha/\S+: no complete frames .*extract_frames"):
@@ -340,8 +340,12 @@ def test_the_stage_trains_from_a_frame_store_and_names_missing_videos(split_vide
 
 
 def test_mixed_bfloat16_keeps_the_softmax_in_float32():
-    from data.splits import SplitSource
-    from training.finetune_convnet import FinetuneConvnetConfig, build_network, resolve_precision
+    from temporal_attention.data.splits import SplitSource
+    from temporal_attention.training.finetune_convnet import (
+        FinetuneConvnetConfig,
+        build_network,
+        resolve_precision,
+    )
 
     assert resolve_precision("auto") == "float32"  # no GPU here
     config = FinetuneConvnetConfig(
@@ -392,7 +396,7 @@ def build_stream_vgg16_under(precision: str, config: FinetuneConfig) -> keras.Mo
 
 DATA_PARALLEL_SCRIPT = """
 import sys
-from training import finetune_convnet
+from temporal_attention.training import finetune_convnet
 
 original, devices = finetune_convnet.finetune, []
 

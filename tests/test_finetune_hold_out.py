@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from data.splits import hold_out_validation
-from training import finetune_convnet
-from training.finetune_convnet import CHECKPOINT_NAME, SETTINGS_NAME
+from temporal_attention.data.splits import hold_out_validation
+from temporal_attention.training import finetune_convnet
+from temporal_attention.training.finetune_convnet import CHECKPOINT_NAME, SETTINGS_NAME
 
 TINY = ["--weights", "none", "--width-multiplier", "0.0625", "--fc-units", "8"]
 TINY += ["--crop-size", "32", "--height", "48", "--width", "64", "--workers", "0"]

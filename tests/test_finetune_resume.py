@@ -8,9 +8,8 @@ import json
 import keras
 import pytest
 
-from models.two_stream_vgg16 import build_stream_vgg16
-from tests.test_finetune_convnet import generated_videos, tiny_config
-from training.finetune_convnet import (
+from temporal_attention.models.two_stream_vgg16 import build_stream_vgg16
+from temporal_attention.training.finetune_convnet import (
     CHECKPOINT_NAME,
     FINAL_NAME,
     LOG_NAME,
@@ -18,6 +17,7 @@ from training.finetune_convnet import (
     finetune,
     training_batches,
 )
+from tests.test_finetune_convnet import generated_videos, tiny_config
 
 FILES = (CHECKPOINT_NAME, FINAL_NAME, LOG_NAME, SETTINGS_NAME)
 

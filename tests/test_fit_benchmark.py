@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks import fit_benchmark
 from benchmarks.fit_benchmark import FitCase
-from models.recognizer import build_attention_model
+from temporal_attention.models.recognizer import build_attention_model
 
 torch = pytest.importorskip("torch")
 

@@ -4,10 +4,10 @@ x-inversion, labels, determinism."""
 import numpy as np
 import pytest
 
-from data import frame_store
-from data.crops import center_crop, flip_flow_stack, random_crop_and_flip
-from data.frame_batches import FrameBatches, StoredClip
-from data.frame_store import FrameSettings, FrameStore
+from temporal_attention.data import frame_store
+from temporal_attention.data.crops import center_crop, flip_flow_stack, random_crop_and_flip
+from temporal_attention.data.frame_batches import FrameBatches, StoredClip
+from temporal_attention.data.frame_store import FrameSettings, FrameStore
 
 
 def test_flip_flow_stack_mirrors_and_inverts_only_x_channels():

@@ -14,12 +14,17 @@ import cv2
 import numpy as np
 import pytest
 
-from data.flow_store import FlowStore
-from data.frame_store import FrameSettings, FrameStore, FrameStoreError, image_name
-from data.optical_flow import flow_stacks, read_rawframes
-from data.video import read_video, write_video
+from temporal_attention.data.flow_store import FlowStore
+from temporal_attention.data.frame_store import (
+    FrameSettings,
+    FrameStore,
+    FrameStoreError,
+    image_name,
+)
+from temporal_attention.data.optical_flow import flow_stacks, read_rawframes
+from temporal_attention.data.video import read_video, write_video
+from temporal_attention.training.extract_frames import main
 from tests.synthetic_videos import shifted_texture_frames, write_ucf101_like
-from training.extract_frames import main
 
 HEIGHT, WIDTH = 48, 64
 REPO = Path(__file__).resolve().parents[1]
@@ -138,7 +143,7 @@ def test_flow_stacks_are_stored_in_the_projects_channel_order(tmp_path):
 
 
 def test_compute_flow_writes_the_flow_store_flow_into_the_frame_store(dataset, tmp_path, capsys):
-    from training.compute_flow import main as flow_main
+    from temporal_attention.training.compute_flow import main as flow_main
 
     output = tmp_path / "frames"
 

@@ -3,9 +3,9 @@
 import numpy as np
 
 from benchmarks.frame_store_benchmark import UCF101_FRAMES, main
-from data.frame_store import FrameStore
+from temporal_attention.data.frame_store import FrameStore
+from temporal_attention.training.extract_frames import main as extract_main
 from tests.synthetic_videos import write_ucf101_like
-from training.extract_frames import main as extract_main
 
 
 def test_reports_the_stores_bytes_and_read_speeds(tmp_path, capsys):

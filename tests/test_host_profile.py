@@ -13,7 +13,7 @@ from benchmarks.host_profile import (
     label,
     thread_group,
 )
-from runtime.process_feed import ordered_map
+from temporal_attention.runtime.process_feed import ordered_map
 
 
 def _own_label(_item):

@@ -4,8 +4,12 @@ import keras
 import numpy as np
 import pytest
 
-from models import efficientnet_lite, two_stream_vgg16
-from models.image_preprocessing import MODES, ImagePreprocessing, with_preprocessing
+from temporal_attention.models import efficientnet_lite, two_stream_vgg16
+from temporal_attention.models.image_preprocessing import (
+    MODES,
+    ImagePreprocessing,
+    with_preprocessing,
+)
 
 pytestmark = pytest.mark.multibackend
 

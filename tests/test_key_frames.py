@@ -2,8 +2,13 @@
 
 import pytest
 
-from data.key_frames import read_key_frames
-from data.synthetic import KEY_FRAMES_NAME, SyntheticConfig, clip_specs, generate_dataset
+from temporal_attention.data.key_frames import read_key_frames
+from temporal_attention.data.synthetic import (
+    KEY_FRAMES_NAME,
+    SyntheticConfig,
+    clip_specs,
+    generate_dataset,
+)
 
 SMALL = SyntheticConfig(
     num_classes=2,

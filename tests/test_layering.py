@@ -13,12 +13,15 @@ Floors, lowest first; a package imports only packages on lower floors (and itsel
 `benchmarks/` sits outside the library: it may import any package and none imports it.
 No module imports itself back through others (no cycle), whatever the floors allow.
 
-Every `import` and `from ... import` is read, also those inside functions.
+Every `import` and `from ... import` is read, also those inside functions. The project's
+modules import each other through the one package `temporal_attention` (what an install
+puts into site-packages), never by the bare folder names.
 """
 
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -26,6 +29,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = ("runtime", "data", "models", "training", "figures", "evaluation")
 PACKAGES = (*LIBRARY, "benchmarks")
+NAMESPACE = "temporal_attention"
 ALLOWED = {
     "runtime": set(),
     "data": {"runtime"},
@@ -39,23 +43,29 @@ ALLOWED = {
 NOT_IN_DATA = ("runtime.batch_jobs", "runtime.process_feed", "runtime.config_flags")
 
 
-def imported_modules(path: Path) -> set[str]:
-    """The project modules (dotted names) `path` imports, also inside functions."""
-    found = set()
+def imported_names(path: Path) -> list[str]:
+    """The dotted names `path` imports, also inside functions (`from a import b`: a, a.b)."""
+    found = []
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
+            found += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             # `from data import video` imports the module data.video
-            names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
-        else:
-            continue
-        for name in names:
-            parts = name.split(".")
-            if parts[0] in PACKAGES and (ROOT / Path(*parts)).with_suffix(".py").is_file():
-                found.add(name)
-            elif parts[0] in PACKAGES and len(parts) == 1:
-                found.add(name)
+            found += [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
+    return found
+
+
+def imported_modules(path: Path) -> set[str]:
+    """The project modules (dotted names, without the `temporal_attention.` every import
+    starts with) `path` imports, also inside functions."""
+    found = set()
+    for name in imported_names(path):
+        name = name.removeprefix(NAMESPACE + ".") if name.startswith(NAMESPACE + ".") else name
+        parts = name.split(".")
+        if parts[0] in PACKAGES and (ROOT / Path(*parts)).with_suffix(".py").is_file():
+            found.add(name)
+        elif parts[0] in PACKAGES and len(parts) == 1:
+            found.add(name)
     return found
 
 
@@ -102,9 +112,37 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str]:
 
 def test_the_reader_sees_imports_inside_functions(tmp_path):
     source = tmp_path / "module.py"
-    source.write_text("import numpy\n\ndef f():\n    from evaluation.scoring import x\n")
+    source.write_text(
+        "import numpy\n\ndef f():\n    from temporal_attention.evaluation.scoring import x\n"
+    )
     assert imported_packages(source) == {"evaluation"}
     assert imported_modules(source) == {"evaluation.scoring"}
+
+
+def test_the_project_is_imported_through_its_one_package_only(tmp_path):
+    """A bare `from models import ...` works in a clone but not in an install, where the
+    packages live under temporal_attention/ only."""
+    source = tmp_path / "module.py"
+    source.write_text("import os\nfrom models.recognizer import x\nimport data.video\n")
+    assert bare_imports(source) == ["data.video", "models.recognizer"]
+    offending = {
+        str(path.relative_to(ROOT)): bare_imports(path)
+        for folder in (*PACKAGES, "tests", NAMESPACE)
+        for path in sorted((ROOT / folder).rglob("*.py"))
+    }
+    assert {path: names for path, names in offending.items() if names} == {}
+
+
+def bare_imports(path: Path) -> list[str]:
+    """The library modules `path` imports by a bare folder name (`from models.x import`,
+    `import data.video`)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+    return sorted(name for name in found if name.split(".")[0] in LIBRARY)
 
 
 def test_the_cycle_finder_finds_a_cycle_and_only_one():
@@ -147,10 +185,11 @@ def test_benchmarks_are_imported_by_nothing_and_not_installed():
         if "benchmarks" in imported_packages(path)
     )
     assert importers == []
-    pyproject = (ROOT / "pyproject.toml").read_text()
-    installed = pyproject.split("packages = [", 1)[1].split("]", 1)[0]
-    assert "benchmarks" not in installed
-    assert sorted(name.strip().strip('"') for name in installed.split(",")) == sorted(LIBRARY)
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert sorted(setuptools["packages"]) == sorted(
+        [NAMESPACE, *(f"{NAMESPACE}.{package}" for package in LIBRARY)]
+    )
+    assert setuptools["package-dir"] == {f"{NAMESPACE}.{package}": package for package in LIBRARY}
 
 
 def test_evaluation_holds_no_benchmark_or_profiler():
@@ -163,14 +202,15 @@ def private_names_imported(path: Path) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            if node.module.split(".")[0] in LIBRARY:
-                found += [f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+            module = node.module.removeprefix(NAMESPACE + ".")
+            if module.split(".")[0] in LIBRARY:
+                found += [f"{module}.{a.name}" for a in node.names if a.name.startswith("_")]
     return found
 
 
 def test_benchmarks_use_the_library_s_public_names_only(tmp_path):
     source = tmp_path / "module.py"
-    source.write_text("from data.tvl1 import TVL1Settings, _compiled\n")
+    source.write_text("from temporal_attention.data.tvl1 import TVL1Settings, _compiled\n")
     assert private_names_imported(source) == ["data.tvl1._compiled"]
     offending = {
         str(path.relative_to(ROOT)): private_names_imported(path)

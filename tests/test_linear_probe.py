@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.linear_probe import L2_GRID, fit_softmax, main, softmax
+from temporal_attention.evaluation.linear_probe import L2_GRID, fit_softmax, main, softmax
 from tests.evaluation_fixtures import synthetic_split, write_separable_features
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from data.splits import load_ucf101_split
-from training.make_synthetic import main
+from temporal_attention.data.splits import load_ucf101_split
+from temporal_attention.training.make_synthetic import main
 
 
 def test_cli_writes_the_dataset(tmp_path, capsys):

@@ -7,7 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from data.npz_files import SpooledArray, read_npz, read_npz_chunks, write_npz
+from temporal_attention.data.npz_files import SpooledArray, read_npz, read_npz_chunks, write_npz
 
 
 def one_shot_npz(path, arrays, metadata):

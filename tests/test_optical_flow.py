@@ -4,9 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
-from data.flow_quantization import FLOW_BOUND, dequantize_flow, quantize_flow
-from data.npz_files import SpooledArray
-from data.optical_flow import (
+from temporal_attention.data.flow_quantization import FLOW_BOUND, dequantize_flow, quantize_flow
+from temporal_attention.data.npz_files import SpooledArray
+from temporal_attention.data.optical_flow import (
     FLOW_METHODS,
     STACK_LENGTH,
     compute_flow,
@@ -19,7 +19,7 @@ from data.optical_flow import (
     read_rawframes,
     save_flow,
 )
-from data.video import VideoError, read_video, write_video
+from temporal_attention.data.video import VideoError, read_video, write_video
 from tests.synthetic_videos import shifted_texture_frames
 
 # Mean end-point error (pixels) allowed in the interior, per method, on a 64x80 texture
@@ -204,7 +204,7 @@ def test_flow_of_an_earlier_solver_revision_is_a_mismatch_not_complete(tmp_path)
     for the current solver's; OpenCV methods' files, which carry none, stay complete."""
     from dataclasses import asdict
 
-    from data.flow_store import SOLVER_REVISIONS, FlowSettings, FlowStore
+    from temporal_attention.data.flow_store import SOLVER_REVISIONS, FlowSettings, FlowStore
 
     store, flow = FlowStore(tmp_path), np.full((3, 8, 8, 2), 128, np.uint8)
     current = FlowSettings("tvl1_keras", 8, 8)

@@ -1,8 +1,10 @@
 """The wheel `pip install .` builds: its declared dependencies cover requirements.txt
 (whose exact pins, the ones CI installs, fall inside the declared ranges), its extras,
-its Python floor, its license and the packages it installs."""
+its Python floor, its license, and the one package it installs, which imports and runs
+from outside the repository."""
 
 import email
+import os
 import shutil
 import subprocess
 import sys
@@ -15,6 +17,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("runtime", "data", "models", "training", "evaluation", "figures")
+NAMESPACE = "temporal_attention"
 
 
 def _pins(name: str) -> dict[str, Requirement]:
@@ -34,12 +37,12 @@ def _pinned_version(requirement: Requirement) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def wheel(tmp_path_factory) -> tuple[email.message.Message, list[str]]:
-    """(METADATA, file names) of the wheel built from a copy of the project's files."""
+def wheel(tmp_path_factory) -> tuple[email.message.Message, list[str], Path]:
+    """(METADATA, file names, path) of the wheel built from a copy of the project's files."""
     source = tmp_path_factory.mktemp("source")
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, source / name)
-    for package in PACKAGES:
+    for package in (*PACKAGES, NAMESPACE):
         shutil.copytree(
             ROOT / package,
             source / package,
@@ -57,11 +60,11 @@ def wheel(tmp_path_factory) -> tuple[email.message.Message, list[str]]:
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
         (metadata,) = [name for name in names if name.endswith(".dist-info/METADATA")]
-        return email.message_from_bytes(archive.read(metadata)), names
+        return email.message_from_bytes(archive.read(metadata)), names, path
 
 
 def test_the_wheel_declares_every_runtime_requirement_in_a_range_holding_its_pin(wheel):
-    metadata, _ = wheel
+    metadata, _, _ = wheel
     declared = [Requirement(line) for line in metadata.get_all("Requires-Dist")]
     runtime = {canonicalize_name(r.name): r for r in declared if r.marker is None}
     pins = _pins("requirements.txt")
@@ -76,7 +79,7 @@ def test_the_wheel_declares_every_runtime_requirement_in_a_range_holding_its_pin
 
 
 def test_the_wheel_has_gpu_and_dev_extras_holding_the_dev_pins(wheel):
-    metadata, _ = wheel
+    metadata, _, _ = wheel
     assert set(metadata.get_all("Provides-Extra")) == {"jax-cuda", "tensorflow-cuda", "dev"}
     declared = [Requirement(line) for line in metadata.get_all("Requires-Dist")]
 
@@ -90,7 +93,9 @@ def test_the_wheel_has_gpu_and_dev_extras_holding_the_dev_pins(wheel):
     assert "cuda12" in extra("jax-cuda")["jax"].extras
     assert "and-cuda" in extra("tensorflow-cuda")["tensorflow"].extras
     dev = extra("dev")
-    for name, pin in _pins("requirements-dev.txt").items():
+    pins = {**_pins("requirements-dev.txt"), **_pins("requirements-torch-cpu.txt")}
+    assert str(pins["torch"].specifier) == "==2.13.0+cpu"  # the CPU build, named
+    for name, pin in pins.items():
         if name == "jaxlib":  # comes with jax
             continue
         assert name in dev, f"{name} of requirements-dev.txt is not in the dev extra"
@@ -99,10 +104,49 @@ def test_the_wheel_has_gpu_and_dev_extras_holding_the_dev_pins(wheel):
             assert dev[name].specifier.contains(version, prereleases=True), (name, version)
 
 
-def test_the_wheel_installs_the_library_packages_and_no_tests(wheel):
-    _, names = wheel
+def test_the_wheel_installs_one_package_and_no_tests(wheel):
+    _, names, _ = wheel
     top = {name.split("/", 1)[0] for name in names if not name.split("/", 1)[0].endswith("-info")}
-    assert top == set(PACKAGES)
-    assert "models/temporal_attention_lstm.py" in names
-    assert not [name for name in names if name.startswith(("tests/", "benchmarks/"))]
+    assert top == {NAMESPACE}  # no `models`, `data`, ... of its own in site-packages
+    subpackages = {name.split("/")[1] for name in names if name.startswith(f"{NAMESPACE}/")}
+    assert subpackages == {*PACKAGES, "__init__.py", "__main__.py", "cli.py"}
+    assert f"{NAMESPACE}/models/temporal_attention_lstm.py" in names
+    assert not [name for name in names if "/tests/" in name or "/benchmarks/" in name]
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
+    (entry_points,) = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
+    with zipfile.ZipFile(wheel[2]) as archive:
+        assert (
+            "temporal-attention = temporal_attention.cli:main"
+            in archive.read(entry_points).decode()
+        )
+
+
+def test_the_installed_package_imports_and_lists_its_stages_outside_the_repository(wheel, tmp_path):
+    """The wheel's files alone (unpacked as pip installs them, the repository not on the
+    path): the layer and a stage import from there, and `python -m temporal_attention`
+    lists the stages."""
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel[2]) as archive:
+        archive.extractall(site)
+    environment = {**os.environ, "PYTHONPATH": str(site), "KERAS_BACKEND": "jax"}
+    script = (
+        "import importlib.util, temporal_attention.models as m, "
+        "temporal_attention.training.train_attention as t\n"
+        "print(m.TemporalAttentionLSTM.__module__, m.__file__, t.__file__)\n"
+        "print([importlib.util.find_spec(n) for n in ('models', 'data', 'training')])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=environment,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    module, *files = done.stdout.split("\n")[0].split()
+    assert module == "temporal_attention.models.temporal_attention_lstm"
+    assert all(Path(file).is_relative_to(site) for file in files), files
+    assert done.stdout.split("\n")[1] == "[None, None, None]"  # no bare names installed
+    listed = subprocess.run(
+        [sys.executable, "-m", NAMESPACE, "--help"], cwd=tmp_path, env=environment,
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert "train_attention" in listed.stdout and "experiment" in listed.stdout

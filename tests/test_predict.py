@@ -8,22 +8,27 @@ import cv2
 import numpy as np
 import pytest
 
-from data.feature_store import FeatureStore
-from data.optical_flow import compute_flow, flow_stacks
-from data.video import read_video, write_video
-from evaluation.predict import Thumbnails, main, rebuild_extractor, video_features
-from models.feature_extraction import (
+from temporal_attention.data.feature_store import FeatureStore
+from temporal_attention.data.optical_flow import compute_flow, flow_stacks
+from temporal_attention.data.video import read_video, write_video
+from temporal_attention.evaluation.predict import (
+    Thumbnails,
+    main,
+    rebuild_extractor,
+    video_features,
+)
+from temporal_attention.models.feature_extraction import (
     FeatureRecipe,
     extract_video_features,
     file_sha256,
     prepare_images,
 )
-from models.two_stream_vgg16 import build_stream_vgg16
-from runtime.config_flags import exit_on_error
+from temporal_attention.models.two_stream_vgg16 import build_stream_vgg16
+from temporal_attention.runtime.config_flags import exit_on_error
+from temporal_attention.training.runs import Run, TrainConfig
+from temporal_attention.training.train_attention import train
 from tests.evaluation_fixtures import TINY_MODEL, synthetic_split, write_separable_features
 from tests.synthetic_videos import shifted_texture_frames
-from training.runs import Run, TrainConfig
-from training.train_attention import train
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +106,8 @@ def test_predict_with_one_stream_and_unrebuildable_features(runs, tmp_path):
 
 
 def test_attention_cli_draws_a_video_and_the_key_frame_mass(runs, tmp_path, capsys):
-    from evaluation.attention import main as attention_main
-    from training.runs import Run
+    from temporal_attention.evaluation.attention import main as attention_main
+    from temporal_attention.training.runs import Run
 
     root, run_dirs = runs
     test_videos = Run(run_dirs["appearance"]).load_config().test_videos
@@ -129,7 +134,7 @@ def test_attention_cli_draws_a_video_and_the_key_frame_mass(runs, tmp_path, caps
 
 
 def test_attention_figure_shows_the_frames_of_the_requested_video(runs, tmp_path, monkeypatch):
-    import evaluation.attention
+    import temporal_attention.evaluation.attention
 
     _, run_dirs = runs
     test_videos = [video for video, _ in Run(run_dirs["appearance"]).load_config().test_videos]
@@ -139,7 +144,7 @@ def test_attention_figure_shows_the_frames_of_the_requested_video(runs, tmp_path
     short = write_video(tmp_path / "short" / f"{video_id}.avi", shifted_texture_frames(12, 32, 32))
     drawn = {}
     monkeypatch.setattr(
-        evaluation.attention,
+        temporal_attention.evaluation.attention,
         "plot_attention",
         lambda frames, *_, **__: drawn.update(frames=frames) or [],
     )
@@ -147,12 +152,12 @@ def test_attention_figure_shows_the_frames_of_the_requested_video(runs, tmp_path
     flags += ["--video-id", video_id, "--output", str(tmp_path / "figure")]
     # Another clip's file, or a file of another length, is refused before any model runs.
     with pytest.raises(ValueError, match=f"--video {other} is not the file of --video-id"):
-        evaluation.attention.main([*flags, "--video", str(other)])
+        temporal_attention.evaluation.attention.main([*flags, "--video", str(other)])
     with pytest.raises(ValueError, match=f"{short} has 12 frames, but the appearance feat"):
-        evaluation.attention.main([*flags, "--video", str(short)])
+        temporal_attention.evaluation.attention.main([*flags, "--video", str(short)])
     assert not drawn
     one_stream = ["--run", str(run_dirs["appearance"]), *flags[4:]]  # one model to run
-    evaluation.attention.main([*one_stream, "--video", str(video)])
+    temporal_attention.evaluation.attention.main([*one_stream, "--video", str(video)])
     np.testing.assert_array_equal(drawn["frames"], read_video(video).frames)
 
 
@@ -174,7 +179,11 @@ def test_predict_refuses_an_output_file_and_an_unfinished_run(runs, tmp_path, ca
 
 
 def test_frame_weights_of_many_videos_at_once_are_those_of_each_video(runs):
-    from evaluation.attention import build_attention_readout, run_frame_weights, video_attention
+    from temporal_attention.evaluation.attention import (
+        build_attention_readout,
+        run_frame_weights,
+        video_attention,
+    )
 
     _, run_dirs = runs
     trained = Run(run_dirs["motion"])

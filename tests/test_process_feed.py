@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime import process_feed
-from runtime.process_feed import ordered_map
+from temporal_attention.runtime import process_feed
+from temporal_attention.runtime.process_feed import ordered_map
 from tests.feed_workers import AHEAD, WORKERS
 from tests.shell_jobs import REPO, is_running, wait_until
 
@@ -131,7 +131,7 @@ def test_workers_do_not_import_the_main_module(tmp_path):
     script.write_text(
         "import sys\n"
         "import keras  # noqa: F401\n"
-        "from runtime.process_feed import ordered_map\n"
+        "from temporal_attention.runtime.process_feed import ordered_map\n"
         "from tests.test_process_feed import _modules_loaded\n"
         "print(list(ordered_map(_modules_loaded, ['keras', 'main_importing_keras'], workers=1)))\n"
     )

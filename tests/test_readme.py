@@ -33,7 +33,9 @@ SKIPPED_TOP_LEVEL_DIRS = {"runs", "build"}
 
 # Top-level folders of the project: a path in code that starts with one of these is a
 # project path and must exist; a dotted name that starts with a package must import.
-PROJECT_PACKAGES = tuple("data models training evaluation runtime benchmarks figures tests".split())
+PROJECT_PACKAGES = tuple(
+    "temporal_attention data models training evaluation runtime benchmarks figures tests".split()
+)
 PROJECT_DIRS = (*PROJECT_PACKAGES, "docs")
 # Written by the stages, never committed: paths under them are not checked.
 OUTPUT_DIRS = ("evaluation/results/",)

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.feature_store import FeatureStore
-from data.flow_store import FlowSettings
-from data.splits import SplitSource
-from evaluation.scoring import score_run
-from models.feature_extraction import FeatureRecipe
-from training import compute_flow, extract_features
-from training.runs import TrainConfig
-from training.train_attention import ModelCache, train
+from temporal_attention.data.feature_store import FeatureStore
+from temporal_attention.data.flow_store import FlowSettings
+from temporal_attention.data.splits import SplitSource
+from temporal_attention.evaluation.scoring import score_run
+from temporal_attention.models.feature_extraction import FeatureRecipe
+from temporal_attention.training import compute_flow, extract_features
+from temporal_attention.training.runs import TrainConfig
+from temporal_attention.training.train_attention import ModelCache, train
 
 SUBSET = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ucf101_subset"
 pytestmark = pytest.mark.skipif(not SUBSET.is_dir(), reason=f"no real clips at {SUBSET}")

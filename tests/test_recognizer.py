@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from models import (
+from temporal_attention.models import (
     LastStepsAccuracy,
     StepwiseCrossEntropy,
     TemporalAttentionLSTM,

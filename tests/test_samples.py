@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from data.feature_store import FeatureStore
-from data.samples import MixupDataset, SampleDataset, make_samples, sample_starts
+from temporal_attention.data.feature_store import FeatureStore
+from temporal_attention.data.samples import MixupDataset, SampleDataset, make_samples, sample_starts
 
 
 def _ramp(frames, dim=3):
@@ -99,7 +99,7 @@ def test_shuffle_is_seeded_and_construction_reads_no_features(store_and_items, m
 
 @pytest.mark.slow
 def test_feeds_model_fit(store_and_items):
-    from models.recognizer import build_attention_model
+    from temporal_attention.models.recognizer import build_attention_model
 
     store, items = store_and_items
     dataset = SampleDataset(store, items, batch_size=4, shuffle=True, seed=0)

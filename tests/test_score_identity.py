@@ -8,11 +8,17 @@ import keras
 import numpy as np
 import pytest
 
-from evaluation.scoring import VideoScores, load_metrics, load_scores, main, score_run
-from models.feature_extraction import file_sha256
+from temporal_attention.evaluation.scoring import (
+    VideoScores,
+    load_metrics,
+    load_scores,
+    main,
+    score_run,
+)
+from temporal_attention.models.feature_extraction import file_sha256
+from temporal_attention.training.runs import Run, TrainConfig
+from temporal_attention.training.train_attention import train
 from tests.evaluation_fixtures import TINY_MODEL, synthetic_split, write_separable_features
-from training.runs import Run, TrainConfig
-from training.train_attention import train
 
 
 @pytest.fixture(scope="module")

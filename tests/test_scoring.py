@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from evaluation.scoring import (
+from temporal_attention.evaluation.scoring import (
     VideoScores,
     accuracy,
     confusion_matrix,
@@ -20,10 +20,10 @@ from evaluation.scoring import (
     sample_scores,
     video_scores,
 )
-from models.feature_extraction import file_sha256
-from runtime.config_flags import exit_on_error
+from temporal_attention.models.feature_extraction import file_sha256
+from temporal_attention.runtime.config_flags import exit_on_error
+from temporal_attention.training.runs import Run
 from tests.evaluation_fixtures import TEST_IDS, TEST_LABELS, write_scored_run
-from training.runs import Run
 
 
 def test_sample_score_is_mean_of_last_ten_steps_only():

@@ -4,7 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from data.splits import SplitError, load_hmdb51_split, load_split, load_ucf101_split
+from temporal_attention.data.splits import (
+    SplitError,
+    load_hmdb51_split,
+    load_split,
+    load_ucf101_split,
+)
 from tests.synthetic_videos import write_ucf101_like
 
 SUBSET = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "ucf101_subset"

@@ -9,12 +9,17 @@ import cv2
 import numpy as np
 import pytest
 
-from data.extraction_feed import ImageSource, ReadTask, read_crops
-from data.flow_store import FlowStore
-from data.frame_batches import FrameBatches, StoredClip
-from data.frame_store import FrameSettings, FrameStore, FrameStoreError, image_name
+from temporal_attention.data.extraction_feed import ImageSource, ReadTask, read_crops
+from temporal_attention.data.flow_store import FlowStore
+from temporal_attention.data.frame_batches import FrameBatches, StoredClip
+from temporal_attention.data.frame_store import (
+    FrameSettings,
+    FrameStore,
+    FrameStoreError,
+    image_name,
+)
+from temporal_attention.training import compute_flow, extract_features, extract_frames
 from tests.synthetic_videos import write_ucf101_like
-from training import compute_flow, extract_features, extract_frames
 
 HEIGHT, WIDTH = 32, 40
 VIDEO_IDS = [f"{name}/v_{name}_g0{group}_c01" for name in ("Alpha", "Beta") for group in (1, 2)]
@@ -89,7 +94,7 @@ def test_a_damaged_frame_is_named_and_its_video_written_again(dataset, tmp_path,
     assert _files(output) == intact
     # Fine-tuning refuses a damaged training video too, naming the file, before a
     # network is built (group 1 is the test list: damage one of group 2).
-    from training import finetune_convnet
+    from temporal_attention.training import finetune_convnet
 
     trained = store.folder_for("Beta/v_Beta_g02_c01") / image_name("img", 5)
     trained.write_bytes(trained.read_bytes()[:-2])

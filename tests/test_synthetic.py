@@ -10,17 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data.key_frames import read_key_frames
-from data.splits import load_ucf101_split
-from data.synthetic import (
+from temporal_attention.data.key_frames import read_key_frames
+from temporal_attention.data.splits import load_ucf101_split
+from temporal_attention.data.synthetic import (
     PRESETS,
     SyntheticConfig,
     clip_specs,
     generate_dataset,
     render_clip,
 )
-from data.synthetic_drawing import DISTRACTOR_KINDS
-from data.video import read_video
+from temporal_attention.data.synthetic_drawing import DISTRACTOR_KINDS
+from temporal_attention.data.video import read_video
 
 TINY = SyntheticConfig(
     num_classes=3,

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation.scoring import VideoScores
-from evaluation.tables import (
+from temporal_attention.evaluation.scoring import VideoScores
+from temporal_attention.evaluation.tables import (
     MEASURED_ROW,
     NO_RUN,
     TablesConfig,
@@ -20,7 +20,7 @@ from evaluation.tables import (
     to_latex,
     to_markdown,
 )
-from runtime.config_flags import exit_on_error
+from temporal_attention.runtime.config_flags import exit_on_error
 from tests.evaluation_fixtures import class_list, write_scored_run
 
 

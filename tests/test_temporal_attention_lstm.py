@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from models import TemporalAttentionLSTM
+from temporal_attention.models import TemporalAttentionLSTM
 from tests.attention_reference import attention_lstm_reference
 
 pytestmark = pytest.mark.multibackend

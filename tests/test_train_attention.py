@@ -15,19 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.feature_store import FeatureStore
-from data.samples import sample_starts
-from data.splits import Clip, video_group
-from evaluation.scoring import VideoScores, score_run
-from models.recognizer import NORMALIZATION_LAYER
-from runtime.config_flags import exit_on_error
-from tests.evaluation_fixtures import (
-    TINY_MODEL,
-    synthetic_split,
-    write_separable_features,
-)
-from training.runs import Run, TrainConfig
-from training.train_attention import (
+from temporal_attention.data.feature_store import FeatureStore
+from temporal_attention.data.samples import sample_starts
+from temporal_attention.data.splits import Clip, video_group
+from temporal_attention.evaluation.scoring import VideoScores, score_run
+from temporal_attention.models.recognizer import NORMALIZATION_LAYER
+from temporal_attention.runtime.config_flags import exit_on_error
+from temporal_attention.training.runs import Run, TrainConfig
+from temporal_attention.training.train_attention import (
     BestCheckpoint,
     ModelCache,
     backed_up_epochs,
@@ -35,6 +30,11 @@ from training.train_attention import (
     hold_out_validation,
     main,
     train,
+)
+from tests.evaluation_fixtures import (
+    TINY_MODEL,
+    synthetic_split,
+    write_separable_features,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -295,7 +295,7 @@ def test_a_trained_run_is_not_trained_again_before_or_after_scoring(dataset, tmp
 
 
 def test_bad_features_stop_the_run_before_training(dataset, tmp_path):
-    from data.npz_files import read_npz, write_npz
+    from temporal_attention.data.npz_files import read_npz, write_npz
 
     root, split = dataset
     store = tmp_path / "store"
@@ -384,7 +384,7 @@ def test_a_lock_left_by_a_killed_trainer_is_taken_over(tmp_path):
 
 
 HOLD_RUN_FOLDER = (
-    "import sys, time; from training.runs import Run; "
+    "import sys, time; from temporal_attention.training.runs import Run; "
     "lock = Run(sys.argv[1]).training_lock(); lock.__enter__(); print('held', flush=True); "
     "time.sleep(60)"
 )

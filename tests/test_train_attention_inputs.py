@@ -9,12 +9,12 @@ import keras
 import numpy as np
 import pytest
 
-from data.feature_store import FeatureStore
-from data.splits import hold_out_validation
-from runtime.config_flags import exit_on_error
+from temporal_attention.data.feature_store import FeatureStore
+from temporal_attention.data.splits import hold_out_validation
+from temporal_attention.runtime.config_flags import exit_on_error
+from temporal_attention.training.runs import Run, TrainConfig
+from temporal_attention.training.train_attention import TrainingDivergedError, main, train
 from tests.evaluation_fixtures import TINY_MODEL, synthetic_split, write_separable_features
-from training.runs import Run, TrainConfig
-from training.train_attention import TrainingDivergedError, main, train
 
 
 class FitStarted(Exception):

@@ -10,10 +10,10 @@ import pytest
 from keras import ops
 
 from benchmarks.flow_benchmark import known_flow_set
-from data import tvl1
-from data.flow_quantization import dequantize_flow, quantize_flow
-from data.tvl1 import TVL1Settings, tvl1_flow
-from data.video import read_video
+from temporal_attention.data import tvl1
+from temporal_attention.data.flow_quantization import dequantize_flow, quantize_flow
+from temporal_attention.data.tvl1 import TVL1Settings, tvl1_flow
+from temporal_attention.data.video import read_video
 
 CLIP = Path(__file__).resolve().parents[2] / "shared/data/ucf101_subset/UCF-101/PushUps"
 HEIGHT, WIDTH = 64, 85  # small, so that CI's CPU compiles and runs it in about a minute
@@ -138,7 +138,7 @@ def test_settings_and_bad_input():
 def test_iter_flow_batches_the_pairs_of_each_chunk_and_crosses_chunk_borders(monkeypatch):
     """`iter_flow(..., "tvl1_keras")` sends padded batches of TVL1_KERAS_PAIRS pairs and
     yields one field per consecutive pair, in order, the pair across a chunk border too."""
-    from data import optical_flow
+    from temporal_attention.data import optical_flow
 
     calls = []
 

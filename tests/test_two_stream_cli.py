@@ -6,9 +6,14 @@ import keras
 import numpy as np
 import pytest
 
-from data.feature_store import FeatureStore
+from temporal_attention.data.feature_store import FeatureStore
+from temporal_attention.training import (
+    compute_flow,
+    decode_videos,
+    extract_features,
+    finetune_convnet,
+)
 from tests.synthetic_videos import write_hmdb51_like, write_ucf101_like
-from training import compute_flow, decode_videos, extract_features, finetune_convnet
 
 HEIGHT, WIDTH = 48, 64
 TINY_NET = ["--weights", "none", "--fc-units", "16", "--width-multiplier", "0.25"]
@@ -125,8 +130,8 @@ def _extract(dataset, store, *flags):
 
 
 def test_a_weights_file_replaced_under_its_name_is_extracted_again(dataset, tmp_path):
-    from models.feature_extraction import file_sha256
-    from models.two_stream_vgg16 import build_stream_vgg16
+    from temporal_attention.models.feature_extraction import file_sha256
+    from temporal_attention.models.two_stream_vgg16 import build_stream_vgg16
 
     network = tmp_path / "final.keras"
     keras.utils.set_random_seed(1)
@@ -172,7 +177,7 @@ def test_bad_settings_stop_before_any_video(dataset, tmp_path, capsys):
 
 
 def test_a_video_without_flow_names_the_flow_stage(dataset, tmp_path):
-    from data.flow_store import FlowStore
+    from temporal_attention.data.flow_store import FlowStore
 
     with pytest.raises(ValueError, match="no flow for Alpha/v_x.*training.compute_flow"):
         FlowStore(tmp_path).read("Alpha/v_x")

@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from models.feature_extraction import FeatureRecipe, build_extractor
-from models.two_stream_vgg16 import (
+from temporal_attention.models.feature_extraction import FeatureRecipe, build_extractor
+from temporal_attention.models.two_stream_vgg16 import (
     build_stream_vgg16,
     build_vgg16,
     copy_weights_by_name,

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-import data.video
-from data.video import VideoError, VideoReader, read_video, write_video
+import temporal_attention.data.video
+from temporal_attention.data.video import VideoError, VideoReader, read_video, write_video
 from tests.synthetic_videos import (
     shifted_texture_frames,
     write_mp4_with_edit_list,
@@ -194,7 +194,7 @@ def test_variable_frame_rate_mkv_is_read_in_full(tmp_path):
 
 def test_unreadable_path_is_reported(good_video, monkeypatch):
     # Tests may run as root, which ignores file modes: simulate a permission denial.
-    monkeypatch.setattr(data.video.os, "access", lambda path, mode: False)
+    monkeypatch.setattr(temporal_attention.data.video.os, "access", lambda path, mode: False)
     with pytest.raises(VideoError, match="permission denied") as info:
         read_video(good_video)
     assert str(good_video) in str(info.value)

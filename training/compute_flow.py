@@ -40,16 +40,20 @@ from pathlib import Path
 
 import cv2
 
-from data.batched_flow import run_batched
-from data.flow_store import FlowSettings, FlowStore, flow_metadata
-from data.frame_store import DEFAULT_FLOW_JPEG_QUALITY, FrameStore, check_jpeg_quality
-from data.optical_flow import iter_flow
-from data.splits import SUBSETS, SplitSource
-from data.video import VideoError, VideoReader, single_threaded_opencv
-from runtime.atomic_files import check_output_folder
-from runtime.batch_jobs import run_jobs
-from runtime.config_flags import exit_on_error, parse_config
-from runtime.jobs import (
+from temporal_attention.data.batched_flow import run_batched
+from temporal_attention.data.flow_store import FlowSettings, FlowStore, flow_metadata
+from temporal_attention.data.frame_store import (
+    DEFAULT_FLOW_JPEG_QUALITY,
+    FrameStore,
+    check_jpeg_quality,
+)
+from temporal_attention.data.optical_flow import iter_flow
+from temporal_attention.data.splits import SUBSETS, SplitSource
+from temporal_attention.data.video import VideoError, VideoReader, single_threaded_opencv
+from temporal_attention.runtime.atomic_files import check_output_folder
+from temporal_attention.runtime.batch_jobs import run_jobs
+from temporal_attention.runtime.config_flags import exit_on_error, parse_config
+from temporal_attention.runtime.jobs import (
     JobReport,
     JobResult,
     default_workers,
@@ -194,13 +198,13 @@ def resolve_settings(config: ComputeFlowConfig) -> tuple[ComputeFlowConfig, str]
     saying what was chosen and why (empty if nothing was)."""
     settings, note = config.settings, ""
     if settings.method == "auto":
-        from runtime.devices import gpu_visible
+        from temporal_attention.runtime.devices import gpu_visible
 
         if not gpu_visible():
             note = "method auto: tvl1 (OpenCV DualTVL1; the Keras backend sees no GPU)"
             settings = settings.resolve(on_gpu=False)
         else:
-            from data.tvl1 import SELF_CHECK_MAX_EPE, self_check
+            from temporal_attention.data.tvl1 import SELF_CHECK_MAX_EPE, self_check
 
             error, passed = self_check(
                 config.batch_pairs, settings.height, settings.width, compact_to=config.compact_to

@@ -22,12 +22,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.splits import SUBSETS, SplitSource
-from data.video import VideoError, VideoReader
-from runtime.atomic_files import atomic_write, check_output_folder
-from runtime.batch_jobs import run_jobs
-from runtime.config_flags import exit_on_error, parse_config
-from runtime.jobs import (
+from temporal_attention.data.splits import SUBSETS, SplitSource
+from temporal_attention.data.video import VideoError, VideoReader
+from temporal_attention.runtime.atomic_files import atomic_write, check_output_folder
+from temporal_attention.runtime.batch_jobs import run_jobs
+from temporal_attention.runtime.config_flags import exit_on_error, parse_config
+from temporal_attention.runtime.jobs import (
     JobReport,
     JobResult,
     default_workers,

@@ -47,12 +47,17 @@ from pathlib import Path
 import keras
 from tqdm import tqdm
 
-from data.extraction_feed import ImageSource, count_images, plan_tasks, read_crops
-from data.feature_store import FeatureStore
-from data.flow_store import FlowStore
-from data.frame_store import FrameStore
-from data.splits import SUBSETS, SplitSource
-from models.feature_extraction import (
+from temporal_attention.data.extraction_feed import (
+    ImageSource,
+    count_images,
+    plan_tasks,
+    read_crops,
+)
+from temporal_attention.data.feature_store import FeatureStore
+from temporal_attention.data.flow_store import FlowStore
+from temporal_attention.data.frame_store import FrameStore
+from temporal_attention.data.splits import SUBSETS, SplitSource
+from temporal_attention.models.feature_extraction import (
     FeatureRecipe,
     build_extractor,
     default_image_source,
@@ -60,10 +65,10 @@ from models.feature_extraction import (
     identify_weights,
     uint8_extractor,
 )
-from runtime.atomic_files import check_output_folder
-from runtime.config_flags import exit_on_error, parse_config
-from runtime.devices import data_parallel_distribution, resolve_precision
-from runtime.jobs import (
+from temporal_attention.runtime.atomic_files import check_output_folder
+from temporal_attention.runtime.config_flags import exit_on_error, parse_config
+from temporal_attention.runtime.devices import data_parallel_distribution, resolve_precision
+from temporal_attention.runtime.jobs import (
     JobReport,
     JobResult,
     default_workers,
@@ -72,8 +77,8 @@ from runtime.jobs import (
     shard_items,
     write_failure_log,
 )
-from runtime.process_feed import ordered_map
-from runtime.streaming import extract_streamed_features
+from temporal_attention.runtime.process_feed import ordered_map
+from temporal_attention.runtime.streaming import extract_streamed_features
 
 DATA_PARALLEL = ("auto", "off")
 # Threads that write features while the network runs: 4 were busy 95 % of the time at

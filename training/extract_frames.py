@@ -28,13 +28,13 @@ from pathlib import Path
 
 import cv2
 
-from data.frame_store import FrameSettings, FrameStore, kind_label
-from data.splits import SUBSETS, SplitSource
-from data.video import VideoError, VideoReader, single_threaded_opencv
-from runtime.atomic_files import check_output_folder
-from runtime.batch_jobs import run_jobs
-from runtime.config_flags import exit_on_error, parse_config
-from runtime.jobs import (
+from temporal_attention.data.frame_store import FrameSettings, FrameStore, kind_label
+from temporal_attention.data.splits import SUBSETS, SplitSource
+from temporal_attention.data.video import VideoError, VideoReader, single_threaded_opencv
+from temporal_attention.runtime.atomic_files import check_output_folder
+from temporal_attention.runtime.batch_jobs import run_jobs
+from temporal_attention.runtime.config_flags import exit_on_error, parse_config
+from temporal_attention.runtime.jobs import (
     JobReport,
     JobResult,
     default_workers,

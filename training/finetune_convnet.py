@@ -83,21 +83,31 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from data.crops import CROP_SIZE
-from data.flow_store import FlowStore
-from data.frame_batches import FrameBatches, StoredClip, decoded_rgb_frames, draw_batch
-from data.frame_store import FrameStore
-from data.splits import HOLD_OUTS, SplitSource, hold_out_validation
-from data.video import FRAME_HEIGHT, FRAME_WIDTH
-from models import efficientnet_lite
-from models.feature_extraction import file_sha256
-from models.image_preprocessing import with_preprocessing
-from models.two_stream_vgg16 import STREAMS, build_stream_vgg16
-from runtime.atomic_files import atomic_write, check_output_folder
-from runtime.config_flags import exit_on_error, parse_config
-from runtime.devices import PRECISIONS, data_parallel_distribution, resolve_precision, to_device
-from runtime.jobs import default_workers
-from runtime.process_feed import ordered_map
+from temporal_attention.data.crops import CROP_SIZE
+from temporal_attention.data.flow_store import FlowStore
+from temporal_attention.data.frame_batches import (
+    FrameBatches,
+    StoredClip,
+    decoded_rgb_frames,
+    draw_batch,
+)
+from temporal_attention.data.frame_store import FrameStore
+from temporal_attention.data.splits import HOLD_OUTS, SplitSource, hold_out_validation
+from temporal_attention.data.video import FRAME_HEIGHT, FRAME_WIDTH
+from temporal_attention.models import efficientnet_lite
+from temporal_attention.models.feature_extraction import file_sha256
+from temporal_attention.models.image_preprocessing import with_preprocessing
+from temporal_attention.models.two_stream_vgg16 import STREAMS, build_stream_vgg16
+from temporal_attention.runtime.atomic_files import atomic_write, check_output_folder
+from temporal_attention.runtime.config_flags import exit_on_error, parse_config
+from temporal_attention.runtime.devices import (
+    PRECISIONS,
+    data_parallel_distribution,
+    resolve_precision,
+    to_device,
+)
+from temporal_attention.runtime.jobs import default_workers
+from temporal_attention.runtime.process_feed import ordered_map
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,8 +13,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.synthetic import PRESETS, SyntheticConfig, SyntheticSummary, generate_dataset
-from runtime.config_flags import exit_on_error, parse_config
+from temporal_attention.data.synthetic import (
+    PRESETS,
+    SyntheticConfig,
+    SyntheticSummary,
+    generate_dataset,
+)
+from temporal_attention.runtime.config_flags import exit_on_error, parse_config
 
 
 @dataclass(frozen=True)

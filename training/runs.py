@@ -33,11 +33,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from data.splits import DATASETS, HOLD_OUTS, SPLITS
-from models.feature_extraction import FeatureRecipe
-from models.recognizer import DEFAULT_DROPOUT, DEFAULT_WEIGHT_DECAY
-from models.two_stream_vgg16 import STREAMS
-from runtime.atomic_files import LockHeldError, PidLock
+from temporal_attention.data.splits import DATASETS, HOLD_OUTS, SPLITS
+from temporal_attention.models.feature_extraction import FeatureRecipe
+from temporal_attention.models.recognizer import DEFAULT_DROPOUT, DEFAULT_WEIGHT_DECAY
+from temporal_attention.models.two_stream_vgg16 import STREAMS
+from temporal_attention.runtime.atomic_files import LockHeldError, PidLock
 
 MODELS = ("attention", "baseline")
 # Frame features as stored ("none", the paper's) or standardised with the training

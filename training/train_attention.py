@@ -39,15 +39,15 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from data.feature_store import FeatureStore, FeatureStoreError
-from data.samples import MixupDataset, SampleDataset
-from data.splits import SplitSource, hold_out_validation
-from models.feature_extraction import FeatureRecipe
-from models.recognizer import build_attention_model
-from runtime.atomic_files import atomic_write
-from runtime.config_flags import exit_on_error, parse_config
-from runtime.devices import use_compilation_cache
-from training.runs import PRESETS, Run, RunRecord, TrainConfig
+from temporal_attention.data.feature_store import FeatureStore, FeatureStoreError
+from temporal_attention.data.samples import MixupDataset, SampleDataset
+from temporal_attention.data.splits import SplitSource, hold_out_validation
+from temporal_attention.models.feature_extraction import FeatureRecipe
+from temporal_attention.models.recognizer import build_attention_model
+from temporal_attention.runtime.atomic_files import atomic_write
+from temporal_attention.runtime.config_flags import exit_on_error, parse_config
+from temporal_attention.runtime.devices import use_compilation_cache
+from temporal_attention.training.runs import PRESETS, Run, RunRecord, TrainConfig
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,5 @@
+"""`python -m temporal_attention STAGE [FLAGS]`: the same as `temporal-attention`."""
+
+from temporal_attention.cli import main
+
+main()
