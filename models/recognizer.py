@@ -179,6 +179,7 @@ def build_attention_model(
         activation="softmax",
         kernel_regularizer=decay,
         bias_regularizer=decay,
+        dtype="float32",  # under a mixed dtype policy too: the softmax and loss in float32
         name="classifier",
     )
 

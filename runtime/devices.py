@@ -138,6 +138,21 @@ def device_name() -> str:
     return gpus[0].name if gpus else "cpu"
 
 
+def keep_tensorflow_on_the_host() -> None:
+    """Hides the GPUs from TensorFlow where it only writes files (TensorBoard's
+    `tf.summary` under JAX or PyTorch): left alone, it would claim most of each GPU's
+    memory beside the backend. A no-op once TensorFlow has started (its devices are set
+    then) and where it is not installed."""
+    try:
+        import tensorflow as tf
+    except ImportError:
+        return
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:  # TensorFlow has started already
+        pass
+
+
 def visible_devices() -> list[str]:
     """Every device the Keras backend computes on, each as "kind:index (name)"."""
     backend = keras.backend.backend()

@@ -19,6 +19,7 @@ from temporal_attention.data.frame_store import FrameSettings, FrameStore
 from temporal_attention.models.image_preprocessing import with_preprocessing
 from temporal_attention.models.two_stream_vgg16 import build_stream_vgg16, preprocess_images
 from temporal_attention.runtime.process_feed import ordered_map
+from temporal_attention.runtime.summaries import read_scalars
 from temporal_attention.training.finetune_convnet import (
     CHECKPOINT_NAME,
     FINAL_NAME,
@@ -173,6 +174,9 @@ def test_finetuning_lowers_the_loss_and_logs_every_iteration(tmp_path, stream):
     assert float(rows[0]["learning_rate"]) == pytest.approx(0.01)
     assert float(rows[-1]["learning_rate"]) == pytest.approx(0.001)
     assert {"accuracy", "images_per_second"} <= set(rows[0])
+    scalars = read_scalars(tmp_path / "tensorboard")  # the same rows, for TensorBoard
+    assert [step for step, _ in scalars["loss"]] == list(range(1, 31))
+    np.testing.assert_allclose([v for _, v in scalars["loss"]], [float(r["loss"]) for r in rows])
     assert final_path == tmp_path / FINAL_NAME and final_path.exists()
     assert (tmp_path / CHECKPOINT_NAME).exists()
     assert json.loads((tmp_path / SETTINGS_NAME).read_text())["precision"] == "float32"

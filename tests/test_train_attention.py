@@ -21,6 +21,7 @@ from temporal_attention.data.splits import Clip, video_group
 from temporal_attention.evaluation.scoring import VideoScores, score_run
 from temporal_attention.models.recognizer import NORMALIZATION_LAYER
 from temporal_attention.runtime.config_flags import exit_on_error
+from temporal_attention.runtime.summaries import read_scalars
 from temporal_attention.training.runs import Run, TrainConfig
 from temporal_attention.training.train_attention import (
     BestCheckpoint,
@@ -133,7 +134,7 @@ def test_run_folder_holds_config_model_history_and_scores(dataset, tmp_path):
     for name in ("config.json", "model.keras", "history.csv", "metrics.json", "test_scores.npz"):
         assert (run_dir / name).is_file(), name
     record = json.loads((run_dir / "config.json").read_text())
-    assert record["train"]["model"] == "baseline"
+    assert record["train"]["model"] == "baseline" and record["precision"] == "float32"
     assert record["features"]["stream"] == "appearance"
     assert len(record["test_videos"]) == len(split.test)
     assert list(pd.read_csv(run_dir / "history.csv")["epoch"]) == [0, 1, 2]
@@ -147,6 +148,39 @@ def test_run_folder_holds_config_model_history_and_scores(dataset, tmp_path):
         train(config, split=split, store_root=root / "store", run_dir=run_dir, verbose=0)
     )
     assert again == metrics and len(pd.read_csv(run_dir / "history.csv")) == 3
+
+
+@pytest.mark.multibackend
+def test_mixed_bfloat16_trains_records_its_policy_and_logs_to_tensorboard(dataset, tmp_path):
+    """`--precision mixed_bfloat16`: the layers compute in bfloat16, the softmax in
+    float32; the record names the policy; the global policy is left as it was; and
+    Keras' TensorBoard callback writes the epochs' scalars on every backend."""
+    root, split = dataset
+    config = TrainConfig(epochs=2, validation_fraction=0.25, **TINY_MODEL)
+    before = keras.config.dtype_policy().name
+    run = train(
+        config,
+        split=split,
+        store_root=root / "store",
+        run_dir=tmp_path / "run",
+        verbose=0,
+        precision="mixed_bfloat16",
+    )
+    assert keras.config.dtype_policy().name == before
+    assert json.loads(run.config_path.read_text())["precision"] == "mixed_bfloat16"
+    model = run.load_model()
+    assert model.get_layer("temporal_attention_lstm").dtype_policy.name == "mixed_bfloat16"
+    assert model.get_layer("classifier").dtype_policy.name == "float32"
+    history = pd.read_csv(run.history_path)
+    assert len(history) == 2 and np.isfinite(history["loss"]).all()
+    score_run(run, model=model)
+    scores = VideoScores.load(run.scores_path).scores
+    np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-3)
+    for part in ("train", "validation"):
+        scalars = read_scalars(run.tensorboard_dir / part)
+        assert [step for step, _ in scalars["epoch_loss"]] == [0, 1], (part, scalars)
+    losses = [value for _, value in read_scalars(run.tensorboard_dir / "train")["epoch_loss"]]
+    np.testing.assert_allclose(losses, history["loss"], rtol=1e-5)
 
 
 @pytest.fixture(scope="module")

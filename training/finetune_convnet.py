@@ -9,7 +9,8 @@ label; random crops and horizontal flips.
 Writes to `--output-dir`: `checkpoint.npz` every `checkpoint_every` iterations
 (weights, optimizer state, dropout seeds, iteration; written atomically, and
 a rerun of the same command resumes from it exactly), `settings.json`, `log.csv` (loss and
-accuracy per iteration) and, at the end, `final.keras` (atomically), which
+accuracy per iteration; the same rows as TensorBoard scalars in `tensorboard/`, on every
+backend) and, at the end, `final.keras` (atomically), which
 `training.extract_features --weights` reads.
 
 An output folder holds one fine-tune. `settings.json` records the settings that shape
@@ -108,6 +109,7 @@ from temporal_attention.runtime.devices import (
 )
 from temporal_attention.runtime.jobs import default_workers
 from temporal_attention.runtime.process_feed import ordered_map
+from temporal_attention.runtime.summaries import ScalarWriter
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,6 +171,7 @@ CHECKPOINT_NAME = "checkpoint.npz"
 LOG_NAME = "log.csv"
 FINAL_NAME = "final.keras"
 SETTINGS_NAME = "settings.json"
+TENSORBOARD_NAME = "tensorboard"
 LOG_FIELDS = ("iteration", "learning_rate", "loss", "accuracy", "images_per_second")
 
 
@@ -481,6 +484,7 @@ def finetune(
     _write_settings(settings_path, run_settings)  # no final.keras recorded until it is new
     schedule = learning_rate_schedule(config)
     log_file, log = _open_log(output_dir / LOG_NAME, start)
+    scalars = ScalarWriter(output_dir / TENSORBOARD_NAME)  # the log's rows, for TensorBoard
     bar = tqdm(
         total=config.max_iterations,
         initial=start,
@@ -512,6 +516,7 @@ def finetune(
             }
             log.writerow(row)
             log_file.flush()
+            scalars.write(iteration + 1, {k: float(v) for k, v in row.items() if k != "iteration"})
             done = iteration + 1
             if done % config.checkpoint_every == 0 or done == config.max_iterations:
                 save_checkpoint(checkpoint_path, model, done)
@@ -524,6 +529,7 @@ def finetune(
         feed.close()
         bar.close()
         log_file.close()
+        scalars.close()
     final_path = output_dir / FINAL_NAME
     with atomic_write(final_path, suffix=".keras") as temporary:  # Keras picks by extension
         network.save(temporary)

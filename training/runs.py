@@ -8,7 +8,7 @@ one split. Its folder is `<runs>/<dataset>/split<k>/<stream>/<model>/`:
     model.keras        the best epoch (validation accuracy of the last-10 score)
     backup/            the last finished epoch, for resuming (removed when fit completes)
     history.csv        one row per epoch (loss, accuracy, validation loss, accuracy)
-    tensorboard/       TensorFlow backend only
+    tensorboard/       Keras' TensorBoard logs (every backend)
     test_scores.npz    per-video test scores (`evaluation.scoring`)
     metrics.json       test accuracy, per-class accuracy, confusion matrix
     training.lock      while a trainer runs: its pid (a second trainer is refused)
@@ -160,6 +160,9 @@ class RunRecord:
         feature_dim: Their size.
         train_videos, validation_videos, test_videos: `(video_id, label)` pairs.
         backend, keras_version: Where it was trained.
+        precision: The Keras dtype policy it trained under ("float32", the paper's
+            arithmetic, or a mixed policy: `train_attention --precision`); "" in records
+            written before it was recorded (float32).
         video_root, split_dir: The split's videos and list files (absolute); None in
             records written before they were recorded.
     """
@@ -176,6 +179,7 @@ class RunRecord:
     keras_version: str = ""
     video_root: Path | None = None
     split_dir: Path | None = None
+    precision: str = ""
 
     def to_json(self) -> dict:
         features = self.features.metadata()
@@ -193,6 +197,7 @@ class RunRecord:
             "keras_version": self.keras_version,
             "video_root": None if self.video_root is None else str(self.video_root),
             "split_dir": None if self.split_dir is None else str(self.split_dir),
+            "precision": self.precision,
         }
 
     @classmethod
@@ -216,6 +221,7 @@ class RunRecord:
             keras_version=record.get("keras_version", ""),
             video_root=path("video_root"),
             split_dir=path("split_dir"),
+            precision=record.get("precision", ""),
         )
 
 

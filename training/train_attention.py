@@ -19,6 +19,12 @@ cannot train (`TrainConfig`), fewer than 2 classes or a class without training v
 features missing, invalid or of two recipes (every train, validation and test video's
 must match). A loss that becomes NaN or infinite ends the fit as a failed run
 (`TrainingDivergedError`), never as a trained one.
+
+`--precision` sets the recogniser's Keras dtype policy: float32 (the default, the paper's
+arithmetic), or an extension for speed on a GPU: mixed_bfloat16 (or "auto", which is
+mixed_bfloat16 where the backend sees a GPU), mixed_float16 (with loss scaling). The
+classifier's softmax stays float32; the run's `config.json` records the policy.
+TensorBoard logs go to the run's `tensorboard/` on every backend.
 """
 
 from __future__ import annotations
@@ -46,7 +52,12 @@ from temporal_attention.models.feature_extraction import FeatureRecipe
 from temporal_attention.models.recognizer import build_attention_model
 from temporal_attention.runtime.atomic_files import atomic_write
 from temporal_attention.runtime.config_flags import exit_on_error, parse_config
-from temporal_attention.runtime.devices import use_compilation_cache
+from temporal_attention.runtime.devices import (
+    PRECISIONS,
+    keep_tensorflow_on_the_host,
+    resolve_precision,
+    use_compilation_cache,
+)
 from temporal_attention.training.runs import PRESETS, Run, RunRecord, TrainConfig
 
 
@@ -69,6 +80,14 @@ class TrainAttentionConfig:
     # share two architectures). None: every process compiles its own.
     compile_cache: Path | None = field(
         default=None, metadata={"help": "JAX: keep compiled steps here for later runs"}
+    )
+    # The recogniser's Keras dtype policy (module docstring): float32 is the paper's.
+    precision: str = field(
+        default="float32",
+        metadata={
+            "choices": PRECISIONS,
+            "help": "dtype policy; mixed_bfloat16 (auto: on a GPU) is an extension for speed",
+        },
     )
 
     @property
@@ -116,7 +135,8 @@ class ModelCache:
         `run`: the run it is about to train (for `best`)."""
         _seed_keras(arguments["seed"])
         fresh = build_attention_model(**arguments)
-        key = _architecture_key(arguments)
+        # The dtype policy it is built under (`train --precision`) makes another graph.
+        key = (*_architecture_key(arguments), ("dtype_policy", keras.config.dtype_policy().name))
         if run is not None:
             self._run_keys[Path(run.root).resolve()] = key
         cached = self._models.get(key)
@@ -310,7 +330,7 @@ def make_callbacks(
 ) -> list[keras.callbacks.Callback]:
     """A stop on a non-finite loss, CSV log, best checkpoint, resume backup (in this
     order at an epoch's end: an epoch is backed up only once logged and checkpointed),
-    early stopping when `patience` > 0, and TensorBoard on TensorFlow.
+    early stopping when `patience` > 0, and TensorBoard.
 
     On a resumed fit the history keeps the backed-up epochs only, and the checkpoint
     starts from the best of them, so that a worse epoch after the resume does not
@@ -327,17 +347,16 @@ def make_callbacks(
     if patience > 0:  # after the logger: the epochs before a resume come from its file
         callbacks.insert(1, StopWithoutProgress(run.history_path, monitor, patience))
     if tensorboard_available():
+        if keras.backend.backend() != "tensorflow":
+            keep_tensorflow_on_the_host()  # it only writes the files
         callbacks.append(keras.callbacks.TensorBoard(str(run.tensorboard_dir)))
     return callbacks
 
 
 def tensorboard_available() -> bool:
-    """Keras' TensorBoard callback writes through `tf.summary`: TensorFlow backend only,
-    with the `tensorboard` package installed."""
-    return (
-        keras.backend.backend() == "tensorflow"
-        and importlib.util.find_spec("tensorboard") is not None
-    )
+    """Keras' TensorBoard callback writes through `tf.summary` on every backend: it needs
+    TensorFlow and the `tensorboard` package (both in requirements.txt)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("tensorflow", "tensorboard"))
 
 
 def feature_statistics(store: FeatureStore, clips: Sequence) -> tuple[np.ndarray, np.ndarray]:
@@ -429,6 +448,7 @@ def train(
     jit_compile: bool = True,
     video_root: str | Path | None = None,
     split_dir: str | Path | None = None,
+    precision: str = "float32",
 ) -> Run:
     """Trains one run into `run_dir` (resuming an unfinished one) and returns it.
 
@@ -447,6 +467,9 @@ def train(
             TensorFlow graphs (on JAX: eager). Speed only.
         video_root, split_dir: Where `split` was read from, recorded (absolute) in
             the run's record; None: not recorded.
+        precision: The recogniser's Keras dtype policy (`runtime.devices.PRECISIONS`;
+            "auto": mixed_bfloat16 on a GPU), recorded in the run's record. float32 is
+            the paper's arithmetic; a mixed policy is an extension for speed.
 
     Raises:
         ValueError: Inputs that do not make a run, found before anything is written:
@@ -457,6 +480,7 @@ def train(
         TrainingDivergedError: The loss became NaN or infinite; the run is left
             unfinished (not `Run.is_trained()`).
     """
+    precision = resolve_precision(precision)
     folder = Run(run_dir)
     store = FeatureStore(store_root)
     train_clips, validation_clips = hold_out_validation(
@@ -480,6 +504,7 @@ def train(
         keras_version=keras.__version__,
         video_root=None if video_root is None else Path(video_root).resolve(),
         split_dir=None if split_dir is None else Path(split_dir).resolve(),
+        precision=precision,
     )
     with folder.training_lock():
         return _train_locked(
@@ -495,6 +520,7 @@ def train(
             verbose=verbose,
             models=models,
             jit_compile=jit_compile,
+            precision=precision,
         )
 
 
@@ -552,6 +578,7 @@ def _train_locked(
     verbose: int | str,
     models: ModelCache | None,
     jit_compile: bool,
+    precision: str,
 ) -> Run:
     """`train` with the run folder's lock held."""
     if folder.has_record() and not overwrite:
@@ -600,7 +627,28 @@ def _train_locked(
         keras.utils.set_random_seed(config.seed)
     # A cache's model seeds Keras itself.
     build = build_attention_model if models is None else functools.partial(models.model, folder)
-    model = build(
+    previous_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)  # the layers keep it; the global one goes back
+    try:
+        model = _build(build, config, split, train_data, jit_compile, statistics)
+    finally:
+        keras.config.set_dtype_policy(previous_policy)
+    model.fit(
+        fit_data,
+        validation_data=validation_data,
+        epochs=config.epochs,
+        callbacks=[
+            *make_callbacks(folder, validation_data is not None, config.patience),
+            *extra_callbacks,
+        ],
+        verbose=verbose,
+    )
+    return folder
+
+
+def _build(build, config: TrainConfig, split, train_data, jit_compile: bool, statistics: dict):
+    """The recogniser of `config` (or the baseline), compiled, under the current policy."""
+    return build(
         num_classes=len(split.class_names),
         feature_dim=train_data.feature_dim,
         num_frames=config.num_frames,
@@ -616,17 +664,6 @@ def _train_locked(
         seed=config.seed,
         **statistics,
     )
-    model.fit(
-        fit_data,
-        validation_data=validation_data,
-        epochs=config.epochs,
-        callbacks=[
-            *make_callbacks(folder, validation_data is not None, config.patience),
-            *extra_callbacks,
-        ],
-        verbose=verbose,
-    )
-    return folder
 
 
 def run(
@@ -654,6 +691,7 @@ def run(
         jit_compile=config.jit_compile,
         video_root=config.video_root,
         split_dir=config.split_dir,
+        precision=config.precision,
     )
 
 
