@@ -39,9 +39,12 @@ test: $(STAMP)
 	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest $(PARALLEL)
 	$(MAKE) --no-print-directory test-backends
 
+# Only the test files that hold such tests are collected (collecting all of them imports
+# every module of the project in each worker).
+MARKED = $(shell grep -l -E "mark\.(multibackend|jax)\b" tests/test_*.py)
 test-backends: $(STAMP)
-	KERAS_BACKEND=jax $(BIN)/python -m pytest $(PARALLEL) -m "multibackend or jax"
-	KERAS_BACKEND=torch $(BIN)/python -m pytest $(PARALLEL) -m multibackend
+	KERAS_BACKEND=jax $(BIN)/python -m pytest $(PARALLEL) -m "multibackend or jax" $(MARKED)
+	KERAS_BACKEND=torch $(BIN)/python -m pytest $(PARALLEL) -m multibackend $(MARKED)
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
