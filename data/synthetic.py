@@ -42,7 +42,7 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +93,7 @@ class SyntheticConfig:
     width: int = 128
     fps: float = 25.0
     # Seed of everything; clip (class, index) draws from its own stream of it.
-    seed: int = 0
+    seed: int = field(default=0, metadata={"help": "seed of every clip's random streams"})
 
     def __post_init__(self):
         if not 1 <= self.num_classes <= len(ACTION_CLASSES):

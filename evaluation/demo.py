@@ -70,9 +70,11 @@ class DemoConfig:
     work_dir: Path = Path("runs/demo")  # dataset, flow, features, runs
     results_dir: Path = Path("evaluation/results/demo")  # table1.md/.csv, figures/
     synthetic_preset: str = "demo"  # data.synthetic.PRESETS ("tiny" for tests)
-    data_seed: int = 0  # seed of the synthetic dataset
+    data_seed: int = field(default=0, metadata={"help": "seed of the synthetic dataset"})
     # Clips per class; None: the preset's (demo: 100).
-    clips_per_class: int | None = None
+    clips_per_class: int | None = field(
+        default=None, metadata={"help": "clips per class (default: the preset's)"}
+    )
     # Training seeds (validation groups, initialisation, shuffling, dropout), one
     # Table 1 each; data and features are shared.
     seeds: tuple[int, ...] = field(default=(0, 1, 2), metadata={"help": "comma-separated"})
@@ -92,7 +94,7 @@ class DemoConfig:
     # validation epoch kept, features as stored. Each run sets its stream, model and seed.
     train: TrainConfig = field(default=TRAIN_PRESETS["demo"], metadata={"not_flags": PER_RUN})
     # XLA: off, plain TensorFlow graphs trace and run faster for these small models.
-    jit_compile: bool = False
+    jit_compile: bool = field(default=False, metadata={"help": "XLA-compile the steps"})
     # Processes extracting and training the streams side by side (at most one per
     # stream); each gets cores / jobs threads (`threads_per_job`).
     jobs: int = 2

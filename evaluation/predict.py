@@ -172,8 +172,12 @@ class PredictConfig:
     """One video, the runs that score it, where the figure and the top classes go."""
 
     video: Path = field(metadata={"positional": True, "help": "any video file OpenCV reads"})
-    appearance_run: Path | None = None
-    motion_run: Path | None = None
+    appearance_run: Path | None = field(
+        default=None, metadata={"help": "run folder of the appearance stream's recogniser"}
+    )
+    motion_run: Path | None = field(
+        default=None, metadata={"help": "run folder of the motion stream's recogniser"}
+    )
     output: Path = field(default=Path("predictions"), metadata={"help": "folder"})
     top_k: int = 5
     flow_method: str | None = field(

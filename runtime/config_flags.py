@@ -119,11 +119,28 @@ def _has_default(field: dataclasses.Field) -> bool:
     )
 
 
+def _format_default(field: dataclasses.Field) -> str:
+    """The field's default as it is typed on the command line: a tuple as separate values
+    (`nargs`) or comma-separated, a float in its shortest form (0.333333, not
+    0.3333333333333333), a path as the path."""
+
+    def one(value) -> str:
+        return f"{value:g}" if isinstance(value, float) else str(value)
+
+    value = field.default
+    if isinstance(value, tuple):
+        return (" " if "nargs" in field.metadata else ",").join(one(item) for item in value)
+    return one(value)
+
+
 def _help(field: dataclasses.Field) -> str | None:
+    """The flag's help with its default; no default shown for a required flag, a None
+    default or a switch's False (0 and 0.0 are shown: `0 == False` in Python)."""
     text = field.metadata.get("help")
-    if field.default is dataclasses.MISSING or field.default in (None, False):
+    if field.default is dataclasses.MISSING or field.default is None or field.default is False:
         return text
-    return f"{text} (default: {field.default})" if text else f"default: {field.default}"
+    default = _format_default(field)
+    return f"{text} (default: {default})" if text else f"default: {default}"
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, config_type, presets=None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,3 +146,44 @@ def test_nested_settings_start_from_their_default_and_hide_what_the_stage_sets()
     assert config_from_arguments(parser.parse_args(["--preset", "tiny"]), Demo, PRESETS) == Demo(
         PRESETS["tiny"]
     )
+
+
+def test_help_shows_zero_defaults_and_tuples_as_typed():
+    @dataclass(frozen=True)
+    class Settings:
+        patience: int = 0
+        mixup: float = 0.0
+        quiet: bool = False
+        stride: int | None = None
+        weights: tuple[float, ...] = field(
+            default=(1 / 3, 2 / 3), metadata={"nargs": 2, "help": "stream weights"}
+        )
+        classes: tuple[str, ...] = ("A", "B")
+
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, Settings)
+    text = " ".join(parser.format_help().split())
+    assert "--patience PATIENCE default: 0 " in text and "--mixup MIXUP default: 0 " in text
+    assert "stream weights (default: 0.333333 0.666667)" in text
+    assert "--classes CLASSES default: A,B" in text
+    assert "--quiet " in text and "default: False" not in text and "default: None" not in text
+
+
+def test_every_flag_of_every_command_has_a_help_text(monkeypatch, capsys):
+    from temporal_attention import STAGES
+
+    missing = {}
+    original = argparse.ArgumentParser.add_argument
+
+    def recording(self, *args, **kwargs):
+        if args and args[0] != "-h" and not kwargs.get("help"):
+            missing.setdefault(stage, []).append(args[0])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "add_argument", recording)
+    for stage, module in STAGES.items():
+        with pytest.raises(SystemExit) as stopped:
+            importlib.import_module(f"temporal_attention.{module}").main(["--help"])
+        assert stopped.value.code == 0, stage
+        assert "usage:" in capsys.readouterr().out, stage
+    assert missing == {}

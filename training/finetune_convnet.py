@@ -142,7 +142,9 @@ class FinetuneConfig:
     # Iterations between checkpoints.
     checkpoint_every: int = 1000
     # Seed of batch sampling, augmentation, dropout and the new classifier.
-    seed: int = 0
+    seed: int = dataclasses.field(
+        default=0, metadata={"help": "seed of batches, crops, dropout, the new classifier"}
+    )
 
     def __post_init__(self):
         if self.stream not in STREAMS:
@@ -557,7 +559,9 @@ class FinetuneConvnetConfig:
     """The fine-tuning stage: the data, the network to start from, the schedule."""
 
     source: SplitSource
-    output_dir: Path
+    output_dir: Path = dataclasses.field(
+        metadata={"help": "folder of checkpoint.npz, log.csv, final.keras (one fine-tune)"}
+    )
     settings: FinetuneConfig = SPATIAL_PAPER
     flow_root: Path | None = dataclasses.field(
         default=None, metadata={"help": "flow store (motion)"}

@@ -29,7 +29,7 @@ class GenerateSyntheticConfig:
     output: Path = field(metadata={"help": "dataset folder (created)"})
     settings: SyntheticConfig = PRESETS["demo"]
     overwrite: bool = field(default=False, metadata={"help": "replace a dataset of another config"})
-    no_progress: bool = False
+    no_progress: bool = field(default=False, metadata={"help": "no progress bar"})
 
 
 def run(config: GenerateSyntheticConfig) -> SyntheticSummary:

@@ -64,16 +64,23 @@ class TrainConfig:
     # Frames between the training samples' starts; None: `stride`. An extension: a
     # smaller value trains on overlapping windows (temporal augmentation); validation
     # and test keep `stride`.
-    train_stride: int | None = None
+    train_stride: int | None = field(
+        default=None,
+        metadata={"help": "frames between training samples' starts (extension; default: stride)"},
+    )
     dropout: float = DEFAULT_DROPOUT  # paper silent: Zaremba et al.'s 0.5
     weight_decay: float = DEFAULT_WEIGHT_DECAY  # gamma of eq. 8 (paper silent)
     epochs: int = 30  # paper silent; the best epoch on validation is kept
     # Stop after this many epochs without a better validation score (0: never).
-    patience: int = 0
+    patience: int = field(
+        default=0, metadata={"help": "stop after this many epochs without progress (0: never)"}
+    )
     learning_rate: float = 1.0  # of Adadelta (paper: Adadelta; Zeiler's 1.0)
     # Alpha of mixup on the training samples (data.samples.MixupDataset; Zhang et al.
     # 2018). An extension: 0, the paper's, trains on the samples as they are.
-    mixup: float = 0.0
+    mixup: float = field(
+        default=0.0, metadata={"help": "alpha of mixup on training samples (extension; 0: off)"}
+    )
     # "standardize": frame features minus the training part's mean, over its std.
     feature_scaling: str = field(default="none", metadata={"choices": FEATURE_SCALINGS})
     batch_size: int = 32  # samples per batch (paper silent)
@@ -81,7 +88,9 @@ class TrainConfig:
     # "group": whole UCF101 groups (same actors and scenes), as the official test lists
     # are made; "video": any videos. HMDB51 has no groups: by video either way.
     validation_by: str = field(default="group", metadata={"choices": HOLD_OUTS})
-    seed: int = 0  # validation hold-out, shuffling, initialisation, dropout
+    seed: int = field(
+        default=0, metadata={"help": "seed of the validation hold-out, shuffling, init, dropout"}
+    )
     # Class subset; None = all.
     classes: tuple[str, ...] | None = field(
         default=None, metadata={"help": "comma-separated class subset"}
