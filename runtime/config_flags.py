@@ -35,7 +35,9 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import json
 import sys
+import tomllib
 import types
 import typing
 from pathlib import Path
@@ -248,7 +250,104 @@ def parse_config(config_type, argv=None, *, prog: str, doc: str, presets=None):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_config_arguments(parser, config_type, presets)
-    return config_from_arguments(parser.parse_args(argv), config_type, presets)
+    parser.add_argument(
+        f"--{CONFIG_FLAG}",
+        type=Path,
+        metavar="FILE",
+        help="a TOML or JSON file of settings, named as --print-config prints them; "
+        "flags given beside it override it",
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the settings these flags make, as JSON that --config reads, and exit",
+    )
+    first, _ = _config_file_parser().parse_known_args(argv)
+    if first.config is not None:
+        from_file = read_config_file(first.config, config_type)
+        parser.set_defaults(**from_file)
+        for action in parser._actions:
+            if action.dest in from_file:
+                action.required = False
+    args = parser.parse_args(argv)
+    config = config_from_arguments(args, config_type, presets)
+    if args.print_config:
+        print(json.dumps(config_settings(config), indent=2))
+        sys.exit(0)
+    return config
+
+
+CONFIG_FLAG = "config"
+
+
+def _config_file_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(add_help=False)  # reads --config before the rest
+    parser.add_argument(f"--{CONFIG_FLAG}", type=Path, help="the settings file")
+    return parser
+
+
+def config_settings(config) -> dict:
+    """The values of every flag of `config`'s stage, nested as its dataclasses are
+    (`{"video_root": ..., "train": {"epochs": 30, ...}}`), in JSON's types: what
+    `--print-config` prints and `--config` reads back to the same config."""
+    settings: dict = {}
+    for path, _, _ in _flag_fields(type(config)):
+        value = config
+        for name in path:
+            value = getattr(value, name)
+        if isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, tuple):
+            value = [str(item) if isinstance(item, Path) else item for item in value]
+        target = settings
+        for name in path[:-1]:
+            target = target.setdefault(name, {})
+        target[path[-1]] = value
+    return settings
+
+
+def read_config_file(path: Path, config_type) -> dict:
+    """The flag values (by their parser `dest`) a `--config` file gives `config_type`'s
+    stage. Raises `ValueError` naming the file for a file that cannot be read or parsed,
+    or a setting that is not one of the stage's flags."""
+    try:
+        text = Path(path).read_text()
+        data = tomllib.loads(text) if Path(path).suffix == ".toml" else json.loads(text)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"--config {path}: {error}") from None
+    fields = {path_: kind for path_, _, kind in _flag_fields(config_type)}
+    found = {}
+
+    def walk(table: dict, prefix: tuple[str, ...]) -> None:
+        for name, value in table.items():
+            key = (*prefix, name)
+            if isinstance(value, dict) and key not in fields:
+                walk(value, key)
+                continue
+            if key not in fields:
+                raise ValueError(
+                    f"--config {path}: {'.'.join(key)} is not a setting of this command "
+                    "(--print-config lists them)."
+                )
+            found["__".join(key)] = _from_file(value, fields[key])
+
+    walk(data, ())
+    return found
+
+
+def _from_file(value, kind):
+    """A value read from a TOML or JSON file, as the flag would have parsed it."""
+    inner = optional_inner(kind)
+    if value is None:
+        return None
+    if typing.get_origin(inner) is tuple:
+        item = typing.get_args(inner)[0]
+        return tuple(Path(v) if item is Path else v for v in value)
+    if inner is Path:
+        return Path(value)
+    if inner is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
 
 
 def exit_on_error(main, argv=None):

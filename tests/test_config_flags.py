@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -187,3 +188,27 @@ def test_every_flag_of_every_command_has_a_help_text(monkeypatch, capsys):
         assert stopped.value.code == 0, stage
         assert "usage:" in capsys.readouterr().out, stage
     assert missing == {}
+
+
+def test_print_config_reads_back_through_config_and_flags_override_it(tmp_path, capsys):
+    from temporal_attention.training.train_attention import parse_args
+
+    given = ["--video-root", "v", "--split-dir", "s", "--store", "f", "--epochs", "3"]
+    given += ["--mixup", "0.4", "--classes", "A,B", "--precision", "mixed_bfloat16"]
+    config = parse_args(given)
+    with pytest.raises(SystemExit) as stopped:
+        parse_args([*given, "--print-config"])
+    assert stopped.value.code == 0
+    printed = capsys.readouterr().out
+    settings = json.loads(printed)
+    assert settings["train"]["epochs"] == 3 and settings["video_root"] == "v"
+    (tmp_path / "run.json").write_text(printed)
+    assert parse_args(["--config", str(tmp_path / "run.json")]) == config
+    toml = tmp_path / "run.toml"
+    toml.write_text('video_root = "v"\nsplit_dir = "s"\nstore = "f"\n[train]\nepochs = 5\n')
+    from_toml = parse_args(["--config", str(toml), "--epochs", "7"])  # the flag wins
+    assert from_toml.train.epochs == 7 and from_toml.video_root == Path("v")
+    assert from_toml.train.learning_rate == config.train.learning_rate  # the preset's
+    toml.write_text('video_root = "v"\n[train]\nepoch = 5\n')
+    with pytest.raises(ValueError, match=r"run\.toml: train\.epoch is not a setting"):
+        parse_args(["--config", str(toml)])
