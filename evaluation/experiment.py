@@ -81,6 +81,7 @@ from temporal_attention.models.two_stream_vgg16 import STREAMS
 from temporal_attention.runtime.atomic_files import atomic_write
 from temporal_attention.runtime.batch_jobs import run_jobs
 from temporal_attention.runtime.config_flags import exit_on_error, optional_inner, set_by
+from temporal_attention.runtime.devices import PRECISIONS
 from temporal_attention.runtime.jobs import JobResult, default_workers
 from temporal_attention.training import (
     compute_flow,
@@ -175,6 +176,9 @@ class ExperimentConfig:
     # on a CPU); JAX: keep compiled programs here, shared by the runs (empty: off).
     jit_compile: bool = True
     compile_cache: str = ""
+    # The trainings' Keras dtype policy (`train_attention --precision`): float32, the
+    # paper's arithmetic; mixed_bfloat16 (or "auto": on a GPU) is an extension for speed.
+    train_precision: str = "float32"
     # Trainings (and scorings) at once, each in a process of its own (1: one after
     # another in this process). One attention model leaves a GPU mostly idle; several fill it
     # (on a GPU each process then takes device memory as it needs it, not all at once).
@@ -195,6 +199,10 @@ class ExperimentConfig:
         if not self.features or not set(self.features) <= set(FEATURE_SETS):
             raise ValueError(
                 f"Expected features among {FEATURE_SETS}. Received: features={self.features}"
+            )
+        if self.train_precision not in PRECISIONS:
+            raise ValueError(
+                f"Expected train_precision in {PRECISIONS}. Received: {self.train_precision!r}"
             )
         if not self.recipes:
             raise ValueError("Expected at least one recipe in [recipes].")
@@ -595,6 +603,7 @@ def train_config(
         runs=root or runs_root(config, features, recipe),
         jit_compile=config.jit_compile,
         compile_cache=Path(config.compile_cache) if config.compile_cache else None,
+        precision=config.train_precision,
     )
 
 

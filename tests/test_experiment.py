@@ -69,6 +69,7 @@ def test_a_changed_backbone_derives_its_own_layer_and_preprocessing(tmp_path):
         (SOURCE + 'features = ["pretrained"]\n', "features"),
         ("name = 'x'\n", "[source] table with video_root and split_dir"),
         (SOURCE + "splits = [4]\n", "splits"),
+        ('train_precision = "bf16"\n' + SOURCE, "Expected train_precision in"),
     ],
 )
 def test_a_bad_config_is_refused_naming_the_file_and_the_key(tmp_path, text, named):
@@ -76,6 +77,16 @@ def test_a_bad_config_is_refused_naming_the_file_and_the_key(tmp_path, text, nam
     with pytest.raises(ValueError) as error:
         load_config(path)
     assert named in str(error.value) and str(path) in str(error.value)
+
+
+def test_the_trainings_take_the_configs_precision(tmp_path):
+    config = load_config(write(tmp_path, 'train_precision = "mixed_bfloat16"\n' + SOURCE))
+    stage = experiment.train_config(config, "frozen", "paper", 1, "motion", "attention")
+    assert stage.precision == "mixed_bfloat16"
+    default = experiment.train_config(
+        load_config(write(tmp_path, SOURCE)), "frozen", "paper", 1, "motion", "attention"
+    )
+    assert default.precision == "float32"  # the paper's arithmetic unless asked
 
 
 def test_a_file_that_is_not_toml_is_named(tmp_path):
