@@ -70,14 +70,14 @@ def test_tiny_run_reports_every_stage(tmp_path, capsys):
             "--video-root", str(SUBSET / "UCF-101"),
             "--split-dir", str(SUBSET / "ucfTrainTestlist"),
             "--output", str(output), "--markdown", str(markdown),
-            "--work-dir", str(tmp_path / "work"), "--profile-ms", "2",
+            "--work-dir", str(tmp_path / "work"), "--profile-ms", "20",
         ]
     )  # fmt: skip
     records = [json.loads(line) for line in output.read_text().splitlines()]
     assert [record["stage"] for record in records] == list(STAGES)
     for record in records:  # each stage's host threads, sampled while it ran
         profile = record["host_profile"]
-        assert profile["interval_s"] == 0.002 and profile["seconds"] > 0
+        assert profile["interval_s"] == 0.02 and profile["seconds"] > 0
         main = profile["threads"]["MainThread"]
         assert main["samples"] > 0 and sum(place["share"] for place in main["top"]) <= 1 + 1e-9
     extraction = records[STAGES.index("extract_appearance")]["host_profile"]["threads"]
@@ -119,7 +119,7 @@ def test_tiny_run_reports_every_stage(tmp_path, capsys):
     totals = total_hours(records)
     assert f"| total (without flow) | | | | | | | {totals['ucf101']:,.1f} |" in table
     assert table.count("the feed alone (the same workers") == 4  # fine-tuning, extraction
-    assert table.count("where the host threads were, sampled every 2 ms") == len(STAGES)
+    assert table.count("where the host threads were, sampled every 20 ms") == len(STAGES)
 
 
 @needs_clips
