@@ -43,6 +43,7 @@ import typing
 from pathlib import Path
 
 PRESET_FLAG = "preset"
+CONFIG_FLAG = "config"  # a settings file (`parse_config`)
 
 
 def _flag_fields(
@@ -275,9 +276,6 @@ def parse_config(config_type, argv=None, *, prog: str, doc: str, presets=None):
         print(json.dumps(config_settings(config), indent=2))
         sys.exit(0)
     return config
-
-
-CONFIG_FLAG = "config"
 
 
 def _config_file_parser() -> argparse.ArgumentParser:

@@ -13,11 +13,25 @@ memory it took.
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 
 # Precisions a network stage (fine-tuning, extraction) may be given; "auto" resolves to
 # one of the others (`resolve_precision`).
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
+
+
+@contextlib.contextmanager
+def dtype_policy(precision: str):
+    """Keras' global dtype policy set to `precision` (a resolved one, not "auto") for the
+    layers built inside the block, which keep it; the previous policy comes back after."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(precision)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def to_device(array):
@@ -141,8 +155,10 @@ def device_name() -> str:
 def keep_tensorflow_on_the_host() -> None:
     """Hides the GPUs from TensorFlow where it only writes files (TensorBoard's
     `tf.summary` under JAX or PyTorch): left alone, it would claim most of each GPU's
-    memory beside the backend. A no-op once TensorFlow has started (its devices are set
-    then) and where it is not installed."""
+    memory beside the backend. A no-op on the TensorFlow backend (which computes there),
+    once TensorFlow has started (its devices are set then) and where it is not installed."""
+    if keras.backend.backend() == "tensorflow":
+        return
     try:
         import tensorflow as tf
     except ImportError:
@@ -198,7 +214,9 @@ def main(argv=None) -> dict:
         "gpu": gpu_visible(),
         "auto precision": resolve_precision("auto"),
     }
-    parallel = keras.backend.backend() == "jax" and len(report["devices"]) > 1
+    # What the stages' `--data-parallel auto` makes of these devices (a batch of one per
+    # device divides evenly).
+    parallel = data_parallel_distribution("auto", len(report["devices"])) is not None
     report["auto data parallel"] = f"over {len(report['devices'])} devices" if parallel else "off"
     for key, value in report.items():
         print(f"{key}: {', '.join(value) if isinstance(value, list) else value}")

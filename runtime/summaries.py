@@ -16,8 +16,6 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import keras
-
 from temporal_attention.runtime.devices import keep_tensorflow_on_the_host
 
 
@@ -28,16 +26,11 @@ class ScalarWriter:
         self._writer = None
         if importlib.util.find_spec("tensorflow") is None:
             return
-        if keras.backend.backend() != "tensorflow":
-            keep_tensorflow_on_the_host()
+        keep_tensorflow_on_the_host()
         import tensorflow as tf
 
         self._tf = tf
         self._writer = tf.summary.create_file_writer(str(folder))
-
-    @property
-    def active(self) -> bool:
-        return self._writer is not None
 
     def write(self, step: int, values: dict[str, float]) -> None:
         if self._writer is None:

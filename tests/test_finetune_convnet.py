@@ -18,6 +18,7 @@ from temporal_attention.data.frame_batches import StoredClip, draw_batch
 from temporal_attention.data.frame_store import FrameSettings, FrameStore
 from temporal_attention.models.image_preprocessing import with_preprocessing
 from temporal_attention.models.two_stream_vgg16 import build_stream_vgg16, preprocess_images
+from temporal_attention.runtime.devices import dtype_policy
 from temporal_attention.runtime.process_feed import ordered_map
 from temporal_attention.runtime.summaries import read_scalars
 from temporal_attention.training.finetune_convnet import (
@@ -390,12 +391,8 @@ def test_mixed_float16_finetunes_with_a_scaled_loss_and_resumes(tmp_path):
 
 
 def build_stream_vgg16_under(precision: str, config: FinetuneConfig) -> keras.Model:
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
-    try:
+    with dtype_policy(precision):
         return tiny_model(config)
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 DATA_PARALLEL_SCRIPT = """

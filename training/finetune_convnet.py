@@ -104,6 +104,7 @@ from temporal_attention.runtime.config_flags import exit_on_error, parse_config
 from temporal_attention.runtime.devices import (
     PRECISIONS,
     data_parallel_distribution,
+    dtype_policy,
     resolve_precision,
     to_device,
 )
@@ -671,12 +672,8 @@ def build_network(
     """The classifier to fine-tune: the stage's backbone for its stream, `num_classes`
     wide, from `config.weights`, with the settings' dropout, weight decay and seed, built
     under the dtype policy `precision`; its softmax (`predictions`) computes in float32."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)
-    try:
+    with dtype_policy(precision):
         network = _build_backbone(config, num_classes)
-    finally:
-        keras.config.set_dtype_policy(previous)
     if precision != "float32":
         network.get_layer("predictions").dtype_policy = "float32"  # softmax in float32
     return network

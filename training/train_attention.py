@@ -54,6 +54,7 @@ from temporal_attention.runtime.atomic_files import atomic_write
 from temporal_attention.runtime.config_flags import exit_on_error, parse_config
 from temporal_attention.runtime.devices import (
     PRECISIONS,
+    dtype_policy,
     keep_tensorflow_on_the_host,
     resolve_precision,
     use_compilation_cache,
@@ -347,8 +348,7 @@ def make_callbacks(
     if patience > 0:  # after the logger: the epochs before a resume come from its file
         callbacks.insert(1, StopWithoutProgress(run.history_path, monitor, patience))
     if tensorboard_available():
-        if keras.backend.backend() != "tensorflow":
-            keep_tensorflow_on_the_host()  # it only writes the files
+        keep_tensorflow_on_the_host()  # under JAX or PyTorch it only writes the files
         callbacks.append(keras.callbacks.TensorBoard(str(run.tensorboard_dir)))
     return callbacks
 
@@ -627,12 +627,23 @@ def _train_locked(
         keras.utils.set_random_seed(config.seed)
     # A cache's model seeds Keras itself.
     build = build_attention_model if models is None else functools.partial(models.model, folder)
-    previous_policy = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(precision)  # the layers keep it; the global one goes back
-    try:
-        model = _build(build, config, split, train_data, jit_compile, statistics)
-    finally:
-        keras.config.set_dtype_policy(previous_policy)
+    with dtype_policy(precision):
+        model = build(
+            num_classes=len(split.class_names),
+            feature_dim=train_data.feature_dim,
+            num_frames=config.num_frames,
+            units=config.units,
+            num_layers=config.num_layers,
+            num_steps=config.num_steps,
+            use_attention=config.model == "attention",
+            dropout=config.dropout,
+            weight_decay=config.weight_decay,
+            frame_mask_input=True,
+            learning_rate=config.learning_rate,
+            jit_compile="auto" if jit_compile else False,
+            seed=config.seed,
+            **statistics,
+        )
     model.fit(
         fit_data,
         validation_data=validation_data,
@@ -644,26 +655,6 @@ def _train_locked(
         verbose=verbose,
     )
     return folder
-
-
-def _build(build, config: TrainConfig, split, train_data, jit_compile: bool, statistics: dict):
-    """The recogniser of `config` (or the baseline), compiled, under the current policy."""
-    return build(
-        num_classes=len(split.class_names),
-        feature_dim=train_data.feature_dim,
-        num_frames=config.num_frames,
-        units=config.units,
-        num_layers=config.num_layers,
-        num_steps=config.num_steps,
-        use_attention=config.model == "attention",
-        dropout=config.dropout,
-        weight_decay=config.weight_decay,
-        frame_mask_input=True,
-        learning_rate=config.learning_rate,
-        jit_compile="auto" if jit_compile else False,
-        seed=config.seed,
-        **statistics,
-    )
 
 
 def run(
